@@ -1,0 +1,50 @@
+# ALS tomography orchestration: local development entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DAG ?= bl832_transfer_check
+CONF ?= {}
+PYTEST_ARGS ?=
+export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+
+.PHONY: help venv demo test lint format dags-test facility lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+venv: $(STAMP) ## build .venv from the pinned requirements and the lock
+
+demo: $(STAMP) ## run the main job end to end on the local profile and print its outputs
+	$(PY) -m include.run_dag $(DAG) --conf '$(CONF)'
+
+dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local profile
+	$(PY) -m include.run_dag $(DAG) --conf '$(CONF)'
+
+test: $(STAMP) ## lint, then every test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff check and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## ruff fix and format
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+facility: $(STAMP) ## serve the local facility on 127.0.0.1:8765 (foreground)
+	$(PY) -m include.facility --root .facility --port 8765 --log-level info
+
+lock: $(STAMP) ## rewrite constraints.txt from the installed environment
+	{ echo "# Full lock of every package (pip freeze of requirements.txt + requirements-dev.txt on Python 3.11)."; \
+	  echo "# Regenerate with 'make lock' after changing a pin."; \
+	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+
+clean: ## remove local state (.facility, .airflow); keeps .venv
+	rm -rf .facility .airflow

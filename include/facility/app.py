@@ -1,0 +1,94 @@
+"""The local facility's HTTP application: admin routes, fault injection and the stand-in services."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from include.facility.state import FacilityState, Fault
+
+log = logging.getLogger(__name__)
+
+#: Stand-in modules; each has ``register(app, state)``. Missing ones are skipped until they exist.
+SERVICE_MODULES = (
+    "include.facility.globus_auth",
+    "include.facility.transfer",
+    "include.facility.compute",
+    "include.facility.sfapi",
+    "include.facility.scicat",
+)
+
+
+def create_app(root: Path) -> FastAPI:
+    """Build the facility app serving the local profile under ``root``."""
+    app = FastAPI(title="ALS local facility", docs_url=None, redoc_url=None)
+    state = FacilityState(root)
+    app.state.facility = state
+
+    @app.middleware("http")
+    async def inject_http_faults(request: Request, call_next):
+        if not request.url.path.startswith("/_facility"):
+            fault = state.take_fault(_service_of(request.url.path), "http", f"{request.method} {request.url.path}")
+            if fault is not None:
+                state.count(f"fault.http.{fault.status}")
+                headers = {"Retry-After": "0"} if fault.status == 429 else {}
+                body = {"code": "InjectedFault", "message": fault.message, "request_id": "facility"}
+                return JSONResponse(body, status_code=fault.status, headers=headers)
+        return await call_next(request)
+
+    @app.get("/_facility/health")
+    def health() -> dict:
+        return {"status": "ok", "root": str(state.root), "services": app.state.services}
+
+    @app.get("/_facility/stats")
+    def stats() -> dict:
+        with state.lock:
+            return {"counters": dict(state.counters)}
+
+    @app.post("/_facility/faults")
+    def add_fault(body: dict) -> dict:
+        fields = {f.name for f in dataclasses.fields(Fault)} - {"hits"}
+        unknown = set(body) - fields
+        if unknown:
+            return JSONResponse({"message": f"unknown fault field(s): {sorted(unknown)}"}, status_code=400)
+        state.add_fault(Fault(**body))
+        return {"faults": len(state.faults)}
+
+    @app.post("/_facility/reset")
+    def reset() -> dict:
+        state.reset()
+        return {"status": "reset"}
+
+    app.state.services = []
+    for name in SERVICE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(app, state)
+        app.state.services.append(name.rsplit(".", 1)[-1])
+    return app
+
+
+def _service_of(path: str) -> str:
+    """Which stand-in a request path belongs to, for matching faults by service."""
+    if path.startswith("/v0.10/"):
+        return "transfer"
+    if path.startswith("/v2/oauth2"):
+        return "auth"
+    if path.startswith(("/v2/", "/v3/")):
+        return "compute"
+    if path.startswith("/sfapi"):
+        return "sfapi"
+    if path.startswith("/scicat"):
+        return "scicat"
+    if path.startswith("/flows"):
+        return "flows"
+    return "other"

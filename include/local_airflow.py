@@ -1,0 +1,125 @@
+"""Airflow on the local profile: the environment, connections, variables and pools of airflow_settings.yaml.
+
+One place that turns the repository's settings into a working local Airflow (SQLite by default), used
+by ``make demo``/``make dags-test`` (include/run_dag.py), the tests and ``make serve``. Connections go in
+as ``AIRFLOW_CONN_*`` environment variables (read-only); variables and pools are written to the
+metadata database, because the pipelines update some variables (deletion manifests) at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from include.endpoints import REPO_ROOT
+from include.errors import ConfigError
+
+SETTINGS_FILE = REPO_ROOT / "airflow_settings.yaml"
+#: The facility address written in airflow_settings.yaml; retargeted when the facility runs elsewhere.
+SETTINGS_FACILITY_URL = "http://127.0.0.1:8765"
+
+
+def load_settings(path: Path = SETTINGS_FILE) -> dict[str, list[dict[str, Any]]]:
+    """Read airflow_settings.yaml (the Astro CLI format) and check its shape."""
+    try:
+        document = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    airflow = document.get("airflow")
+    if not isinstance(airflow, dict):
+        raise ConfigError(f"{path}: airflow: missing")
+    settings: dict[str, list[dict[str, Any]]] = {}
+    for section, key in (("connections", "conn_id"), ("variables", "variable_name"), ("pools", "pool_name")):
+        entries = airflow.get(section) or []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not entry.get(key):
+                raise ConfigError(f"{path}: airflow.{section}[{i}].{key}: missing")
+        settings[section] = entries
+    return settings
+
+
+def _retarget(value: Any, facility_url: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(SETTINGS_FACILITY_URL, facility_url.rstrip("/"))
+    if isinstance(value, dict):
+        return {k: _retarget(v, facility_url) for k, v in value.items()}
+    return value
+
+
+def connection_env(settings: dict, facility_url: str = SETTINGS_FACILITY_URL) -> dict[str, str]:
+    """``AIRFLOW_CONN_<ID>`` variables (JSON form) for every connection, pointed at the facility."""
+    env = {}
+    for conn in settings["connections"]:
+        fields = {
+            "conn_type": conn.get("conn_type") or "generic",
+            "description": conn.get("conn_description"),
+            "host": conn.get("conn_host"),
+            "schema": conn.get("conn_schema"),
+            "login": conn.get("conn_login"),
+            "password": conn.get("conn_password"),
+            "port": conn.get("conn_port"),
+            "extra": conn.get("conn_extra") or {},
+        }
+        fields = {k: _retarget(v, facility_url) for k, v in fields.items() if v not in (None, "")}
+        env[f"AIRFLOW_CONN_{conn['conn_id'].upper()}"] = json.dumps(fields)
+    return env
+
+
+def configure_environment(
+    home: Path,
+    *,
+    facility_url: str = SETTINGS_FACILITY_URL,
+    facility_root: Path | None = None,
+    database_url: str | None = None,
+) -> dict[str, str]:
+    """Set (in ``os.environ``) and return what a local Airflow process needs. Call before importing airflow."""
+    home = Path(home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url or f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "ALS_ENDPOINT_PROFILE": "local",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), str(REPO_ROOT / "plugins"), os.environ.get("PYTHONPATH")) if p
+        ),
+    }
+    if facility_root is not None:
+        env["LOCAL_FACILITY_ROOT"] = str(Path(facility_root).resolve())
+    env.update(connection_env(load_settings(), facility_url))
+    os.environ.update(env)
+    return env
+
+
+def seed_database(settings: dict | None = None) -> None:
+    """Migrate the metadata database and write the variables and pools of airflow_settings.yaml.
+
+    A variable that already exists keeps its value (it may hold state such as a deletion manifest).
+    """
+    from airflow.models import Variable
+    from airflow.models.pool import Pool
+    from airflow.utils.db import initdb
+
+    settings = settings or load_settings()
+    initdb()
+    for var in settings["variables"]:
+        if Variable.get(var["variable_name"], default_var=None) is None:
+            value = var.get("variable_value")
+            Variable.set(var["variable_name"], value if isinstance(value, str) else json.dumps(value))
+    for pool in settings["pools"]:
+        Pool.create_or_update_pool(
+            pool["pool_name"],
+            slots=int(pool.get("pool_slot", 1)),
+            description=pool.get("pool_description", ""),
+            include_deferred=False,
+        )

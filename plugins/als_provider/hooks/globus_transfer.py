@@ -1,0 +1,198 @@
+"""Globus Transfer hook: the ``globus_default`` connection and a globus-sdk TransferClient.
+
+The connection holds a confidential client (login = client id, password = client secret); its
+extras may set ``transfer_base_url`` and ``auth_base_url`` so the same code talks to the local
+facility. Endpoint names (include/config/endpoints.yaml) are resolved here to a collection UUID and
+an absolute collection path, so callers only ever handle :class:`~include.paths.EndpointPath`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from include.endpoints import Endpoints, load_endpoints
+from include.paths import EndpointPath
+
+if TYPE_CHECKING:
+    import globus_sdk
+
+#: Globus labels allow letters, digits, spaces and ``-_,.`` up to 128 characters.
+_LABEL_FORBIDDEN = re.compile(r"[^A-Za-z0-9 _,.\-]")
+
+
+def globus_label(text: str) -> str:
+    """A task label Globus accepts, derived from free text."""
+    return _LABEL_FORBIDDEN.sub("_", text)[:128]
+
+
+class GlobusCredentialsError(RuntimeError):
+    """The Globus connection is incomplete or its credentials were refused."""
+
+
+class GlobusTransferHook(BaseHook):
+    """Talk to Globus Transfer as the confidential client of an Airflow connection.
+
+    :param globus_conn_id: connection with client id (login), secret (password) and optional
+        ``transfer_base_url`` / ``auth_base_url`` extras.
+    :param max_retries: the SDK's own retries of failed requests (5xx, 429, network); ``None`` keeps
+        the SDK default.
+    """
+
+    conn_name_attr = "globus_conn_id"
+    default_conn_name = "globus_default"
+    conn_type = "generic"
+    hook_name = "Globus Transfer"
+
+    def __init__(self, globus_conn_id: str = default_conn_name, *, max_retries: int | None = None) -> None:
+        super().__init__()
+        self.globus_conn_id = globus_conn_id
+        self.max_retries = max_retries
+
+    @cached_property
+    def endpoints(self) -> Endpoints:
+        return load_endpoints()
+
+    @cached_property
+    def client(self) -> globus_sdk.TransferClient:
+        return self.get_conn()
+
+    def get_conn(self) -> globus_sdk.TransferClient:
+        """A TransferClient authorised by client credentials (the token is fetched on first use)."""
+        import globus_sdk
+        from globus_sdk.scopes import TransferScopes
+
+        conn = self.get_connection(self.globus_conn_id)
+        if not conn.login or not conn.password:
+            raise GlobusCredentialsError(
+                f"connection {self.globus_conn_id!r} needs the Globus client id as login and its secret as password"
+            )
+        extras = conn.extra_dejson
+        auth_client = globus_sdk.ConfidentialAppAuthClient(
+            client_id=conn.login, client_secret=conn.password, base_url=extras.get("auth_base_url") or None
+        )
+        authorizer = globus_sdk.ClientCredentialsAuthorizer(auth_client, scopes=[TransferScopes.all])
+        retry_config = None if self.max_retries is None else globus_sdk.RetryConfig(max_retries=self.max_retries)
+        return globus_sdk.TransferClient(
+            base_url=extras.get("transfer_base_url") or None,
+            authorizer=authorizer,
+            app_name="als-airflow",
+            retry_config=retry_config,
+        )
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Fetch a token and answer a cheap call, for the UI's connection test."""
+        try:
+            self.new_submission_id()
+        except Exception as exc:  # surfaced as text in the UI, never with the secret
+            return False, describe_globus_error(exc)
+        return True, "Globus Transfer answered"
+
+    # -- paths --------------------------------------------------------------------------------
+    def locate(self, where: EndpointPath) -> tuple[str, str]:
+        """The collection UUID and absolute collection path of an endpoint-relative path."""
+        endpoint = self.endpoints[where.endpoint]
+        return endpoint.uuid, endpoint.globus_path(where.path)
+
+    # -- submissions --------------------------------------------------------------------------
+    def new_submission_id(self) -> str:
+        return self.client.get_submission_id()["value"]
+
+    def submit_transfer(
+        self,
+        source: EndpointPath,
+        destination: EndpointPath,
+        *,
+        submission_id: str,
+        recursive: bool,
+        label: str,
+        sync_level: str = "checksum",
+        verify_checksum: bool = True,
+    ) -> dict[str, Any]:
+        """Submit one transfer item; the same ``submission_id`` never starts a second task."""
+        import globus_sdk
+
+        src_uuid, src_path = self.locate(source)
+        dst_uuid, dst_path = self.locate(destination)
+        data = globus_sdk.TransferData(
+            source_endpoint=src_uuid,
+            destination_endpoint=dst_uuid,
+            label=globus_label(label),
+            submission_id=submission_id,
+            sync_level=sync_level,
+            verify_checksum=verify_checksum,
+            preserve_timestamp=True,
+        )
+        data.add_item(src_path, dst_path, recursive=recursive)
+        return dict(self.client.submit_transfer(data).data)
+
+    def submit_delete(
+        self,
+        endpoint: str,
+        paths: Sequence[str],
+        *,
+        submission_id: str,
+        label: str,
+        recursive: bool = True,
+        ignore_missing: bool = False,
+    ) -> dict[str, Any]:
+        """Submit one delete task for several endpoint-relative paths on one endpoint."""
+        import globus_sdk
+
+        collection = self.endpoints[endpoint]
+        data = globus_sdk.DeleteData(
+            endpoint=collection.uuid,
+            label=globus_label(label),
+            submission_id=submission_id,
+            recursive=recursive,
+            ignore_missing=ignore_missing,
+        )
+        for path in paths:
+            data.add_item(collection.globus_path(path))
+        return dict(self.client.submit_delete(data).data)
+
+    # -- tasks --------------------------------------------------------------------------------
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        return dict(self.client.get_task(task_id).data)
+
+    def error_events(self, task_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The task's most recent error events (newest first)."""
+        events = self.client.task_event_list(task_id, limit=limit, query_params={"filter": "is_error:1"})
+        return [dict(event) for event in events if event.get("is_error")]
+
+    def cancel(self, task_id: str) -> None:
+        self.client.cancel_task(task_id)
+
+    # -- listings -----------------------------------------------------------------------------
+    def stat(self, where: EndpointPath) -> dict[str, Any] | None:
+        """``{name, type, size, last_modified, ...}`` of a path, or ``None`` if it does not exist."""
+        import globus_sdk
+
+        uuid, path = self.locate(where)
+        try:
+            return dict(self.client.operation_stat(uuid, path).data)
+        except globus_sdk.TransferAPIError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+
+    def ls(self, where: EndpointPath) -> list[dict[str, Any]]:
+        uuid, path = self.locate(where)
+        return [dict(entry) for entry in self.client.operation_ls(uuid, path=path)]
+
+
+def describe_globus_error(exc: BaseException) -> str:
+    """One line naming a Globus failure by its service code and message (never a credential)."""
+    import globus_sdk
+
+    if isinstance(exc, globus_sdk.AuthAPIError):
+        return f"Globus Auth refused the client credentials ({exc.http_status} {exc.code}): {exc.message}"
+    if isinstance(exc, globus_sdk.GlobusAPIError):
+        return f"Globus {exc.http_status} {exc.code}: {exc.message}"
+    if isinstance(exc, globus_sdk.NetworkError):
+        return f"Globus unreachable: {type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,51 @@
+"""Test session setup: a private Airflow home (SQLite) and a local facility on a free port.
+
+The environment is set at import time, before anything imports airflow, so every layer of the tests
+(hooks, operators, DAGs) reads the local profile's connections pointed at this session's facility.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from include.facility.process import Facility, free_port
+from include.local_airflow import configure_environment
+
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="als-tests-"))
+FACILITY_ROOT = SESSION_DIR / "facility"
+FACILITY_PORT = free_port()
+configure_environment(
+    SESSION_DIR / "airflow", facility_url=f"http://127.0.0.1:{FACILITY_PORT}", facility_root=FACILITY_ROOT
+)
+
+
+@pytest.fixture(scope="session")
+def facility_session():
+    with Facility(FACILITY_ROOT, port=FACILITY_PORT, log_file=SESSION_DIR / "facility.log") as facility:
+        yield facility
+
+
+@pytest.fixture
+def facility(facility_session):
+    """The running local facility, with counters and faults reset for this test."""
+    facility_session.reset()
+    yield facility_session
+    facility_session.reset()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated metadata database with the variables and pools of airflow_settings.yaml."""
+    from include.local_airflow import seed_database
+
+    seed_database()
+
+
+@pytest.fixture(scope="session")
+def local_endpoints():
+    from include.endpoints import load_endpoints
+
+    return load_endpoints("local", facility_root=FACILITY_ROOT)

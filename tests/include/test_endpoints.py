@@ -1,0 +1,75 @@
+"""Endpoints as configuration: the production table of SPEC §2, the local profile, validation."""
+
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+from include.endpoints import ENDPOINTS_FILE, load_endpoints, parse_endpoints
+from include.errors import ConfigError, InvalidPathError
+
+
+def test_production_endpoints_match_spec():
+    endpoints = load_endpoints("production")
+    assert endpoints["data832_raw"].root == PurePosixPath("/data/raw")
+    assert endpoints["data832_raw"].uuid == "75b478b2-37af-46df-bfbd-71ed692c6506"
+    assert endpoints["nersc832"].globus_path("raw/f/s.h5") == "/global/cfs/cdirs/als/data_mover/8.3.2/raw/f/s.h5"
+    assert endpoints["alcf832_raw"].posix_path("f/s.h5") == Path("/eagle/IRIProd/ALS/data/raw/f/s.h5")
+    assert endpoints["spot832"].globus_path(".") == "/"
+    # several names share one collection with different roots
+    assert endpoints["nersc832_alsdev_raw"].uuid == endpoints["nersc832_alsdev_pscratch_scratch"].uuid
+
+
+def test_local_profile_maps_collections_under_one_root(tmp_path):
+    endpoints = load_endpoints("local", facility_root=tmp_path)
+    assert endpoints["data832_raw"].posix_root == tmp_path / "data832" / "data" / "raw"
+    assert endpoints["spot832"].posix_path("raw/f/s.h5") == tmp_path / "spot832" / "raw" / "f" / "s.h5"
+    assert endpoints["data832_raw"].globus_path("f/s.h5") == "/data/raw/f/s.h5"
+
+
+def test_relative_of_refuses_paths_outside_the_root():
+    endpoint = load_endpoints("production")["data832_raw"]
+    assert endpoint.relative_of("/data/raw/f/s.h5") == PurePosixPath("f/s.h5")
+    with pytest.raises(ConfigError, match="outside endpoint 'data832_raw'"):
+        endpoint.relative_of("/data/scratch/f/s.h5")
+    with pytest.raises(InvalidPathError):
+        endpoint.globus_path("../scratch")
+
+
+def test_unknown_endpoint_names_the_file():
+    with pytest.raises(ConfigError, match=r"endpoints\.yaml: unknown endpoint 'data833'"):
+        load_endpoints("production")["data833"]
+
+
+def _document():
+    return yaml.safe_load(ENDPOINTS_FILE.read_text())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["endpoints"]["data832"].pop("root"), r"endpoints\.data832\.root: missing"),
+        (lambda d: d["endpoints"]["data832"].update(collection="nope"), r"endpoints\.data832\.collection: unknown"),
+        (lambda d: d["collections"]["data832"].update(uuid="not-a-uuid"), r"collections\.data832\.uuid: .* not a UUID"),
+        (lambda d: d["endpoints"]["data832"].update(root="data"), r"endpoints\.data832\.root: must be an absolute"),
+        (lambda d: d["endpoints"]["data832"].update(colection="x"), r"endpoints\.data832: unknown key"),
+        (lambda d: d.pop("collections"), r"collections: missing"),
+    ],
+)
+def test_validation_names_file_and_key(mutate, message):
+    document = _document()
+    mutate(document)
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_endpoints(document, profile="production", source=Path("endpoints.yaml"))
+    assert str(info.value).startswith("endpoints.yaml: ")
+
+
+def test_unknown_profile_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="unknown endpoint profile 'staging'"):
+        load_endpoints("staging")
+    with pytest.raises(ConfigError, match="endpoints file not found"):
+        load_endpoints("production", path=tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("collections: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_endpoints("production", path=bad)
