@@ -33,10 +33,9 @@ def parse_conf(text: str) -> dict[str, Any]:
 
 def run_outputs(dag_id: str, run_id: str) -> list[EndpointPath]:
     """Every output the run's tasks published under XCom key ``outputs``, in task order."""
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.execute(
@@ -71,10 +70,10 @@ def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path) -
             return 2
         dag_run = dag.test(run_conf=conf)
         state = str(getattr(dag_run, "state", "unknown"))
+        print(f"{dag_id} run {dag_run.run_id}: {state}", file=sys.stderr)
         endpoints = load_endpoints("local", facility_root=facility_root)
         for output in run_outputs(dag_id, dag_run.run_id):
             print(f"output: {endpoints.posix(output)}")
-        print(f"{dag_id} run {dag_run.run_id}: {state}")
         return 0 if state == "success" else 1
 
 

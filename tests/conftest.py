@@ -6,6 +6,8 @@ The environment is set at import time, before anything imports airflow, so every
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,17 @@ FACILITY_ROOT = SESSION_DIR / "facility"
 FACILITY_PORT = free_port()
 configure_environment(
     SESSION_DIR / "airflow", facility_url=f"http://127.0.0.1:{FACILITY_PORT}", facility_root=FACILITY_ROOT
+)
+# A second bundle holds DAGs that exist only for tests (dag.test() runs DAGs found in a bundle).
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {}},
+        {
+            "name": "test-dags",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(Path(__file__).parent / "fixture_dags")},
+        },
+    ]
 )
 
 

@@ -1,0 +1,105 @@
+"""DAGs the SFAPI operator/sensor tests run with dag.test() (tests/plugins/test_sfapi_operator.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from als_provider.operators.sfapi import SFAPIJobOperator
+from als_provider.sensors.sfapi import SFAPIJobSensor
+
+FORCED_STATES = ("OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "CANCELLED", "FAILED")
+SLEEP = ["sleep", "30"]
+
+
+class SimulatedWorkerCrash(RuntimeError):
+    """Stands for the worker dying right after a step of the first try."""
+
+
+class CrashAfterSubmit(SFAPIJobOperator):
+    """First try dies after the job id is stored, before the wait starts."""
+
+    def defer(self, *args, **kwargs):
+        if self._first_try:
+            raise SimulatedWorkerCrash("worker died after submitting and storing the job id")
+        return super().defer(*args, **kwargs)
+
+    def execute(self, context):
+        self._first_try = context["ti"].try_number == 1
+        return super().execute(context)
+
+
+class LoseSubmitResponse(SFAPIJobOperator):
+    """First try's submission reaches SFAPI but the worker dies before it can store the job id."""
+
+    def _hook(self):
+        hook = super()._hook()
+        from airflow.sdk import get_current_context
+
+        if get_current_context()["ti"].try_number == 1:
+            original = hook.submit_job
+
+            def submit_then_die(*args, **kwargs):
+                original(*args, **kwargs)
+                raise SimulatedWorkerCrash("worker died before storing the job id")
+
+            hook.submit_job = submit_then_die
+        return hook
+
+
+def job_dag(name: str, command: list[str], operator_cls=SFAPIJobOperator, retries: int = 0, **kwargs) -> DAG:
+    with DAG(
+        dag_id=f"test_sfapi_{name.lower()}",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        default_args={"retries": retries, "retry_delay": timedelta(seconds=0)},
+        tags=["test"],
+    ) as dag:
+        operator_cls(
+            task_id="job",
+            template="command.sh.j2",
+            values={"command": command},
+            job_name=f"test_{name}",
+            poll_interval=0.3,
+            **kwargs,
+        )
+    return dag
+
+
+@task
+def submit_outside(command: list[str]) -> str:
+    """Submit a job the way another system would (the sensor only watches it)."""
+    from als_provider.hooks.sfapi import SFAPIHook
+
+    script = "#!/bin/bash\n#SBATCH --job-name=test_sensor\n" + " ".join(command) + "\n"
+    return SFAPIHook().submit_job("perlmutter", script)
+
+
+def sensor_dag(name: str, command: list[str]) -> DAG:
+    with DAG(
+        dag_id=f"test_sfapi_sensor_{name}",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        default_args={"retries": 0},
+        tags=["test"],
+    ) as dag:
+        job_id = submit_outside(command)
+        job_id >> SFAPIJobSensor(task_id="wait", job_id=job_id, poke_interval=0.3)
+    return dag
+
+
+DAGS = {
+    "ok": job_dag("ok", ["bash", "-c", "echo hello; echo to-stderr >&2"]),
+    "exit3": job_dag("exit3", ["bash", "-c", "echo 'reconstruction blew up' >&2; exit 3"]),
+    "timeout": job_dag("timeout", SLEEP, directives={"time": "0:00:02"}),
+    **{f"state_{s}": job_dag(f"state_{s}", SLEEP) for s in FORCED_STATES},
+    "crash": job_dag("crash", ["sleep", "2"], CrashAfterSubmit, retries=1),
+    "lost": job_dag("lost", ["sleep", "2"], LoseSubmitResponse, retries=1),
+    "retry_failed": job_dag("retry_failed", ["bash", "-c", "exit 1"], retries=1),
+    "sync_ok": job_dag("sync_ok", ["true"], deferrable=False),
+    "sensor_ok": sensor_dag("ok", ["sleep", "1"]),
+    "sensor_fail": sensor_dag("fail", ["exit", "4"]),
+}
+globals().update({f"dag_{name}": dag for name, dag in DAGS.items()})

@@ -1,0 +1,75 @@
+"""DAGs the operator tests run with dag.test(); a test-only bundle (see tests/conftest.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG
+
+from als_provider.operators.globus_transfer import GlobusTransferOperator
+
+
+class SimulatedWorkerCrash(RuntimeError):
+    """Stands for the worker dying right after a step of the first try."""
+
+
+class CrashAfterSubmit(GlobusTransferOperator):
+    """First try dies after Globus accepted the transfer, before the wait starts."""
+
+    def _submit(self, hook, source, destination, state, store, context):
+        task_id = super()._submit(hook, source, destination, state, store, context)
+        if context["ti"].try_number == 1:
+            raise SimulatedWorkerCrash(f"worker died after submitting {task_id}")
+        return task_id
+
+
+class LoseSubmitResponse(GlobusTransferOperator):
+    """First try's submit reaches Globus but its answer is lost (the worker dies mid-request)."""
+
+    def _submit(self, hook, source, destination, state, store, context):
+        if context["ti"].try_number == 1:
+            original = hook.submit_transfer
+
+            def submit_then_die(*args, **kwargs):
+                original(*args, **kwargs)
+                raise SimulatedWorkerCrash("connection lost after the transfer was submitted")
+
+            hook.submit_transfer = submit_then_die
+        return super()._submit(hook, source, destination, state, store, context)
+
+
+def transfer_dag(name: str, operator_cls=GlobusTransferOperator, **kwargs) -> DAG:
+    """One DAG with one transfer spot832:raw/operator_test/<name> -> data832_raw:operator_test/<name>."""
+    with DAG(
+        dag_id=f"test_transfer_{name}",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        default_args={"retries": 1, "retry_delay": timedelta(seconds=0)},
+        tags=["test"],
+    ) as dag:
+        operator_cls(
+            task_id="copy",
+            **{
+                "source_endpoint": "spot832",
+                "source_path": f"raw/operator_test/{name}",
+                "destination_endpoint": "data832_raw",
+                "destination_path": f"operator_test/{name}",
+                "poll_interval": 0.2,
+                **kwargs,
+            },
+        )
+    return dag
+
+
+DAGS = {
+    "plain": transfer_dag("plain"),
+    "folder": transfer_dag("folder"),
+    "doomed": transfer_dag("doomed"),
+    "absent": transfer_dag("absent"),
+    "crash": transfer_dag("crash", CrashAfterSubmit),
+    "lost": transfer_dag("lost", LoseSubmitResponse),
+    "bad_path": transfer_dag("bad_path", source_path="../etc/passwd"),
+    "bad_endpoint": transfer_dag("bad_endpoint", destination_endpoint="nowhere"),
+}
+globals().update({f"dag_{name}": dag for name, dag in DAGS.items()})
