@@ -21,8 +21,8 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 
 venv: $(STAMP) ## build .venv from the pinned requirements and the lock
 
-demo: $(STAMP) ## run the main job end to end on the local profile and print its outputs
-	$(PY) -m include.run_dag $(DAG) --conf '$(CONF)'
+demo: $(STAMP) ## write a sample scan, run the dispatcher on it (local profile), print its outputs
+	$(PY) -m include.demo
 
 dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local profile
 	$(PY) -m include.run_dag $(DAG) --conf '$(CONF)'

@@ -26,10 +26,11 @@ PROFILES = ("production", "local")
 
 @dataclass(frozen=True)
 class Collection:
-    """A Globus collection."""
+    """A Globus collection; ``storage`` names the file system it serves (collections may share one)."""
 
     name: str
     uuid: str
+    storage: str
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,10 @@ def parse_endpoints(document: dict, *, profile: str, source: Path, facility_root
             uuid.UUID(value)
         except ValueError:
             raise ConfigError(f"{source}: {where}.uuid: {value!r} is not a UUID") from None
-        collections[name] = Collection(name=name, uuid=value)
+        storage = entry.get("storage", name)
+        if not isinstance(storage, str) or not storage.strip() or "/" in storage or storage.startswith("."):
+            raise ConfigError(f"{source}: {where}.storage: must be a plain folder name, got {storage!r}")
+        collections[name] = Collection(name=name, uuid=value, storage=storage)
 
     if profile == "local":
         facility_root = (facility_root or default_facility_root()).resolve()
@@ -155,7 +159,7 @@ def parse_endpoints(document: dict, *, profile: str, source: Path, facility_root
             raise ConfigError(f"{source}: {where}.root: must be an absolute path without '..', got {str(root)!r}")
         if profile == "local":
             assert facility_root is not None
-            posix_root = facility_root / collection_name / str(root).lstrip("/")
+            posix_root = facility_root / collections[collection_name].storage / str(root).lstrip("/")
         else:
             posix_root = Path(entry.get("posix_root") or str(root))
         endpoints[name] = Endpoint(name, collections[collection_name], root, posix_root)

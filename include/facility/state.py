@@ -68,9 +68,9 @@ class FacilityState:
         return None
 
     def collection_dir(self, collection_uuid: str) -> Path:
-        """The folder that serves a collection (``<root>/<collection name>``)."""
+        """The folder that serves a collection (``<root>/<storage>``; collections may share storage)."""
         collection = self.endpoints.collection_by_uuid(collection_uuid)
-        path = self.root / collection.name
+        path = self.root / collection.storage
         path.mkdir(parents=True, exist_ok=True)
         return path
 

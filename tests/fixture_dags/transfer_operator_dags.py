@@ -8,6 +8,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from als_provider.operators.globus_transfer import GlobusTransferOperator
+from als_provider.sensors.globus_transfer import GlobusPathSensor
 
 
 class SimulatedWorkerCrash(RuntimeError):
@@ -73,3 +74,22 @@ DAGS = {
     "bad_endpoint": transfer_dag("bad_endpoint", destination_endpoint="nowhere"),
 }
 globals().update({f"dag_{name}": dag for name, dag in DAGS.items()})
+
+
+with DAG(
+    dag_id="test_path_sensor",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    default_args={"retries": 0},
+    tags=["test"],
+) as dag_path_sensor:
+    GlobusPathSensor(task_id="appears", endpoint="data832_raw", path="sensor_test/appears.h5", poke_interval=0.2)
+    # dag.test() does not enforce a deferred task's timeout, so the timing-out path runs in the worker (poke)
+    GlobusPathSensor(
+        task_id="never",
+        endpoint="data832_raw",
+        path="sensor_test/never.h5",
+        poke_interval=0.2,
+        timeout=2,
+        deferrable=False,
+    )

@@ -73,3 +73,14 @@ def test_unknown_profile_and_missing_file(tmp_path):
     bad.write_text("collections: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_endpoints("production", path=bad)
+
+
+def test_collections_sharing_a_file_system_share_a_local_folder(tmp_path):
+    """NERSC's two collections both see /global/cfs: a copy to nersc832 is the jobs' input at alsdev raw."""
+    endpoints = load_endpoints("local", facility_root=tmp_path)
+    assert endpoints["nersc832"].posix_path("raw/f/s.h5") == endpoints["nersc832_alsdev_raw"].posix_path("f/s.h5")
+    assert endpoints["nersc832"].uuid != endpoints["nersc832_alsdev_raw"].uuid
+    document = _document()
+    document["collections"]["data832"]["storage"] = "../escape"
+    with pytest.raises(ConfigError, match=r"collections\.data832\.storage"):
+        parse_endpoints(document, profile="local", source=Path("endpoints.yaml"), facility_root=tmp_path)

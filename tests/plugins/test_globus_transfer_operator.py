@@ -81,3 +81,14 @@ def test_bad_paths_and_endpoints_are_refused_before_anything_moves(facility, nam
     dag_run, _ = run(name)
     assert dag_run.state == "failed"
     assert facility.stats().get("transfer.submit", 0) == 0
+
+
+def test_path_sensor_defers_until_the_path_exists_and_times_out_otherwise(facility, local_endpoints):
+    from tests.fixture_dags.transfer_operator_dags import dag_path_sensor
+
+    target = local_endpoints.posix(EndpointPath("data832_raw", "sensor_test/appears.h5"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"here")
+    dag_run = dag_path_sensor.test()
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states == {"appears": "success", "never": "failed"}

@@ -65,6 +65,7 @@ class GlobusTransferHook(BaseHook):
         """A TransferClient authorised by client credentials (the token is fetched on first use)."""
         import globus_sdk
         from globus_sdk.scopes import TransferScopes
+        from globus_sdk.transport import RetryConfig
 
         conn = self.get_connection(self.globus_conn_id)
         if not conn.login or not conn.password:
@@ -76,7 +77,7 @@ class GlobusTransferHook(BaseHook):
             client_id=conn.login, client_secret=conn.password, base_url=extras.get("auth_base_url") or None
         )
         authorizer = globus_sdk.ClientCredentialsAuthorizer(auth_client, scopes=[TransferScopes.all])
-        retry_config = None if self.max_retries is None else globus_sdk.RetryConfig(max_retries=self.max_retries)
+        retry_config = None if self.max_retries is None else RetryConfig(max_retries=self.max_retries)
         return globus_sdk.TransferClient(
             base_url=extras.get("transfer_base_url") or None,
             authorizer=authorizer,

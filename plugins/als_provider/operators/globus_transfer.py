@@ -33,6 +33,10 @@ class GlobusTransferOperator(BaseOperator):
     already started (Globus answers a reused submission id with the same task); only a task that ended
     FAILED is submitted afresh. Deferrable by default: the wait holds no worker slot.
 
+    ``skip_if_present`` (single files): when the destination already holds a file of the source's size and
+    modification time (Globus preserves it), nothing is submitted; for immutable raw scans this makes a
+    second run of the same scan copy nothing.
+
     Returns a summary (task id, files, bytes, rate, duration, source and destination).
     """
 
@@ -53,6 +57,7 @@ class GlobusTransferOperator(BaseOperator):
         destination_endpoint: str,
         destination_path: str,
         recursive: bool | None = None,
+        skip_if_present: bool = False,
         transfer_label: str | None = None,
         sync_level: str = "checksum",
         verify_checksum: bool = True,
@@ -68,6 +73,7 @@ class GlobusTransferOperator(BaseOperator):
         self.destination_endpoint = destination_endpoint
         self.destination_path = destination_path
         self.recursive = recursive
+        self.skip_if_present = skip_if_present
         self.transfer_label = transfer_label
         self.sync_level = sync_level
         self.verify_checksum = verify_checksum
@@ -96,6 +102,8 @@ class GlobusTransferOperator(BaseOperator):
             else:
                 self.log.warning("Globus task %s of an earlier try ended %s; submitting a new one", task_id, status)
                 task_id, state = None, {}
+        if not task_id and self.skip_if_present and (present := self._already_there(hook, source, destination)):
+            return self._result(present)
         if not task_id:
             task_id = self._submit(hook, source, destination, state, store, context)
 
@@ -144,18 +152,45 @@ class GlobusTransferOperator(BaseOperator):
         )
         return task_id
 
+    def _already_there(self, hook, source, destination) -> dict[str, Any] | None:
+        """The destination's listing entry if it already holds the same file as the source."""
+        there = hook.stat(destination)
+        if not there or there.get("type") != "file":
+            return None
+        here = hook.stat(source)
+        if here is None:
+            raise GlobusTransferError(f"source {source} does not exist; nothing was transferred")
+        same = here.get("size") == there.get("size") and here.get("last_modified") == there.get("last_modified")
+        if not same:
+            return None
+        self.log.info(
+            "%s already holds %s (%s bytes, same mtime): nothing to transfer", destination, source, there.get("size")
+        )
+        return {
+            "task_id": None,
+            "status": "SKIPPED",
+            "files": 1,
+            "files_transferred": 0,
+            "files_skipped": 1,
+            "bytes_transferred": 0,
+            "duration_seconds": 0.0,
+        }
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("status") != "success":
             raise GlobusTransferError(event.get("message") or f"Globus transfer failed: {event}")
-        summary = dict(event["task"])
+        return self._result(dict(event["task"]))
+
+    def _result(self, summary: dict[str, Any]) -> dict[str, Any]:
         summary["source"] = {"endpoint": self.source_endpoint, "path": str(endpoint_relative(self.source_path))}
         summary["destination"] = {
             "endpoint": self.destination_endpoint,
             "path": str(endpoint_relative(self.destination_path)),
         }
         self.log.info(
-            "Globus task %s SUCCEEDED: %s files, %s bytes in %ss",
+            "Globus task %s %s: %s files, %s bytes in %ss",
             summary["task_id"],
+            summary.get("status"),
             summary.get("files_transferred"),
             summary.get("bytes_transferred"),
             summary.get("duration_seconds"),

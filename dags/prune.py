@@ -1,0 +1,61 @@
+"""Daily prune: delete copies whose retention has passed, only where a verified copy exists elsewhere."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from als_provider.operators.globus_delete import PruneManifestsOperator
+
+DOC = """
+### Prune (deletion manifests)
+Every pipeline records, for each copy it makes, a deletion entry (include/manifests.py): an endpoint and
+path, the endpoint holding the check copy, and a not-before time from the location's retention (Variable
+`als_retention_days`: ALCF 2 days, data832 3, NERSC pscratch 7, spot832 once its data832 copy is verified).
+
+For each entry due by `as_of` (default: now) this DAG
+1. re-validates the path (inside its endpoint; nersc832 `raw/`, the long-term copy, is never pruned);
+2. checks through Globus that the check copy exists with the same size (and checksum where the endpoint
+   gives one; every file of a folder) — otherwise the entry is **kept** and the reason reported;
+3. deletes the verified paths, one Globus delete task per endpoint per batch, and drops an entry from
+   the manifest only after its delete task SUCCEEDED. A path already gone (an earlier run crashed after
+   deleting) just drops its entry.
+
+`dry_run` checks and reports without deleting or changing the manifest. The summary (deleted, kept and
+why, bytes freed) is in the task log and its return value (XCom). A failed delete task or a check that
+could not be made fails the run after the rest is done; those entries stay for the next run.
+Design and limits: docs/pruning.md.
+"""
+
+
+@dag(
+    dag_id="prune",
+    description="Delete copies past retention whose check copy is verified (deletion manifests)",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # the only remover of manifest entries: never two at once
+    doc_md=DOC,
+    tags=["bl832", "prune", "globus", "retention"],
+    default_args={"owner": "bl832-computing", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
+    params={
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Check and report what would be deleted; delete nothing, change no manifest entry.",
+        ),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="As of",
+            description="Act as if it were this time (ISO 8601, UTC if no zone); empty means now.",
+        ),
+    },
+)
+def prune():
+    PruneManifestsOperator(task_id="prune_manifests")
+
+
+prune()

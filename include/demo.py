@@ -1,0 +1,49 @@
+"""``make demo``: write a sample scan on spot832 and run the dispatcher on it, on the local profile.
+
+The scan is a small synthetic phantom in the full 8.3.2 layout (compute_functions.sample_scan), named
+as the beamline names scans, in a fresh experiment folder under the local facility's spot832. The
+dispatcher then moves it, registers it in SciCat, and reconstructs it at ALCF, NERSC and locally; every
+result is printed as ``output: PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from include.endpoints import REPO_ROOT, default_facility_root, load_endpoints
+from include.run_dag import run
+
+DEMO_FOLDER = "BLS-00001_demo"
+
+
+def write_demo_scan(facility_root: Path, size: str = "tiny") -> str:
+    """Write a sample scan where the beamline would; return its path as the beamline reports it."""
+    from compute_functions.sample_scan import write_sample_scan
+
+    name = f"{datetime.now(UTC):%Y%m%d_%H%M%S}_demo_phantom.h5"
+    target = load_endpoints("local", facility_root=facility_root)["spot832"].posix_path(f"raw/{DEMO_FOLDER}/{name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_sample_scan(target, size=size)
+    print(f"sample scan: {target}", file=sys.stderr)
+    return f"/global/raw/{DEMO_FOLDER}/{name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="tiny", help="sample scan size: tiny, small, medium, full")
+    parser.add_argument("--dag", default="bl832_dispatcher", help="the DAG to run on the scan")
+    parser.add_argument("--home", type=Path, default=REPO_ROOT / ".airflow")
+    parser.add_argument("--facility-root", type=Path, default=default_facility_root())
+    args = parser.parse_args(argv)
+    facility_root = args.facility_root.resolve()
+    conf = {"file_path": write_demo_scan(facility_root, args.size)}
+    print(f"conf: {json.dumps(conf)}", file=sys.stderr)
+    return run(args.dag, conf, home=args.home.resolve(), facility_root=facility_root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

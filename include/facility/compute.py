@@ -1,0 +1,349 @@
+"""Globus Compute stand-in: the REST subset globus-compute-sdk 4.19 uses, with a local worker pool.
+
+Routes (the SDK's ``ComputeClientV2``/``V3`` paths): ``GET /v2/version``, ``POST /v3/functions``,
+``GET /v2/functions/{id}``, ``POST /v3/endpoints/{ep}/submit``, ``GET /v2/tasks/{id}``,
+``POST /v2/batch_status``, ``GET /v2/taskgroup/{id}``, ``GET /v2/endpoints/{ep}[/status]``.
+
+Every endpoint id is served by one pool of spawned worker processes on this machine: a task's
+function and arguments are deserialised there with the SDK's own ``ComputeSerializer`` and the result
+(or the remote traceback, as text) is sent back as the real endpoint does. The facility process never
+imports the SDK (it starts a non-daemon thread); only the workers do.
+
+Counters: ``compute.register``, ``compute.submit`` (requests), ``compute.task_created``,
+``compute.executed`` and ``compute.executed.<function name>`` (runs that reached the function).
+Faults (``service="compute"``, ``match`` on the function name): ``raise`` (the function raises
+``RuntimeError(message)`` at the endpoint), ``slow`` (sleep ``params.seconds``, default 5, before running),
+``crash`` (the worker process dies, as a lost worker).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from include.facility.globus_auth import ServiceError, install_error_handler, request_id, require_token
+from include.facility.state import FacilityState
+
+#: Resource server of Globus Compute tokens (scope ``https://auth.globus.org/scopes/facd7ccc-.../all``).
+RESOURCE_SERVER = "funcx_service"
+API_VERSION = "1.0.0"
+#: The oldest SDK and endpoint the service admits (``Client.version_check``).
+MIN_SDK_VERSION = "2.0.0"
+MIN_EP_VERSION = "2.0.0"
+#: Worker processes running submitted functions (``FACILITY_COMPUTE_WORKERS``).
+DEFAULT_WORKERS = 2
+
+
+def compute_error_body(code: str, message: str, resource: str) -> dict:
+    """The Compute service's error shape."""
+    return {"code": code, "message": message, "reason": message, "request_id": request_id(), "resource": resource}
+
+
+def _error(status: int, code: str, message: str, resource: str) -> ServiceError:
+    return ServiceError(status, compute_error_body(code, message, resource))
+
+
+@dataclass
+class Function:
+    function_uuid: str
+    function_name: str
+    function_code: str
+    description: str | None
+    meta: dict
+    owner: str
+
+
+@dataclass
+class Task:
+    task_id: str
+    function_uuid: str
+    function_name: str
+    endpoint_id: str
+    task_group_id: str
+    status: str = "waiting-for-ep"
+    result: str | None = None
+    exception: str | None = None
+    created_t: float = field(default_factory=time.time)
+    completion_t: float | None = None
+    details: dict = field(default_factory=dict)
+    future: Future | None = None
+
+    def document(self) -> dict[str, Any]:
+        """What ``GET /v2/tasks/{id}`` answers."""
+        status = self.status
+        if status == "waiting-for-ep" and self.future is not None and self.future.running():
+            status = "running"
+        doc: dict[str, Any] = {"task_id": self.task_id, "status": status, "task_group_id": self.task_group_id}
+        if status in ("success", "failed"):
+            doc["completion_t"] = str(self.completion_t)
+            doc["details"] = {"endpoint_id": self.endpoint_id, **self.details}
+        if status == "success":
+            doc["result"] = self.result
+        elif status == "failed":
+            doc["exception"] = self.exception
+        return doc
+
+
+def execute_task(function_code: str, payload: str, fault: dict | None) -> dict[str, Any]:
+    """Run one task in a worker process; returns ``{"result"}`` or ``{"exception"}`` (traceback text)."""
+    import platform
+
+    import dill
+    from globus_compute_sdk.serialize import ComputeSerializer
+
+    details = {"python_version": platform.python_version(), "dill_version": dill.__version__, "os": platform.system()}
+    serde = ComputeSerializer()
+    try:
+        function, args, kwargs = serde.unpack_and_deserialize(function_code + payload)
+    except Exception:
+        return {"exception": traceback.format_exc(), "ran": False, "details": details}
+    kind = (fault or {}).get("kind")
+    if kind == "slow":
+        time.sleep(float((fault or {}).get("params", {}).get("seconds", 5)))
+    elif kind == "crash":
+        os._exit(70)
+    try:
+        if kind == "raise":
+            raise RuntimeError((fault or {}).get("message") or "injected fault")
+        result = function(*args, **kwargs)
+    except BaseException as exc:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+        return {"exception": text, "ran": True, "details": details}
+    try:
+        return {"result": serde.serialize(result), "ran": True, "details": details}
+    except Exception:
+        return {"exception": "Result serialization failed:\n" + traceback.format_exc(), "ran": True, "details": details}
+
+
+class ComputeService:
+    """Functions, task groups and tasks of the stand-in, and the worker pool that runs them."""
+
+    def __init__(self, state: FacilityState, workers: int | None = None) -> None:
+        self.state = state
+        self.workers = workers or int(os.environ.get("FACILITY_COMPUTE_WORKERS", DEFAULT_WORKERS))
+        self.functions: dict[str, Function] = {}
+        self.task_groups: dict[str, list[str]] = {}
+        self.tasks: dict[str, Task] = {}
+        self.payloads: dict[str, str] = {}
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def pool(self) -> ProcessPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def _drop_broken_pool(self, broken: ProcessPoolExecutor) -> None:
+        with self._pool_lock:
+            if self._pool is broken:
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def start(self, task: Task, function: Function) -> None:
+        fault = self.state.take_fault("compute", "raise", function.function_name)
+        fault = fault or self.state.take_fault("compute", "slow", function.function_name)
+        fault = fault or self.state.take_fault("compute", "crash", function.function_name)
+        fault_doc = None if fault is None else {"kind": fault.kind, "message": fault.message, "params": fault.params}
+        if fault is not None:
+            self.state.count(f"fault.compute.{fault.kind}")
+        payload = self.payloads.pop(task.task_id)
+        pool = self.pool()
+        try:
+            future = pool.submit(execute_task, function.function_code, payload, fault_doc)
+        except (BrokenProcessPool, RuntimeError):
+            self._drop_broken_pool(pool)
+            pool = self.pool()
+            future = pool.submit(execute_task, function.function_code, payload, fault_doc)
+        task.future = future
+        future.add_done_callback(lambda f: self._finish(task, f, pool))
+
+    def _finish(self, task: Task, future: Future, pool: ProcessPoolExecutor) -> None:
+        try:
+            outcome = future.result()
+        except BrokenProcessPool:
+            outcome = {"exception": "parsl.executors.high_throughput.errors.WorkerLost: worker process died"}
+            self._drop_broken_pool(pool)
+        except BaseException as exc:  # cancelled at shutdown, or a pool failure
+            outcome = {"exception": f"{type(exc).__name__}: {exc}"}
+        if outcome.get("ran"):
+            self.state.count("compute.executed")
+            self.state.count(f"compute.executed.{task.function_name}")
+        with self.state.lock:
+            task.completion_t = time.time()
+            task.details = outcome.get("details") or {}
+            if "result" in outcome:
+                task.status, task.result = "success", outcome["result"]
+            else:
+                task.status, task.exception = "failed", outcome["exception"]
+            task.future = None
+
+
+def _uuid(value: str, what: str, resource: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise _error(400, "BAD_REQUEST", f"{what} {value!r} is not a UUID", resource) from None
+
+
+def register(app: FastAPI, state: FacilityState) -> None:
+    """Add the Globus Compute routes (``/v2/...``, ``/v3/...``)."""
+    install_error_handler(app)
+    if not hasattr(state, "tokens"):
+        state.tokens = {}
+    service = ComputeService(state)
+    state.compute = service
+    app.router.on_shutdown.append(service.shutdown)
+
+    def authorize(request: Request):
+        return require_token(request, state, resource_server=RESOURCE_SERVER, error_body=compute_error_body)
+
+    @app.get("/v2/version")
+    def version() -> dict:
+        return {
+            "api": API_VERSION,
+            "min_sdk_version": MIN_SDK_VERSION,
+            "min_ep_version": MIN_EP_VERSION,
+            "compute": "facility",
+        }
+
+    @app.post("/v3/functions")
+    async def register_function(request: Request) -> dict:
+        token = authorize(request)
+        body = await request.json()
+        resource = request.url.path
+        for key in ("function_name", "function_code"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise _error(400, "BAD_REQUEST", f"{key}: missing", resource)
+        if body.get("serialized", True) is not True:
+            raise _error(400, "BAD_REQUEST", "the facility runs serialized functions only", resource)
+        function = Function(
+            function_uuid=str(uuid.uuid4()),
+            function_name=body["function_name"],
+            function_code=body["function_code"],
+            description=body.get("description"),
+            meta=body.get("meta") or {},
+            owner=token.client_id,
+        )
+        with state.lock:
+            service.functions[function.function_uuid] = function
+        state.count("compute.register")
+        return {"function_uuid": function.function_uuid}
+
+    @app.get("/v2/functions/{function_id}")
+    def get_function(function_id: str, request: Request) -> dict:
+        authorize(request)
+        with state.lock:
+            function = service.functions.get(function_id)
+        if function is None:
+            raise _error(404, "FUNCTION_NOT_FOUND", f"Function {function_id} not found", request.url.path)
+        return {
+            "function_uuid": function.function_uuid,
+            "function_name": function.function_name,
+            "function_code": function.function_code,
+            "description": function.description,
+            "meta": function.meta,
+        }
+
+    @app.post("/v3/endpoints/{endpoint_id}/submit")
+    async def submit(endpoint_id: str, request: Request) -> dict:
+        token = authorize(request)
+        resource = request.url.path
+        endpoint_id = _uuid(endpoint_id, "endpoint id", resource)
+        body = await request.json()
+        state.count("compute.submit")
+        tasks_in = body.get("tasks")
+        if not isinstance(tasks_in, dict) or not tasks_in:
+            raise _error(400, "BAD_REQUEST", "tasks: missing or empty", resource)
+        with state.lock:
+            functions = {}
+            for function_id, payloads in tasks_in.items():
+                function = service.functions.get(function_id)
+                if function is None:
+                    raise _error(404, "FUNCTION_NOT_FOUND", f"Function {function_id} not found", resource)
+                if function.owner != token.client_id:
+                    raise _error(403, "FUNCTION_ACCESS_FORBIDDEN", f"Function {function_id} is not yours", resource)
+                if not isinstance(payloads, list) or not all(isinstance(p, str) for p in payloads):
+                    raise _error(400, "BAD_REQUEST", f"tasks.{function_id}: expected a list of strings", resource)
+                functions[function_id] = function
+            group_id = body.get("task_group_id")
+            if group_id is not None and group_id not in service.task_groups:
+                raise _error(404, "TASK_GROUP_NOT_FOUND", f"Task group {group_id} not found", resource)
+            group_id = group_id or str(uuid.uuid4())
+            group = service.task_groups.setdefault(group_id, [])
+            created: dict[str, list[str]] = {}
+            new_tasks = []
+            for function_id, payloads in tasks_in.items():
+                function = functions[function_id]
+                for payload in payloads:
+                    task = Task(str(uuid.uuid4()), function_id, function.function_name, endpoint_id, group_id)
+                    service.tasks[task.task_id] = task
+                    service.payloads[task.task_id] = payload
+                    group.append(task.task_id)
+                    created.setdefault(function_id, []).append(task.task_id)
+                    new_tasks.append((task, function))
+        for task, function in new_tasks:
+            state.count("compute.task_created")
+            service.start(task, function)
+        return {"request_id": request_id(), "task_group_id": group_id, "endpoint_id": endpoint_id, "tasks": created}
+
+    @app.get("/v2/tasks/{task_id}")
+    def get_task(task_id: str, request: Request) -> dict:
+        authorize(request)
+        with state.lock:
+            task = service.tasks.get(task_id)
+            if task is None:
+                raise _error(404, "TASK_NOT_FOUND", f"Task {task_id} not found", request.url.path)
+            return task.document()
+
+    @app.post("/v2/batch_status")
+    async def batch_status(request: Request) -> dict:
+        authorize(request)
+        body = await request.json()
+        task_ids = body.get("task_ids")
+        if not isinstance(task_ids, list):
+            raise _error(400, "BAD_REQUEST", "task_ids: expected a list", request.url.path)
+        with state.lock:
+            results = {tid: service.tasks[tid].document() for tid in task_ids if tid in service.tasks}
+        return {"response": "batch", "results": results}
+
+    @app.get("/v2/taskgroup/{task_group_id}")
+    def get_task_group(task_group_id: str, request: Request) -> dict:
+        authorize(request)
+        with state.lock:
+            group = service.task_groups.get(task_group_id)
+            if group is None:
+                raise _error(404, "TASK_GROUP_NOT_FOUND", f"Task group {task_group_id} not found", request.url.path)
+            return {
+                "taskgroup_id": task_group_id,
+                "create_websockets_queue": False,
+                "tasks": [{"id": t} for t in group],
+            }
+
+    @app.get("/v2/endpoints/{endpoint_id}/status")
+    def endpoint_status(endpoint_id: str, request: Request) -> dict:
+        authorize(request)
+        _uuid(endpoint_id, "endpoint id", request.url.path)
+        return {"status": "online", "details": {"managers": 1, "total_workers": service.workers}}
+
+    @app.get("/v2/endpoints/{endpoint_id}")
+    def endpoint(endpoint_id: str, request: Request) -> dict:
+        authorize(request)
+        endpoint_id = _uuid(endpoint_id, "endpoint id", request.url.path)
+        return {"uuid": endpoint_id, "name": "facility", "status": "online", "hostname": "127.0.0.1"}

@@ -1,0 +1,293 @@
+"""SciCat stand-in: the REST subset of the SciCat backend (API v3) that pyscicat 0.4.8 uses.
+
+Routes (prefix ``/scicat/api/v3``): ``POST auth/login``; ``POST Datasets``; ``GET Datasets?filter=``;
+``GET Datasets/{pid}``; ``POST|GET Datasets/{pid}/origdatablocks``; ``POST|GET Datasets/{pid}/attachments``.
+Every route but login needs the token (``Authorization: Bearer`` or ``?access_token=``), else 401. Documents
+are validated like SciCat does for the fields it requires (400 with a message); a client-chosen ``pid`` is
+accepted and a duplicate answers 409. Data lives in SQLite at ``<root>/scicat.sqlite``.
+
+Counters: ``scicat.login``, ``scicat.dataset_created``, ``scicat.origdatablock_created``,
+``scicat.attachment_created``. Service fault ``error_after_create`` (subject ``POST Datasets <datasetName>``,
+``POST origdatablocks <pid>`` or ``POST attachments <pid>``): the object is stored, then the answer is
+``status`` (default 500), as when a proxy drops the response of a request that did succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import uuid
+from contextlib import closing
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from include.facility.state import FacilityState
+
+PREFIX = "/scicat/api/v3"
+#: The ingestor account of the local profile (airflow_settings.yaml, connection ``scicat_default``).
+INGESTOR_USERNAME = "ingestor"
+PID_PREFIX = "20.500.12269"
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_COMMON_REQUIRED = ("owner", "contactEmail", "creationTime", "sourceFolder", "ownerGroup", "type")
+_TYPE_REQUIRED = {
+    "raw": ("creationLocation", "principalInvestigator"),
+    "derived": ("investigator", "inputDatasets", "usedSoftware"),
+}
+_LIST_OF_STR = ("accessGroups", "keywords", "sharedWith", "inputDatasets", "usedSoftware")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, username TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (pid TEXT PRIMARY KEY, doc TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS origdatablocks (id TEXT PRIMARY KEY, dataset_pid TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attachments (id TEXT PRIMARY KEY, dataset_pid TEXT NOT NULL, doc TEXT NOT NULL);
+"""
+
+
+class SciCatError(Exception):
+    """An error answer in SciCat's (NestJS) shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
+
+
+def _answer(status: int, message: str) -> JSONResponse:
+    body = {"statusCode": status, "message": message, "error": _REASONS.get(status, "Error")}
+    return JSONResponse(body, status_code=status)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Store:
+    """SQLite storage; one short-lived connection per call, writes serialised by the facility lock."""
+
+    def __init__(self, state: FacilityState) -> None:
+        self.path = state.root / "scicat.sqlite"
+        self.lock = state.lock
+        with closing(self._connect()) as db, db:
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def execute(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self.lock, closing(self._connect()) as db, db:
+            return db.execute(sql, args).fetchall()
+
+
+def _check_dataset(body: Any) -> dict:
+    """Validate a dataset like SciCat's create DTOs do for the fields we rely on."""
+    if not isinstance(body, dict):
+        raise SciCatError(400, "body must be a JSON object")
+    kind = body.get("type")
+    if kind not in _TYPE_REQUIRED:
+        raise SciCatError(400, f"type must be one of {sorted(_TYPE_REQUIRED)}, got {kind!r}")
+    missing = [k for k in (*_COMMON_REQUIRED, *_TYPE_REQUIRED[kind]) if body.get(k) in (None, "", [])]
+    if missing:
+        raise SciCatError(400, f"{', '.join(missing)} should not be empty")
+    for key in ("owner", "sourceFolder", "ownerGroup", "datasetName", "description", "pid"):
+        if key in body and not isinstance(body[key], str):
+            raise SciCatError(400, f"{key} must be a string")
+    for key in _LIST_OF_STR:
+        if key in body and not (isinstance(body[key], list) and all(isinstance(v, str) for v in body[key])):
+            raise SciCatError(400, f"each value in {key} must be a string")
+    for key in ("contactEmail", "ownerEmail"):
+        if key in body and not (isinstance(body[key], str) and _EMAIL_RE.match(body[key])):
+            raise SciCatError(400, f"{key} must be an email")
+    for key in ("size", "numberOfFiles", "packedSize"):
+        if key in body and (not isinstance(body[key], int) or isinstance(body[key], bool) or body[key] < 0):
+            raise SciCatError(400, f"{key} must be a non-negative integer")
+    for key in ("scientificMetadata", "jobParameters"):
+        if key in body and not isinstance(body[key], dict):
+            raise SciCatError(400, f"{key} must be an object")
+    for key in ("creationTime", "endTime"):
+        if key in body:
+            try:
+                datetime.fromisoformat(str(body[key]).replace("Z", "+00:00"))
+            except ValueError:
+                raise SciCatError(400, f"{key} must be a valid ISO 8601 date string") from None
+    return body
+
+
+def _lookup(doc: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(doc, dict) or part not in doc:
+            return None
+        doc = doc[part]
+    return doc
+
+
+def _matches(doc: dict, where: dict) -> bool:
+    """Loopback ``where`` semantics: equality (an array field matches an element), ``and``, ``inq``."""
+    for key, cond in where.items():
+        if key == "and":
+            if not all(_matches(doc, sub) for sub in cond):
+                return False
+            continue
+        value = _lookup(doc, key)
+        if isinstance(cond, dict):
+            unknown = set(cond) - {"inq"}
+            if unknown:
+                raise SciCatError(400, f"filter operator(s) {sorted(unknown)} not supported by the stand-in")
+            options = cond["inq"]
+            if not (value in options or (isinstance(value, list) and any(v in options for v in value))):
+                return False
+        elif not (value == cond or (isinstance(value, list) and cond in value)):
+            return False
+    return True
+
+
+def register(app: FastAPI, state: FacilityState) -> None:
+    """Serve the SciCat stand-in under /scicat/api/v3."""
+    store = _Store(state)
+    router = APIRouter(prefix=PREFIX)
+
+    def user(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("access_token")
+        rows = store.execute("SELECT username FROM tokens WHERE token = ?", (token,)) if token else []
+        if not rows:
+            raise SciCatError(401, "Unauthorized")
+        return rows[0][0]
+
+    def dataset(pid: str) -> dict:
+        rows = store.execute("SELECT doc FROM datasets WHERE pid = ?", (pid,))
+        if not rows:
+            raise SciCatError(404, f"Dataset {pid} not found")
+        return json.loads(rows[0][0])
+
+    async def body_of(request: Request) -> Any:
+        try:
+            return await request.json()
+        except ValueError:
+            raise SciCatError(400, "body is not valid JSON") from None
+
+    def after_create(subject: str, created: dict, status: int = 201) -> JSONResponse:
+        fault = state.take_fault("scicat", "error_after_create", subject)
+        if fault is not None:
+            state.count(f"fault.scicat.error_after_create.{fault.status}")
+            return _answer(fault.status, fault.message)
+        return JSONResponse(created, status_code=status)
+
+    @router.post("/auth/login")
+    async def login(request: Request):
+        body = await body_of(request)
+        ok = isinstance(body, dict) and body.get("username") == INGESTOR_USERNAME
+        if not (ok and secrets.compare_digest(str(body.get("password", "")), state.client_secret)):
+            return _answer(401, "Unauthorized")
+        token = secrets.token_urlsafe(32)
+        created = _now()
+        store.execute("INSERT INTO tokens VALUES (?, ?, ?)", (token, INGESTOR_USERNAME, created))
+        state.count("scicat.login")
+        user_info = {"id": INGESTOR_USERNAME, "username": INGESTOR_USERNAME}
+        payload = {"access_token": token, "id": token, "ttl": 3600, "created": created, "userId": INGESTOR_USERNAME}
+        return JSONResponse({**payload, "user": user_info}, status_code=201)
+
+    @router.post("/Datasets")
+    async def create_dataset(request: Request, username: str = Depends(user)):
+        doc = _check_dataset(await body_of(request))
+        pid = doc.get("pid") or f"{PID_PREFIX}/{uuid.uuid4()}"
+        now = _now()
+        doc = {**doc, "pid": pid, "createdBy": username, "updatedBy": username, "createdAt": now, "updatedAt": now}
+        doc.setdefault("isPublished", False)
+        try:
+            store.execute("INSERT INTO datasets VALUES (?, ?, ?)", (pid, json.dumps(doc), now))
+        except sqlite3.IntegrityError:
+            return _answer(409, "A dataset with this this unique key already exists!")
+        state.count("scicat.dataset_created")
+        return after_create(f"POST Datasets {doc.get('datasetName', '')}", doc)
+
+    @router.get("/Datasets")
+    def find_datasets(request: Request, username: str = Depends(user)):
+        raw = request.query_params.get("filter") or "{}"
+        try:
+            flt = json.loads(raw)
+        except ValueError:
+            raise SciCatError(400, f"filter is not valid JSON: {raw[:200]!r}") from None
+        where = flt.get("where", {}) if isinstance(flt, dict) else None
+        if not isinstance(where, dict):
+            raise SciCatError(400, "filter.where must be an object")
+        rows = store.execute("SELECT doc FROM datasets ORDER BY created, pid")
+        docs = [d for d in (json.loads(r[0]) for r in rows) if _matches(d, where)]
+        limit = (flt.get("limits") or {}).get("limit") or flt.get("limit")
+        return docs[: int(limit)] if limit else docs
+
+    def create_child(table: str, pid: str, body: Any, username: str) -> dict:
+        parent = dataset(pid)
+        if not isinstance(body, dict):
+            raise SciCatError(400, "body must be a JSON object")
+        now = _now()
+        doc = {
+            "ownerGroup": parent["ownerGroup"],
+            "accessGroups": parent.get("accessGroups", []),
+            **body,
+            "id": str(uuid.uuid4()),
+            "datasetId": pid,
+            "createdBy": username,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        store.execute(f"INSERT INTO {table} VALUES (?, ?, ?)", (doc["id"], pid, json.dumps(doc)))
+        return doc
+
+    def children(table: str, pid: str) -> list[dict]:
+        dataset(pid)
+        rows = store.execute(f"SELECT doc FROM {table} WHERE dataset_pid = ? ORDER BY rowid", (pid,))
+        return [json.loads(r[0]) for r in rows]
+
+    @router.post("/Datasets/{pid:path}/origdatablocks")
+    async def create_origdatablock(pid: str, request: Request, username: str = Depends(user)):
+        body = await body_of(request)
+        files = body.get("dataFileList") if isinstance(body, dict) else None
+        if not isinstance(files, list) or not files:
+            raise SciCatError(400, "dataFileList should not be empty")
+        for i, item in enumerate(files):
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item["path"]:
+                raise SciCatError(400, f"dataFileList[{i}].path must be a non-empty string")
+            if not isinstance(item.get("size"), int) or item["size"] < 0:
+                raise SciCatError(400, f"dataFileList[{i}].size must be a non-negative integer")
+        if not isinstance(body.get("size"), int):
+            raise SciCatError(400, "size must be an integer")
+        doc = create_child("origdatablocks", pid, body, username)
+        state.count("scicat.origdatablock_created")
+        return after_create(f"POST origdatablocks {pid}", doc)
+
+    @router.get("/Datasets/{pid:path}/origdatablocks")
+    def list_origdatablocks(pid: str, username: str = Depends(user)):
+        return children("origdatablocks", pid)
+
+    @router.post("/Datasets/{pid:path}/attachments")
+    async def create_attachment(pid: str, request: Request, username: str = Depends(user)):
+        body = await body_of(request)
+        thumbnail = body.get("thumbnail") if isinstance(body, dict) else None
+        if not isinstance(thumbnail, str) or not thumbnail.startswith("data:image/"):
+            raise SciCatError(400, "thumbnail must be a data:image/... URL")
+        if body.get("datasetId") not in (None, pid):
+            raise SciCatError(400, f"datasetId {body['datasetId']!r} does not match the path's {pid!r}")
+        doc = create_child("attachments", pid, body, username)
+        state.count("scicat.attachment_created")
+        return after_create(f"POST attachments {pid}", doc)
+
+    @router.get("/Datasets/{pid:path}/attachments")
+    def list_attachments(pid: str, username: str = Depends(user)):
+        return children("attachments", pid)
+
+    @router.get("/Datasets/{pid:path}")
+    def get_dataset(pid: str, username: str = Depends(user)):
+        return dataset(pid)
+
+    app.include_router(router)
+
+    @app.exception_handler(SciCatError)
+    async def scicat_error(request: Request, exc: SciCatError) -> JSONResponse:
+        return _answer(exc.status, exc.message)

@@ -1,0 +1,215 @@
+"""Slurm batch scripts for NERSC: the config of include/config/nersc.yaml and safe script rendering.
+
+Templates live in include/jobs/ (Jinja, ``StrictUndefined``). Every ``{{ value }}`` a template prints is
+shell-quoted with :func:`shlex.quote` on the way out (a list becomes quoted words), so a file name with
+spaces, quotes or ``;`` reaches the script as one literal word; only the ``#SBATCH`` header (validated
+word by word) and values wrapped in :class:`Raw` are printed as they are. Templates assign the quoted
+values to shell variables at the top and use ``"$VAR"`` below.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from include.endpoints import REPO_ROOT, default_profile, load_endpoints
+from include.errors import ConfigError
+
+NERSC_CONFIG_FILE = REPO_ROOT / "include" / "config" / "nersc.yaml"
+JOBS_DIR = REPO_ROOT / "include" / "jobs"
+_DIRECTIVE_KEY = re.compile(r"^[a-z][a-z0-9-]*$")
+#: What a directive value may contain: sbatch reads the header itself, so no spaces, quotes or newlines.
+_DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/%=@+-]+$")
+_DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(?::[0-9]+)?(?:/[a-z0-9._-]+)*@sha256:[0-9a-f]{64}$")
+_PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+_JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_JOB_NAME = 200
+
+
+class Raw(str):
+    """A template value printed as is (already safe shell text)."""
+
+
+@dataclass(frozen=True)
+class NerscConfig:
+    """The NERSC settings of one profile."""
+
+    profile: str
+    machine: str
+    directives: dict[str, Any]
+    log_dir: Path
+    runtime: str
+    image: str | None
+    volumes: tuple[str, ...]
+    python: str
+
+    def launcher(self) -> list[str]:
+        """The words before ``python -m ...`` in a job: the container call, or nothing on the local profile."""
+        if self.runtime == "none":
+            return []
+        mounts = [f"--volume={v}:{v}" for v in self.volumes]
+        return ["srun", "podman-hpc", "run", "--rm", *mounts, str(self.image)]
+
+    def log_patterns(self) -> dict[str, str]:
+        """``output``/``error`` directives of SPEC §3: ``<logs>/%x_%j.out`` and ``.err``."""
+        return {"output": f"{self.log_dir}/%x_%j.out", "error": f"{self.log_dir}/%x_%j.err"}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_nersc_config(profile: str | None = None, *, path: Path | None = None) -> NerscConfig:
+    """Load include/config/nersc.yaml for a profile (default: the endpoints profile) and validate it."""
+    profile = profile or default_profile()
+    return _load(profile, Path(path or NERSC_CONFIG_FILE).resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _load(profile: str, path: Path) -> NerscConfig:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(document.get("production"), dict):
+        raise ConfigError(f"{path}: production: missing")
+    if profile not in document:
+        raise ConfigError(f"{path}: no profile {profile!r} (known: {', '.join(sorted(document))})")
+    settings = document["production"] if profile == "production" else _merge(document["production"], document[profile])
+    unknown = set(settings) - {"machine", "directives", "logs", "container"}
+    if unknown:
+        raise ConfigError(f"{path}: {profile}: unknown key(s) {', '.join(sorted(unknown))}")
+    machine = settings.get("machine")
+    if not isinstance(machine, str) or not machine:
+        raise ConfigError(f"{path}: {profile}.machine: missing")
+    directives = settings.get("directives") or {}
+    if not isinstance(directives, dict):
+        raise ConfigError(f"{path}: {profile}.directives: expected a mapping")
+    try:
+        sbatch_header(directives)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {profile}.directives: {exc}") from None
+    logs = settings.get("logs") or {}
+    if not isinstance(logs, dict) or not logs.get("endpoint") or not logs.get("path"):
+        raise ConfigError(f"{path}: {profile}.logs: needs endpoint and path")
+    log_dir = load_endpoints(profile)[logs["endpoint"]].posix_path(logs["path"])
+    container = settings.get("container") or {}
+    runtime = container.get("runtime")
+    if runtime not in ("podman-hpc", "none"):
+        raise ConfigError(f"{path}: {profile}.container.runtime: must be podman-hpc or none, got {runtime!r}")
+    image = container.get("image")
+    if runtime != "none":
+        if not isinstance(image, str) or not _DIGEST_IMAGE.match(image):
+            raise ConfigError(
+                f"{path}: {profile}.container.image: must be pinned as <name>@sha256:<64 hex>, got {image!r}"
+            )
+        if image.endswith(_PLACEHOLDER_DIGEST):
+            raise ConfigError(
+                f"{path}: {profile}.container.image: the digest is the all-zero placeholder; pin a real one"
+            )
+    volumes = tuple(str(v) for v in container.get("volumes") or ())
+    for volume in volumes:
+        if not volume.startswith("/") or not _DIRECTIVE_VALUE.match(volume):
+            raise ConfigError(f"{path}: {profile}.container.volumes: {volume!r} is not a plain absolute path")
+    return NerscConfig(
+        profile, machine, dict(directives), log_dir, runtime, image, volumes, str(container.get("python") or "python")
+    )
+
+
+def job_name(*parts: str) -> str:
+    """A Slurm job name from parts (``tomo_recon``, folder, file stem): safe characters only, deterministic.
+
+    Unsafe runs become ``_``; when that changed anything, a short hash of the original keeps names of
+    different scans distinct.
+    """
+    original = "_".join(parts)
+    name = _JOB_NAME_UNSAFE.sub("_", original).strip("_")
+    if name != original or len(name) > MAX_JOB_NAME:
+        digest = hashlib.sha256(original.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_JOB_NAME - 9]}_{digest}"
+    return name
+
+
+def sbatch_header(directives: Mapping[str, Any]) -> str:
+    """``#SBATCH --key=value`` lines; ``True`` gives a bare flag, ``False``/``None`` leaves the option out."""
+    lines = []
+    for key, value in directives.items():
+        if not _DIRECTIVE_KEY.match(str(key)):
+            raise ValueError(f"bad directive name {key!r}")
+        if value is None or value is False:
+            continue
+        if value is True:
+            lines.append(f"#SBATCH --{key}")
+            continue
+        text = str(value)
+        if not _DIRECTIVE_VALUE.match(text):
+            raise ValueError(f"directive --{key}: value {text!r} has characters sbatch would split or mangle")
+        lines.append(f"#SBATCH --{key}={text}")
+    return "\n".join(lines)
+
+
+def expand_log_pattern(pattern: str, name: str, jobid: str) -> str:
+    """A Slurm ``--output``/``--error`` pattern with ``%x``, ``%j`` and ``%%`` filled in."""
+    return pattern.replace("%%", "\0").replace("%x", name).replace("%j", str(jobid)).replace("\0", "%")
+
+
+def _shell(value: Any) -> str:
+    if isinstance(value, Raw):
+        return str(value)
+    if isinstance(value, bool) or value is None or isinstance(value, Mapping):
+        raise ValueError(f"cannot put {type(value).__name__} {value!r} in a shell script")
+    if isinstance(value, list | tuple):
+        return " ".join(_shell(v) for v in value)
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a script value contains a NUL byte")
+    return shlex.quote(text)
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(search_dir: str):
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search_dir),
+        undefined=jinja2.StrictUndefined,
+        finalize=_shell,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_script(template: str, *, directives: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    """Render ``include/jobs/<template>`` (or an absolute template path) with the header and quoted ``values``."""
+    import jinja2
+
+    if "sbatch" in values:
+        raise ValueError("'sbatch' is reserved for the directive header")
+    path = Path(template)
+    search_dir, name = (path.parent, path.name) if path.is_absolute() else (JOBS_DIR, template)
+    try:
+        text = _environment(str(search_dir)).get_template(name).render(sbatch=Raw(sbatch_header(directives)), **values)
+    except jinja2.TemplateNotFound:
+        raise ConfigError(f"no job template {name!r} in {search_dir}") from None
+    except jinja2.UndefinedError as exc:
+        raise ValueError(f"job template {template!r}: {exc.message}") from None
+    if not text.startswith("#!"):
+        raise ValueError(f"job template {template!r} does not start with '#!'")
+    return text

@@ -1,0 +1,438 @@
+"""SciCat hook: idempotent ingestion of raw scans and their reconstructions through pyscicat.
+
+Connection (``scicat_default``): host = the API base URL (``https://.../api/v3``), login/password = the
+ingestor account. Optional extras: ``timeout`` (s per request, default 30), ``max_attempts`` (default 4),
+``retry_delay`` (s, first back-off, doubled each attempt, default 2), ``fallback_contact_email``.
+
+Idempotency: a dataset is found again by its key (``type``, ``sourceFolder``, ``datasetName``; a derived one
+also by its input dataset) before anything is created, and a create whose answer was lost is followed by a
+lookup, never by a blind second create. The OrigDatablock and the thumbnail are added only when missing, so a
+re-run completes a partial ingest. See docs/scicat.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus
+
+import requests
+from airflow.sdk import BaseHook
+from pyscicat.client import ScicatClient
+from pyscicat.model import Attachment, CreateDatasetOrigDatablockDto, DataFile, DerivedDataset, RawDataset
+
+from include import scicat_metadata
+
+T = TypeVar("T")
+#: stdlib logger (not ``self.log``): reaches task logs through Airflow's logging and any stdlib handler.
+log = logging.getLogger(__name__)
+_TOKEN_RE = re.compile(r"(access_token=)[^&\s'\"]+")
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_RETRY_DELAY = 2.0
+MAX_RETRY_DELAY = 30.0
+RAW_THUMBNAIL_CAPTION = "raw image"
+PREVIEW_CAPTION = "reconstruction preview"
+
+
+def redact(text: str) -> str:
+    """Hide the ``access_token`` query parameter pyscicat adds to every URL."""
+    return _TOKEN_RE.sub(r"\1***", text)
+
+
+class _RedactTokenFilter(logging.Filter):
+    """Redact tokens in URLs that urllib3/requests log (DEBUG) before any handler sees them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "access_token=" in message:
+            record.msg, record.args = redact(message), None
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests", "pyscicat"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _RedactTokenFilter) for f in _logger.filters):
+        _logger.addFilter(_RedactTokenFilter())
+
+
+class SciCatError(RuntimeError):
+    """A SciCat request failed: ``status`` is the HTTP status, None for a connection error or timeout."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status >= 500 or self.status in (408, 429)
+
+
+class SciCatAuthError(SciCatError):
+    """SciCat refused the connection's credentials."""
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        body = response.json()
+        message = body.get("message", body) if isinstance(body, dict) else body
+    except ValueError:
+        message = response.text[:300]
+    return redact(str(message))
+
+
+class _Client(ScicatClient):
+    """pyscicat's client; a non-2xx answer or a transport error raises :class:`SciCatError` with the status.
+
+    pyscicat itself raises ScicatCommError without the status, and fails to parse non-JSON error pages;
+    the status decides what is retried. Exception texts never carry the URL's token.
+    """
+
+    def _send_to_scicat(self, cmd: str, endpoint: str, data: Any = None) -> requests.Response:
+        where = f"{cmd.upper()} {endpoint.split('?', 1)[0]}"
+        try:
+            response = super()._send_to_scicat(cmd, endpoint, data)
+        except requests.RequestException as exc:
+            raise SciCatError(f"SciCat {where}: {type(exc).__name__}: {redact(str(exc))}") from None
+        if not response.ok:
+            raise SciCatError(f"SciCat {where}: HTTP {response.status_code}: {_reason(response)}", response.status_code)
+        return response
+
+    def get_json(self, endpoint: str, operation: str) -> Any:
+        """GET a path (already URL-encoded) and return its JSON."""
+        return self._call_endpoint(cmd="get", endpoint=endpoint, operation=operation)
+
+
+class SciCatHook(BaseHook):
+    """Ingest 8.3.2 scans (raw) and their reconstructions (derived) into SciCat, idempotently.
+
+    :param scicat_conn_id: the connection (host = API base URL, login/password = ingestor account).
+    :param timeout: seconds per request (overrides the ``timeout`` extra).
+    :param max_attempts: tries per request on transient errors: 5xx, 408, 429, connection errors, timeouts.
+    :param retry_delay: first back-off in seconds, doubled per attempt (capped at 30 s).
+    """
+
+    conn_name_attr = "scicat_conn_id"
+    default_conn_name = "scicat_default"
+    conn_type = "generic"
+    hook_name = "SciCat"
+
+    def __init__(
+        self,
+        scicat_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        retry_delay: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.scicat_conn_id = scicat_conn_id
+        self._overrides = {"timeout": timeout, "max_attempts": max_attempts, "retry_delay": retry_delay}
+        self._settings: dict[str, Any] | None = None
+        self._client: _Client | None = None
+
+    # -- connection -----------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Base URL, account and tuning from the connection (read once)."""
+        if self._settings is None:
+            conn = self.get_connection(self.scicat_conn_id)
+            extra = conn.extra_dejson
+            base_url = (conn.host or "").rstrip("/")
+            if not base_url.startswith(("http://", "https://")):
+                raise ValueError(f"connection {self.scicat_conn_id!r}: host must be the API URL (https://.../api/v3)")
+            if not conn.login or not conn.password:
+                raise ValueError(f"connection {self.scicat_conn_id!r}: login and password (ingestor account) needed")
+
+            def pick(key: str, default: float) -> float:
+                value = self._overrides.get(key)
+                return float(value if value is not None else extra.get(key, default))
+
+            self._settings = {
+                "base_url": base_url,
+                "login": conn.login,
+                "password": conn.password,
+                "timeout": pick("timeout", DEFAULT_TIMEOUT),
+                "max_attempts": max(1, int(pick("max_attempts", DEFAULT_MAX_ATTEMPTS))),
+                "retry_delay": pick("retry_delay", DEFAULT_RETRY_DELAY),
+                "fallback_contact_email": extra.get("fallback_contact_email") or scicat_metadata.DEFAULT_CONTACT_EMAIL,
+            }
+        return self._settings
+
+    def get_conn(self) -> ScicatClient:
+        """The logged-in pyscicat client (logs in on first use)."""
+        if self._client is None:
+            self._client = self._retry("login", lambda _: self._login(), client_needed=False)
+        return self._client
+
+    def _login(self) -> _Client:
+        s = self.settings
+        url = f"{s['base_url']}/auth/login"
+        try:  # pyscicat's own login has no timeout; same request, with one
+            response = requests.post(
+                url, json={"username": s["login"], "password": s["password"]}, timeout=s["timeout"]
+            )
+        except requests.RequestException as exc:
+            raise SciCatError(f"SciCat login at {url}: {type(exc).__name__}: {redact(str(exc))}") from None
+        if response.status_code in (401, 403):
+            raise SciCatAuthError(
+                f"SciCat refused the login of {s['login']!r} at {url} (HTTP {response.status_code}: "
+                f"{_reason(response)}); check the login/password of connection {self.scicat_conn_id!r}",
+                response.status_code,
+            )
+        if not response.ok:
+            raise SciCatError(
+                f"SciCat login at {url}: HTTP {response.status_code}: {_reason(response)}", response.status_code
+            )
+        body = response.json()
+        token = body.get("access_token") or body.get("id")
+        if not isinstance(token, str) or not token:
+            raise SciCatError(f"SciCat login at {url}: no access_token in the answer")
+        _mask(token)
+        log.info("Logged in to SciCat at %s as %s", s["base_url"], s["login"])
+        return _Client(s["base_url"], token=token, timeout_seconds=s["timeout"])
+
+    def _retry(
+        self, what: str, fn: Callable[[_Client], T], *, attempts: int | None = None, client_needed: bool = True
+    ) -> T:
+        """Run ``fn(client)``, retrying transient errors with back-off and logging in again once on 401."""
+        attempts = attempts or self.settings["max_attempts"]
+        relogged = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn(self.get_conn() if client_needed else None)  # type: ignore[arg-type]
+            except SciCatAuthError:
+                raise
+            except SciCatError as exc:
+                if exc.status == 401 and client_needed and not relogged:
+                    log.warning("SciCat %s: token refused; logging in again", what)
+                    self._client, relogged = None, True
+                    attempt -= 1
+                    continue
+                if not exc.transient or attempt >= attempts:
+                    raise
+                delay = min(self.settings["retry_delay"] * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+                log.warning(
+                    "SciCat %s failed (attempt %d/%d): %s; retrying in %.1f s", what, attempt, attempts, exc, delay
+                )
+                time.sleep(delay)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Log in and list one dataset (Airflow UI's connection test)."""
+        try:
+            self._client = None
+            self._retry("test", lambda c: c.get_json(_filter_path({}, limit=1), "test"), attempts=1)
+        except Exception as exc:
+            return False, str(exc)
+        return True, "Logged in and listed datasets"
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get_dataset(self, pid: str) -> dict[str, Any]:
+        """The dataset with this pid (SciCatError 404 when there is none)."""
+        return self._retry(f"get dataset {pid}", lambda c: c.datasets_get_one(pid))
+
+    def find_dataset(
+        self, *, dataset_type: str, source_folder: str, dataset_name: str, input_dataset: str | None = None
+    ) -> dict[str, Any] | None:
+        """The dataset with this idempotency key, or None. The oldest wins if a past bug made several."""
+        where = {"type": dataset_type, "sourceFolder": source_folder, "datasetName": dataset_name}
+        found = self._retry("find dataset", lambda c: c.get_json(_filter_path(where), "datasets_find_by_key"))
+        matches = [d for d in found or [] if all(d.get(k) == v for k, v in where.items())]
+        if input_dataset is not None:
+            matches = [d for d in matches if input_dataset in (d.get("inputDatasets") or [])]
+        matches.sort(key=lambda d: (d.get("createdAt") or "", d["pid"]))
+        if len(matches) > 1:
+            log.warning(
+                "SciCat has %d %s datasets for %s/%s: %s; using the oldest",
+                len(matches),
+                dataset_type,
+                source_folder,
+                dataset_name,
+                [d["pid"] for d in matches],
+            )
+        return matches[0] if matches else None
+
+    def find_raw(self, source_folder: str, dataset_name: str) -> str | None:
+        """The pid of the raw dataset of a scan, or None."""
+        found = self.find_dataset(dataset_type="raw", source_folder=source_folder, dataset_name=dataset_name)
+        return found["pid"] if found else None
+
+    # -- ingestion ------------------------------------------------------------------------------------
+
+    def ingest_raw(self, scan_path: str | Path, source_folder: str, *, fallback_email: str | None = None) -> str:
+        """Catalogue a scan as a raw dataset with its OrigDatablock and thumbnail; return its pid.
+
+        ``scan_path`` is the file as readable here, ``source_folder`` the scan's folder on storage
+        (sourceFolder; part of the idempotency key). A re-run returns the same pid and adds only what is
+        missing. Raises before the dataset exists (unreadable scan, SciCat down after retries, refused
+        document) and when the datablock cannot be added (a re-run completes it); missing metadata, a bad
+        email and a failed thumbnail are warnings.
+        """
+        docs = scicat_metadata.build_raw(
+            scan_path,
+            source_folder,
+            fallback_email=fallback_email or self.settings["fallback_contact_email"],
+        )
+        for warning in docs.warnings:
+            log.warning("%s", warning)
+        model = RawDataset(**docs.dataset)
+        name = docs.dataset["datasetName"]
+        pid = self._ensure_dataset(
+            model, lambda: self.find_dataset(dataset_type="raw", source_folder=source_folder, dataset_name=name)
+        )
+        self._ensure_datablock(pid, docs.datablock)
+        if docs.thumbnail:
+            self._attach_optional(pid, docs.thumbnail, RAW_THUMBNAIL_CAPTION, docs.dataset)
+        return pid
+
+    def ingest_derived(
+        self,
+        raw_pid: str,
+        *,
+        dataset_name: str,
+        source_folder: str,
+        tiff_location: str,
+        zarr_location: str,
+        parameters: dict[str, Any] | None,
+        site: str,
+        preview_path: str | Path | None = None,
+        local_folder: str | Path | None = None,
+        used_software: list[str] | None = None,
+    ) -> str:
+        """Catalogue a reconstruction as a derived dataset of ``raw_pid``; return its pid.
+
+        ``source_folder`` holds the results (``tiff_location`` and ``zarr_location`` are folders in it);
+        ``local_folder`` is the same folder as readable here (lists the files in an OrigDatablock);
+        ``preview_path`` a PNG attached as the thumbnail. Idempotent like :meth:`ingest_raw`.
+        """
+        raw = self.get_dataset(raw_pid)
+        docs = scicat_metadata.build_derived(
+            raw,
+            dataset_name=dataset_name,
+            source_folder=source_folder,
+            tiff_location=tiff_location,
+            zarr_location=zarr_location,
+            parameters=parameters,
+            site=site,
+            preview_path=preview_path,
+            local_folder=local_folder,
+            used_software=used_software,
+        )
+        for warning in docs.warnings:
+            log.warning("%s", warning)
+        model = DerivedDataset(**docs.dataset)
+        pid = self._ensure_dataset(
+            model,
+            lambda: self.find_dataset(
+                dataset_type="derived", source_folder=source_folder, dataset_name=dataset_name, input_dataset=raw_pid
+            ),
+        )
+        if docs.datablock:
+            self._ensure_datablock(pid, docs.datablock)
+        if docs.thumbnail:
+            self._attach_optional(pid, docs.thumbnail, PREVIEW_CAPTION, docs.dataset)
+        return pid
+
+    def _ensure_dataset(self, model: RawDataset | DerivedDataset, find: Callable[[], dict | None]) -> str:
+        what = f"{model.type.value} dataset {model.datasetName}"
+        pid, _ = self._find_or_create(
+            what, lambda: found["pid"] if (found := find()) else None, lambda c: c.datasets_create(model)
+        )
+        return pid
+
+    def _find_or_create(
+        self, what: str, find: Callable[[], T | None], create: Callable[[_Client], T]
+    ) -> tuple[T, bool]:
+        """``find()``, else ``create``; after a transient create failure, look again before creating again.
+
+        A create whose answer was lost (timeout, 5xx from a proxy) may have succeeded: retrying it blindly
+        would make a second object, so every new attempt starts with a lookup.
+        """
+        attempts = self.settings["max_attempts"]
+        for attempt in range(1, attempts + 1):
+            existing = find()
+            if existing is not None:
+                log.info("SciCat %s already exists (%s)", what, existing)
+                return existing, False
+            try:
+                created = self._retry(f"create {what}", create, attempts=1)
+            except SciCatError as exc:
+                if not exc.transient or attempt >= attempts:
+                    raise
+                delay = min(self.settings["retry_delay"] * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+                log.warning(
+                    "SciCat create %s failed (attempt %d/%d): %s; looking again in %.1f s",
+                    what,
+                    attempt,
+                    attempts,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+                continue
+            log.info("SciCat %s created (%s)", what, created)
+            return created, True
+        raise AssertionError("unreachable")
+
+    def _ensure_datablock(self, pid: str, datablock: dict[str, Any]) -> None:
+        paths = {f["path"] for f in datablock["dataFileList"]}
+
+        def present() -> bool | None:
+            blocks = self._retry("list origdatablocks", lambda c: c.datasets_origdatablocks_get_one(pid)) or []
+            return any({f.get("path") for f in b.get("dataFileList", [])} >= paths for b in blocks) or None
+
+        dto = CreateDatasetOrigDatablockDto(
+            size=datablock["size"], dataFileList=[DataFile(**f) for f in datablock["dataFileList"]]
+        )
+        self._find_or_create(f"origdatablock of {pid}", present, lambda c: c.datasets_origdatablock_create(pid, dto))
+
+    def _attach_optional(self, pid: str, thumbnail: str, caption: str, dataset: dict[str, Any]) -> None:
+        """Attach a thumbnail unless one with this caption exists; a failure is only a warning."""
+
+        def present() -> bool | None:
+            found = self._retry(
+                "list attachments",
+                lambda c: c.get_json(f"Datasets/{quote_plus(pid)}/attachments", "datasets_attachments_get"),
+            )
+            return any(a.get("caption") == caption for a in found or []) or None
+
+        attachment = Attachment(
+            datasetId=pid,
+            thumbnail=thumbnail,
+            caption=caption,
+            ownerGroup=dataset["ownerGroup"],
+            accessGroups=dataset.get("accessGroups"),
+        )
+        try:
+            self._find_or_create(f"{caption} of {pid}", present, lambda c: c.datasets_attachment_create(attachment))
+        except SciCatError as exc:
+            log.warning(
+                "SciCat dataset %s: %s not attached (the dataset is fine; a re-run adds it): %s", pid, caption, exc
+            )
+
+
+def _filter_path(where: dict[str, Any], limit: int | None = None) -> str:
+    """``Datasets?filter=...`` fully URL-encoded (pyscicat's own find puts raw JSON in the URL, which
+    breaks on ``&``, ``#``, ``+`` or ``%`` in a name)."""
+    flt: dict[str, Any] = {"where": where}
+    if limit:
+        flt["limits"] = {"limit": limit}
+    return "Datasets?filter=" + quote(json.dumps(flt, separators=(",", ":")), safe="")
+
+
+def _mask(secret: str) -> None:
+    """Register a secret with Airflow's log masker (task logs redact it)."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - older SDKs
+        return
+    mask_secret(secret, name="scicat_token")

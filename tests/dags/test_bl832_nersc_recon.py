@@ -1,0 +1,138 @@
+"""bl832_nersc_recon end to end (dag.test) on the local profile: SFAPI stand-in jobs, Globus stand-in copies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from include.endpoints import REPO_ROOT
+from include.paths import parse_scan
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
+
+FOLDER = "BLS-00564_dyparkinson"
+#: Spaces, quotes, ';', $(...) and backticks: any of them reaching the shell unquoted would create a canary.
+NASTY = "20230224_132553_sea shell; touch canary_a $(touch canary_b) `touch canary_c` 'q\" x.h5"
+
+
+@pytest.fixture(scope="module")
+def nersc_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "bl832_nersc_recon.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("bl832_nersc_recon")
+
+
+def place_scan(local_endpoints, file_name: str) -> str:
+    """A tiny synthetic scan at NERSC CFS raw, where the new-scan flow would have put it."""
+    from compute_functions.sample_scan import write_sample_scan
+
+    path = local_endpoints["nersc832_alsdev_raw"].posix_path(f"{FOLDER}/{file_name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_sample_scan(path, size="tiny")
+    return f"/global/raw/{FOLDER}/{file_name}"
+
+
+def tis_of(dag_run) -> dict:
+    return {ti.task_id: ti for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run, task_id: str, key: str = "return_value"):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def test_dag_file_parses_fast_without_heavy_imports():
+    code = (
+        "import sys, time, runpy; import airflow.sdk; before = set(sys.modules); t = time.perf_counter();"
+        "runpy.run_path('dags/bl832_nersc_recon.py'); dt = time.perf_counter() - t;"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before};"
+        "print(dt, sorted(new & {'sfapi_client', 'numpy', 'h5py', 'zarr', 'globus_sdk', 'globus_compute_sdk',"
+        " 'authlib', 'joserfc', 'tifffile', 'compute_functions'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'plugins'}", "ALS_ENDPOINT_PROFILE": "local"},
+    )
+    seconds, heavy = out.stdout.strip().split(" ", 1)
+    assert heavy == "[]", out.stdout
+    assert float(seconds) < 1.0, out.stdout
+
+
+def test_reconstructs_a_nastily_named_scan_without_running_anything_else(nersc_dag, facility, local_endpoints):
+    file_path = place_scan(local_endpoints, NASTY)
+    dag_run = nersc_dag.test(run_conf={"file_path": file_path, "recon": {"engine": "auto"}})
+    tis = tis_of(dag_run)
+    assert dag_run.state == "success", {k: v.state for k, v in tis.items()}
+
+    scan = parse_scan(file_path)
+    expected = [
+        {"endpoint": "data832_scratch", "path": f"{FOLDER}/nersc/{scan.recon_dir_name}"},
+        {"endpoint": "data832_scratch", "path": f"{FOLDER}/nersc/{scan.zarr_dir_name}"},
+    ]
+    assert xcom(dag_run, "publish_outputs", "outputs") == expected
+    home = local_endpoints["data832_scratch"].posix_path(f"{FOLDER}/nersc")
+    tiffs = sorted((home / scan.recon_dir_name).glob("*.tiff"))
+    assert len(tiffs) == 4  # the tiny scan has 4 detector rows
+    assert (home / scan.zarr_dir_name).is_dir()
+    assert local_endpoints["nersc832_alsdev_scratch"].posix_path(f"{FOLDER}/nersc/{scan.recon_dir_name}").is_dir()
+
+    canaries = [
+        p for p in local_endpoints.facility_root.rglob("canary_*") if p.name in {"canary_a", "canary_b", "canary_c"}
+    ]
+    assert canaries == []
+    stats = facility.stats()
+    assert stats["sfapi.submit"] == 2 and stats["sfapi.job_created"] == 2
+    recon = xcom(dag_run, "reconstruct")
+    assert recon["state"] == "COMPLETED" and recon["job_name"].startswith("tomo_recon_BLS-00564_dyparkinson_")
+
+    recorded = xcom(dag_run, "record_deletions")
+    assert {(r["endpoint"], r["check_endpoint"], r["location"]) for r in recorded} == {
+        ("nersc832_alsdev_pscratch_raw", "nersc832_alsdev_raw", "nersc_pscratch"),
+        ("nersc832_alsdev_pscratch_scratch", "data832_scratch", "nersc_pscratch"),
+        ("data832_scratch", "nersc832_alsdev_scratch", "data832"),
+    }
+    assert len(recorded) == 5
+
+
+def test_timeout_of_the_multiscale_job_after_a_completed_reconstruction_fails_the_run(
+    nersc_dag, facility, local_endpoints, capfd
+):
+    file_path = place_scan(local_endpoints, "20230224_140000_timeout.h5")
+    facility.inject("sfapi", "state", match="^tomo_multiscale_", times=5, params={"state": "TIMEOUT", "after": 0.2})
+    for task in nersc_dag.tasks:  # no retries in this test: each would resubmit and TIME OUT again
+        task.retries = 0
+    dag_run = nersc_dag.test(run_conf={"file_path": file_path})
+    tis = tis_of(dag_run)
+    assert dag_run.state == "failed"
+    assert tis["reconstruct"].state == "success"
+    assert tis["multiscale"].state == "failed"
+    assert tis["copy_tiff_home"].state == "upstream_failed"
+    assert tis["publish_outputs"].state == "upstream_failed"
+    assert tis["record_deletions"].state == "success"  # cleanup is recorded for a failed run too
+    out, err = capfd.readouterr()
+    assert "ended TIMEOUT" in out + err and "DUE TO TIME LIMIT" in out + err
+
+
+def test_bad_conf_is_refused(nersc_dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        nersc_dag.test(run_conf={"file_path": "/etc/passwd"})
+    with pytest.raises(ParamValidationError):
+        nersc_dag.test(run_conf={"file_path": f"{FOLDER}/x.h5", "recon": {"shell": "rm -rf /"}})

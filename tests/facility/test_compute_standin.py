@@ -1,0 +1,119 @@
+"""The Globus Compute stand-in over HTTP: the SDK's routes, auth, the worker pool, counters and faults."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from als_provider.hooks.globus_compute import GlobusComputeHook
+from compute_functions import remote
+
+ENDPOINT = "0b4e9d7a-8d0e-4d8f-a0a7-5f0f3f5b2c11"
+
+
+@pytest.fixture
+def hook(facility):
+    return GlobusComputeHook(max_retries=0)
+
+
+def token(facility) -> str:
+    answer = httpx.post(
+        f"{facility.url}/v2/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "scope": "https://auth.globus.org/scopes/facd7ccc-c5f4-42aa-916b-a0e270e2c2a9/all",
+        },
+        auth=("local-client", "local-secret"),
+    )
+    answer.raise_for_status()
+    return answer.json()["access_token"]
+
+
+def wait(hook, task_id, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = hook.get_task(task_id)
+        if not task["pending"]:
+            return task
+        time.sleep(0.2)
+    raise AssertionError(f"{task_id} still pending")
+
+
+def test_routes_refuse_requests_without_a_compute_token(facility):
+    assert httpx.get(f"{facility.url}/v2/tasks/x").status_code == 401
+    transfer_token = httpx.post(
+        f"{facility.url}/v2/oauth2/token",
+        data={"grant_type": "client_credentials", "scope": "urn:globus:auth:scope:transfer.api.globus.org:all"},
+        auth=("local-client", "local-secret"),
+    ).json()["access_token"]
+    answer = httpx.post(
+        f"{facility.url}/v3/functions",
+        json={"function_name": "f", "function_code": "x"},
+        headers={"Authorization": f"Bearer {transfer_token}"},
+    )
+    assert answer.status_code == 401
+    assert facility.stats().get("compute.register", 0) == 0
+
+
+def test_version_and_endpoint_status(hook, facility):
+    hook.client.version_check()
+    assert hook.endpoint_status(ENDPOINT)["status"] == "online"
+    answer = httpx.get(
+        f"{facility.url}/v2/endpoints/not-a-uuid/status", headers={"Authorization": f"Bearer {token(facility)}"}
+    )
+    assert answer.status_code == 400
+
+
+def test_submit_of_an_unknown_function_is_refused(facility):
+    headers = {"Authorization": f"Bearer {token(facility)}"}
+    answer = httpx.post(
+        f"{facility.url}/v3/endpoints/{ENDPOINT}/submit",
+        json={"tasks": {"11111111-1111-1111-1111-111111111111": ["x"]}},
+        headers=headers,
+    )
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "FUNCTION_NOT_FOUND"
+    assert facility.stats().get("compute.task_created", 0) == 0
+
+
+def test_batch_status_and_task_group_list_submitted_tasks(hook, facility):
+    function_id = hook.register_function(remote.check_environment)
+    first = hook.submit(function_id, ENDPOINT, {})
+    second = hook.submit(function_id, ENDPOINT, {})
+    for submitted in (first, second):
+        wait(hook, submitted["task_id"])
+    results = hook.client.get_batch_result([first["task_id"], second["task_id"]])
+    assert {r["status"] for r in results.values()} == {"success"}
+    group = hook.client._compute_web_client.v2.get_task_group(first["task_group_id"]).data
+    assert [t["id"] for t in group["tasks"]] == [first["task_id"]]
+    stats = facility.stats()
+    assert stats["compute.submit"] == 2 and stats["compute.task_created"] == 2 and stats["compute.executed"] == 2
+
+
+def test_crashed_worker_fails_the_task_and_the_pool_recovers(hook, facility):
+    facility.inject("compute", "crash", match="^check_environment$")
+    function_id = hook.register_function(remote.check_environment)
+    crashed = wait(hook, hook.run(function_id, ENDPOINT, {}))
+    assert crashed["status"] == "failed"
+    assert "WorkerLost" in crashed["exception"]
+    again = wait(hook, hook.run(function_id, ENDPOINT, {}))
+    assert again["status"] == "success"
+    assert facility.stats()["compute.executed"] == 1
+
+
+def test_slow_fault_keeps_the_task_pending(hook, facility):
+    facility.inject("compute", "slow", match="^check_environment$", params={"seconds": 1.5})
+    function_id = hook.register_function(remote.check_environment)
+    task_id = hook.run(function_id, ENDPOINT, {})
+    time.sleep(0.5)
+    pending = hook.get_task(task_id)
+    assert pending["pending"] is True and pending["status"] in ("waiting-for-ep", "running")
+    assert wait(hook, task_id)["status"] == "success"
+
+
+def test_get_function_describes_a_registered_function(hook, facility):
+    function_id = hook.register_function(remote.check_environment)
+    description = hook.client.get_function(function_id)
+    assert description["function_name"] == "check_environment"

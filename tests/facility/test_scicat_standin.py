@@ -1,0 +1,147 @@
+"""The SciCat stand-in, driven by the real pyscicat client over HTTP."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from pyscicat.client import ScicatClient, ScicatCommError, ScicatLoginError, from_credentials
+from pyscicat.model import Attachment, CreateDatasetOrigDatablockDto, DataFile, DerivedDataset, RawDataset
+
+from include.facility.state import LOCAL_CLIENT_SECRET
+
+
+@pytest.fixture
+def api(facility) -> str:
+    return f"{facility.url}/scicat/api/v3"
+
+
+@pytest.fixture
+def client(api) -> ScicatClient:
+    return from_credentials(api, "ingestor", LOCAL_CLIENT_SECRET)
+
+
+def raw(**fields) -> RawDataset:
+    base = dict(
+        owner="Dula Parkinson",
+        principalInvestigator="Dula Parkinson",
+        contactEmail="dyparkinson@lbl.gov",
+        creationLocation="8.3.2",
+        creationTime="2023-02-24T13:25:53",
+        sourceFolder=f"/data/raw/BLS-00564_{uuid.uuid4().hex[:8]}",
+        ownerGroup="ALS-11234",
+        accessGroups=["8.3.2"],
+        datasetName="20230224_132553_sea_shell",
+    )
+    return RawDataset(**{**base, **fields})
+
+
+def test_login_issues_a_token_and_counts(facility, api):
+    answer = httpx.post(f"{api}/auth/login", json={"username": "ingestor", "password": LOCAL_CLIENT_SECRET})
+    assert answer.status_code == 201
+    body = answer.json()
+    assert body["access_token"] == body["id"] and len(body["id"]) > 20
+    assert facility.stats()["scicat.login"] == 1
+
+
+def test_bad_password_is_refused_with_401(facility, api):
+    with pytest.raises(ScicatLoginError):
+        from_credentials(api, "ingestor", "wrong")
+    answer = httpx.post(f"{api}/auth/login", json={"username": "ingestor", "password": "wrong"})
+    assert answer.status_code == 401 and "wrong" not in answer.text
+    assert "scicat.login" not in facility.stats()
+
+
+@pytest.mark.parametrize("token", [None, "not-a-token"])
+def test_every_route_needs_a_token(api, token):
+    params = {"access_token": token} if token else {}
+    assert httpx.get(f"{api}/Datasets", params=params).status_code == 401
+    assert httpx.post(f"{api}/Datasets", params=params, json=raw().model_dump()).status_code == 401
+
+
+def test_create_get_find_with_an_encoded_pid(facility, client):
+    dataset = raw(datasetName="a+b&c#d 100%")
+    pid = client.datasets_create(dataset)
+    assert pid.startswith("20.500.") and "/" in pid  # arrives %2F-encoded on the wire
+    stored = client.datasets_get_one(pid)
+    assert stored["datasetName"] == "a+b&c#d 100%" and stored["createdBy"] == "ingestor"
+    assert facility.stats()["scicat.dataset_created"] == 1
+    # pyscicat's simple filter, as it puts it on the wire
+    found = client.datasets_get_many({"sourceFolder": dataset.sourceFolder})
+    assert [d["pid"] for d in found] == [pid]
+    assert client.datasets_get_many({"sourceFolder": "/nowhere"}) == []
+
+
+def test_fully_encoded_filter_matches_names_with_reserved_characters(api, client):
+    dataset = raw(datasetName="x&y+z#1")
+    pid = client.datasets_create(dataset)
+    flt = json.dumps({"where": {"sourceFolder": dataset.sourceFolder, "datasetName": "x&y+z#1"}})
+    answer = httpx.get(f"{api}/Datasets", params={"filter": flt}, headers={"Authorization": f"Bearer {client._token}"})
+    assert [d["pid"] for d in answer.json()] == [pid]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"contactEmail": "None"}, "contactEmail must be an email"),
+        ({"principalInvestigator": ""}, "principalInvestigator should not be empty"),
+        ({"creationTime": "yesterday"}, "creationTime must be a valid ISO 8601"),
+    ],
+)
+def test_invalid_datasets_are_refused_with_400(facility, client, change, message):
+    with pytest.raises(ScicatCommError, match=message):
+        client.datasets_create(raw(**change))
+    assert "scicat.dataset_created" not in facility.stats()
+
+
+def test_derived_needs_its_inputs(client, api):
+    body = raw().model_dump(exclude_none=True) | {"type": "derived", "investigator": "x", "usedSoftware": ["y"]}
+    answer = httpx.post(f"{api}/Datasets", json=body, headers={"Authorization": f"Bearer {client._token}"})
+    assert answer.status_code == 400 and "inputDatasets" in answer.json()["message"]
+    derived = DerivedDataset(**{k: v for k, v in body.items() if k != "type"}, inputDatasets=["20.500.1/abc"])
+    assert client.datasets_get_one(client.datasets_create(derived))["inputDatasets"] == ["20.500.1/abc"]
+
+
+def test_client_chosen_pid_and_duplicate_conflict(client):
+    pid = f"20.500.12269/{uuid.uuid4()}"
+    assert client.datasets_create(raw(pid=pid)) == pid
+    with pytest.raises(ScicatCommError, match="already exists"):
+        client.datasets_create(raw(pid=pid))
+
+
+def test_origdatablocks_and_attachments(facility, client):
+    pid = client.datasets_create(raw())
+    block = CreateDatasetOrigDatablockDto(size=10, dataFileList=[DataFile(path="scan.h5", size=10)])
+    created = client.datasets_origdatablock_create(pid, block)
+    assert created["datasetId"] == pid and created["ownerGroup"] == "ALS-11234"
+    assert [b["dataFileList"][0]["path"] for b in client.datasets_origdatablocks_get_one(pid)] == ["scan.h5"]
+    attachment = Attachment(datasetId=pid, thumbnail="data:image/png;base64,AAAA", caption="raw", ownerGroup="g")
+    assert client.datasets_attachment_create(attachment)["caption"] == "raw"
+    with pytest.raises(ScicatCommError, match="thumbnail"):
+        client.datasets_attachment_create(Attachment(datasetId=pid, thumbnail="AAAA", ownerGroup="g"))
+    with pytest.raises(ScicatCommError, match="not found"):
+        client.datasets_origdatablock_create("20.500.1/missing", block)
+    stats = facility.stats()
+    assert stats["scicat.origdatablock_created"] == 1 and stats["scicat.attachment_created"] == 1
+
+
+def test_data_is_kept_in_sqlite_under_the_root(facility, client):
+    pid = client.datasets_create(raw())
+    import sqlite3
+
+    with sqlite3.connect(facility.root / "scicat.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM datasets WHERE pid = ?", (pid,)).fetchone() == (1,)
+
+
+def test_http_fault_and_error_after_create(facility, client):
+    facility.inject("scicat", status=503, match=r"^POST .*/Datasets$", times=1)
+    with pytest.raises(ScicatCommError, match="injected"):
+        client.datasets_create(raw())
+    assert "scicat.dataset_created" not in facility.stats()
+    facility.inject("scicat", kind="error_after_create", status=500, match="^POST Datasets lost$")
+    dataset = raw(datasetName="lost")
+    with pytest.raises(ScicatCommError):
+        client.datasets_create(dataset)
+    assert len(client.datasets_get_many({"sourceFolder": dataset.sourceFolder})) == 1  # created all the same

@@ -1,0 +1,110 @@
+"""The SFAPI stand-in on the wire: auth, the async submit task, squeue/sacct shapes, faults, sbatch parsing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from include.facility.sfapi import parse_sbatch, parse_time_limit
+
+
+@pytest.fixture
+def api(facility):
+    """An httpx client with a bearer token fetched through the real sfapi_client (private_key_jwt)."""
+    from als_provider.hooks.sfapi import SFAPIHook
+
+    hook = SFAPIHook()
+    token = hook.get_conn().token
+    with httpx.Client(base_url=f"{facility.url}/sfapi/api/v1.2", headers={"Authorization": f"Bearer {token}"}) as c:
+        yield c
+    hook.close()
+
+
+def submit(api, script: str) -> str:
+    answer = api.post("compute/jobs/perlmutter", data={"job": script, "isPath": "false"}).json()
+    assert answer["status"] == "OK"
+    task = api.get(f"tasks/{answer['task_id']}").json()
+    assert task["status"] == "completed"
+    result = json.loads(task["result"])  # a JSON string, as the real API answers
+    assert result["status"] == "ok", result
+    return result["jobid"]
+
+
+def test_requests_without_a_token_are_refused(facility):
+    answer = httpx.get(f"{facility.url}/sfapi/api/v1.2/status/perlmutter")
+    assert answer.status_code == 401
+    answer = httpx.get(f"{facility.url}/sfapi/api/v1.2/status/perlmutter", headers={"Authorization": "Bearer nope"})
+    assert answer.status_code == 401
+
+
+def test_token_endpoint_needs_a_client_assertion(facility):
+    answer = httpx.post(
+        f"{facility.url}/sfapi/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": "local-client", "client_secret": "local-secret"},
+    )
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_client"
+
+
+def test_squeue_then_sacct(api, facility):
+    jobid = submit(api, "#!/bin/bash\n#SBATCH -J wire --comment=c1 -t 5\nsleep 1\n")
+    rows = api.get("compute/jobs/perlmutter", params={"sacct": "false", "kwargs": [f"jobid={jobid}"]}).json()["output"]
+    assert rows[0]["name"] == "wire" and rows[0]["state"] in ("PENDING", "RUNNING") and rows[0]["comment"] == "c1"
+    assert rows[0]["time_limit"] == "5"
+    time.sleep(2)
+    assert (
+        api.get("compute/jobs/perlmutter", params={"sacct": "false", "kwargs": [f"jobid={jobid}"]}).json()["output"]
+        == []
+    )
+    done = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": [f"jobid={jobid}"]}).json()
+    assert done["output"][0]["state"] == "COMPLETED" and done["output"][0]["exitcode"] == "0:0"
+    other = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": ["user=someone"]}).json()
+    assert other["output"] == []
+
+
+def test_slow_fault_keeps_the_job_pending(api, facility):
+    facility.inject("sfapi", "slow", match="^slowjob$", params={"seconds": 2})
+    jobid = submit(api, "#!/bin/bash\n#SBATCH --job-name=slowjob\ntrue\n")
+    time.sleep(0.6)
+    rows = api.get("compute/jobs/perlmutter", params={"sacct": "false", "kwargs": [f"jobid={jobid}"]}).json()["output"]
+    assert rows[0]["state"] == "PENDING"
+
+
+def test_cancel_of_a_pending_job_and_of_an_unknown_one(api, facility):
+    facility.inject("sfapi", "slow", match="^p$", params={"seconds": 5})
+    jobid = submit(api, "#!/bin/bash\n#SBATCH --job-name=p\ntrue\n")
+    assert api.delete(f"compute/jobs/perlmutter/{jobid}").json()["status"] == "OK"
+    row = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": [f"jobid={jobid}"]}).json()["output"][0]
+    assert row["state"].startswith("CANCELLED by")
+    assert api.delete("compute/jobs/perlmutter/1").json()["status"] == "ERROR"
+    assert facility.stats()["sfapi.cancel"] == 2
+
+
+def test_not_a_script_is_an_sbatch_error(api, facility):
+    answer = api.post("compute/jobs/perlmutter", data={"job": "rm -rf /", "isPath": "false"}).json()
+    result = json.loads(api.get(f"tasks/{answer['task_id']}").json()["result"])
+    assert result["status"] == "error" and "sbatch: error" in result["error"]
+    assert facility.stats()["sfapi.submit"] == 1 and "sfapi.job_created" not in facility.stats()
+
+
+def test_unknown_machine(api):
+    assert api.get("status/frontier").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("15", 900), ("0:15:00", 900), ("1:30", 90), ("0:00:02", 2), ("1-00", 86400), ("1-2:03:04", 93784)],
+)
+def test_parse_time_limit(text, seconds):
+    assert parse_time_limit(text) == seconds
+
+
+def test_parse_sbatch_stops_at_the_first_command():
+    script = (
+        "#!/bin/bash\n#SBATCH -q realtime -A als\n# a comment\n#SBATCH --exclusive --time=0:15:00\n"
+        "echo\n#SBATCH -J late\n"
+    )
+    assert parse_sbatch(script) == {"qos": "realtime", "account": "als", "exclusive": "", "time": "0:15:00"}

@@ -1,0 +1,249 @@
+"""Deletion manifests: validation, due computation, retention from the Variable, concurrent appends."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from include import manifests
+from include.endpoints import REPO_ROOT
+from include.errors import ConfigError, InvalidPathError
+from include.manifests import (
+    KEY_PREFIX,
+    RETENTION_VARIABLE,
+    BadEntry,
+    ManifestEntry,
+    ManifestError,
+    MetadataDbVariables,
+    due_entries,
+    due_keys,
+    remove_entries,
+    retention_days,
+    schedule_deletion,
+)
+
+NOW = datetime(2026, 11, 2, 15, 30, tzinfo=UTC)
+RUN = {"dag_id": "new_832_file", "run_id": "manual__2026-11-02T15:30:00+00:00"}
+
+
+@pytest.fixture
+def store(airflow_db):
+    """The metadata-DB Variables with an empty manifest and the default retention table."""
+    store = MetadataDbVariables()
+    saved = store.get(RETENTION_VARIABLE)
+    for key in store.keys(KEY_PREFIX):
+        store.delete(key)
+    yield store
+    for key in store.keys(KEY_PREFIX):
+        store.delete(key)
+    store.set(RETENTION_VARIABLE, saved)
+
+
+def schedule(store, **overrides):
+    args = {
+        "endpoint": "alcf832_raw",
+        "path": "BLS-00564_dyparkinson/20230224_132553_sea_shell.h5",
+        "check_endpoint": "nersc832_alsdev_raw",
+        "location": "alcf",
+        "now": NOW,
+        "store": store,
+        **RUN,
+    }
+    args.update(overrides)
+    return schedule_deletion(**args)
+
+
+def test_schedule_records_an_entry_due_after_the_locations_retention(store):
+    entry = schedule(store, size=1234, checksum="sha256:ABC")
+    assert entry.not_before == NOW + timedelta(days=2)
+    assert entry.key.startswith(f"{KEY_PREFIX}20261104/")
+    stored = ManifestEntry.from_json(entry.key, store.get(entry.key))
+    assert stored == entry
+    assert (stored.size, stored.checksum, stored.dag_id, stored.run_id) == (1234, "sha256:ABC", *RUN.values())
+
+
+def test_retention_days_come_from_the_variable_with_the_settings_defaults(store):
+    assert {loc: retention_days(loc, store=store) for loc in ("alcf", "data832", "nersc_pscratch", "spot832")} == {
+        "alcf": 2,
+        "data832": 3,
+        "nersc_pscratch": 7,
+        "spot832": 0,
+    }
+    store.set(RETENTION_VARIABLE, json.dumps({"alcf": 10}))
+    assert schedule(store).not_before == NOW + timedelta(days=10)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"alcf": -1}', "integer >= 0"),
+        ('{"alcf": "2"}', "integer >= 0"),
+        ("[2]", "JSON object"),
+        ("two", "not JSON"),
+    ],
+)
+def test_a_bad_retention_variable_is_a_clear_error(store, value, message):
+    store.set(RETENTION_VARIABLE, value)
+    with pytest.raises(ConfigError, match=message):
+        schedule(store)
+
+
+def test_unknown_location_is_refused(store):
+    with pytest.raises(ConfigError, match=r"unknown retention location .mars.*alcf"):
+        schedule(store, location="mars")
+    assert store.keys(KEY_PREFIX) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"endpoint": "nowhere"}, ConfigError, "unknown endpoint"),
+        ({"check_endpoint": "nowhere"}, ConfigError, "unknown endpoint"),
+        ({"path": "/data/raw/f/s.h5"}, InvalidPathError, "absolute"),
+        ({"path": "f/../../s.h5"}, InvalidPathError, r"'\.\.'"),
+        ({"path": ""}, InvalidPathError, "empty"),
+        ({"path": "."}, InvalidPathError, r"'\.'"),
+        ({"check_endpoint": None}, ManifestError, "no check endpoint"),
+        ({"endpoint": "nersc832", "path": "raw/f/s.h5", "check_endpoint": "data832_raw"}, ManifestError, "never"),
+        ({"endpoint": "nersc832", "path": "raw", "check_endpoint": "data832"}, ManifestError, "never"),
+        # the parent of raw/ would take raw/ with it
+        ({"endpoint": "nersc832", "path": "x/..", "check_endpoint": "data832"}, InvalidPathError, r"'\.\.'"),
+        # the same directory through another collection mounting the same file system
+        (
+            {"endpoint": "nersc832_alsdev_raw", "path": "f/s.h5", "check_endpoint": "data832_raw"},
+            ManifestError,
+            "never",
+        ),
+        # data832:raw/x is data832_raw:x -- the same file, not a copy
+        ({"endpoint": "data832", "path": "raw/f/s.h5", "check_endpoint": "data832"}, ManifestError, "same data"),
+        ({"size": -1}, ManifestError, "size"),
+        ({"size": "12"}, ManifestError, "size"),
+        ({"checksum": " "}, ManifestError, "checksum"),
+        ({"run_id": ""}, ManifestError, "run_id"),
+        ({"now": datetime(2026, 11, 2)}, ManifestError, "time zone"),
+    ],
+)
+def test_unsafe_or_malformed_entries_are_refused(store, overrides, error, message):
+    with pytest.raises(error, match=message):
+        schedule(store, **overrides)
+    assert store.keys(KEY_PREFIX) == []
+
+
+def test_nersc832_outside_raw_may_be_pruned(store):
+    entry = schedule(store, endpoint="nersc832", path="scratch/rec1", check_endpoint="data832_scratch")
+    assert entry.path == "scratch/rec1"
+
+
+def test_same_run_and_path_is_idempotent_and_distinct_runs_are_distinct_entries(store):
+    first = schedule(store)
+    again = schedule(store)
+    other = schedule(store, run_id="manual__other")
+    assert first.key == again.key != other.key
+    assert len(store.keys(KEY_PREFIX)) == 2
+
+
+def test_due_entries_respect_as_of_to_the_second(store):
+    alcf = schedule(store)  # due NOW + 2 days
+    pscratch = schedule(store, endpoint="nersc832_alsdev_pscratch_raw", location="nersc_pscratch")  # + 7 days
+    spot = schedule(store, endpoint="spot832", path="raw/f/s.h5", check_endpoint="data832_raw", location="spot832")
+    assert [e.key for e in due_entries(NOW, store=store)] == [spot.key]
+    just_before = alcf.not_before - timedelta(seconds=1)
+    # the day's key is listed, but the entry is not yet due
+    assert alcf.key in due_keys(just_before, store=store)
+    assert {e.key for e in due_entries(just_before, store=store)} == {spot.key}
+    assert {e.key for e in due_entries(alcf.not_before, store=store)} == {spot.key, alcf.key}
+    assert {e.key for e in due_entries(NOW + timedelta(days=30), store=store)} == {spot.key, alcf.key, pscratch.key}
+    # only the days up to as_of are read
+    assert pscratch.key not in due_keys(NOW + timedelta(days=6), store=store)
+
+
+def test_malformed_stored_entries_are_reported_not_acted_on(store):
+    store.set(f"{KEY_PREFIX}20260101/deadbeef", "{not json")
+    store.set(f"{KEY_PREFIX}20260101/cafe", json.dumps({"v": 99}))
+    store.set(f"{KEY_PREFIX}notaday/x", "{}")  # not a manifest key: ignored
+    found = list(due_entries(NOW, store=store))
+    assert all(isinstance(item, BadEntry) for item in found)
+    assert sorted(item.key for item in found) == [f"{KEY_PREFIX}20260101/cafe", f"{KEY_PREFIX}20260101/deadbeef"]
+
+
+def test_remove_entries_deletes_only_manifest_keys(store):
+    entry = schedule(store)
+    with pytest.raises(ManifestError):
+        remove_entries([RETENTION_VARIABLE], store=store)
+    assert remove_entries([entry.key], store=store) == 1
+    assert store.keys(KEY_PREFIX) == []
+    assert store.get(RETENTION_VARIABLE) is not None
+
+
+def test_a_variable_has_no_compare_and_set(store):
+    """Why writers never share a key: two read-modify-writes of one Variable silently lose an entry."""
+    shared = f"{KEY_PREFIX}shared-list"
+    store.set(shared, "[]")
+    barrier = threading.Barrier(2)
+
+    def append(item):
+        current = json.loads(store.get(shared))
+        barrier.wait()  # both have read before either writes
+        store.set(shared, json.dumps([*current, item]))
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(json.loads(store.get(shared))) == 1  # one append lost, no error raised
+
+
+WRITER = """
+import sys, time
+from datetime import UTC, datetime
+from include.manifests import schedule_deletion
+writer, count, start = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))
+for i in range(count):
+    for _attempt in range(20):
+        try:
+            schedule_deletion(
+                endpoint="alcf832_raw", path=f"w{writer}/scan_{i}.h5", check_endpoint="data832_raw",
+                location="alcf", dag_id="alcf_recon", run_id=f"run_{writer}", now=datetime(2026, 11, 2, tzinfo=UTC),
+            )
+            break
+        except Exception as exc:  # a locked SQLite file is an error, never a silent loss
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    else:
+        raise SystemExit(f"writer {writer}: entry {i} not written")
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_pipelines_lose_no_entry(store):
+    """Many processes append at the same moment through the real Variable API on one database."""
+    writers, per_writer = 6, 40
+    start = time.time() + 8  # every process has imported Airflow by then
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(w), str(per_writer), str(start)],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for w in range(writers)
+    ]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * writers, outputs
+    entries = list(manifests.load_entries(store.keys(KEY_PREFIX), store=store))
+    assert len(entries) == writers * per_writer
+    assert {(e.run_id, e.path) for e in entries} == {
+        (f"run_{w}", f"w{w}/scan_{i}.h5") for w in range(writers) for i in range(per_writer)
+    }

@@ -1,0 +1,223 @@
+"""GlobusComputeOperator and its trigger in real Airflow (dag.test) against the Compute stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from als_provider.hooks.globus_compute import GlobusComputeHook
+from als_provider.operators.globus_compute import GlobusComputeOperator, GlobusComputeTaskError
+from als_provider.triggers.globus_compute import GlobusComputeTaskTrigger
+
+ENDPOINT = "6e1b5a52-4f0c-4c5f-9d56-3f3c0c1e8a01"
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def run_dag(dag):
+    """Serialise ``dag`` to the metadata DB (dag.test() runs only DAGs it finds there), run dag.test()."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+        session.flush()
+        update_dag_parsing_results_in_db(
+            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
+        )
+    dag_run = dag.test()
+    return dag_run, {ti.task_id: ti for ti in dag_run.get_task_instances()}
+
+
+def make_dag(dag_id: str, operator_cls=GlobusComputeOperator, **op_kwargs):
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        operator_cls(
+            task_id="compute",
+            retries=op_kwargs.pop("retries", 1),
+            retry_delay=timedelta(seconds=0),
+            poll_interval=0.2,
+            **op_kwargs,
+        )
+    return dag
+
+
+def xcom(dag_run, task_id: str = "compute", key: str = "return_value"):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def test_success_puts_the_summary_in_xcom(facility, tmp_path):
+    scan = tmp_path / "scan.h5"
+    scan.write_bytes(b"0123456789")
+    dag = make_dag(
+        "test_compute_success",
+        function_name="check_environment",
+        function_kwargs={"paths": [str(scan)]},
+        endpoint_id=ENDPOINT,
+    )
+    dag_run, tis = run_dag(dag)
+    assert tis["compute"].state == "success"
+    result = xcom(dag_run)
+    assert result["paths"][str(scan)] == {"size": 10, "is_dir": False}
+    stats = facility.stats()
+    assert stats["compute.submit"] == 1
+    assert stats["compute.executed.check_environment"] == 1
+
+
+def test_remote_exception_fails_the_task_with_the_remote_traceback(facility, tmp_path, capfd):
+    missing = tmp_path / "nowhere" / "scan.h5"
+    dag = make_dag(
+        "test_compute_remote_error",
+        function_name="check_environment",
+        function_kwargs={"paths": [str(missing)]},
+        endpoint_id=ENDPOINT,
+        retries=0,
+    )
+    dag_run, tis = run_dag(dag)
+    assert tis["compute"].state == "failed"
+    assert dag_run.state == "failed"
+    captured = capfd.readouterr()
+    logged = captured.out + captured.err
+    assert "FileNotFoundError" in logged and str(missing) in logged
+    assert "failed at the endpoint" in logged
+
+
+def test_injected_raise_fault_fails_the_task(facility):
+    facility.inject("compute", "raise", match="^check_environment$", message="detector on fire")
+    dag = make_dag("test_compute_raise_fault", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
+    _, tis = run_dag(dag)
+    assert tis["compute"].state == "failed"
+    assert facility.stats()["fault.compute.raise"] == 1
+
+
+class CrashAfterSubmit(GlobusComputeOperator):
+    """The first try dies right after submitting (as a worker would), before it can wait."""
+
+    def defer(self, **kwargs):
+        from airflow.sdk import get_current_context
+
+        if get_current_context()["ti"].try_number == 1:
+            raise RuntimeError("simulated worker crash after submitting")
+        return super().defer(**kwargs)
+
+
+def test_retry_after_a_worker_crash_reattaches_instead_of_running_again(facility):
+    facility.inject("compute", "slow", match="^check_environment$", params={"seconds": 2})
+    dag = make_dag(
+        "test_compute_crash_retry",
+        operator_cls=CrashAfterSubmit,
+        function_name="check_environment",
+        endpoint_id=ENDPOINT,
+    )
+    dag_run, tis = run_dag(dag)
+    assert tis["compute"].state == "success"
+    assert tis["compute"].try_number == 2
+    assert xcom(dag_run)["python"]
+    stats = facility.stats()
+    assert stats["compute.submit"] == 1
+    assert stats["compute.task_created"] == 1
+    assert stats["compute.executed"] == 1
+
+
+def test_retry_after_a_remote_failure_submits_afresh(facility):
+    facility.inject("compute", "raise", match="^check_environment$", message="transient")
+    dag = make_dag("test_compute_failed_retry", function_name="check_environment", endpoint_id=ENDPOINT)
+    _, tis = run_dag(dag)
+    assert tis["compute"].state == "success"
+    assert facility.stats()["compute.submit"] == 2
+
+
+def test_site_resolves_the_endpoint_and_non_deferrable_mode_waits_inline(facility):
+    dag = make_dag(
+        "test_compute_site_inline", function_name="check_environment", site="local", deferrable=False, retries=0
+    )
+    dag_run, tis = run_dag(dag)
+    assert tis["compute"].state == "success"
+    assert xcom(dag_run)["host"]
+
+
+def test_timeout_fails_the_task(facility):
+    facility.inject("compute", "slow", match="^check_environment$", params={"seconds": 5})
+    dag = make_dag(
+        "test_compute_timeout",
+        function_name="check_environment",
+        endpoint_id=ENDPOINT,
+        task_timeout=timedelta(seconds=1),
+        retries=0,
+    )
+    _, tis = run_dag(dag)
+    assert tis["compute"].state == "failed"
+
+
+def test_operator_needs_exactly_one_target():
+    with pytest.raises(ValueError, match="exactly one"):
+        GlobusComputeOperator(task_id="x", function_name="check_environment")
+    with pytest.raises(ValueError, match="exactly one"):
+        GlobusComputeOperator(task_id="x", function_name="check_environment", site="local", endpoint_id=ENDPOINT)
+
+
+def test_trigger_serialize_round_trips():
+    trigger = GlobusComputeTaskTrigger(
+        "task-1", globus_compute_conn_id="c", poll_interval=3.0, deadline=123.5, function_name="reconstruct"
+    )
+    path, kwargs = trigger.serialize()
+    module, _, name = path.rpartition(".")
+    import importlib
+
+    again = getattr(importlib.import_module(module), name)(**kwargs)
+    assert again.serialize() == (path, kwargs)
+    assert kwargs == {
+        "task_id": "task-1",
+        "globus_compute_conn_id": "c",
+        "poll_interval": 3.0,
+        "deadline": 123.5,
+        "function_name": "reconstruct",
+    }
+
+
+def first(trigger):
+    async def go():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(go())
+
+
+def test_trigger_events(facility):
+    hook = GlobusComputeHook()
+    function_id = hook.register_function(__import__("compute_functions.remote").remote.check_environment)
+    ok = first(GlobusComputeTaskTrigger(hook.run(function_id, ENDPOINT, {}), poll_interval=0.1))
+    assert ok["status"] == "success" and ok["result"]["python"]
+
+    failed = first(
+        GlobusComputeTaskTrigger(hook.run(function_id, ENDPOINT, {"paths": ["/no/such"]}), poll_interval=0.1)
+    )
+    assert failed["status"] == "error" and "FileNotFoundError" in failed["message"]
+
+    unknown = first(GlobusComputeTaskTrigger("00000000-0000-0000-0000-000000000000", poll_interval=0.1))
+    assert unknown["status"] == "error" and "404" in unknown["message"]
+
+    facility.inject("compute", "slow", match="^check_environment$", params={"seconds": 3})
+    slow_id = hook.run(function_id, ENDPOINT, {})
+    timed_out = first(GlobusComputeTaskTrigger(slow_id, poll_interval=0.1, deadline=time.time() + 0.5))
+    assert timed_out["status"] == "timeout"
+
+
+def test_execute_complete_raises_the_message():
+    operator = GlobusComputeOperator(task_id="x", function_name="check_environment", endpoint_id=ENDPOINT)
+    with pytest.raises(GlobusComputeTaskError, match="boom"):
+        operator.execute_complete({}, {"status": "error", "task_id": "t", "message": "Traceback...\nboom"})
