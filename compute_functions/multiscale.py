@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 import zarr
 
+from compute_functions.preview import write_preview
 from compute_functions.tiff_stack import StackError, TiffStack, open_tiff_stack
 
 log = logging.getLogger(__name__)
 
 NGFF_VERSIONS = ("0.4", "0.5")
+#: The preview PNG written into the store (its root holds it beside the NGFF metadata).
+PREVIEW_NAME = "preview.png"
 COMPRESSORS = ("lz4", "zstd", "none")
 DEFAULT_CHUNK = (32, 256, 256)
 MIN_CHUNK_DEPTH = 4
@@ -320,8 +323,12 @@ def write_multiscale(
     ngff: str = "0.4",
     compressor: str = "lz4",
     memory_mb: float = DEFAULT_MEMORY_MB,
+    preview: bool = True,
 ) -> dict[str, Any]:
     """Write the TIFF stack ``tiff_dir`` as a multiscale OME-Zarr and return a JSON-serialisable summary.
+
+    With ``preview`` the store also holds ``preview.png`` (compute_functions.preview: the three central
+    orthogonal slices), so the preview travels with the Zarr for the run's notes and SciCat.
 
     ``zarr_path`` defaults to ``rec<dataset>.zarr`` beside ``tiff_dir``. The µm scale comes from
     ``pixel_size_um``, else ``raw`` (the scan's HDF5), else the TIFFs' ``pixel_size_um``, else 1.0 with a
@@ -360,6 +367,8 @@ def write_multiscale(
     shapes = level_shapes(stack.shape, levels)
     try:
         _write_store(stack, tmp, shapes, chunks, codecs, zarr_format, scale, ngff, max(1, workers))
+        if preview:
+            write_preview(tmp, tmp / PREVIEW_NAME)
         _replace(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -383,6 +392,7 @@ def write_multiscale(
         "bytes": stack.nbytes,
         "seconds": round(seconds, 3),
         "mb_per_s": round(stack.nbytes / 1e6 / seconds, 1) if seconds > 0 else None,
+        "preview": str(out / PREVIEW_NAME) if preview else None,
     }
 
 
@@ -490,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compressor", choices=COMPRESSORS, default="lz4", help="Blosc codec, level 1, shuffle")
     parser.add_argument("--workers", type=int, default=2, help="threads encoding and writing chunks")
     parser.add_argument("--memory-mb", type=float, default=DEFAULT_MEMORY_MB, help="budget for the slab buffers")
+    parser.add_argument("--no-preview", action="store_true", help="do not write preview.png into the store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
@@ -504,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ngff=args.ngff,
             compressor=args.compressor,
             memory_mb=args.memory_mb,
+            preview=not args.no_preview,
         )
     except (MultiscaleError, OSError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

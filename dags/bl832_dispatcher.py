@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, TaskGroup, task
 
 from include.dag_params import new_scan_params, recon_param, validate_conf
@@ -50,8 +49,8 @@ and `rec<dataset>.zarr/` (`<site>` = {", ".join(f"`{v}`" for v in PIPELINES.valu
 """
 
 
-@task.branch
-def choose(params: dict | None = None, ti=None) -> list[str]:
+@task(retries=0, multiple_outputs=False)
+def choose(params: dict | None = None) -> list[str]:
     """Pick the pipelines to run from the settings Variable, the scan's export control and existing results."""
     from airflow.sdk import Variable
 
@@ -86,17 +85,28 @@ def choose(params: dict | None = None, ti=None) -> list[str]:
     for name, reason in skipped.items():
         print(f"skipping {name}: {reason}")
     print(f"running: {', '.join(chosen) or 'nothing'}")
-    ti.xcom_push(key="chosen", value=chosen)
-    return [f"run_{name}" for name in chosen]
+    return chosen
+
+
+@task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed_min_one_success")
+def run_pipeline(chosen: list[str], name: str) -> bool:
+    """Gate of one pipeline's task group: open if ``choose`` chose it (new-scan, if it runs, finished first)."""
+    return name in chosen
 
 
 @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
-def report(finals: dict[str, str], ti=None) -> dict:
-    """Fail the run if any chosen pipeline failed, naming which; else summarise the outputs."""
-    chosen = ti.xcom_pull(task_ids="choose", key="chosen") or []
-    failed = [name for name in chosen if ti.xcom_pull(task_ids=finals[name]) is None]
+def report(finals: dict[str, str], ti=None, dag_run=None) -> dict:
+    """Fail the run if any chosen pipeline failed, naming it and its failed tasks; else summarise the outputs."""
+    chosen = ti.xcom_pull(task_ids="choose") or []
+    failed = {}
+    for name in chosen:
+        states = ti.get_task_states(dag_id=dag_run.dag_id, task_group_id=name, run_ids=[dag_run.run_id])
+        bad = sorted(t for t, state in states.get(dag_run.run_id, {}).items() if state in ("failed", "upstream_failed"))
+        if bad:
+            failed[name] = bad
     if failed:
-        raise RuntimeError(f"pipeline(s) failed: {', '.join(failed)} (see their task groups)")
+        detail = "; ".join(f"{name} ({', '.join(tasks)})" for name, tasks in failed.items())
+        raise RuntimeError(f"pipeline(s) failed: {detail}")
     outputs = [o for name in chosen for o in ti.xcom_pull(task_ids=finals[name], key="outputs") or []]
     print(f"all chosen pipelines succeeded: {', '.join(chosen) or 'none'}")
     return {"pipelines": chosen, "outputs": outputs}
@@ -114,11 +124,12 @@ with DAG(
     default_args={"owner": "bl832-computing", "retries": 2, "retry_delay": timedelta(seconds=30)},
     params={**new_scan_params(), "recon": recon_param()},
 ) as dag:
-    chooser = validate_conf() >> choose()
+    chosen = choose()
+    validate_conf() >> chosen
     finals = {}
     gates = {}
     for name in PIPELINES:
-        gates[name] = EmptyOperator(task_id=f"run_{name}", trigger_rule="none_failed_min_one_success")
+        gates[name] = run_pipeline.override(task_id=f"run_{name}")(chosen, name)
         with TaskGroup(name):
             if name == "new_file":
                 first, last = new_file_steps()
@@ -126,9 +137,9 @@ with DAG(
                 first, last = nersc_recon_steps()
             else:
                 first, last = recon_steps(SITES[name])
-        chooser >> gates[name] >> first
+        gates[name] >> first
         finals[name] = last.operator.task_id if hasattr(last, "operator") else last.task_id
         if name != "new_file":
             new_file_last = finals["new_file"]
             dag.get_task(new_file_last) >> gates[name]
-    report(finals) << [dag.get_task(task_id) for task_id in finals.values()]
+    report(finals) << [task for task in dag.tasks if task.task_group and task.task_group.group_id in PIPELINES]

@@ -87,11 +87,11 @@ def check_conf(conf: dict[str, Any] | None, allowed: set[str] | frozenset[str]) 
 
 
 @task(retries=0)
-def validate_conf(params: dict | None = None, dag_run=None) -> dict[str, str]:
+def validate_conf(params: dict | None = None, dag_run=None, dag=None) -> dict[str, str]:
     """Refuse unknown conf keys, a bad scan path or bad reconstruction options; return the scan's identity."""
     from include.paths import parse_scan
 
-    check_conf(dag_run.conf, set(params))
+    check_conf(dag_run.conf, set(dag.params))  # the DAG's declared params; the run's also hold unknown keys
     scan = parse_scan(params["file_path"])
     if "recon" in params:
         recon_options(params["recon"])

@@ -9,6 +9,7 @@ from airflow.sdk import task
 
 from als_provider.operators.globus_compute import GlobusComputeOperator
 from als_provider.operators.globus_transfer import GlobusTransferOperator
+from als_provider.operators.scicat import SciCatIngestDerivedOperator
 from include.dag_params import ENGINES, recon_options
 from include.endpoints import default_profile
 from include.sites import HOME_RAW, HOME_SCRATCH, Site, load_sites
@@ -54,8 +55,10 @@ def plan(site_name: str, params: dict | None = None) -> dict:
     return {
         "scan": str(scan.relative_path),
         "dataset": scan.dataset,
+        "results_folder": results,
         "tiff_path": tiff_path,
         "zarr_path": zarr_path,
+        "preview_path": f"{zarr_path}/preview.png",
         "reconstruct": {"scan_path": scan_posix, "out_dir": str(scratch.posix_path(results)), **recon},
         "multiscale": {
             "tiff_dir": str(scratch.posix_path(tiff_path)),
@@ -159,6 +162,16 @@ def recon_steps(site: Site):
         [planned, first, reconstruct, multiscale, *last] >> record
     published = publish_outputs(planned, reconstruct.output)
     last >> published
+    derived = SciCatIngestDerivedOperator(
+        task_id="scicat_derived",
+        file_path=planned["scan"],
+        results_folder=planned["results_folder"],
+        site=site.name,
+        parameters=reconstruct.output,
+        preview_path=planned["preview_path"],
+        skip_uncatalogued=True,
+    )
+    published >> derived
     return planned.operator, published
 
 

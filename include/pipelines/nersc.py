@@ -9,6 +9,7 @@ from __future__ import annotations
 from airflow.sdk import task
 
 from als_provider.operators.globus_transfer import GlobusTransferOperator
+from als_provider.operators.scicat import SciCatIngestDerivedOperator
 from als_provider.operators.sfapi import SFAPIJobOperator
 from include.dag_params import ENGINES, recon_options
 from include.endpoints import default_profile
@@ -87,8 +88,11 @@ def plan(params: dict | None = None) -> dict:
         raise FileNotFoundError(f"the scan is not at {CFS_RAW}:{scan.relative_path} ({source})")
     return {
         "scan": str(scan.relative_path),
+        "results_folder": results,
+        "recon": recon,
         "tiff_path": tiff_path,
         "zarr_path": zarr_path,
+        "preview_path": f"{zarr_path}/preview.png",
         "recon_job_name": f"tomo_recon_{scan.folder}_{scan.dataset}",
         "multiscale_job_name": f"tomo_multiscale_{scan.folder}_{scan.dataset}",
         "recon_values": {
@@ -184,4 +188,14 @@ def nersc_recon_steps():
     [planned, reconstruct, multiscale, *copies] >> record_deletions(planned.operator.task_id)
     published = publish_outputs(planned)
     copies >> published
+    derived = SciCatIngestDerivedOperator(
+        task_id="scicat_derived",
+        file_path=planned["scan"],
+        results_folder=planned["results_folder"],
+        site=RESULTS_FOLDER,
+        parameters=planned["recon"],
+        preview_path=planned["preview_path"],
+        skip_uncatalogued=True,
+    )
+    published >> derived
     return planned.operator, published

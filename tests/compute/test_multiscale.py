@@ -426,3 +426,17 @@ def test_bad_options_are_refused(tmp_path, volume):
         write_multiscale(tiffs, pixel_size_um=-1)
     with pytest.raises(MultiscaleError, match="compressor must be"):
         write_multiscale(tiffs, compressor="gzip")
+
+
+def test_the_preview_travels_inside_the_store_and_readers_ignore_it(tmp_path, volume):
+    from PIL import Image
+
+    tiffs = make_stack(tmp_path / "recdemo", volume)
+    summary = write_multiscale(tiffs)
+    png = Path(summary["preview"])
+    assert png == Path(summary["zarr"]) / "preview.png"
+    with Image.open(png) as image:
+        assert image.size[0] > image.size[1] > 0  # xy | xz | yz side by side
+    assert read_ome(Path(summary["zarr"])) is not None
+    assert write_multiscale(tiffs, preview=False)["preview"] is None
+    assert not png.exists()

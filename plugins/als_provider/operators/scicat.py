@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -63,7 +64,8 @@ class SciCatIngestDerivedOperator(BaseOperator):
     :param parameters: the reconstruction's summary (dict, or its JSON text). Templated.
     :param preview_path: a PNG on ``endpoint`` (relative path) attached as the preview; optional. Templated.
     :param raw_pid: the raw dataset's pid; when empty, the raw dataset is looked up by its key on
-        ``raw_endpoint`` (fails if the scan was never catalogued). Templated.
+        ``raw_endpoint`` (fails if the scan was never catalogued, or skips with ``skip_uncatalogued``,
+        for scans that are never catalogued, such as export-controlled ones). Templated.
     :param endpoint: where the results are (default ``data832_scratch``).
     :param raw_endpoint: where the raw scan is (default ``data832_raw``).
 
@@ -93,10 +95,12 @@ class SciCatIngestDerivedOperator(BaseOperator):
         raw_pid: str | None = None,
         endpoint: str = "data832_scratch",
         raw_endpoint: str = "data832_raw",
+        skip_uncatalogued: bool = False,
         scicat_conn_id: str = "scicat_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.skip_uncatalogued = skip_uncatalogued
         self.file_path = file_path
         self.results_folder = results_folder
         self.site = site
@@ -129,6 +133,8 @@ class SciCatIngestDerivedOperator(BaseOperator):
         if not raw_pid:
             raw_folder = endpoints[self.raw_endpoint].globus_path(scan.folder)
             raw_pid = hook.find_raw(raw_folder, scan.dataset)
+            if raw_pid is None and self.skip_uncatalogued:
+                raise AirflowSkipException(f"{scan} is not in SciCat (export-controlled?): no derived dataset")
             if raw_pid is None:
                 raise LookupError(f"no SciCat raw dataset for {scan} ({raw_folder}); ingest the scan first")
         source_folder = results.globus_path(folder)

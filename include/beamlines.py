@@ -1,0 +1,214 @@
+"""Beamlines as configuration: load and validate include/config/beamlines.yaml, and build a beamline's DAG.
+
+A beamline is its endpoints (where scans are written, where the NERSC copy goes), the retention location
+of each copy it makes, and the pipelines that run after the move (``scicat``, ``ptycho``, ``hpss_archive``).
+:func:`make_beamline_dag` turns one entry into the DAG ``<key>_new_file``; the step builders live in
+include/pipelines/archive.py and include/pipelines/ptycho.py. Errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from include.endpoints import REPO_ROOT, load_endpoints
+from include.errors import ConfigError
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+BEAMLINES_FILE = REPO_ROOT / "include" / "config" / "beamlines.yaml"
+JOBS_DIR = REPO_ROOT / "include" / "jobs"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_NUMBER = re.compile(r"^\d+(\.\d+)+$")
+_KEYS = {"beamline", "description", "owner", "source_endpoint", "nersc_endpoint", "source_retention", "pipelines"}
+#: Pipeline kind -> (required keys, optional keys with defaults).
+PIPELINES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "scicat": ((), {}),
+    "ptycho": (("results_endpoint",), {"template": "ptycho_recon.sh.j2", "directives": {}}),
+    "hpss_archive": (
+        ("archive_endpoint", "retention_location"),
+        {"template": "hpss_archive.sh.j2", "directives": {}},
+    ),
+}
+_ENDPOINT_KEYS = {"source_endpoint", "nersc_endpoint", "results_endpoint", "archive_endpoint"}
+
+
+@dataclass(frozen=True)
+class Beamline:
+    """One beamline: where its scans are, where they go, and what runs on them."""
+
+    key: str
+    beamline: str
+    description: str
+    owner: str
+    source_endpoint: str
+    nersc_endpoint: str
+    source_retention: str
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def dag_id(self) -> str:
+        return f"{self.key}_new_file"
+
+    def pipeline(self, kind: str) -> dict[str, Any] | None:
+        """The options of pipeline ``kind``, or None when this beamline does not run it."""
+        return self.pipelines.get(kind)
+
+    def retention_locations(self) -> set[str]:
+        """Every deletion-manifest location this beamline records (each needs a key in als_retention_days)."""
+        archive = self.pipeline("hpss_archive")
+        return {self.source_retention} | ({archive["retention_location"]} if archive else set())
+
+
+@dataclass(frozen=True)
+class Beamlines:
+    beamlines: dict[str, Beamline]
+    source: Path
+
+    def __getitem__(self, key: str) -> Beamline:
+        try:
+            return self.beamlines[key]
+        except KeyError:
+            known = ", ".join(sorted(self.beamlines))
+            raise ConfigError(f"{self.source}: unknown beamline {key!r} (known: {known})") from None
+
+    def __iter__(self):
+        return iter(self.beamlines.values())
+
+
+def _string(entry: dict, key: str, where: str, source: Path) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source}: {where}.{key}: missing or not a non-empty string")
+    return value.strip()
+
+
+def _check_endpoint(value: str, key: str, source: Path, endpoint_names: set[str]) -> None:
+    if value not in endpoint_names:
+        raise ConfigError(f"{source}: {key}: unknown endpoint {value!r} (see endpoints.yaml)")
+
+
+def _pipeline(kind: str, entry: object, where: str, source: Path, endpoint_names: set[str]) -> dict[str, Any]:
+    from include.slurm import sbatch_header
+
+    if kind not in PIPELINES:
+        raise ConfigError(f"{source}: {where}: unknown pipeline {kind!r} (known: {', '.join(PIPELINES)})")
+    entry = {} if entry is None else entry
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{source}: {where}: expected a mapping of options")
+    required, optional = PIPELINES[kind]
+    unknown = set(entry) - set(required) - set(optional)
+    if unknown:
+        raise ConfigError(f"{source}: {where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    options: dict[str, Any] = {**optional, **{key: _string(entry, key, where, source) for key in required}}
+    for key in _ENDPOINT_KEYS & set(options):
+        _check_endpoint(options[key], f"{where}.{key}", source, endpoint_names)
+    if "template" in entry:
+        options["template"] = _string(entry, "template", where, source)
+    if "template" in options:
+        template = options["template"]
+        if "/" in template or not (JOBS_DIR / template).is_file():
+            raise ConfigError(f"{source}: {where}.template: no job template {template!r} in include/jobs/")
+    if "directives" in entry:
+        directives = entry["directives"] or {}
+        if not isinstance(directives, dict):
+            raise ConfigError(f"{source}: {where}.directives: expected a mapping of #SBATCH options")
+        try:
+            sbatch_header(directives)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {where}.directives: {exc}") from None
+        options["directives"] = dict(directives)
+    return options
+
+
+def parse_beamlines(document: object, *, source: Path, endpoint_names: set[str]) -> Beamlines:
+    """Validate a parsed beamlines document; endpoints must exist in endpoints.yaml."""
+    if not isinstance(document, dict) or not isinstance(document.get("beamlines"), dict) or not document["beamlines"]:
+        raise ConfigError(f"{source}: beamlines: missing or empty")
+    beamlines: dict[str, Beamline] = {}
+    for key, entry in document["beamlines"].items():
+        where = f"beamlines.{key}"
+        if not isinstance(key, str) or not _NAME.match(key):
+            raise ConfigError(f"{source}: {where}: beamline keys are lower-case identifiers (they name DAGs)")
+        if key.startswith("bl832"):
+            raise ConfigError(f"{source}: {where}: 8.3.2 has its own DAGs (bl832_*); pick another key")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: {where}: expected a mapping")
+        unknown = set(entry) - _KEYS
+        if unknown:
+            raise ConfigError(f"{source}: {where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        number = entry.get("beamline")
+        if not isinstance(number, str) or not _NUMBER.match(number):
+            raise ConfigError(f"{source}: {where}.beamline: a quoted beamline number like \"7.3.3\", got {number!r}")
+        values = {
+            name: _string(entry, name, where, source)
+            for name in ("owner", "source_endpoint", "nersc_endpoint", "source_retention")
+        }
+        for name in ("source_endpoint", "nersc_endpoint"):
+            _check_endpoint(values[name], f"{where}.{name}", source, endpoint_names)
+        if values["source_endpoint"] == values["nersc_endpoint"]:
+            raise ConfigError(f"{source}: {where}.nersc_endpoint: must differ from source_endpoint")
+        pipelines = entry.get("pipelines") or {}
+        if not isinstance(pipelines, dict):
+            raise ConfigError(f"{source}: {where}.pipelines: expected a mapping of pipeline name to options")
+        beamlines[key] = Beamline(
+            key=key,
+            beamline=number,
+            description=str(entry.get("description") or f"beamline {number}"),
+            pipelines={
+                str(kind): _pipeline(str(kind), options, f"{where}.pipelines.{kind}", source, endpoint_names)
+                for kind, options in pipelines.items()
+            },
+            **values,
+        )
+    return Beamlines(beamlines, source)
+
+
+def load_beamlines(path: Path | None = None) -> Beamlines:
+    """Load and validate the beamlines file (cached per path)."""
+    return _load_cached(Path(path or BEAMLINES_FILE).resolve())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: Path) -> Beamlines:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: beamlines file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    names = set(load_endpoints("production").endpoints)
+    return parse_beamlines(document, source=path, endpoint_names=names)
+
+
+def make_beamline_dag(beamline: Beamline) -> DAG:
+    """The DAG ``<key>_new_file`` of one beamline: validate, move to NERSC, then its pipelines in parallel."""
+    from datetime import timedelta
+
+    import pendulum
+    from airflow.sdk import DAG
+
+    from include.dag_params import validate_conf
+    from include.pipelines.archive import beamline_doc, beamline_params, beamline_steps
+
+    with DAG(
+        dag_id=beamline.dag_id,
+        description=f"New scan of {beamline.beamline}: move to NERSC, then {', '.join(beamline.pipelines) or 'done'}",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=16,
+        doc_md=beamline_doc(beamline),
+        tags=[beamline.key, "new-scan", "globus", *beamline.pipelines],
+        default_args={"owner": beamline.owner, "retries": 2, "retry_delay": timedelta(seconds=30)},
+        params=beamline_params(beamline),
+    ) as dag:
+        first, _ = beamline_steps(beamline)
+        validate_conf() >> first
+    return dag

@@ -1,0 +1,128 @@
+"""SFTPNewScanSensor: wait, deferred, for finished scans on spot832 that the dispatcher has not seen yet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context
+
+from als_provider.triggers.sftp_new_scan import (
+    DISPATCHER_DAG_ID,
+    FOLDER_NAME_PATTERN,
+    SCAN_NAME_PATTERN,
+    SFTPNewScanTrigger,
+    beamline_path,
+)
+from include.paths import parse_scan
+
+
+class SFTPNewScanSensor(BaseSensorOperator):
+    """Succeed with one dispatch request per finished, undispatched scan under spot832's raw tree.
+
+    Returns ``[{"trigger_run_id", "conf", "note"}, ...]``: the keyword arguments of one
+    ``TriggerDagRunOperator`` per scan (``expand_kwargs``), with the dispatcher's deterministic run id and a
+    conf that is exactly its Params. "Finished" and "dispatched" are decided by ``SFTPNewScanTrigger``
+    (see docs/watching.md). Always deferrable: the watch runs in the triggerer.
+
+    :param sftp_conn_id: SFTP connection of spot832.
+    :param raw_root: the raw tree on spot832 (templated; default: connection extra ``raw_root``, else /global/raw).
+    :param stable_polls: consecutive listings with the same size and mtime before a scan counts (templated).
+    :param poll_interval: seconds between listings (templated).
+    :param lookback_hours: only scans modified this recently; 0 watches every scan (templated).
+    :param is_export_controlled: conf of every dispatched scan (templated).
+    :param send_to_nersc: conf of every dispatched scan (templated).
+    :param max_scans: at most this many scans per run.
+    """
+
+    template_fields: Sequence[str] = (
+        "raw_root",
+        "stable_polls",
+        "poll_interval",
+        "lookback_hours",
+        "is_export_controlled",
+        "send_to_nersc",
+    )
+
+    def __init__(
+        self,
+        *,
+        sftp_conn_id: str = "sftp_spot832",
+        raw_root: str | None = None,
+        stable_polls: int | str = 3,
+        poll_interval: float | str = 30.0,
+        lookback_hours: float | str = 72.0,
+        is_export_controlled: bool | str = False,
+        send_to_nersc: bool | str = True,
+        folder_pattern: str = FOLDER_NAME_PATTERN,
+        file_pattern: str = SCAN_NAME_PATTERN,
+        dispatch_dag_id: str = DISPATCHER_DAG_ID,
+        max_scans: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("timeout", timedelta(hours=1).total_seconds())
+        super().__init__(**kwargs)
+        self.sftp_conn_id = sftp_conn_id
+        self.raw_root = raw_root
+        self.stable_polls = stable_polls
+        self.poll_interval = poll_interval
+        self.lookback_hours = lookback_hours
+        self.is_export_controlled = is_export_controlled
+        self.send_to_nersc = send_to_nersc
+        self.folder_pattern = folder_pattern
+        self.file_pattern = file_pattern
+        self.dispatch_dag_id = dispatch_dag_id
+        self.max_scans = max_scans
+
+    def poke(self, context: Context) -> bool:
+        raise NotImplementedError("SFTPNewScanSensor only runs deferred (the stability check spans polls)")
+
+    def execute(self, context: Context) -> None:
+        lookback = float(self.lookback_hours) * 3600
+        self.defer(
+            trigger=SFTPNewScanTrigger(
+                sftp_conn_id=self.sftp_conn_id,
+                raw_root=self.raw_root or None,
+                stable_polls=int(self.stable_polls),
+                poll_interval=float(self.poll_interval),
+                lookback=lookback or None,
+                folder_pattern=self.folder_pattern,
+                file_pattern=self.file_pattern,
+                dispatch_dag_id=self.dispatch_dag_id,
+                max_scans=self.max_scans,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
+        if event.get("status") != "success":
+            raise RuntimeError(event.get("message") or f"watching spot832 failed: {event}")
+        requests = []
+        for found in event["scans"]:
+            scan = parse_scan(found["scan"])
+            self.log.info("finished scan %s (%d bytes): dispatching as %s", scan, found["size"], found["run_id"])
+            requests.append(
+                {
+                    "trigger_run_id": found["run_id"],
+                    "conf": {
+                        "file_path": beamline_path(scan),
+                        "is_export_controlled": _flag(self.is_export_controlled),
+                        "send_to_nersc": _flag(self.send_to_nersc),
+                    },
+                    "note": f"Started by {context['dag'].dag_id} for {scan}: {found['checks']}.",
+                }
+            )
+        return requests
+
+
+def _flag(value: bool | str) -> bool:
+    """A templated boolean ("True"/"False" after rendering) as a bool."""
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() in ("true", "1", "yes"):
+        return True
+    if str(value).strip().lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")

@@ -1,0 +1,454 @@
+"""Trigger that watches spot832's raw tree over SFTP and fires with the finished scans not yet dispatched.
+
+A scan is ``<raw root>/<folder>/<file>.h5`` with SPEC §1 names. It is *finished* when (1) its size and mtime
+were the same in ``stable_polls`` consecutive listings and (2) it is a complete HDF5 file: the signature is
+at offset 0 (or a user-block boundary), the superblock's end-of-file address equals the file's size, a
+version-3 superblock is not flagged "open for writing", and h5py opens it (read over SFTP) and lists its
+root group. It is *dispatched* when a ``bl832_dispatcher`` run with its deterministic run id exists.
+
+This module stays light (DAG files import the sensor, which imports it): asyncssh, the SFTP provider's
+hook and h5py are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import posixpath
+import re
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from include.dag_params import FILE_PATH_PATTERN
+from include.errors import InvalidPathError
+from include.paths import BEAMLINE_RAW_PREFIX, Scan, parse_scan
+
+DISPATCHER_DAG_ID = "bl832_dispatcher"
+#: Where spot832 keeps scans over SFTP unless the connection's ``raw_root`` extra says otherwise.
+DEFAULT_RAW_ROOT = "/global/raw"
+#: SPEC §1: experiment folder ``<Prefix>-<5 digits>_<email user>``.
+FOLDER_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9]*-\d{5}_[A-Za-z0-9][A-Za-z0-9._-]*$"
+#: SPEC §1: scan ``<YYYYMMDD>_<HHMMSS>_<free text>.h5`` (a mosaic tile ends ``_x<##>y<##>.h5``).
+SCAN_NAME_PATTERN = r"^\d{8}_\d{6}_[^/\x00-\x1f]+\.h5$"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_UNDEFINED_ADDRESS = {4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
+_RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def scan_run_id(scan: Scan) -> str:
+    """The dispatcher run id of a scan: ``scan__<folder>__<dataset>__<hash>``, the same on every call.
+
+    Names are sanitised to Airflow's run-id characters and shortened; the hash of the exact scan path keeps
+    two scans whose sanitised names collide apart.
+    """
+    digest = hashlib.sha256(str(scan.relative_path).encode()).hexdigest()[:12]
+    folder = _RUN_ID_UNSAFE.sub("-", scan.folder)[:80]
+    dataset = _RUN_ID_UNSAFE.sub("-", scan.dataset)[:120]
+    return f"scan__{folder}__{dataset}__{digest}"
+
+
+def beamline_path(scan: Scan) -> str:
+    """The scan as the beamline reports it: ``/global/raw/<folder>/<file>.h5`` (the dispatcher's ``file_path``)."""
+    return f"{BEAMLINE_RAW_PREFIX}/{scan.relative_path}"
+
+
+def scan_from_names(
+    folder: str, file_name: str, *, folder_pattern: str = FOLDER_NAME_PATTERN, file_pattern: str = SCAN_NAME_PATTERN
+) -> Scan | None:
+    """The scan named ``<folder>/<file_name>``, or ``None`` when the names are not a scan's (SPEC §1)."""
+    if not re.match(folder_pattern, folder) or not re.match(file_pattern, file_name):
+        return None
+    try:
+        scan = parse_scan(f"{folder}/{file_name}")
+    except InvalidPathError:
+        return None
+    return scan if re.match(FILE_PATH_PATTERN, beamline_path(scan)) else None
+
+
+@dataclass(frozen=True)
+class Superblock:
+    """The fields of an HDF5 superblock that say whether the file is complete."""
+
+    offset: int
+    version: int
+    base_address: int
+    eof_address: int
+    flags: int
+
+    @property
+    def end(self) -> int:
+        """Absolute end of the file the superblock describes."""
+        return self.base_address + self.eof_address
+
+
+def parse_superblock(data: bytes, offset: int) -> Superblock:
+    """Parse the superblock that starts (with its signature) at ``data[0]``, found at file ``offset``.
+
+    Versions 0-3 (HDF5 file format spec, "Superblock"); raises ValueError on anything else.
+    """
+    if not data.startswith(HDF5_SIGNATURE) or len(data) < 12:
+        raise ValueError("no HDF5 signature")
+    version = data[8]
+    if version in (0, 1):
+        size_of_offsets, flags_at, base_at = data[13], 20, 24 if version == 0 else 28
+        flags = struct.unpack_from("<I", data, flags_at)[0] if len(data) >= 24 else 0
+    elif version in (2, 3):
+        size_of_offsets, base_at = data[9], 12
+        flags = data[11]
+    else:
+        raise ValueError(f"unknown superblock version {version}")
+    if size_of_offsets not in _UNDEFINED_ADDRESS:
+        raise ValueError(f"unsupported size of offsets {size_of_offsets}")
+    fmt = "<I" if size_of_offsets == 4 else "<Q"
+    # base, then (free-space | superblock-extension) address, then end-of-file address
+    eof_at = base_at + 2 * size_of_offsets
+    if len(data) < eof_at + size_of_offsets:
+        raise ValueError("superblock truncated")
+    base = struct.unpack_from(fmt, data, base_at)[0]
+    eof = struct.unpack_from(fmt, data, eof_at)[0]
+    if eof == _UNDEFINED_ADDRESS[size_of_offsets]:
+        raise ValueError("end-of-file address undefined")
+    return Superblock(offset=offset, version=version, base_address=base, eof_address=eof, flags=flags)
+
+
+def superblock_offsets(size: int) -> list[int]:
+    """Where a superblock may start: 0, 512, 1024, 2048, ... (after a user block), below ``size``."""
+    offsets, at = [0], 512
+    while at < size:
+        offsets.append(at)
+        at *= 2
+    return offsets
+
+
+def completeness_problem(superblock: Superblock, size: int) -> str | None:
+    """Why the file is not a complete HDF5 file by its superblock, or ``None``."""
+    if superblock.version >= 3 and superblock.flags & 0b101:
+        return "superblock says the file is still open for writing"
+    if superblock.end != size:
+        return f"superblock end-of-file address {superblock.end} != size {size} (still being written?)"
+    return None
+
+
+class _BlockingRemoteFile(io.RawIOBase):
+    """A read-only, seekable file over an asyncssh SFTP file, for h5py running in a worker thread.
+
+    Each read is sent to the event loop that owns the SFTP connection and waited for.
+    """
+
+    def __init__(self, remote: Any, size: int, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        super().__init__()
+        self._remote, self._size, self._loop, self._timeout, self._pos = remote, size, loop, timeout, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not len(view) or self._pos >= self._size:
+            return 0
+        future = asyncio.run_coroutine_threadsafe(self._remote.read(len(view), self._pos), self._loop)
+        data = future.result(self._timeout)
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _h5py_opens(fileobj: io.RawIOBase) -> None:
+    import h5py
+
+    with h5py.File(fileobj, "r") as h5:
+        list(h5.keys())
+
+
+class SFTPConfigError(RuntimeError):
+    """The watch cannot work as configured (credentials, host key, raw root): polling again will not help."""
+
+
+class SFTPNewScanTrigger(BaseTrigger):
+    """Poll spot832's raw tree over SFTP; fire with the finished scans not yet dispatched.
+
+    Fires ``{"status": "success", "scans": [{"scan", "run_id", "size", "mtime", "checks"}, ...]}`` (oldest
+    first, at most ``max_scans``) as soon as one poll finds any, or ``{"status": "error", "message"}`` when
+    SFTP refuses the credentials or host key, the raw root is missing, or ``max_errors`` polls in a row fail.
+
+    :param sftp_conn_id: SFTP connection (SFTPHookAsync: login, password or key, ``host_key`` extra).
+    :param raw_root: the raw tree on the SFTP server (default: the connection's ``raw_root`` extra, else
+        ``/global/raw``).
+    :param stable_polls: consecutive listings with the same size and mtime before a scan is checked.
+    :param poll_interval: seconds between listings.
+    :param lookback: only scans modified in the last ``lookback`` seconds (``None``: all).
+    :param dispatch_dag_id: the DAG whose runs mark a scan as dispatched.
+    :param max_scans: at most this many scans per event (the rest come in the next run).
+    :param max_errors: consecutive failed polls (network) before giving up.
+    :param read_timeout: seconds for one SFTP read while h5py opens a file.
+    """
+
+    def __init__(
+        self,
+        *,
+        sftp_conn_id: str = "sftp_spot832",
+        raw_root: str | None = None,
+        stable_polls: int = 3,
+        poll_interval: float = 30.0,
+        lookback: float | None = 3 * 86400.0,
+        folder_pattern: str = FOLDER_NAME_PATTERN,
+        file_pattern: str = SCAN_NAME_PATTERN,
+        dispatch_dag_id: str = DISPATCHER_DAG_ID,
+        max_scans: int = 32,
+        max_errors: int = 5,
+        read_timeout: float = 60.0,
+    ) -> None:
+        super().__init__()
+        if stable_polls < 2:
+            raise ValueError("stable_polls must be >= 2: one listing cannot show that a size is stable")
+        self.sftp_conn_id = sftp_conn_id
+        self.raw_root = raw_root
+        self.stable_polls = stable_polls
+        self.poll_interval = poll_interval
+        self.lookback = lookback
+        self.folder_pattern = folder_pattern
+        self.file_pattern = file_pattern
+        self.dispatch_dag_id = dispatch_dag_id
+        self.max_scans = max_scans
+        self.max_errors = max_errors
+        self.read_timeout = read_timeout
+        # scan path -> ((size, mtime), consecutive listings with that signature)
+        self._seen: dict[str, tuple[tuple[int, int], int]] = {}
+        self._dispatched: set[str] = set()
+        # scan path -> (signature, reason) of the last failed HDF5 check: not re-read until the file changes
+        self._rejected: dict[str, tuple[tuple[int, int], str]] = {}
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "sftp_conn_id": self.sftp_conn_id,
+                "raw_root": self.raw_root,
+                "stable_polls": self.stable_polls,
+                "poll_interval": self.poll_interval,
+                "lookback": self.lookback,
+                "folder_pattern": self.folder_pattern,
+                "file_pattern": self.file_pattern,
+                "dispatch_dag_id": self.dispatch_dag_id,
+                "max_scans": self.max_scans,
+                "max_errors": self.max_errors,
+                "read_timeout": self.read_timeout,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow.providers.common.compat.connection import get_async_connection
+
+        try:
+            conn = await get_async_connection(self.sftp_conn_id)
+        except Exception as exc:
+            yield TriggerEvent({"status": "error", "message": f"connection {self.sftp_conn_id}: {exc}"})
+            return
+        where = f"{conn.login}@{conn.host}:{conn.port or 22}"
+        raw_root = self.raw_root or conn.extra_dejson.get("raw_root") or DEFAULT_RAW_ROOT
+        secrets = [s for s in (conn.password, conn.extra_dejson.get("private_key")) if s]
+        errors = 0
+        while True:
+            try:
+                finished = await self._watch(raw_root)
+                yield TriggerEvent({"status": "success", "scans": finished})
+                return
+            except SFTPConfigError as exc:
+                message = _redact(f"SFTP {where} ({self.sftp_conn_id}): {exc}", secrets)
+                yield TriggerEvent({"status": "error", "message": message})
+                return
+            except Exception as exc:
+                terminal = _terminal_ssh_problem(exc)
+                message = _redact(f"SFTP {where} ({self.sftp_conn_id}): {terminal or _describe(exc)}", secrets)
+                errors += 1
+                if terminal or errors >= self.max_errors:
+                    yield TriggerEvent({"status": "error", "message": message})
+                    return
+                self.log.warning("%s; retrying in %.0fs (%d/%d)", message, self.poll_interval, errors, self.max_errors)
+                await asyncio.sleep(self.poll_interval)
+
+    async def _watch(self, raw_root: str) -> list[dict[str, Any]]:
+        """Poll over one SFTP session until finished, undispatched scans exist; return them."""
+        from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+
+        hook = SFTPHookAsync(sftp_conn_id=self.sftp_conn_id)
+        async with hook.get_managed_conn() as sftp:
+            while True:
+                finished = await self._poll(sftp, raw_root)
+                if finished:
+                    return finished
+                await asyncio.sleep(self.poll_interval)
+
+    async def _poll(self, sftp: Any, raw_root: str) -> list[dict[str, Any]]:
+        listing = await self._list_scans(sftp, raw_root)
+        stable: dict[str, tuple[Scan, tuple[int, int]]] = {}
+        for path, (scan, signature) in listing.items():
+            previous, count = self._seen.get(path, (None, 0))
+            count = count + 1 if previous == signature else 1
+            self._seen[path] = (signature, count)
+            if count >= self.stable_polls and path not in self._dispatched:
+                stable[path] = (scan, signature)
+        for gone in set(self._seen) - set(listing):
+            self._seen.pop(gone)
+            self._rejected.pop(gone, None)
+        undispatched = await self._undispatched(stable)
+        finished = []
+        for path in sorted(undispatched, key=lambda p: (undispatched[p][1][1], p)):
+            scan, signature = undispatched[path]
+            rejected = self._rejected.get(path)
+            if rejected and rejected[0] == signature:
+                continue
+            checks, problem = await self._check_hdf5(sftp, path, signature[0])
+            if problem:
+                self._rejected[path] = (signature, problem)
+                self.log.warning("%s is stable but not dispatched: %s", path, problem)
+                continue
+            self._rejected.pop(path, None)
+            finished.append(
+                {
+                    "scan": str(scan.relative_path),
+                    "run_id": scan_run_id(scan),
+                    "size": signature[0],
+                    "mtime": signature[1],
+                    "checks": checks,
+                }
+            )
+            if len(finished) >= self.max_scans:
+                break
+        growing = sum(1 for signature, count in self._seen.values() if count < self.stable_polls)
+        self.log.info(
+            "%d scan(s) under %s: %d not yet stable, %d finished and new",
+            len(listing),
+            raw_root,
+            growing,
+            len(finished),
+        )
+        return finished
+
+    async def _list_scans(self, sftp: Any, raw_root: str) -> dict[str, tuple[Scan, tuple[int, int]]]:
+        """Regular files ``<raw_root>/<folder>/<file>`` with scan names, modified within the look-back window."""
+        import asyncssh
+
+        cutoff = time.time() - self.lookback if self.lookback else None
+        try:
+            folders = await sftp.readdir(raw_root)
+        except asyncssh.SFTPNoSuchFile:
+            raise SFTPConfigError(f"raw root {raw_root} does not exist") from None
+        except asyncssh.SFTPPermissionDenied:
+            raise SFTPConfigError(f"raw root {raw_root} is not readable") from None
+        found: dict[str, tuple[Scan, tuple[int, int]]] = {}
+        for folder in folders:
+            name, attrs = folder.filename, folder.attrs
+            if attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY or not re.match(self.folder_pattern, name):
+                continue
+            # Creating a file in a folder updates the folder's mtime: an old folder holds no new scan.
+            if cutoff is not None and attrs.mtime is not None and attrs.mtime < cutoff:
+                continue
+            try:
+                entries = await sftp.readdir(posixpath.join(raw_root, name))
+            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPPermissionDenied) as exc:
+                self.log.warning("cannot list %s/%s: %s", raw_root, name, exc.reason)
+                continue
+            for entry in entries:
+                if entry.attrs.type != asyncssh.FILEXFER_TYPE_REGULAR or entry.attrs.size is None:
+                    continue
+                if cutoff is not None and entry.attrs.mtime is not None and entry.attrs.mtime < cutoff:
+                    continue
+                scan = scan_from_names(
+                    name, entry.filename, folder_pattern=self.folder_pattern, file_pattern=self.file_pattern
+                )
+                if scan is not None:
+                    path = posixpath.join(raw_root, name, entry.filename)
+                    found[path] = (scan, (int(entry.attrs.size), int(entry.attrs.mtime or 0)))
+        return found
+
+    async def _undispatched(
+        self, stable: dict[str, tuple[Scan, tuple[int, int]]]
+    ) -> dict[str, tuple[Scan, tuple[int, int]]]:
+        """The stable scans without a dispatcher run (asked of Airflow; dispatched ones are remembered)."""
+        if not stable:
+            return {}
+        run_ids = {path: scan_run_id(scan) for path, (scan, _) in stable.items()}
+        try:
+            if await _dag_run_count(self.dispatch_dag_id, list(run_ids.values())) == 0:
+                return stable
+            for path, run_id in run_ids.items():
+                if await _dag_run_count(self.dispatch_dag_id, [run_id]):
+                    self._dispatched.add(path)
+        except Exception as exc:
+            # The dispatch itself refuses an existing run id; here it only costs a skipped dispatch task.
+            self.log.warning("could not ask Airflow which scans are dispatched (%s); assuming none", _describe(exc))
+        return {path: value for path, value in stable.items() if path not in self._dispatched}
+
+    async def _check_hdf5(self, sftp: Any, path: str, size: int) -> tuple[str, str | None]:
+        """``(what was checked, problem or None)`` for the file at ``path`` of ``size`` bytes."""
+        async with sftp.open(path, "rb") as remote:
+            superblock = None
+            for offset in superblock_offsets(size):
+                head = await remote.read(len(HDF5_SIGNATURE), offset)
+                if head == HDF5_SIGNATURE:
+                    try:
+                        superblock = parse_superblock(await remote.read(96, offset), offset)
+                    except ValueError as exc:
+                        return "", f"bad HDF5 superblock at {offset}: {exc}"
+                    break
+            if superblock is None:
+                return "", "not an HDF5 file (no signature)"
+            problem = completeness_problem(superblock, size)
+            if problem:
+                return "", problem
+            fileobj = _BlockingRemoteFile(remote, size, asyncio.get_running_loop(), self.read_timeout)
+            try:
+                await asyncio.to_thread(_h5py_opens, fileobj)
+            except Exception as exc:
+                return "", f"h5py cannot open it: {_describe(exc)}"
+        checks = f"HDF5 superblock v{superblock.version}: end-of-file address == size {size}; h5py opens it"
+        return checks, None
+
+
+async def _dag_run_count(dag_id: str, run_ids: list[str]) -> int:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(RuntimeTaskInstance.get_dr_count)(dag_id=dag_id, run_ids=run_ids)
+
+
+def _terminal_ssh_problem(exc: BaseException) -> str | None:
+    """A failure that another poll cannot fix (credentials, host key, configuration), described; else None."""
+    import asyncssh
+
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return "authentication failed: check the connection's login and password or key"
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return f"host key not verifiable ({exc.reason}): set the connection's host_key extra"
+    if isinstance(exc, asyncssh.KeyImportError | ValueError):
+        return f"bad connection settings: {exc}"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return f"{type(exc).__name__}: {reason or exc}"
+
+
+def _redact(message: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    return message

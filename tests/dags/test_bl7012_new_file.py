@@ -1,0 +1,122 @@
+"""bl7012_new_file end to end (dag.test) on the local profile: data7012 → nersc7012_raw (Globus stand-in), the
+ptychography stand-in job through SFAPI (local Slurm), results checked through Globus, deletion manifests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from include.endpoints import REPO_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
+DAG_ID = "bl7012_new_file"
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag(DAG_ID)
+    for task in dag.tasks:  # keep the production retries, without their 30 s delay
+        task.retry_delay = timedelta(seconds=0)
+    return dag
+
+
+def states(dag_run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run, task_id: str, key: str = "return_value"):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def place_scan(local_endpoints, folder: str) -> str:
+    from compute_functions.ptycho import write_sample
+
+    relative = f"{folder}/20260301_101500_cell.h5"
+    write_sample(local_endpoints["data7012"].posix_path(relative))
+    return relative
+
+
+def test_scan_moves_to_nersc_and_the_ptycho_job_writes_results(dag, facility, local_endpoints):
+    import numpy as np
+    import tifffile
+
+    folder = f"ALS-07012_user{uuid.uuid4().hex[:6]}"
+    scan = place_scan(local_endpoints, folder)
+    dag_run = dag.test(run_conf={"file_path": scan})
+    assert dag_run.state == "success", states(dag_run)
+
+    nersc_copy = local_endpoints["nersc7012_raw"].posix_path(scan)
+    assert nersc_copy.read_bytes() == local_endpoints["data7012"].posix_path(scan).read_bytes()
+    results = f"{folder}/ptycho/rec20260301_101500_cell"
+    assert xcom(dag_run, "publish_outputs", "outputs") == [
+        {"endpoint": "nersc7012_raw", "path": scan},
+        {"endpoint": "nersc7012_scratch", "path": results},
+    ]
+    image = tifffile.imread(local_endpoints["nersc7012_scratch"].posix_path(results) / "20260301_101500_cell_stxm.tiff")
+    assert image.shape == (8, 8)
+    assert image[4, 4] == pytest.approx(0.2) and image[0, 0] == pytest.approx(1.0)  # the disk absorbs
+    assert np.isfinite(image).all()
+
+    job = xcom(dag_run, "ptycho_reconstruct")
+    assert job["state"] == "COMPLETED" and job["job_name"].startswith(f"ptycho_{folder}_")
+    stats = facility.stats()
+    assert stats["sfapi.job_created"] == 1 and stats["transfer.task_created"] == 1
+    recorded = xcom(dag_run, "record_deletions")
+    assert [(r["endpoint"], r["path"], r["check_endpoint"], r["location"]) for r in recorded] == [
+        ("data7012", scan, "nersc7012_raw", "data7012")
+    ]
+
+
+def test_a_failed_job_fails_the_run_and_the_move_is_still_recorded(dag, facility, local_endpoints, capfd):
+    folder = f"ALS-07012_fail{uuid.uuid4().hex[:6]}"
+    scan = place_scan(local_endpoints, folder)
+    facility.inject("sfapi", "state", match="^ptycho_", times=5, params={"state": "OUT_OF_MEMORY", "after": 0.2})
+    retries = {task.task_id: task.retries for task in dag.tasks}
+    try:
+        for task in dag.tasks:
+            task.retries = 0
+        dag_run = dag.test(run_conf={"file_path": scan})
+    finally:
+        for task in dag.tasks:
+            task.retries = retries[task.task_id]
+    got = states(dag_run)
+    assert dag_run.state == "failed"
+    assert got["move_to_nersc"] == "success" and got["ptycho_reconstruct"] == "failed"
+    assert got["check_ptycho_results"] == "upstream_failed" and got["record_deletions"] == "success"
+    out, err = capfd.readouterr()
+    assert "ended OUT_OF_MEMORY" in out + err
+    assert [r["endpoint"] for r in xcom(dag_run, "record_deletions")] == ["data7012"]
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [{}, {"file_path": "/global/raw/f/s.h5"}, {"file_path": "../s.h5"}, {"file_path": "f/s.cxi"}, {"file_path": "s.h5"}],
+)
+def test_bad_conf_is_refused_by_the_params(dag, conf):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag.test(run_conf=conf)
+
+
+def test_unknown_conf_keys_fail_before_anything_moves(dag, facility):
+    dag_run = dag.test(run_conf={"file_path": "f/s.h5", "steps": ["ptycho"]})
+    got = states(dag_run)
+    assert dag_run.state == "failed" and got["validate_conf"] == "failed"
+    assert got["move_to_nersc"] == "upstream_failed" and got["record_deletions"] == "success"
+    assert facility.stats().get("transfer.task_created", 0) == 0

@@ -1,0 +1,121 @@
+"""bl733_new_file end to end (dag.test) on the local profile: data733 → NERSC CFS (Globus stand-in), SciCat
+ingest (stand-in), the HPSS archive job through SFAPI (local Slurm; a copy stands in for hsi), and deletion
+entries that prune can verify: the CFS copy goes ~6 months after its tape copy is verified."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from include.endpoints import REPO_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
+DAG_ID = "bl733_new_file"
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag(DAG_ID)
+    for task in dag.tasks:  # keep the production retries, without their 30 s delay
+        task.retry_delay = timedelta(seconds=0)
+    return dag
+
+
+def states(dag_run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run, task_id: str, key: str = "return_value"):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def entries_of(dag_run) -> dict[str, object]:
+    """This run's manifest entries, by endpoint."""
+    from include.manifests import KEY_PREFIX, ManifestEntry, default_store, load_entries
+
+    store = default_store()
+    return {
+        e.endpoint: e
+        for e in load_entries(store.keys(KEY_PREFIX), store=store)
+        if isinstance(e, ManifestEntry) and e.dag_id == DAG_ID and e.run_id == dag_run.run_id
+    }
+
+
+def test_scan_moves_is_catalogued_archived_and_its_cfs_copy_is_pruned_after_six_months(
+    dag, facility, local_endpoints
+):
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from als_provider.operators.globus_delete import verify_copy
+    from compute_functions.sample_scan import write_sample_scan
+
+    folder = f"ALS-07330_saxs{uuid.uuid4().hex[:6]}"
+    scan = f"{folder}/20260402_090000_film.h5"
+    write_sample_scan(local_endpoints["data733"].posix_path(scan), size="tiny")
+    started = datetime.now(UTC)
+    dag_run = dag.test(run_conf={"file_path": scan})
+    assert dag_run.state == "success", states(dag_run)
+
+    original = local_endpoints["data733"].posix_path(scan).read_bytes()
+    assert local_endpoints["nersc733_raw"].posix_path(scan).read_bytes() == original
+    tape = local_endpoints["nersc733_hpss"].posix_path(scan)
+    assert tape.read_bytes() == original and "nersc_hpss" in tape.parts
+    assert xcom(dag_run, "publish_outputs", "outputs") == [
+        {"endpoint": "nersc733_raw", "path": scan},
+        {"endpoint": "nersc733_hpss", "path": scan},
+    ]
+    assert xcom(dag_run, "scicat_ingest")["pid"]
+    assert xcom(dag_run, "archive_to_hpss")["state"] == "COMPLETED"
+    stats = facility.stats()
+    assert stats["scicat.dataset_created"] == 1 and stats["sfapi.job_created"] == 1
+    assert stats["transfer.task_created"] == 1
+
+    entries = entries_of(dag_run)
+    assert set(entries) == {"data733", "nersc733_raw"}
+    beamline_copy, cfs_copy = entries["data733"], entries["nersc733_raw"]
+    assert (beamline_copy.check_endpoint, beamline_copy.location) == ("nersc733_raw", "data733")
+    assert (cfs_copy.check_endpoint, cfs_copy.location) == ("nersc733_hpss", "bl733_cfs")
+    assert timedelta(days=179) < cfs_copy.not_before - started < timedelta(days=181)
+    # What prune will decide: the tape copy verifies the CFS copy; a damaged tape copy keeps it.
+    hook = GlobusTransferHook()
+    assert verify_copy(hook, cfs_copy).action == "delete"
+    tape.write_bytes(original[:-10])
+    verdict = verify_copy(hook, cfs_copy)
+    assert verdict.action == "keep" and "size differs" in verdict.reason
+
+
+def test_a_failed_archive_fails_the_run_and_keeps_the_cfs_copy_out_of_the_manifest(dag, facility, local_endpoints):
+    from compute_functions.sample_scan import write_sample_scan
+
+    folder = f"ALS-07330_fail{uuid.uuid4().hex[:6]}"
+    scan = f"{folder}/20260402_100000_film.h5"
+    write_sample_scan(local_endpoints["data733"].posix_path(scan), size="tiny")
+    facility.inject("sfapi", "state", match="^hpss_archive_", times=5, params={"state": "FAILED", "after": 0.2})
+    retries = {task.task_id: task.retries for task in dag.tasks}
+    try:
+        for task in dag.tasks:
+            task.retries = 0
+        dag_run = dag.test(run_conf={"file_path": scan})
+    finally:
+        for task in dag.tasks:
+            task.retries = retries[task.task_id]
+    got = states(dag_run)
+    assert dag_run.state == "failed"
+    assert got["archive_to_hpss"] == "failed" and got["verify_archive"] == "upstream_failed"
+    assert got["scicat_ingest"] == "success" and got["record_deletions"] == "success"
+    assert set(entries_of(dag_run)) == {"data733"}  # never the CFS copy without a verified tape copy
+    assert not local_endpoints["nersc733_hpss"].posix_path(scan).exists()

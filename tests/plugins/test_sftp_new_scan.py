@@ -1,0 +1,214 @@
+"""SFTPNewScanTrigger and SFTPNewScanSensor against a real SFTP server (asyncssh) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from als_provider.sensors.sftp_new_scan import SFTPNewScanSensor
+from als_provider.triggers.sftp_new_scan import (
+    SFTPNewScanTrigger,
+    completeness_problem,
+    parse_superblock,
+    scan_from_names,
+    scan_run_id,
+)
+from include.dag_params import new_scan_params
+from include.facility.sftp_server import SFTPServer
+from include.paths import Scan
+
+PASSWORD = "test-only-sftp-password"
+FOLDER = "BLS-00564_dyparkinson"
+
+
+def write_scan(path: Path, *, libver: str = "earliest") -> bytes:
+    """A small Data Exchange scan written by h5py; returns its bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w", libver=libver) as h5:
+        h5["exchange/data"] = np.arange(20 * 4 * 32, dtype="u2").reshape(20, 4, 32)
+        h5["exchange/theta"] = np.linspace(0, 180, 20)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def server(tmp_path):
+    with SFTPServer(tmp_path / "spot832", password=PASSWORD) as running:
+        yield running
+
+
+def use_connection(monkeypatch, server: SFTPServer, *, password: str = PASSWORD, host_key: str | None = None) -> None:
+    extra = {"host_key": host_key or server.host_key}
+    conn = {"conn_type": "sftp", "host": "127.0.0.1", "port": server.port, "login": "spot832", "password": password}
+    monkeypatch.setenv("AIRFLOW_CONN_SFTP_SPOT832", json.dumps({**conn, "extra": extra}))
+
+
+def first_event(trigger: SFTPNewScanTrigger, timeout: float = 60) -> dict:
+    async def run() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+
+    return asyncio.run(asyncio.wait_for(run(), timeout))
+
+
+@pytest.mark.parametrize(
+    ("folder", "file_name"),
+    [(FOLDER, "20230224_132553_sea_shell.h5"), ("ALS-12345_jdoe", "20240101_000000_tile_x01y02.h5")],
+)
+def test_scan_names_of_spec_section_1_are_scans(folder, file_name):
+    assert scan_from_names(folder, file_name) == Scan(folder, file_name)
+
+
+@pytest.mark.parametrize(
+    ("folder", "file_name"),
+    [
+        (FOLDER, "notes.txt"),
+        (FOLDER, "sea_shell.h5"),  # no date/time
+        (FOLDER, "20230224_132553_sea_shell.h5.part"),
+        (FOLDER, ".20230224_132553_sea_shell.h5"),
+        ("scratch", "20230224_132553_sea_shell.h5"),  # not an experiment folder
+        ("global-00001_x", "20230224_132553_a\\b.h5"),  # backslash refused by parse_scan
+        ("..", "20230224_132553_sea_shell.h5"),
+    ],
+)
+def test_other_names_are_ignored(folder, file_name):
+    assert scan_from_names(folder, file_name) is None
+
+
+def test_run_id_is_deterministic_valid_and_distinct():
+    scan = Scan(FOLDER, "20230224_132553_sea shell+x.h5")
+    run_id = scan_run_id(scan)
+    assert run_id == scan_run_id(Scan(FOLDER, "20230224_132553_sea shell+x.h5"))
+    assert run_id.startswith(f"scan__{FOLDER}__20230224_132553_sea-shell-x__")
+    assert re.fullmatch(r"[A-Za-z0-9_.~:+-]{1,250}", run_id)
+    # names that sanitise alike still get different run ids
+    assert run_id != scan_run_id(Scan(FOLDER, "20230224_132553_sea+shell x.h5"))
+    assert len(scan_run_id(Scan("A-00001_" + "u" * 300, "20230224_132553_" + "n" * 300 + ".h5"))) <= 250
+
+
+@pytest.mark.parametrize(("libver", "version"), [("earliest", 0), ("latest", 3)])
+def test_superblock_of_a_complete_file(tmp_path, libver, version):
+    data = write_scan(tmp_path / "scan.h5", libver=libver)
+    superblock = parse_superblock(data[:96], 0)
+    assert superblock.version == version
+    assert superblock.end == len(data)
+    assert completeness_problem(superblock, len(data)) is None
+
+
+def test_superblock_of_a_half_written_or_open_file(tmp_path):
+    data = write_scan(tmp_path / "scan.h5", libver="latest")
+    superblock = parse_superblock(data[:96], 0)
+    assert "!= size" in completeness_problem(superblock, len(data) // 2)
+    flagged = bytearray(data[:96])
+    flagged[11] |= 0b001  # "open for write access"
+    assert "open for writing" in completeness_problem(parse_superblock(bytes(flagged), 0), len(data))
+    with pytest.raises(ValueError, match="signature"):
+        parse_superblock(os.urandom(96), 0)
+
+
+def test_serialize_round_trips():
+    trigger = SFTPNewScanTrigger(raw_root="/raw", stable_polls=4, poll_interval=2.5, lookback=None, max_scans=3)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "als_provider.triggers.sftp_new_scan.SFTPNewScanTrigger"
+    assert SFTPNewScanTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_fires_with_the_finished_scans_only(server, monkeypatch):
+    use_connection(monkeypatch, server)
+    raw = server.root / "global" / "raw"
+    complete = write_scan(raw / FOLDER / "20230224_132553_sea_shell.h5")
+    write_scan(raw / FOLDER / "20230224_140000_latest.h5", libver="latest")
+    (raw / FOLDER / "20230224_150000_half.h5").write_bytes(complete[: len(complete) // 2])
+    (raw / FOLDER / "20230224_160000_not_hdf5.h5").write_bytes(os.urandom(len(complete)))
+    (raw / FOLDER / "notes.txt").write_text("not a scan")
+    write_scan(raw / "scratch" / "20230224_132553_sea_shell.h5")
+    write_scan(raw / FOLDER / "nested" / "20230224_132553_sea_shell.h5")
+
+    event = first_event(SFTPNewScanTrigger(poll_interval=0.2, stable_polls=2))
+
+    assert event["status"] == "success"
+    assert [found["scan"] for found in event["scans"]] == [
+        f"{FOLDER}/20230224_132553_sea_shell.h5",
+        f"{FOLDER}/20230224_140000_latest.h5",
+    ]
+    first = event["scans"][0]
+    assert first["size"] == len(complete)
+    assert first["run_id"] == scan_run_id(Scan(FOLDER, "20230224_132553_sea_shell.h5"))
+    assert "h5py opens it" in first["checks"]
+
+
+def test_a_scan_is_not_finished_before_it_is_stable(server, monkeypatch):
+    """Size and mtime must be unchanged for stable_polls listings: with a long interval, the first fires late."""
+    use_connection(monkeypatch, server)
+    write_scan(server.root / "global" / "raw" / FOLDER / "20230224_132553_sea_shell.h5")
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        async for _ in SFTPNewScanTrigger(poll_interval=0.5, stable_polls=4).run():
+            return loop.time() - start
+        raise AssertionError("no event")
+
+    assert asyncio.run(run()) >= 3 * 0.5
+
+
+def test_bad_credentials_fail_clearly_without_the_secret(server, monkeypatch):
+    secret = "wrong-and-secret-password-123"
+    use_connection(monkeypatch, server, password=secret)
+    event = first_event(SFTPNewScanTrigger(poll_interval=0.2, stable_polls=2))
+    assert event["status"] == "error"
+    assert "authentication failed" in event["message"]
+    assert "spot832@127.0.0.1" in event["message"]
+    assert secret not in event["message"]
+    assert server.counters.get("auth_failed", 0) >= 1
+
+
+def test_an_unknown_host_key_is_refused(server, monkeypatch):
+    other = SFTPServer(server.root, password=PASSWORD)  # never started: only its host key is used
+    use_connection(monkeypatch, server, host_key=other.host_key)
+    event = first_event(SFTPNewScanTrigger(poll_interval=0.2, stable_polls=2))
+    assert event["status"] == "error"
+    assert "host key" in event["message"]
+    assert server.counters.get("auth_ok", 0) == 0
+
+
+def test_a_missing_raw_root_fails(server, monkeypatch):
+    use_connection(monkeypatch, server)
+    event = first_event(SFTPNewScanTrigger(raw_root="/nowhere", poll_interval=0.2, stable_polls=2))
+    assert event == {
+        "status": "error",
+        "message": f"SFTP spot832@127.0.0.1:{server.port} (sftp_spot832): raw root /nowhere does not exist",
+    }
+
+
+def test_sensor_turns_scans_into_dispatcher_runs_with_exactly_its_params():
+    sensor = SFTPNewScanSensor(task_id="watch", is_export_controlled="False", send_to_nersc="True")
+    scan = Scan(FOLDER, "20230224_132553_sea_shell.h5")
+    found = {"scan": str(scan), "run_id": scan_run_id(scan), "size": 10, "mtime": 0, "checks": "ok"}
+
+    class _Dag:
+        dag_id = "bl832_watch_spot832"
+
+    [request] = sensor.execute_complete({"dag": _Dag()}, {"status": "success", "scans": [found]})
+
+    assert request["trigger_run_id"] == scan_run_id(scan)
+    assert request["conf"] == {
+        "file_path": f"/global/raw/{FOLDER}/20230224_132553_sea_shell.h5",
+        "is_export_controlled": False,
+        "send_to_nersc": True,
+    }
+    assert set(request["conf"]) == set(new_scan_params())
+    assert str(scan) in request["note"]
+
+
+def test_sensor_raises_the_trigger_message():
+    sensor = SFTPNewScanSensor(task_id="watch")
+    with pytest.raises(RuntimeError, match="authentication failed"):
+        sensor.execute_complete({}, {"status": "error", "message": "SFTP x: authentication failed"})

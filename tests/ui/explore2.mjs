@@ -1,0 +1,14 @@
+import { chromium } from 'playwright-core';
+const [base, pw, path] = process.argv.slice(2);
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox','--disable-gpu'] });
+const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+await page.goto(base + path);
+await page.getByRole('textbox', { name: 'Username' }).fill('admin');
+await page.getByRole('textbox', { name: 'Password' }).fill(pw);
+await page.getByRole('button', { name: 'Sign in' }).click();
+await page.getByRole('heading', { level: 2 }).filter({ hasText: 'manual__' }).waitFor();
+await page.waitForTimeout(2000);
+const h = page.getByRole('heading', { level: 2 }).filter({ hasText: 'manual__' });
+console.log(await h.evaluate(e => e.parentElement.outerHTML.slice(0, 3000)));
+await page.screenshot({ path: '/tmp/uiexp/run.png' });
+await browser.close();
