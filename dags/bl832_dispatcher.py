@@ -50,7 +50,7 @@ and `rec<dataset>.zarr/` (`<site>` = {", ".join(f"`{v}`" for v in PIPELINES.valu
 
 
 @task(retries=0, multiple_outputs=False)
-def choose(params: dict | None = None) -> list[str]:
+def choose(params: dict | None = None, ti=None) -> list[str]:
     """Pick the pipelines to run from the settings Variable, the scan's export control and existing results."""
     from airflow.sdk import Variable
 
@@ -84,6 +84,7 @@ def choose(params: dict | None = None) -> list[str]:
             chosen.append(name)
     for name, reason in skipped.items():
         print(f"skipping {name}: {reason}")
+    ti.xcom_push(key="skipped", value=skipped)
     print(f"running: {', '.join(chosen) or 'nothing'}")
     return chosen
 
@@ -97,7 +98,9 @@ def run_pipeline(chosen: list[str], name: str) -> bool:
 @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
 def report(finals: dict[str, str], ti=None, dag_run=None) -> dict:
     """Fail the run if any chosen pipeline failed, naming it and its failed tasks; else summarise the outputs."""
-    chosen = ti.xcom_pull(task_ids="choose") or []
+    chosen = ti.xcom_pull(task_ids="choose")
+    if chosen is None:
+        raise RuntimeError("the conf or the settings were refused (validate_conf / choose): nothing was dispatched")
     failed = {}
     for name in chosen:
         states = ti.get_task_states(dag_id=dag_run.dag_id, task_group_id=name, run_ids=[dag_run.run_id])

@@ -145,7 +145,7 @@ def parse_beamlines(document: object, *, source: Path, endpoint_names: set[str])
             raise ConfigError(f"{source}: {where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
         number = entry.get("beamline")
         if not isinstance(number, str) or not _NUMBER.match(number):
-            raise ConfigError(f"{source}: {where}.beamline: a quoted beamline number like \"7.3.3\", got {number!r}")
+            raise ConfigError(f'{source}: {where}.beamline: a quoted beamline number like "7.3.3", got {number!r}')
         values = {
             name: _string(entry, name, where, source)
             for name in ("owner", "source_endpoint", "nersc_endpoint", "source_retention")

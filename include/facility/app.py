@@ -21,6 +21,7 @@ SERVICE_MODULES = (
     "include.facility.compute",
     "include.facility.sfapi",
     "include.facility.scicat",
+    "include.facility.flows",
 )
 
 

@@ -27,6 +27,8 @@ def prepare() -> None:
 
     configure_logging(log_level="WARNING", output=sys.stderr, colored_console_log=False)
     logging.captureWarnings(True)
+    import authlib.deprecate  # noqa: F401  (sets its own "always" filter at import; ours goes in front)
+
     warnings.simplefilter("ignore", DeprecationWarning)  # libraries' notices are not the operator's concern
 
 

@@ -101,3 +101,21 @@ def test_parse_as_of():
     assert parse_as_of("2026-12-02T01:00:00+01:00") == datetime(2026, 12, 2, tzinfo=UTC)
     with pytest.raises(ValueError, match="ISO 8601"):
         parse_as_of("next tuesday")
+
+
+def test_a_loop_of_checks_never_deletes_every_copy(local_endpoints):
+    """data832:raw/x checked against data832_raw:x is refused at scheduling; here two places check each
+    other through different endpoint names of one storage, and a chain ends at a survivor."""
+    from als_provider.operators.globus_delete import keep_copies_that_check_each_other
+
+    loop_a = entry("alcf832_raw", "f/loop.h5", "nersc832_alsdev_pscratch_raw")
+    loop_b = entry("nersc832_alsdev_pscratch_raw", "f/loop.h5", "alcf832_raw")
+    chain_a = entry("alcf832_raw", "f/chain.h5", "data832_raw")  # its check copy goes too, but ...
+    chain_b = entry("data832", "raw/f/chain.h5", "nersc832")  # ... that one's check (nersc832) survives
+    plan = Plan()
+    for item in (loop_a, loop_b, chain_a, chain_b):
+        plan.deletable[(item.endpoint, item.path)] = [item]
+        plan.bytes[(item.endpoint, item.path)] = 1
+    keep_copies_that_check_each_other(plan, local_endpoints, log=__import__("logging").getLogger("test"))
+    assert set(plan.deletable) == {("alcf832_raw", "f/chain.h5"), ("data832", "raw/f/chain.h5")}
+    assert {key for key, _, reason in plan.kept if "loop of checks" in reason} == {loop_a.key, loop_b.key}

@@ -182,7 +182,41 @@ def check_entries(
             plan.kept.append((item.key, str(item), verdict.reason))
             if len(plan.kept) <= 1000:
                 log.warning("Keeping %s (%s): %s", item, item.key, verdict.reason)
+    keep_copies_that_check_each_other(plan, hook.endpoints, log=log)
     return plan
+
+
+def keep_copies_that_check_each_other(plan: Plan, endpoints, *, log) -> None:
+    """Never delete, in one run, every copy of a loop of checks (A checked against B and B against A).
+
+    A due copy is safe to delete when one of its check copies survives this run, directly or through a
+    chain of deletions that ends at a surviving copy; the copies of a loop with no way out are kept.
+    Places are compared as (storage, collection path), since several endpoint names reach one file.
+    """
+
+    def place(endpoint: str, path: str) -> tuple[str, str]:
+        found = endpoints[endpoint]
+        return found.collection.storage, found.globus_path(path)
+
+    doomed = {place(endpoint, path): (endpoint, path) for endpoint, path in plan.deletable}
+    checks = {
+        node: {place(entry.check_endpoint, entry.path) for entry in plan.deletable[doomed[node]]} for node in doomed
+    }
+    safe = {node for node, targets in checks.items() if any(target not in doomed for target in targets)}
+    grew = True
+    while grew:
+        grew = False
+        for node, targets in checks.items():
+            if node not in safe and targets & safe:
+                safe.add(node)
+                grew = True
+    for node in set(doomed) - safe:
+        key = doomed[node]
+        for entry in plan.deletable.pop(key):
+            reason = "its check copy is due for deletion in this run too (a loop of checks): kept so a copy survives"
+            plan.kept.append((entry.key, str(entry), reason))
+            log.warning("Keeping %s (%s): %s", entry, entry.key, reason)
+        plan.bytes.pop(key, None)
 
 
 def make_batches(plan: Plan, batch_size: int) -> list[dict[str, Any]]:

@@ -1,0 +1,122 @@
+"""The dispatcher end to end on the local facility: every pipeline, idempotence, export control, bad conf,
+and the prune that follows (issues 5 and 6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from include.endpoints import REPO_ROOT
+
+pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
+
+
+def get_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{dag_id}.py")).get_dag(dag_id)
+
+
+def new_scan(local_endpoints) -> tuple[str, str]:
+    """A tiny sample scan on spot832; returns (its conf file_path, its <folder>/<file>.h5)."""
+    from compute_functions.sample_scan import write_sample_scan
+
+    folder, name = f"BLS-{uuid.uuid4().int % 10**5:05d}_tester", "20261122_101500_phantom.h5"
+    target = local_endpoints["spot832"].posix_path(f"raw/{folder}/{name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_sample_scan(target, size="tiny")
+    return f"/global/raw/{folder}/{name}", f"{folder}/{name}"
+
+
+def states(dag_run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(facility, local_endpoints):
+    from compute_functions.scan_io import read_metadata
+
+    dag = get_dag("bl832_dispatcher")
+    file_path, scan = new_scan(local_endpoints)
+    folder, name = scan.split("/")
+    dataset = name[:-3]
+    rows = read_metadata(local_endpoints["spot832"].posix_path(f"raw/{scan}")).n_rows
+
+    first = dag.test(run_conf={"file_path": file_path})
+    assert first.state == "success", states(first)
+    assert local_endpoints["data832_raw"].posix_path(scan).is_file()
+    assert local_endpoints["nersc832"].posix_path(f"raw/{scan}").is_file()
+    for site in ("alcf", "nersc", "local"):  # each site under its own folder: nothing overwritten
+        tiffs = local_endpoints["data832_scratch"].posix_path(f"{folder}/{site}/rec{dataset}")
+        assert len(list(tiffs.glob("*.tiff"))) == rows, site
+        assert (tiffs.parent / f"rec{dataset}.zarr" / "preview.png").is_file()
+    after_first = facility.stats()
+    assert after_first["scicat.dataset_created"] == 4  # the raw dataset and one derived per site
+
+    second = dag.test(run_conf={"file_path": file_path})
+    assert second.state == "success", states(second)
+    after_second = facility.stats()
+    assert after_second["transfer.task_created"] == after_first["transfer.task_created"]  # one transfer per hop
+    assert after_second["scicat.dataset_created"] == 4  # one raw dataset, no second derived
+    assert after_second.get("compute.submit") == after_first.get("compute.submit")
+    skipped = second.get_task_instance("choose").xcom_pull(task_ids="choose", key="skipped")
+    assert set(skipped) >= {"alcf", "nersc", "local"}
+
+    # prune 30 days on: a check copy that is gone keeps its entry (and the copy)
+    cfs_check = local_endpoints["nersc832_alsdev_scratch"].posix_path(f"{folder}/nersc/rec{dataset}")
+    for tiff in cfs_check.glob("*.tiff"):
+        tiff.unlink()
+    as_of = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    pruned = get_dag("prune").test(run_conf={"as_of": as_of, "dry_run": False})
+    assert pruned.state == "success", states(pruned)
+    assert not local_endpoints["spot832"].posix_path(f"raw/{scan}").exists()
+    assert not local_endpoints["alcf832_raw"].posix_path(scan).exists()
+    assert not local_endpoints["alcf832_scratch"].posix_path(f"{folder}/alcf/rec{dataset}").exists()
+    assert not local_endpoints["nersc832_alsdev_pscratch_raw"].posix_path(scan).exists()
+    assert not local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(f"{folder}/nersc/rec{dataset}").exists()
+    assert local_endpoints["nersc832"].posix_path(f"raw/{scan}").is_file()  # the long-term copy stays
+    kept = local_endpoints["data832_scratch"].posix_path(f"{folder}/nersc/rec{dataset}")
+    assert len(list(kept.glob("*.tiff"))) == rows  # its check copy failed: kept
+
+
+def test_export_controlled_scan_never_leaves_the_beamline(facility, local_endpoints):
+    file_path, scan = new_scan(local_endpoints)
+    run = get_dag("bl832_dispatcher").test(run_conf={"file_path": file_path, "is_export_controlled": True})
+    assert run.state == "success", states(run)
+    assert local_endpoints["data832_raw"].posix_path(scan).is_file()
+    assert not local_endpoints["nersc832"].posix_path(f"raw/{scan}").exists()
+    assert not local_endpoints["alcf832_raw"].posix_path(scan).exists()
+    stats = facility.stats()
+    assert stats.get("sfapi.submit", 0) == 0 and stats.get("scicat.dataset_created", 0) == 0
+    skipped = run.get_task_instance("choose").xcom_pull(task_ids="choose", key="skipped")
+    assert "export-controlled" in skipped["alcf"] and "export-controlled" in skipped["nersc"]
+    assert states(run)["new_file.data832_to_nersc832"] == "skipped"
+    assert states(run)["local.publish_outputs"] == "success"  # reconstructed on site
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"file_path": "../etc/passwd.h5"},
+        {"file_path": "/data/raw/BLS-00001_x/a.h5"},
+        {"file_path": "/globalraw/BLS-00001_x/a.h5"},
+        {"file_path": "/global/rawdata/BLS-00001_x/a.h5"},
+        {"file_path": "BLS-00001_x/a.tiff"},
+        {"file_path": "BLS-00001_x/a.h5", "recon": {"binning": 99}},
+        {"file_path": "BLS-00001_x/a.h5", "send_to_nersc": "yes"},
+    ],
+)
+def test_bad_conf_is_refused_before_any_task_runs(facility, conf):
+    from airflow.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        get_dag("bl832_dispatcher").test(run_conf=conf)
+    assert facility.stats().get("transfer.submit", 0) == 0
+
+
+def test_unknown_conf_key_fails_the_first_task_and_nothing_moves(facility):
+    run = get_dag("bl832_dispatcher").test(run_conf={"file_path": "BLS-00001_x/a.h5", "priority": "high"})
+    assert run.state == "failed"
+    assert states(run)["validate_conf"] == "failed"
+    assert facility.stats().get("transfer.submit", 0) == 0
