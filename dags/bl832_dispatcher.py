@@ -49,7 +49,7 @@ and `rec<dataset>.zarr/` (`<site>` = {", ".join(f"`{v}`" for v in PIPELINES.valu
 """
 
 
-@task(retries=0, multiple_outputs=False)
+@task(multiple_outputs=False)
 def choose(params: dict | None = None, ti=None) -> list[str]:
     """Pick the pipelines to run from the settings Variable, the scan's export control and existing results."""
     from airflow.sdk import Variable

@@ -104,7 +104,8 @@ def configure_environment(
 def seed_database(settings: dict | None = None) -> None:
     """Migrate the metadata database and write the variables and pools of airflow_settings.yaml.
 
-    A variable that already exists keeps its value (it may hold state such as a deletion manifest).
+    A variable that already exists keeps its value (it may hold state such as a deletion manifest); a
+    JSON-object setting gains the keys added to airflow_settings.yaml since it was written.
     """
     from airflow.models import Variable
     from airflow.models.pool import Pool
@@ -113,9 +114,14 @@ def seed_database(settings: dict | None = None) -> None:
     settings = settings or load_settings()
     initdb()
     for var in settings["variables"]:
-        if Variable.get(var["variable_name"], default_var=None) is None:
-            value = var.get("variable_value")
-            Variable.set(var["variable_name"], value if isinstance(value, str) else json.dumps(value))
+        name, value = var["variable_name"], var.get("variable_value")
+        text = value if isinstance(value, str) else json.dumps(value)
+        current = Variable.get(name, default_var=None)
+        if current is None:
+            Variable.set(name, text)
+        elif (merged := _merge_new_keys(current, text)) is not None:
+            Variable.set(name, merged)
+
     for pool in settings["pools"]:
         Pool.create_or_update_pool(
             pool["pool_name"],
@@ -123,3 +129,14 @@ def seed_database(settings: dict | None = None) -> None:
             description=pool.get("pool_description", ""),
             include_deferred=False,
         )
+
+
+def _merge_new_keys(current: str, default: str) -> str | None:
+    """For JSON-object settings: ``current`` plus the keys only ``default`` has (None if nothing to add)."""
+    try:
+        have, want = json.loads(current), json.loads(default)
+    except ValueError:
+        return None
+    if not isinstance(have, dict) or not isinstance(want, dict) or set(want) <= set(have):
+        return None
+    return json.dumps({**want, **have})

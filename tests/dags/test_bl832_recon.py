@@ -177,7 +177,11 @@ def test_engines_match_the_science():
     from include.sites import load_sites
 
     assert list(SCIENCE_ENGINES) == ENGINES
-    assert {site.dag_id for site in load_sites().enabled()} == {"bl832_alcf_recon", "bl832_local_recon"}
+    assert {site.dag_id for site in load_sites().enabled()} == {
+        "bl832_alcf_recon",
+        "bl832_olcf_recon",
+        "bl832_local_recon",
+    }
 
 
 def test_every_dag_has_owner_retries_tags_and_docs():

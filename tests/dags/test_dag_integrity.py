@@ -67,8 +67,9 @@ def test_dags_that_take_conf_refuse_unknown_keys(dagbag):
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_dag_file_parses_fast_without_heavy_imports(dag_file: Path):
-    """Import the file in a fresh interpreter: no heavy module loaded, well under a second."""
+def test_dag_file_imports_no_heavy_module(dag_file: Path):
+    """Import the file in a fresh interpreter: no SDK or science library loaded (parse times are measured
+    in benchmarks/bench_dag_parse.py, not asserted here)."""
     probe = f"""
 import sys, time, runpy
 start = time.perf_counter()
@@ -82,6 +83,5 @@ print(f"{{elapsed:.3f}} {{','.join(heavy)}}")
     out = subprocess.run(
         [sys.executable, "-c", warm + probe], capture_output=True, text=True, check=True, timeout=120
     ).stdout.split()
-    elapsed, heavy = float(out[0]), out[1] if len(out) > 1 else ""
+    heavy = out[1] if len(out) > 1 else ""
     assert heavy == "", f"{dag_file.name} imports heavy modules at top level: {heavy}"
-    assert elapsed < 1.0, f"{dag_file.name} took {elapsed:.2f}s to parse"

@@ -66,7 +66,7 @@ def test_shipped_sites_load():
     )
     assert alcf.stages_raw and alcf.copies_back
     assert not local.stages_raw and not local.copies_back
-    assert [s.name for s in sites.enabled()] == ["alcf", "local"]
+    assert [s.name for s in sites.enabled()] == ["alcf", "olcf", "local"]
     with pytest.raises(ConfigError, match="unknown site 'nersc'"):
         sites["nersc"]
 
@@ -92,15 +92,17 @@ def _document() -> dict:
 def test_bad_sites_name_file_and_key(change, message):
     document = _document()
     change(document)
-    names = {"alcf832_raw", "alcf832_scratch", "data832_raw", "data832_scratch"}
+    names = {"alcf832_raw", "alcf832_scratch", "olcf832_raw", "olcf832_scratch", "data832_raw", "data832_scratch"}
     with pytest.raises(ConfigError, match=message) as info:
         parse_sites(document, source=Path("sites.yaml"), endpoint_names=names)
     assert str(info.value).startswith("sites.yaml: ")
 
 
 def test_disabled_placeholder_sites_need_no_endpoints():
+    document = _document()
+    document["sites"]["olcf"]["enabled"] = False
     sites = parse_sites(
-        _document(),
+        document,
         source=Path("sites.yaml"),
         endpoint_names={"alcf832_raw", "alcf832_scratch", "data832_raw", "data832_scratch"},
     )
