@@ -9,6 +9,7 @@ non-zero unless the run succeeded. ``make dags-test`` and ``make demo`` use it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -50,6 +51,14 @@ def run_outputs(dag_id: str, run_id: str) -> list[EndpointPath]:
     return outputs
 
 
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path) -> int:
     from include.local_airflow import configure_environment, seed_database
 
@@ -73,7 +82,10 @@ def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path) -
         print(f"{dag_id} run {dag_run.run_id}: {state}", file=sys.stderr)
         endpoints = load_endpoints("local", facility_root=facility_root)
         for output in run_outputs(dag_id, dag_run.run_id):
-            print(f"output: {endpoints.posix(output)}")
+            path = endpoints.posix(output)
+            if path.is_file():  # a copied file: its checksum, to compare across copies
+                print(f"md5 {_md5(path)}  {output}", file=sys.stderr)
+            print(f"output: {path}")
         return 0 if state == "success" else 1
 
 
