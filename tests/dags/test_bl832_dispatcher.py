@@ -8,36 +8,22 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.endpoints import REPO_ROOT
+from tests.dags.dag_helpers import load_dag, states, write_scan
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
 
-def get_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{dag_id}.py")).get_dag(dag_id)
-
-
 def new_scan(local_endpoints) -> tuple[str, str]:
     """A tiny sample scan on spot832; returns (its conf file_path, its <folder>/<file>.h5)."""
-    from compute_functions.sample_scan import write_sample_scan
-
     folder, name = f"BLS-{uuid.uuid4().int % 10**5:05d}_tester", "20261122_101500_phantom.h5"
-    target = local_endpoints["spot832"].posix_path(f"raw/{folder}/{name}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_sample_scan(target, size="tiny")
+    write_scan(local_endpoints, "spot832", f"raw/{folder}/{name}")
     return f"/global/raw/{folder}/{name}", f"{folder}/{name}"
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 
 def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(facility, local_endpoints):
     from compute_functions.scan_io import read_metadata
 
-    dag = get_dag("bl832_dispatcher")
+    dag = load_dag("bl832_dispatcher")
     file_path, scan = new_scan(local_endpoints)
     folder, name = scan.split("/")
     dataset = name[:-3]
@@ -68,7 +54,7 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
     for tiff in cfs_check.glob("*.tiff"):
         tiff.unlink()
     as_of = (datetime.now(UTC) + timedelta(days=30)).isoformat()
-    pruned = get_dag("prune").test(run_conf={"as_of": as_of, "dry_run": False})
+    pruned = load_dag("prune").test(run_conf={"as_of": as_of, "dry_run": False})
     assert pruned.state == "success", states(pruned)
     assert not local_endpoints["spot832"].posix_path(f"raw/{scan}").exists()
     assert not local_endpoints["alcf832_raw"].posix_path(scan).exists()
@@ -82,7 +68,7 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
 
 def test_export_controlled_scan_never_leaves_the_beamline(facility, local_endpoints):
     file_path, scan = new_scan(local_endpoints)
-    run = get_dag("bl832_dispatcher").test(run_conf={"file_path": file_path, "is_export_controlled": True})
+    run = load_dag("bl832_dispatcher").test(run_conf={"file_path": file_path, "is_export_controlled": True})
     assert run.state == "success", states(run)
     assert local_endpoints["data832_raw"].posix_path(scan).is_file()
     assert not local_endpoints["nersc832"].posix_path(f"raw/{scan}").exists()
@@ -111,12 +97,12 @@ def test_bad_conf_is_refused_before_any_task_runs(facility, conf):
     from airflow.exceptions import ParamValidationError
 
     with pytest.raises(ParamValidationError):
-        get_dag("bl832_dispatcher").test(run_conf=conf)
+        load_dag("bl832_dispatcher").test(run_conf=conf)
     assert facility.stats().get("transfer.submit", 0) == 0
 
 
 def test_unknown_conf_key_fails_the_first_task_and_nothing_moves(facility):
-    run = get_dag("bl832_dispatcher").test(run_conf={"file_path": "BLS-00001_x/a.h5", "priority": "high"})
+    run = load_dag("bl832_dispatcher").test(run_conf={"file_path": "BLS-00001_x/a.h5", "priority": "high"})
     assert run.state == "failed"
     assert states(run)["validate_conf"] == "failed"
     assert facility.stats().get("transfer.submit", 0) == 0

@@ -9,6 +9,7 @@ import pytest
 
 from include.endpoints import REPO_ROOT
 from include.paths import parse_scan
+from tests.dags.dag_helpers import load_dag, write_scan, xcom
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
 
@@ -19,38 +20,17 @@ NASTY = "20230224_132553_sea shell; touch canary_a $(touch canary_b) `touch cana
 
 @pytest.fixture(scope="module")
 def nersc_dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "bl832_nersc_recon.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag("bl832_nersc_recon")
+    return load_dag("bl832_nersc_recon", fast_retries=False)
 
 
 def place_scan(local_endpoints, file_name: str) -> str:
     """A tiny synthetic scan at NERSC CFS raw, where the new-scan flow would have put it."""
-    from compute_functions.sample_scan import write_sample_scan
-
-    path = local_endpoints["nersc832_alsdev_raw"].posix_path(f"{FOLDER}/{file_name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_sample_scan(path, size="tiny")
+    write_scan(local_endpoints, "nersc832_alsdev_raw", f"{FOLDER}/{file_name}")
     return f"/global/raw/{FOLDER}/{file_name}"
 
 
 def tis_of(dag_run) -> dict:
     return {ti.task_id: ti for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run, task_id: str, key: str = "return_value"):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
 
 
 def test_dag_file_parses_fast_without_heavy_imports():

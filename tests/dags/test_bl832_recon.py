@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
 
 from include.endpoints import REPO_ROOT
+from tests.dags.dag_helpers import load_dag, states, write_scan
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 DAG_FILE = REPO_ROOT / "dags" / "bl832_recon.py"
 
 
 def get_dag(dag_id: str, *, fast_retries: bool = True):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag(dag_id)
-    if fast_retries:  # keep the production retries, without their 30 s delay
-        for task in dag.tasks:
-            task.retry_delay = timedelta(seconds=0)
-    return dag
+    return load_dag(dag_id, DAG_FILE.name, fast_retries=fast_retries)
 
 
 def place_scan(local_endpoints, folder: str) -> tuple[str, int]:
     """A tiny generated scan at data832_raw:<folder>/<file>.h5; returns (relative path, detector rows)."""
-    from compute_functions.sample_scan import write_sample_scan
     from compute_functions.scan_io import read_metadata
 
     relative = f"{folder}/20260101_120000_sample.h5"
-    path = write_sample_scan(local_endpoints["data832_raw"].posix_path(relative), size="tiny")
+    path = write_scan(local_endpoints, "data832_raw", relative)
     return relative, read_metadata(path).n_rows
 
 
@@ -45,10 +36,6 @@ def manifest_entries(dag_id: str, run_id: str) -> list[dict]:
         for e in entries
         if getattr(e, "run_id", None) == run_id and e.dag_id == dag_id
     ]
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 
 def outputs_of(dag_run) -> list[dict]:

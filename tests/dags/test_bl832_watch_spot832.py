@@ -32,7 +32,10 @@ FAST = {"poll_interval": 0.5, "stable_polls": 3}
 @pytest.fixture(scope="module")
 def spot832(tmp_path_factory):
     """spot832 over SFTP (raw tree at /global/raw), with the sftp_spot832 connection verifying its host key."""
-    with SFTPServer(tmp_path_factory.mktemp("spot832"), password=PASSWORD) as server, pytest.MonkeyPatch.context() as mp:
+    with (
+        SFTPServer(tmp_path_factory.mktemp("spot832"), password=PASSWORD) as server,
+        pytest.MonkeyPatch.context() as mp,
+    ):
         conn = {"conn_type": "sftp", "host": "127.0.0.1", "port": server.port, "login": "spot832"}
         conn |= {"password": PASSWORD, "extra": {"host_key": server.host_key}}
         mp.setenv("AIRFLOW_CONN_SFTP_SPOT832", json.dumps(conn))
@@ -57,9 +60,7 @@ def write_over_sftp(server: SFTPServer, remote: str, data: bytes, *, chunks: int
     async def write() -> None:
         sessions = server.counters.get("sftp_sessions", 0)
         async with (
-            asyncssh.connect(
-                "127.0.0.1", server.port, username="spot832", password=PASSWORD, known_hosts=None
-            ) as ssh,
+            asyncssh.connect("127.0.0.1", server.port, username="spot832", password=PASSWORD, known_hosts=None) as ssh,
             ssh.start_sftp_client() as sftp,
         ):
             await sftp.makedirs(os.path.dirname(remote), exist_ok=True)
@@ -89,9 +90,7 @@ def dispatcher_runs(run_id: str) -> list:
     from sqlalchemy import select
 
     with create_session() as session:
-        runs = session.scalars(
-            select(DagRun).where(DagRun.dag_id == "bl832_dispatcher", DagRun.run_id == run_id)
-        ).all()
+        runs = session.scalars(select(DagRun).where(DagRun.dag_id == "bl832_dispatcher", DagRun.run_id == run_id)).all()
         session.expunge_all()
         return runs
 
@@ -161,8 +160,8 @@ def test_a_dispatch_repeated_after_a_restart_is_skipped(spot832, tmp_path):
     dag = DagBag(dag_folder=str(REPO_ROOT / "tests" / "fixture_dags" / "sftp_watch_dags.py")).get_dag(
         "test_sftp_watch_blind"
     )
-    first = dag.test(run_conf={**FAST, "scan": str(scan)})
-    second = dag.test(run_conf={**FAST, "scan": str(scan)})
+    first = dag.test()
+    second = dag.test()
     assert dispatch_states(first) == ["success"]
     assert dispatch_states(second) == ["skipped"]
     assert len(dispatcher_runs(scan_run_id(scan))) == 1

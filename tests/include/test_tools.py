@@ -62,7 +62,9 @@ def test_check_endpoint_lists_writes_and_deletes_then_cleans_up(facility, local_
 
 
 def test_check_endpoint_refused_credentials_fail_in_one_line_without_the_secret(facility):
-    done = tool("check_endpoint", "spot832", env=with_connection("AIRFLOW_CONN_GLOBUS_DEFAULT", password="wrong-s3cret"))
+    done = tool(
+        "check_endpoint", "spot832", env=with_connection("AIRFLOW_CONN_GLOBUS_DEFAULT", password="wrong-s3cret")
+    )
     assert done.returncode == 1
     assert "Globus Auth refused the client credentials" in one_error_line(done)
     assert "wrong-s3cret" not in done.stdout + done.stderr

@@ -187,6 +187,8 @@ def test_trigger_serialize_round_trips():
         "deadline": 123.5,
         "function_name": "reconstruct",
     }
+    again.task_id = "alcf.reconstruct"  # the triggerer sets the Airflow task's id on every trigger it loads
+    assert again.serialize() == (path, kwargs) and again.compute_task_id == "task-1"
 
 
 def first(trigger):

@@ -93,3 +93,12 @@ def test_path_trigger_waits_until_the_path_exists(facility, local_endpoints):
     event = first_event(GlobusPathTrigger(where.endpoint, str(where.path), poll_interval=0.1))
     assert event["status"] == "success" and event["stat"]["name"] == "appears.h5"
     assert GlobusTransferHook().get_task(task_id)["status"] == "SUCCEEDED"
+
+
+def test_the_triggerer_setting_task_id_does_not_change_which_globus_task_is_polled(facility, local_endpoints):
+    """The triggerer assigns ``trigger.task_id`` (the Airflow task's id) when it loads a trigger."""
+    task_id = submit(local_endpoints, "renamed.h5")
+    trigger = rebuild(GlobusTaskTrigger(task_id, poll_interval=0.1))
+    trigger.task_id = "new_file.spot832_to_data832"  # what BaseTrigger.task_instance's setter does
+    assert trigger.serialize()[1]["task_id"] == task_id
+    assert first_event(trigger)["status"] == "success"

@@ -212,3 +212,14 @@ def test_sensor_raises_the_trigger_message():
     sensor = SFTPNewScanSensor(task_id="watch")
     with pytest.raises(RuntimeError, match="authentication failed"):
         sensor.execute_complete({}, {"status": "error", "message": "SFTP x: authentication failed"})
+
+
+def test_the_watcher_refuses_unknown_conf_keys(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from include.endpoints import REPO_ROOT
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "bl832_watch_spot832.py")).get_dag("bl832_watch_spot832")
+    dag_run = dag.test(run_conf={"poll_interval": 0.5, "stable_polll": 3})
+    assert dag_run.state == "failed"
+    assert {ti.task_id: ti.state for ti in dag_run.get_task_instances()}["watch"] == "failed"

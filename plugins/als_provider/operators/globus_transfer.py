@@ -13,6 +13,7 @@ from als_provider.hooks.globus_transfer import GlobusTransferHook
 from als_provider.triggers.globus_transfer import GlobusTaskTrigger
 from als_provider.triggers.inline import first_event
 from include.paths import EndpointPath, endpoint_relative
+from include.transfer_metrics import record_transfer
 
 #: task_state_store key holding {"submission_id", "task_id"} across tries.
 STATE_KEY = "globus_transfer"
@@ -195,4 +196,5 @@ class GlobusTransferOperator(BaseOperator):
             summary.get("bytes_transferred"),
             summary.get("duration_seconds"),
         )
+        summary["metrics"] = record_transfer(summary, self.log)
         return summary

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
 from als_provider.triggers.sftp_new_scan import (
     DISPATCHER_DAG_ID,
@@ -15,6 +16,7 @@ from als_provider.triggers.sftp_new_scan import (
     SFTPNewScanTrigger,
     beamline_path,
 )
+from include.dag_params import check_conf
 from include.paths import parse_scan
 
 
@@ -78,23 +80,27 @@ class SFTPNewScanSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         raise NotImplementedError("SFTPNewScanSensor only runs deferred (the stability check spans polls)")
 
-    def execute(self, context: Context) -> None:
+    def make_trigger(self) -> SFTPNewScanTrigger:
+        """The trigger for this watch, from the rendered fields."""
         lookback = float(self.lookback_hours) * 3600
-        self.defer(
-            trigger=SFTPNewScanTrigger(
-                sftp_conn_id=self.sftp_conn_id,
-                raw_root=self.raw_root or None,
-                stable_polls=int(self.stable_polls),
-                poll_interval=float(self.poll_interval),
-                lookback=lookback or None,
-                folder_pattern=self.folder_pattern,
-                file_pattern=self.file_pattern,
-                dispatch_dag_id=self.dispatch_dag_id,
-                max_scans=self.max_scans,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout),
+        return SFTPNewScanTrigger(
+            sftp_conn_id=self.sftp_conn_id,
+            raw_root=self.raw_root or None,
+            stable_polls=int(self.stable_polls),
+            poll_interval=float(self.poll_interval),
+            lookback=lookback or None,
+            folder_pattern=self.folder_pattern,
+            file_pattern=self.file_pattern,
+            dispatch_dag_id=self.dispatch_dag_id,
+            max_scans=self.max_scans,
         )
+
+    def execute(self, context: Context) -> None:
+        try:
+            check_conf(context["dag_run"].conf, set(context["dag"].params))  # Params let unknown keys through
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None  # no retry: the conf will not change
+        self.defer(trigger=self.make_trigger(), method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event.get("status") != "success":

@@ -33,7 +33,7 @@ class GlobusComputeTaskTrigger(BaseTrigger):
         function_name: str | None = None,
     ) -> None:
         super().__init__()
-        self.task_id = task_id
+        self.compute_task_id = task_id
         self.globus_compute_conn_id = globus_compute_conn_id
         self.poll_interval = poll_interval
         self.deadline = deadline
@@ -43,7 +43,7 @@ class GlobusComputeTaskTrigger(BaseTrigger):
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "task_id": self.task_id,
+                "task_id": self.compute_task_id,
                 "globus_compute_conn_id": self.globus_compute_conn_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
@@ -53,18 +53,20 @@ class GlobusComputeTaskTrigger(BaseTrigger):
 
     @property
     def _what(self) -> str:
-        return f"Globus Compute task {self.task_id}" + (f" ({self.function_name})" if self.function_name else "")
+        return f"Globus Compute task {self.compute_task_id}" + (
+            f" ({self.function_name})" if self.function_name else ""
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = GlobusComputeHook(self.globus_compute_conn_id)
         last_status = None
         while True:
             try:
-                task = await asyncio.to_thread(hook.get_task, self.task_id)
+                task = await asyncio.to_thread(hook.get_task, self.compute_task_id)
             except Exception as exc:
                 if not is_transient(exc):
                     message = f"{self._what}: cannot be polled: {describe_compute_error(exc)}"
-                    yield TriggerEvent({"status": "error", "task_id": self.task_id, "message": message})
+                    yield TriggerEvent({"status": "error", "task_id": self.compute_task_id, "message": message})
                     return
                 self.log.warning("%s: Globus Compute did not answer: %s", self._what, describe_compute_error(exc))
             else:
@@ -76,17 +78,22 @@ class GlobusComputeTaskTrigger(BaseTrigger):
                     return
             if self.deadline is not None and time.time() >= self.deadline:
                 message = f"{self._what} did not finish by its deadline (it may still run at the endpoint)"
-                yield TriggerEvent({"status": "timeout", "task_id": self.task_id, "message": message})
+                yield TriggerEvent({"status": "timeout", "task_id": self.compute_task_id, "message": message})
                 return
             await asyncio.sleep(self.poll_interval)
 
     def _final_event(self, task: dict[str, Any]) -> dict[str, Any]:
         if task["status"] != "success":
             message = f"{self._what} failed at the endpoint:\n{task.get('exception') or 'no traceback given'}"
-            return {"status": "error", "task_id": self.task_id, "message": message}
+            return {"status": "error", "task_id": self.compute_task_id, "message": message}
         try:
             result = json.loads(json.dumps(task["result"]))
         except (TypeError, ValueError) as exc:
             message = f"{self._what} returned a {type(task['result']).__name__} that is not JSON-compatible: {exc}"
-            return {"status": "error", "task_id": self.task_id, "message": message}
-        return {"status": "success", "task_id": self.task_id, "result": result, "completion_t": task["completion_t"]}
+            return {"status": "error", "task_id": self.compute_task_id, "message": message}
+        return {
+            "status": "success",
+            "task_id": self.compute_task_id,
+            "result": result,
+            "completion_t": task["completion_t"],
+        }

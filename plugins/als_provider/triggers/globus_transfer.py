@@ -70,6 +70,8 @@ class GlobusTaskTrigger(BaseTrigger):
     ``{"status": "error", "message": ...}`` when it FAILED, showed a fatal error event (the task is
     then cancelled, since Globus would retry it for days), or outlived ``deadline`` (epoch seconds; the
     task is cancelled too). Transient API errors are retried until the deadline.
+
+    The Globus task id is kept as ``globus_task_id``: the triggerer sets ``task_id`` to the Airflow task's id.
     """
 
     def __init__(
@@ -82,7 +84,7 @@ class GlobusTaskTrigger(BaseTrigger):
         cancel_on_fatal: bool = True,
     ) -> None:
         super().__init__()
-        self.task_id = task_id
+        self.globus_task_id = task_id
         self.globus_conn_id = globus_conn_id
         self.poll_interval = poll_interval
         self.deadline = deadline
@@ -92,7 +94,7 @@ class GlobusTaskTrigger(BaseTrigger):
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "task_id": self.task_id,
+                "task_id": self.globus_task_id,
                 "globus_conn_id": self.globus_conn_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
@@ -105,35 +107,37 @@ class GlobusTaskTrigger(BaseTrigger):
         last_line = None
         while True:
             try:
-                task = await asyncio.to_thread(hook.get_task, self.task_id)
+                task = await asyncio.to_thread(hook.get_task, self.globus_task_id)
                 status = task.get("status")
                 if status == "SUCCEEDED":
                     self.log.info(progress_line(task))
                     yield TriggerEvent({"status": "success", "task": task_summary(task)})
                     return
                 if status == "FAILED":
-                    errors = await asyncio.to_thread(hook.error_events, self.task_id)
+                    errors = await asyncio.to_thread(hook.error_events, self.globus_task_id)
                     yield TriggerEvent({"status": "error", "message": failure_message(task, errors)})
                     return
-                errors = await asyncio.to_thread(hook.error_events, self.task_id) if task.get("faults") else []
+                errors = await asyncio.to_thread(hook.error_events, self.globus_task_id) if task.get("faults") else []
                 fatal = [event for event in errors if event.get("code") in FATAL_EVENT_CODES]
                 if fatal and self.cancel_on_fatal:
-                    await asyncio.to_thread(hook.cancel, self.task_id)
+                    await asyncio.to_thread(hook.cancel, self.globus_task_id)
                     yield TriggerEvent({"status": "error", "message": failure_message(task, fatal) + " (cancelled)"})
                     return
             except Exception as exc:
                 if not _transient(exc):
                     yield TriggerEvent({"status": "error", "message": describe_globus_error(exc)})
                     return
-                self.log.warning("Globus did not answer for task %s: %s", self.task_id, describe_globus_error(exc))
+                self.log.warning(
+                    "Globus did not answer for task %s: %s", self.globus_task_id, describe_globus_error(exc)
+                )
             else:
                 line = progress_line(task)
                 if line != last_line:
                     self.log.info(line)
                     last_line = line
             if self.deadline is not None and time.time() >= self.deadline:
-                await _cancel_quietly(hook, self.task_id, self.log)
-                message = f"Globus task {self.task_id} did not finish by its deadline (cancelled)"
+                await _cancel_quietly(hook, self.globus_task_id, self.log)
+                message = f"Globus task {self.globus_task_id} did not finish by its deadline (cancelled)"
                 yield TriggerEvent({"status": "error", "message": message})
                 return
             await asyncio.sleep(self.poll_interval)
