@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
+from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG, TaskGroup, task
 
 from include.dag_params import new_scan_params, recon_param, validate_conf
@@ -145,4 +146,10 @@ with DAG(
         if name != "new_file":
             new_file_last = finals["new_file"]
             dag.get_task(new_file_last) >> gates[name]
-    report(finals) << [task for task in dag.tasks if task.task_group and task.task_group.group_id in PIPELINES]
+    # every pipeline task feeds report, except short-circuit gates inside groups: they skip their direct
+    # downstream tasks, and a skipped report would let a failed pipeline pass as success
+    report(finals) << [
+        task
+        for task in dag.tasks
+        if task.task_group and task.task_group.group_id in PIPELINES and not isinstance(task, ShortCircuitOperator)
+    ]
