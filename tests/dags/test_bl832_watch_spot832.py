@@ -54,8 +54,13 @@ def scan_bytes(tmp_path: Path, frames: int = 60) -> bytes:
     return path.read_bytes()
 
 
-def write_over_sftp(server: SFTPServer, remote: str, data: bytes, *, chunks: int = 1, pause: float = 0.0) -> None:
-    """Write ``data`` to ``remote`` over SFTP in ``chunks`` pieces; after the first, wait for the watcher's session."""
+def write_over_sftp(server: SFTPServer, remote: str, data: bytes, *, chunks: int = 1, pause: float = 0.0) -> datetime:
+    """Write ``data`` to ``remote`` over SFTP in ``chunks`` pieces; after the first, wait for the watcher's session.
+
+    Returns when the last byte was written.
+    """
+
+    last_write: list[datetime] = []
 
     async def write() -> None:
         sessions = server.counters.get("sftp_sessions", 0)
@@ -68,6 +73,7 @@ def write_over_sftp(server: SFTPServer, remote: str, data: bytes, *, chunks: int
                 step = -(-len(data) // chunks)
                 for i, offset in enumerate(range(0, len(data), step)):
                     await f.write(data[offset : offset + step], offset)
+                    last_write.append(datetime.now(UTC))
                     if i == 0 and chunks > 1:
                         deadline = time.monotonic() + 180
                         while server.counters.get("sftp_sessions", 0) < sessions + 2:  # ours + the watcher's
@@ -76,6 +82,7 @@ def write_over_sftp(server: SFTPServer, remote: str, data: bytes, *, chunks: int
                     await asyncio.sleep(pause)
 
     asyncio.run(write())
+    return last_write[-1]
 
 
 def watcher():
@@ -115,8 +122,8 @@ def test_a_slowly_written_scan_starts_one_dispatcher_run_after_it_is_complete(sp
     def writer() -> None:
         # Pauses longer than the stability window (3 polls 0.5 s apart): mid-write sizes look stable, and
         # only the HDF5 check (superblock end-of-file address != size) keeps the scan from being dispatched.
-        write_over_sftp(spot832, f"/global/raw/{scan}", data, chunks=6, pause=1.5)
-        finished_writing.append(datetime.now(UTC))
+        # the time the last byte was written (the file is complete from then on, before the final pause)
+        finished_writing.append(write_over_sftp(spot832, f"/global/raw/{scan}", data, chunks=6, pause=1.5))
 
     thread = threading.Thread(target=writer)
     thread.start()
