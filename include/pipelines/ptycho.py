@@ -61,9 +61,10 @@ def check_ptycho_results(beamline_key: str, results_path: str) -> list[dict]:
     from include.paths import EndpointPath
 
     where = EndpointPath(load_beamlines()[beamline_key].pipeline("ptycho")["results_endpoint"], results_path)
-    if GlobusTransferHook().stat(where) is None:
+    hook = GlobusTransferHook()
+    if hook.stat(where) is None:
         raise FileNotFoundError(f"{where} is missing after the job reported COMPLETED")
-    tiffs = [e["name"] for e in GlobusTransferHook().ls(where) if e.get("name", "").endswith(".tiff")]
+    tiffs = [e["name"] for e in hook.ls(where) if e.get("name", "").endswith(".tiff")]
     if not tiffs:
         raise ValueError(f"{where} holds no TIFF after the job reported COMPLETED")
     print(f"{where}: {', '.join(sorted(tiffs))}")
