@@ -22,10 +22,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 venv: $(STAMP) ## build .venv from the pinned requirements and the lock
 
 demo: $(STAMP) ## write a sample scan, run the dispatcher on it (local profile), print its outputs
-	$(PY) -m include.demo
+	$(PY) -m include.tools.demo
 
 dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local profile
-	$(PY) -m include.run_dag $(DAG) --conf '$(CONF)'
+	$(PY) -m include.tools.run_dag $(DAG) --conf '$(CONF)'
 
 test: $(STAMP) ## lint, then every test
 	$(VENV)/bin/ruff check .
@@ -42,10 +42,10 @@ facility: $(STAMP) ## serve the local facility on 127.0.0.1:8765 (foreground)
 	$(PY) -m include.facility --root .facility --port 8765 --log-level info
 
 serve: $(STAMP) ## start the facility + Airflow (api-server, scheduler, dag-processor, triggerer) on PostgreSQL; print UI and login
-	$(PY) -m include.local_stack serve --home .airflow-stack --port $(or $(PORT),8080)
+	$(PY) -m include.tools.local_stack serve --home .airflow-stack --port $(or $(PORT),8080)
 
 stop: ## stop everything `make serve` started (by pid, under .airflow-stack/)
-	$(PY) -m include.local_stack stop --home .airflow-stack
+	$(PY) -m include.tools.local_stack stop --home .airflow-stack
 
 e2e: $(STAMP) ## only the end-to-end tests on a real stack (PostgreSQL, Redis)
 	$(VENV)/bin/pytest tests/e2e -m e2e $(PYTEST_ARGS)

@@ -34,13 +34,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from include.facility.process import Facility, free_port
-    from include.local_airflow import configure_environment
+    from include.tools.local_airflow import configure_environment
 
     work = Path(tempfile.mkdtemp(prefix="bench-manifests-"))
     port = free_port()
     configure_environment(work / "airflow", facility_url=f"http://127.0.0.1:{port}", facility_root=work / "facility")
 
-    from include.local_airflow import seed_database
+    from include.tools.local_airflow import seed_database
 
     seed_database()
     with Facility(work / "facility", port=port, log_file=work / "facility.log") as facility:
@@ -59,9 +59,9 @@ def run(args, facility) -> dict:
     from airflow.utils.session import create_session
 
     from als_provider.hooks.globus_transfer import GlobusTransferHook
-    from als_provider.operators.globus_delete import Plan, make_batches, verify_copy
     from include import manifests
     from include.endpoints import load_endpoints
+    from include.pruning import Plan, make_batches, verify_copy
 
     store = manifests.MetadataDbVariables()
     now = datetime(2026, 11, 2, tzinfo=UTC)

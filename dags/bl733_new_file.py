@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from include.beamlines import load_beamlines, make_beamline_dag
+from dags.pipelines.beamline import make_beamline_dag
+from include.beamlines import load_beamlines
 
 dag = make_beamline_dag(load_beamlines()["bl733"])

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import DAG
 
-from include.dag_params import new_scan_params, validate_conf
-from include.pipelines.new_file import DAG_ID, DOC, new_file_steps
+from dags.pipelines.dag_ids import NEW_FILE_DAG_ID
+from dags.pipelines.defaults import dag_defaults
+from dags.pipelines.params import new_scan_params
+from dags.pipelines.steps import new_file_steps, plan
+from include.plans import NEW_FILE
+
+DOC = """
+### New scan (beamline 8.3.2)
+**Conf**: `file_path` — `/global/raw/<folder>/<file>.h5` or `<folder>/<file>.h5`; `is_export_controlled`
+(default false); `send_to_nersc` (default true). Unknown keys, `..`, absolute paths outside
+`/global/raw/`, non-`.h5` names are refused by `plan` before anything moves.
+
+**Steps**: spot832 `raw/<folder>/<file>` → data832 (`data832_raw:<folder>/<file>`); then, only if the scan
+is not export-controlled and sending is on, data832 → nersc832 (`raw/<folder>/<file>`, the long-term copy)
+and SciCat ingestion (raw dataset, datablock, thumbnail). An export-controlled scan never leaves the
+beamline: `plan` skips the off-site steps and its log says why.
+
+**Deletion manifests** (`finish`): spot832 (checked against data832) once the data832 copy exists; data832
+(checked against nersc832) once the NERSC copy exists — never for a scan whose only copy is at data832.
+
+**Idempotent**: a scan already at a destination (same size and mtime) is not copied again; SciCat finds
+the dataset it made instead of creating a second.
+"""
 
 with DAG(
-    dag_id=DAG_ID,
+    dag_id=NEW_FILE_DAG_ID,
     description="Move a new scan spot832 → data832 → nersc832 and register it in SciCat",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=16,
     doc_md=DOC,
     tags=["bl832", "new-scan", "globus", "scicat"],
-    default_args={"owner": "bl832-computing", "retries": 2, "retry_delay": timedelta(seconds=30)},
     params=new_scan_params(),
+    **dag_defaults(),
 ) as dag:
-    first, _ = new_file_steps()
-    validate_conf() >> first
+    new_file_steps(plan([NEW_FILE], False))

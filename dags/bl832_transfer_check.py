@@ -6,6 +6,11 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from als_provider.operators.globus_transfer import GlobusTransferOperator
+from dags.pipelines.dag_ids import TRANSFER_CHECK_DAG_ID
+from dags.pipelines.defaults import dag_defaults
+from include.runtime import load_runtime
+
+POLL_SECONDS = load_runtime().poll("transfer")
 
 PROBE_FOLDER = "transfer_check"
 PROBE_PATH = "{{ ti.xcom_pull(task_ids='write_probe')['path'] }}"
@@ -74,15 +79,11 @@ def publish_outputs(copies: list[dict], ti=None) -> list[dict]:
 
 
 @dag(
-    dag_id="bl832_transfer_check",
+    dag_id=TRANSFER_CHECK_DAG_ID,
     description="Move a fresh probe file spot832 → data832 → nersc832 and verify each copy",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=DOC,
     tags=["bl832", "health-check", "globus"],
-    default_args={"owner": "bl832-computing", "retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    **dag_defaults(schedule="@daily", max_active_runs=1),
     params={
         "size_kib": Param(
             64,
@@ -103,6 +104,7 @@ def bl832_transfer_check():
         destination_endpoint="data832_raw",
         destination_path=f"{PROBE_FOLDER}/{PROBE_NAME}",
         recursive=False,
+        poll_interval=POLL_SECONDS,
     )
     at_data832 = verify_arrival.override(task_id="verify_data832")(probe, "data832_raw", PROBE_FOLDER)
     to_nersc = GlobusTransferOperator(
@@ -112,6 +114,7 @@ def bl832_transfer_check():
         destination_endpoint="nersc832",
         destination_path=f"raw/{PROBE_FOLDER}/{PROBE_NAME}",
         recursive=False,
+        poll_interval=POLL_SECONDS,
     )
     at_nersc = verify_arrival.override(task_id="verify_nersc832")(probe, "nersc832", f"raw/{PROBE_FOLDER}")
     probe >> to_data832 >> at_data832 >> to_nersc >> at_nersc

@@ -9,9 +9,9 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Param
 
 from als_provider.sensors.sftp_new_scan import SFTPNewScanSensor
-from als_provider.triggers.sftp_new_scan import DISPATCHER_DAG_ID
+from dags.pipelines.dag_ids import DISPATCHER_DAG_ID, WATCH_SPOT832_DAG_ID
 
-DAG_ID = "bl832_watch_spot832"
+DAG_ID = WATCH_SPOT832_DAG_ID
 
 DOC = f"""
 ### Watch spot832 for new scans (beamline 8.3.2)
@@ -66,6 +66,7 @@ with DAG(
 ) as dag:
     watch = SFTPNewScanSensor(
         task_id="watch",
+        dispatch_dag_id=DISPATCHER_DAG_ID,
         sftp_conn_id="sftp_spot832",
         stable_polls="{{ params.stable_polls }}",
         poll_interval="{{ params.poll_interval }}",

@@ -6,6 +6,8 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from als_provider.operators.globus_delete import PruneManifestsOperator
+from dags.pipelines.dag_ids import PRUNE_DAG_ID
+from dags.pipelines.defaults import dag_defaults
 
 DOC = """
 ### Prune (deletion manifests)
@@ -29,15 +31,15 @@ Design and limits: docs/pruning.md.
 
 
 @dag(
-    dag_id="prune",
+    dag_id=PRUNE_DAG_ID,
     description="Delete copies past retention whose check copy is verified (deletion manifests)",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,  # the only remover of manifest entries: never two at once
     doc_md=DOC,
     tags=["bl832", "prune", "globus", "retention"],
-    default_args={"owner": "bl832-computing", "retries": 2, "retry_delay": pendulum.duration(minutes=2)},
+    **dag_defaults(
+        schedule="@daily",
+        max_active_runs=1,  # the only remover of manifest entries: never two at once
+        default_args={"retry_delay": pendulum.duration(minutes=2)},
+    ),
     params={
         "dry_run": Param(
             False,

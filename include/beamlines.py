@@ -1,9 +1,8 @@
-"""Beamlines as configuration: load and validate include/config/beamlines.yaml, and build a beamline's DAG.
+"""Beamlines as configuration: load and validate include/config/beamlines.yaml.
 
 A beamline is its endpoints (where scans are written, where the NERSC copy goes), the retention location
 of each copy it makes, and the pipelines that run after the move (``scicat``, ``ptycho``, ``hpss_archive``).
-:func:`make_beamline_dag` turns one entry into the DAG ``<key>_new_file``; the step builders live in
-include/pipelines/archive.py and include/pipelines/ptycho.py. Errors name the file and the key.
+dags/pipelines/beamline.py turns one entry into the DAG ``<key>_new_file``. Errors name the file and the key.
 """
 
 from __future__ import annotations
@@ -12,15 +11,12 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from include.endpoints import REPO_ROOT, load_endpoints
 from include.errors import ConfigError
-
-if TYPE_CHECKING:
-    from airflow.sdk import DAG
 
 BEAMLINES_FILE = REPO_ROOT / "include" / "config" / "beamlines.yaml"
 JOBS_DIR = REPO_ROOT / "include" / "jobs"
@@ -185,30 +181,3 @@ def _load_cached(path: Path) -> Beamlines:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     names = set(load_endpoints("production").endpoints)
     return parse_beamlines(document, source=path, endpoint_names=names)
-
-
-def make_beamline_dag(beamline: Beamline) -> DAG:
-    """The DAG ``<key>_new_file`` of one beamline: validate, move to NERSC, then its pipelines in parallel."""
-    from datetime import timedelta
-
-    import pendulum
-    from airflow.sdk import DAG
-
-    from include.dag_params import validate_conf
-    from include.pipelines.archive import beamline_doc, beamline_params, beamline_steps
-
-    with DAG(
-        dag_id=beamline.dag_id,
-        description=f"New scan of {beamline.beamline}: move to NERSC, then {', '.join(beamline.pipelines) or 'done'}",
-        schedule=None,
-        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-        catchup=False,
-        max_active_runs=16,
-        doc_md=beamline_doc(beamline),
-        tags=[beamline.key, "new-scan", "globus", *beamline.pipelines],
-        default_args={"owner": beamline.owner, "retries": 2, "retry_delay": timedelta(seconds=30)},
-        params=beamline_params(beamline),
-    ) as dag:
-        first, _ = beamline_steps(beamline)
-        validate_conf() >> first
-    return dag

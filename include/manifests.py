@@ -295,18 +295,49 @@ def schedule_deletion(
     return entry
 
 
-def schedule_deletions(copies: Iterable[dict[str, Any]], *, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Record several copies (dicts of :func:`schedule_deletion`'s keyword arguments) for one run.
+@dataclass(frozen=True)
+class DeletionRequest:
+    """A copy a pipeline made (or may have made): ``endpoint:path`` may go after ``location``'s retention,
+    once ``check_endpoint:path`` is verified. ``after`` names the step (a task id in the pipeline) whose
+    success makes the copy exist; ``None``: the copy may exist as soon as the pipeline started (work areas
+    a failed step can leave half-written)."""
+
+    endpoint: str
+    path: str
+    check_endpoint: str
+    location: str
+    after: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeletionRequest:
+        return cls(**data)
+
+    def __str__(self) -> str:
+        return f"{self.endpoint}:{self.path} (check {self.check_endpoint}, {self.location})"
+
+
+def schedule_deletions(requests: Iterable[DeletionRequest], *, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Record several copies for one run.
 
     Records every copy it can and then raises one error naming each that was refused, so one bad entry
     never leaves the others unrecorded. Returns the recorded entries, summarised.
     """
     recorded, errors = [], []
-    for copy in copies:
+    for request in requests:
         try:
-            entry = schedule_deletion(dag_id=dag_id, run_id=run_id, **copy)
+            entry = schedule_deletion(
+                endpoint=request.endpoint,
+                path=request.path,
+                check_endpoint=request.check_endpoint,
+                location=request.location,
+                dag_id=dag_id,
+                run_id=run_id,
+            )
         except (ManifestError, ValueError) as exc:
-            errors.append(f"{copy.get('endpoint')}:{copy.get('path')}: {type(exc).__name__}: {exc}")
+            errors.append(f"{request.endpoint}:{request.path}: {type(exc).__name__}: {exc}")
         else:
             recorded.append(summarize(entry))
             print(

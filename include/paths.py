@@ -1,21 +1,35 @@
 """Paths as typed values: endpoint-relative paths and the identity of a scan.
 
 Every path a user or a beamline hands us goes through :func:`endpoint_relative` or
-:func:`parse_scan` once, when conf is parsed; nothing else does string surgery on paths.
+:func:`parse_scan` once, when conf is parsed; nothing else does string surgery on paths. The scan-name
+rules of SPEC §1 (which names in a raw tree are scans, :func:`scan_from_names`) and a scan's dispatcher
+run id (:func:`scan_run_id`) live here too: this is the only module that parses scan names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Protocol
 
 from include.errors import InvalidPathError
 
 #: Where the beamline reports new scans (SPEC §1); the part after it is the scan's identity.
 BEAMLINE_RAW_PREFIX = PurePosixPath("/global/raw")
+#: Where spot832 keeps scans (over SFTP too) unless configured otherwise.
+DEFAULT_RAW_ROOT = str(BEAMLINE_RAW_PREFIX)
 SCAN_FILE_RE = re.compile(r"^(?P<stem>[^/\x00]+)\.h5$")
+#: The scan DAGs' ``file_path`` Param pattern: ``/global/raw/<folder>/<file>.h5`` or ``<folder>/<file>.h5``;
+#: no ``.``/``..`` names (:func:`parse_scan` checks the rest).
+FILE_PATH_PATTERN = r"^(/global/raw/)?(?!\.\.?/)[^/]+/(?!\.)[^/]+\.h5$"
+#: SPEC §1: experiment folder ``<Prefix>-<5 digits>_<email user>``.
+FOLDER_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9]*-\d{5}_[A-Za-z0-9][A-Za-z0-9._-]*$"
+#: SPEC §1: scan ``<YYYYMMDD>_<HHMMSS>_<free text>.h5`` (a mosaic tile ends ``_x<##>y<##>.h5``).
+SCAN_NAME_PATTERN = r"^\d{8}_\d{6}_[^/\x00-\x1f]+\.h5$"
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+_RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def endpoint_relative(path: str, *, allow_root: bool = False) -> PurePosixPath:
@@ -67,6 +81,36 @@ class EndpointPath:
         return cls(data["endpoint"], PurePosixPath(data["path"]))
 
 
+class _HasResultsFolder(Protocol):
+    results_folder: str
+
+
+@dataclass(frozen=True)
+class Results:
+    """A scan's results at a site, relative to any endpoint that holds them (site scratch, data832_scratch)."""
+
+    folder: PurePosixPath
+    dataset: str
+
+    @property
+    def tiff(self) -> PurePosixPath:
+        """The TIFF stack folder ``rec<dataset>/``."""
+        return self.folder / f"rec{self.dataset}"
+
+    @property
+    def zarr(self) -> PurePosixPath:
+        """The multiscale OME-Zarr ``rec<dataset>.zarr/``."""
+        return self.folder / f"rec{self.dataset}.zarr"
+
+    @property
+    def preview(self) -> PurePosixPath:
+        return self.zarr / "preview.png"
+
+    def folders(self) -> tuple[PurePosixPath, PurePosixPath]:
+        """The two folders a reconstruction produces: the TIFF stack and the Zarr."""
+        return self.tiff, self.zarr
+
+
 @dataclass(frozen=True)
 class Scan:
     """A scan's identity: ``<folder>/<file>.h5`` relative to a beamline's raw tree."""
@@ -90,6 +134,10 @@ class Scan:
     @property
     def zarr_dir_name(self) -> str:
         return f"rec{self.dataset}.zarr"
+
+    def results(self, site: _HasResultsFolder) -> Results:
+        """Where ``site`` puts this scan's results: ``<folder>/<site.results_folder>/rec<dataset>/`` and ``.zarr``."""
+        return Results(PurePosixPath(self.folder, site.results_folder), self.dataset)
 
     def __str__(self) -> str:
         return str(self.relative_path)
@@ -122,3 +170,42 @@ def parse_scan(file_path: str) -> Scan:
     if not SCAN_FILE_RE.match(file_name):
         raise InvalidPathError(f"file_path {file_path!r} does not name an HDF5 scan (<name>.h5)")
     return Scan(folder=folder, file_name=file_name)
+
+
+def beamline_path(scan: Scan) -> str:
+    """The scan as the beamline reports it: ``/global/raw/<folder>/<file>.h5`` (the dispatcher's ``file_path``)."""
+    return f"{BEAMLINE_RAW_PREFIX}/{scan.relative_path}"
+
+
+def is_scan_folder(name: str, *, folder_pattern: str = FOLDER_NAME_PATTERN) -> bool:
+    """Whether a folder of a raw tree named ``name`` may hold scans (an experiment folder, SPEC §1)."""
+    return re.match(folder_pattern, name) is not None
+
+
+def scan_from_names(
+    folder: str, file_name: str, *, folder_pattern: str = FOLDER_NAME_PATTERN, file_pattern: str = SCAN_NAME_PATTERN
+) -> Scan | None:
+    """The scan named ``<folder>/<file_name>`` in a raw tree, or ``None`` when the names are not a scan's.
+
+    Both names must match their patterns (SPEC §1 by default), :func:`parse_scan` must accept them, and the
+    scan's :func:`beamline_path` must pass :data:`FILE_PATH_PATTERN` (so the dispatcher's Params accept it).
+    """
+    if not is_scan_folder(folder, folder_pattern=folder_pattern) or not re.match(file_pattern, file_name):
+        return None
+    try:
+        scan = parse_scan(f"{folder}/{file_name}")
+    except InvalidPathError:
+        return None
+    return scan if re.match(FILE_PATH_PATTERN, beamline_path(scan)) else None
+
+
+def scan_run_id(scan: Scan) -> str:
+    """The dispatcher run id of a scan: ``scan__<folder>__<dataset>__<hash>``, the same on every call.
+
+    Names are sanitised to Airflow's run-id characters and shortened; the hash of the exact scan path keeps
+    two scans whose sanitised names collide apart.
+    """
+    digest = hashlib.sha256(str(scan.relative_path).encode()).hexdigest()[:12]
+    folder = _RUN_ID_UNSAFE.sub("-", scan.folder)[:80]
+    dataset = _RUN_ID_UNSAFE.sub("-", scan.dataset)[:120]
+    return f"scan__{folder}__{dataset}__{digest}"

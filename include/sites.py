@@ -1,7 +1,9 @@
-"""Compute sites as configuration: load and validate include/config/sites.yaml.
+"""Reconstruction sites as configuration: load and validate include/config/sites.yaml.
 
-A site is where reconstructions run: a Globus Compute endpoint, the endpoints it reads scans from and
-writes results to, and the retention of the copies made there. Errors name the file and the key.
+A site is where reconstructions run: a runner (a Globus Compute endpoint, or Slurm jobs through SFAPI),
+the endpoints it reads scans from and writes results to, where results are copied, whether it is
+off-site, and the retention of the copies made there. Every site is one :class:`Site`; nothing is
+special-cased by name. Errors name the file and the key.
 """
 
 from __future__ import annotations
@@ -19,40 +21,55 @@ from include.endpoints import REPO_ROOT, load_endpoints
 from include.errors import ConfigError
 
 SITES_FILE = REPO_ROOT / "include" / "config" / "sites.yaml"
-#: How a site runs functions. ``globus_compute``: compute_functions/remote.py at a Compute endpoint.
-RUNNERS = ("globus_compute",)
+#: How a site runs the reconstruction. ``globus_compute``: the functions of compute_functions/remote.py at a
+#: Compute endpoint; ``sfapi``: Slurm jobs (include/jobs/tomo_recon.sh.j2, tomo_multiscale.sh.j2) through SFAPI.
+RUNNERS = ("globus_compute", "sfapi")
 #: Where scans come from and results go back to (beamline storage).
 HOME_RAW = "data832_raw"
 HOME_SCRATCH = "data832_scratch"
+#: Deletion-manifest location of results on HOME_SCRATCH once an archive copy exists.
+HOME_LOCATION = "data832"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 _KEYS = {
     "description",
     "enabled",
     "runner",
     "compute_endpoint_id",
+    "source_endpoint",
     "raw_endpoint",
+    "archive_endpoint",
+    "offsite",
     "scratch_endpoint",
     "results_folder",
     "retention_location",
     "function_ids",
     "task_timeout_minutes",
 }
-_REQUIRED = ("runner", "compute_endpoint_id", "raw_endpoint", "scratch_endpoint", "retention_location")
+_REQUIRED = ("runner", "raw_endpoint", "scratch_endpoint", "retention_location")
 
 
 @dataclass(frozen=True)
 class Site:
-    """One compute site."""
+    """One reconstruction site.
+
+    The scan is at ``source_endpoint`` when the site starts (data832_raw, or the NERSC copy the new-scan
+    pipeline makes); it is staged to ``raw_endpoint`` (by Globus for ``globus_compute``, by the job itself
+    for ``sfapi``) if that differs; results are written to ``scratch_endpoint`` under
+    ``<folder>/<results_folder>/``, copied home to data832_scratch and, if set, to ``archive_endpoint``.
+    """
 
     name: str
     description: str
     enabled: bool
     runner: str
-    compute_endpoint_id: str
     raw_endpoint: str
     scratch_endpoint: str
     results_folder: str
     retention_location: str
+    compute_endpoint_id: str | None = None
+    source_endpoint: str = HOME_RAW
+    archive_endpoint: str | None = None
+    offsite: bool = True
     function_ids: dict[str, str] = field(default_factory=dict)
     task_timeout_minutes: int = 120
 
@@ -62,13 +79,23 @@ class Site:
 
     @property
     def stages_raw(self) -> bool:
-        """Whether the scan must be copied from data832_raw to the site first."""
-        return self.raw_endpoint != HOME_RAW
+        """Whether the scan must be copied from ``source_endpoint`` to ``raw_endpoint`` first."""
+        return self.raw_endpoint != self.source_endpoint
 
     @property
     def copies_back(self) -> bool:
         """Whether results must be copied from the site to data832_scratch."""
         return self.scratch_endpoint != HOME_SCRATCH
+
+    @property
+    def needs_nersc_copy(self) -> bool:
+        """Whether the site reads the scan's NERSC copy (made by the new-scan pipeline), not data832's."""
+        return self.source_endpoint != HOME_RAW
+
+    def result_destinations(self) -> list[str]:
+        """Where results are copied from ``scratch_endpoint``: home first, then the archive copy."""
+        destinations = [HOME_SCRATCH] if self.copies_back else []
+        return destinations + ([self.archive_endpoint] if self.archive_endpoint else [])
 
 
 @dataclass(frozen=True)
@@ -117,15 +144,25 @@ def parse_sites(document: object, *, source: Path, endpoint_names: set[str]) -> 
         if unknown:
             raise ConfigError(f"{source}: {where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
         values = {key: _string(entry, key, where, source) for key in _REQUIRED}
+        for key in ("source_endpoint", "archive_endpoint", "compute_endpoint_id"):
+            if entry.get(key) is not None:
+                values[key] = _string(entry, key, where, source)
         enabled = entry.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"{source}: {where}.enabled: must be true or false")
+        offsite = entry.get("offsite", True)
+        for key, flag in (("enabled", enabled), ("offsite", offsite)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{source}: {where}.{key}: must be true or false")
         if values["runner"] not in RUNNERS:
             raise ConfigError(f"{source}: {where}.runner: {values['runner']!r} is not one of {', '.join(RUNNERS)}")
-        values["compute_endpoint_id"] = _uuid(values["compute_endpoint_id"], f"{where}.compute_endpoint_id", source)
+        if values["runner"] == "globus_compute":
+            if "compute_endpoint_id" not in values:
+                raise ConfigError(f"{source}: {where}.compute_endpoint_id: missing (runner globus_compute)")
+            values["compute_endpoint_id"] = _uuid(values["compute_endpoint_id"], f"{where}.compute_endpoint_id", source)
+        elif "compute_endpoint_id" in values or entry.get("function_ids"):
+            raise ConfigError(f"{source}: {where}: compute_endpoint_id and function_ids need runner globus_compute")
         if enabled:
-            for key in ("raw_endpoint", "scratch_endpoint"):
-                if values[key] not in endpoint_names:
+            for key in ("source_endpoint", "raw_endpoint", "scratch_endpoint", "archive_endpoint"):
+                if key in values and values[key] not in endpoint_names:
                     raise ConfigError(f"{source}: {where}.{key}: unknown endpoint {values[key]!r} (see endpoints.yaml)")
         results_folder = entry.get("results_folder", name)
         if not isinstance(results_folder, str) or not _NAME.match(results_folder):
@@ -147,6 +184,7 @@ def parse_sites(document: object, *, source: Path, endpoint_names: set[str]) -> 
             name=name,
             description=str(entry.get("description") or name),
             enabled=enabled,
+            offsite=offsite,
             results_folder=results_folder,
             function_ids=pinned,
             task_timeout_minutes=timeout,

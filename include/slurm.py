@@ -9,7 +9,6 @@ values to shell variables at the top and use ``"$VAR"`` below.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import re
@@ -19,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from include.endpoints import REPO_ROOT, default_profile, load_endpoints
 from include.errors import ConfigError
+from include.profiles import profile_settings
 
 NERSC_CONFIG_FILE = REPO_ROOT / "include" / "config" / "nersc.yaml"
 JOBS_DIR = REPO_ROOT / "include" / "jobs"
@@ -52,26 +50,17 @@ class NerscConfig:
     volumes: tuple[str, ...]
     python: str
 
-    def launcher(self) -> list[str]:
-        """The words before ``python -m ...`` in a job: the container call, or nothing on the local profile."""
+    def launcher(self, volumes: tuple[str, ...] = (), *, gpu: bool = False) -> list[str]:
+        """The words before ``python -m ...`` in a job: the container call with the configured folders and
+        ``volumes`` mounted (and the GPU), or nothing on the local profile."""
         if self.runtime == "none":
             return []
-        mounts = [f"--volume={v}:{v}" for v in self.volumes]
-        return ["srun", "podman-hpc", "run", "--rm", *mounts, str(self.image)]
+        mounts = [f"--volume={v}:{v}" for v in dict.fromkeys([*self.volumes, *volumes])]
+        return ["srun", "podman-hpc", "run", "--rm", *(["--gpu"] if gpu else []), *mounts, str(self.image)]
 
     def log_patterns(self) -> dict[str, str]:
         """``output``/``error`` directives of SPEC §3: ``<logs>/%x_%j.out`` and ``.err``."""
         return {"output": f"{self.log_dir}/%x_%j.out", "error": f"{self.log_dir}/%x_%j.err"}
-
-
-def _merge(base: dict, override: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def load_nersc_config(profile: str | None = None, *, path: Path | None = None) -> NerscConfig:
@@ -82,18 +71,7 @@ def load_nersc_config(profile: str | None = None, *, path: Path | None = None) -
 
 @functools.lru_cache(maxsize=8)
 def _load(profile: str, path: Path) -> NerscConfig:
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(document.get("production"), dict):
-        raise ConfigError(f"{path}: production: missing")
-    if profile not in document:
-        raise ConfigError(f"{path}: no profile {profile!r} (known: {', '.join(sorted(document))})")
-    settings = document["production"] if profile == "production" else _merge(document["production"], document[profile])
-    unknown = set(settings) - {"machine", "directives", "logs", "container"}
-    if unknown:
-        raise ConfigError(f"{path}: {profile}: unknown key(s) {', '.join(sorted(unknown))}")
+    settings = profile_settings(path, profile, {"machine", "directives", "logs", "container"})
     machine = settings.get("machine")
     if not isinstance(machine, str) or not machine:
         raise ConfigError(f"{path}: {profile}.machine: missing")

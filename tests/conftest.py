@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from include.facility.process import Facility, free_port
-from include.local_airflow import configure_environment
+from include.tools.local_airflow import configure_environment
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="als-tests-"))
 FACILITY_ROOT = SESSION_DIR / "facility"
@@ -52,7 +52,7 @@ def facility(facility_session):
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated metadata database with the variables and pools of airflow_settings.yaml."""
-    from include.local_airflow import seed_database
+    from include.tools.local_airflow import seed_database
 
     seed_database()
 

@@ -21,7 +21,6 @@ SERVICE_MODULES = (
     "include.facility.compute",
     "include.facility.sfapi",
     "include.facility.scicat",
-    "include.facility.flows",
 )
 
 
@@ -90,6 +89,4 @@ def _service_of(path: str) -> str:
         return "sfapi"
     if path.startswith("/scicat"):
         return "scicat"
-    if path.startswith("/flows"):
-        return "flows"
     return "other"

@@ -46,3 +46,15 @@ def write_scan(local_endpoints, endpoint: str, relative: str, size: str = "tiny"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_sample_scan(path, size=size)
     return path
+
+
+def recorded(dag_run) -> list[dict]:
+    """The deletion-manifest entries a run recorded (read from the metadata database)."""
+    from include.manifests import KEY_PREFIX, ManifestEntry, MetadataDbVariables, load_entries
+
+    store = MetadataDbVariables()
+    return [
+        {"endpoint": e.endpoint, "path": e.path, "check_endpoint": e.check_endpoint, "location": e.location}
+        for e in load_entries(store.keys(KEY_PREFIX), store=store)
+        if isinstance(e, ManifestEntry) and e.dag_id == dag_run.dag_id and e.run_id == dag_run.run_id
+    ]

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.dags.dag_helpers import load_dag, states, xcom
+from tests.dags.dag_helpers import load_dag, recorded, states, xcom
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
 DAG_ID = "bl7012_new_file"
@@ -38,7 +38,7 @@ def test_scan_moves_to_nersc_and_the_ptycho_job_writes_results(dag, facility, lo
     nersc_copy = local_endpoints["nersc7012_raw"].posix_path(scan)
     assert nersc_copy.read_bytes() == local_endpoints["data7012"].posix_path(scan).read_bytes()
     results = f"{folder}/ptycho/rec20260301_101500_cell"
-    assert xcom(dag_run, "publish_outputs", "outputs") == [
+    assert xcom(dag_run, "finish", "outputs") == [
         {"endpoint": "nersc7012_raw", "path": scan},
         {"endpoint": "nersc7012_scratch", "path": results},
     ]
@@ -51,7 +51,7 @@ def test_scan_moves_to_nersc_and_the_ptycho_job_writes_results(dag, facility, lo
     assert job["state"] == "COMPLETED" and job["job_name"].startswith(f"ptycho_{folder}_")
     stats = facility.stats()
     assert stats["sfapi.job_created"] == 1 and stats["transfer.task_created"] == 1
-    recorded = xcom(dag_run, "record_deletions")
+    recorded = xcom(dag_run, "finish")["recorded"]
     assert [(r["endpoint"], r["path"], r["check_endpoint"], r["location"]) for r in recorded] == [
         ("data7012", scan, "nersc7012_raw", "data7012")
     ]
@@ -72,10 +72,10 @@ def test_a_failed_job_fails_the_run_and_the_move_is_still_recorded(dag, facility
     got = states(dag_run)
     assert dag_run.state == "failed"
     assert got["move_to_nersc"] == "success" and got["ptycho_reconstruct"] == "failed"
-    assert got["check_ptycho_results"] == "upstream_failed" and got["record_deletions"] == "success"
+    assert got["check_ptycho_results"] == "upstream_failed" and got["finish"] == "failed"
     out, err = capfd.readouterr()
     assert "ended OUT_OF_MEMORY" in out + err
-    assert [r["endpoint"] for r in xcom(dag_run, "record_deletions")] == ["data7012"]
+    assert [r["endpoint"] for r in recorded(dag_run)] == ["data7012"]
 
 
 @pytest.mark.parametrize(
@@ -98,6 +98,6 @@ def test_bad_conf_is_refused_by_the_params(dag, conf):
 def test_unknown_conf_keys_fail_before_anything_moves(dag, facility):
     dag_run = dag.test(run_conf={"file_path": "f/s.h5", "steps": ["ptycho"]})
     got = states(dag_run)
-    assert dag_run.state == "failed" and got["validate_conf"] == "failed"
-    assert got["move_to_nersc"] == "upstream_failed" and got["record_deletions"] == "success"
+    assert dag_run.state == "failed" and got["plan"] == "failed", got
+    assert got["move_to_nersc"] == "upstream_failed" and got["finish"] == "failed"
     assert facility.stats().get("transfer.task_created", 0) == 0

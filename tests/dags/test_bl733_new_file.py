@@ -34,8 +34,8 @@ def entries_of(dag_run) -> dict[str, object]:
 
 def test_scan_moves_is_catalogued_archived_and_its_cfs_copy_is_pruned_after_six_months(dag, facility, local_endpoints):
     from als_provider.hooks.globus_transfer import GlobusTransferHook
-    from als_provider.operators.globus_delete import verify_copy
     from compute_functions.sample_scan import write_sample_scan
+    from include.pruning import verify_copy
 
     folder = f"ALS-07330_saxs{uuid.uuid4().hex[:6]}"
     scan = f"{folder}/20260402_090000_film.h5"
@@ -48,7 +48,7 @@ def test_scan_moves_is_catalogued_archived_and_its_cfs_copy_is_pruned_after_six_
     assert local_endpoints["nersc733_raw"].posix_path(scan).read_bytes() == original
     tape = local_endpoints["nersc733_hpss"].posix_path(scan)
     assert tape.read_bytes() == original and "nersc_hpss" in tape.parts
-    assert xcom(dag_run, "publish_outputs", "outputs") == [
+    assert xcom(dag_run, "finish", "outputs") == [
         {"endpoint": "nersc733_raw", "path": scan},
         {"endpoint": "nersc733_hpss", "path": scan},
     ]
@@ -90,5 +90,5 @@ def test_a_failed_archive_fails_the_run_and_keeps_the_cfs_copy_out_of_the_manife
     got = states(dag_run)
     assert dag_run.state == "failed"
     assert got["archive_to_hpss"] == "failed" and got["verify_archive"] == "upstream_failed"
-    assert got["scicat_ingest"] == "success" and got["record_deletions"] == "success"
+    assert got["scicat_ingest"] == "success" and got["finish"] == "failed"
     assert set(entries_of(dag_run)) == {"data733"}  # never the CFS copy without a verified tape copy

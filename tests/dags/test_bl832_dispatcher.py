@@ -46,7 +46,7 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
     assert after_second["transfer.task_created"] == after_first["transfer.task_created"]  # one transfer per hop
     assert after_second["scicat.dataset_created"] == 4  # one raw dataset, no second derived
     assert after_second.get("compute.submit") == after_first.get("compute.submit")
-    skipped = second.get_task_instance("choose").xcom_pull(task_ids="choose", key="skipped")
+    skipped = second.get_task_instance("plan").xcom_pull(task_ids="plan", key="skipped")
     assert set(skipped) >= {"alcf", "nersc", "local"}
 
     # prune 30 days on: a check copy that is gone keeps its entry (and the copy)
@@ -75,11 +75,11 @@ def test_export_controlled_scan_never_leaves_the_beamline(facility, local_endpoi
     assert not local_endpoints["alcf832_raw"].posix_path(scan).exists()
     stats = facility.stats()
     assert stats.get("sfapi.submit", 0) == 0 and stats.get("scicat.dataset_created", 0) == 0
-    skipped = run.get_task_instance("choose").xcom_pull(task_ids="choose", key="skipped")
+    skipped = run.get_task_instance("plan").xcom_pull(task_ids="plan", key="skipped")
     assert "export-controlled" in skipped["alcf"] and "export-controlled" in skipped["nersc"]
     assert states(run)["new_file.data832_to_nersc832"] == "skipped"
-    assert states(run)["local.publish_outputs"] == "success"  # reconstructed on site
-    assert states(run)["report"] == "success"  # the gate that skipped the off-site steps does not skip it
+    assert states(run)["local.finish"] == "success"  # reconstructed on site
+    assert states(run)["report"] == "success"  # the branch that skipped the off-site steps does not skip it
 
 
 @pytest.mark.parametrize(
@@ -105,5 +105,5 @@ def test_bad_conf_is_refused_before_any_task_runs(facility, conf):
 def test_unknown_conf_key_fails_the_first_task_and_nothing_moves(facility):
     run = load_dag("bl832_dispatcher").test(run_conf={"file_path": "BLS-00001_x/a.h5", "priority": "high"})
     assert run.state == "failed"
-    assert states(run)["validate_conf"] == "failed"
+    assert states(run)["plan"] == "failed"
     assert facility.stats().get("transfer.submit", 0) == 0

@@ -20,8 +20,8 @@ def get_dag(file_name: str, dag_id: str):
 
 def test_olcf_is_an_enabled_site_on_orion_with_its_own_retention():
     from include.endpoints import load_endpoints
-    from include.local_airflow import load_settings
     from include.sites import load_sites
+    from include.tools.local_airflow import load_settings
 
     site = load_sites()["olcf"]
     assert site.enabled and site.dag_id == "bl832_olcf_recon" and site.stages_raw and site.copies_back
@@ -50,12 +50,12 @@ def test_olcf_recon_stages_the_scan_reconstructs_and_brings_results_home(facilit
     staged = local_endpoints["olcf832_raw"].posix_path(scan)
     assert staged.is_file() and "olcf_orion" in staged.parts
     results = f"{folder}/olcf/rec{DATASET}"
-    assert xcom(dag_run, "publish_outputs", "outputs") == [
+    assert xcom(dag_run, "finish", "outputs") == [
         {"endpoint": "data832_scratch", "path": results},
         {"endpoint": "data832_scratch", "path": f"{results}.zarr"},
     ]
     assert len(list(local_endpoints["data832_scratch"].posix_path(results).glob("*.tiff"))) == rows
-    recorded = xcom(dag_run, "record_deletions")
+    recorded = xcom(dag_run, "finish")["recorded"]
     assert sorted((r["endpoint"], r["check_endpoint"], r["location"]) for r in recorded) == [
         ("olcf832_raw", "data832_raw", "olcf"),
         ("olcf832_scratch", "data832_scratch", "olcf"),
@@ -81,9 +81,9 @@ def test_dispatcher_runs_olcf_when_the_settings_enable_it(facility, local_endpoi
         Variable.set("bl832_dispatcher_settings", before)
     got = states(dag_run)
     assert dag_run.state == "success", got
-    assert got["run_olcf"] == "success" and got["olcf.reconstruct"] == "success"
-    assert got["alcf.reconstruct"] == "skipped" and got["nersc.reconstruct"] == "skipped"
-    assert xcom(dag_run, "choose") == ["new_file", "olcf"]
+    assert got["olcf.reconstruct"] == "success"
+    assert got["alcf.reconstruct"] == "skipped" and got["nersc.reconstruct"] == "skipped", got
+    assert xcom(dag_run, "plan", "chosen") == ["new_file", "olcf"]
     assert {"endpoint": "data832_scratch", "path": f"{folder}/olcf/rec{DATASET}.zarr"} in xcom(dag_run, "report")[
         "outputs"
     ]

@@ -39,8 +39,8 @@ def manifest_entries(dag_id: str, run_id: str) -> list[dict]:
 
 
 def outputs_of(dag_run) -> list[dict]:
-    ti = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "publish_outputs")
-    return ti.xcom_pull(task_ids="publish_outputs", key="outputs")
+    ti = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "finish")
+    return [{"endpoint": o["endpoint"], "path": o["path"]} for o in ti.xcom_pull(task_ids="finish", key="outputs")]
 
 
 def test_local_recon_writes_tiffs_and_zarr_on_data832_scratch(facility, local_endpoints):
@@ -48,7 +48,8 @@ def test_local_recon_writes_tiffs_and_zarr_on_data832_scratch(facility, local_en
     scan, rows = place_scan(local_endpoints, folder)
     dag_run = get_dag("bl832_local_recon").test(run_conf={"file_path": f"/global/raw/{scan}"})
     assert dag_run.state == "success", states(dag_run)
-    assert "stage_raw" not in states(dag_run) and "record_deletions" not in states(dag_run)
+    assert "stage_raw" not in states(dag_run) and "copy_tiff" not in states(dag_run)
+    assert manifest_entries("bl832_local_recon", dag_run.run_id) == []  # results stay at home, nothing to prune
     outputs = outputs_of(dag_run)
     assert outputs == [
         {"endpoint": "data832_scratch", "path": f"{folder}/local/rec20260101_120000_sample"},
@@ -96,7 +97,7 @@ def test_failed_reconstruction_fails_the_run_and_still_records_the_copies(facili
     assert dag_run.state == "failed"
     got = states(dag_run)
     assert got["stage_raw"] == "success" and got["reconstruct"] == "failed"
-    assert got["record_deletions"] == "success" and got["publish_outputs"] == "upstream_failed"
+    assert got["check_results"] == "upstream_failed" and got["finish"] == "failed"  # recorded, then failed
     captured = capfd.readouterr()
     assert "RuntimeError: GPU fell off the bus" in captured.out + captured.err
     assert facility.stats()["compute.submit"] == 3  # one per try: each earlier try's task had failed
@@ -149,8 +150,8 @@ def test_unknown_conf_keys_and_bad_paths_are_refused_before_anything_moves(facil
     dag = get_dag("bl832_alcf_recon")
     dag_run = dag.test(run_conf={"file_path": "f/s.h5", "extra": 1})
     assert dag_run.state == "failed"
-    assert states(dag_run)["validate_conf"] == "failed"
-    assert states(dag_run)["plan"] == "upstream_failed"
+    assert states(dag_run)["plan"] == "failed"
+    assert states(dag_run)["reconstruct"] == "upstream_failed"
     for conf in ({"file_path": "../s.h5"}, {"file_path": "f/s.tiff"}, {"file_path": "f/s.h5", "recon": {"x": 1}}):
         with pytest.raises(ParamValidationError):
             dag.test(run_conf=conf)
@@ -160,7 +161,7 @@ def test_unknown_conf_keys_and_bad_paths_are_refused_before_anything_moves(facil
 
 def test_engines_match_the_science():
     from compute_functions.engines import ENGINES as SCIENCE_ENGINES
-    from include.dag_params import ENGINES
+    from dags.pipelines.params import ENGINES
     from include.sites import load_sites
 
     assert list(SCIENCE_ENGINES) == ENGINES
@@ -168,6 +169,7 @@ def test_engines_match_the_science():
         "bl832_alcf_recon",
         "bl832_olcf_recon",
         "bl832_local_recon",
+        "bl832_nersc_recon",
     }
 
 
@@ -177,4 +179,4 @@ def test_every_dag_has_owner_retries_tags_and_docs():
         assert dag.doc_md and dag.tags
         for task in dag.tasks:
             assert task.owner == "bl832-computing", task.task_id
-            assert task.retries >= 1 or task.task_id == "validate_conf", task.task_id
+            assert task.retries >= 1 or task.task_id == "plan", task.task_id

@@ -17,10 +17,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from als_provider.triggers.sftp_new_scan import scan_run_id
 from include.endpoints import REPO_ROOT
 from include.facility.sftp_server import SFTPServer
-from include.paths import Scan
+from include.paths import Scan, scan_run_id
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: one real stack (include/local_stack.py) on PostgreSQL for the whole session.
+"""End-to-end fixtures: one real stack (include/tools/local_stack.py) on PostgreSQL for the whole session.
 
 The stack runs Airflow's own processes (api-server, scheduler, dag-processor, triggerer, LocalExecutor)
 on a database of its own (``als_airflow_e2e``, dropped and created afresh each session), with the local
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from include.demo import DEMO_FOLDER
 from include.endpoints import load_endpoints
 from include.facility.process import free_port
-from include.local_airflow import load_settings
-from include.local_stack import POSTGRES_URL, LocalStack
+from include.tools.demo import DEMO_FOLDER
+from include.tools.local_airflow import load_settings
+from include.tools.local_stack import POSTGRES_URL, LocalStack
 
 DISPATCHER = "bl832_dispatcher"
 E2E_DATABASE = "als_airflow_e2e"

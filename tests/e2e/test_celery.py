@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from include.facility.process import free_port
-from include.local_stack import LocalStack
+from include.tools.local_stack import LocalStack
 from tests.e2e.conftest import recreate_database
 
 pytestmark = pytest.mark.e2e

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pendulum
@@ -31,11 +32,23 @@ class CrashAfterSubmit(SFAPIJobOperator):
         return super().execute(context)
 
 
+class CrashAfterTheJob(CrashAfterSubmit):
+    """First try dies once its job COMPLETED, before it could report: the retry takes the result."""
+
+    def defer(self, *args, **kwargs):
+        if self._first_try:
+            trigger, deadline = kwargs["trigger"], time.monotonic() + 30
+            while self.hook.job_state(trigger.machine, trigger.job_id).state != "COMPLETED":
+                assert time.monotonic() < deadline, "the job did not complete"
+                time.sleep(0.2)
+        return super().defer(*args, **kwargs)
+
+
 class LoseSubmitResponse(SFAPIJobOperator):
     """First try's submission reaches SFAPI but the worker dies before it can store the job id."""
 
-    def _hook(self):
-        hook = super()._hook()
+    def get_hook(self):
+        hook = super().get_hook()
         from airflow.sdk import get_current_context
 
         if get_current_context()["ti"].try_number == 1:
@@ -97,6 +110,7 @@ DAGS = {
     **{f"state_{s}": job_dag(f"state_{s}", SLEEP) for s in FORCED_STATES},
     "crash": job_dag("crash", ["sleep", "2"], CrashAfterSubmit, retries=1),
     "lost": job_dag("lost", ["sleep", "2"], LoseSubmitResponse, retries=1),
+    "crash_done": job_dag("crash_done", ["true"], CrashAfterTheJob, retries=1),
     "retry_failed": job_dag("retry_failed", ["bash", "-c", "exit 1"], retries=1),
     "sync_ok": job_dag("sync_ok", ["true"], deferrable=False),
     "sensor_ok": sensor_dag("ok", ["sleep", "1"]),

@@ -10,7 +10,8 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG
 
 from als_provider.sensors.sftp_new_scan import SFTPNewScanSensor
-from als_provider.triggers.sftp_new_scan import DISPATCHER_DAG_ID, SFTPNewScanTrigger
+from als_provider.triggers.sftp_new_scan import SFTPNewScanTrigger
+from dags.pipelines.dag_ids import DISPATCHER_DAG_ID
 
 
 class BlindNewScanTrigger(SFTPNewScanTrigger):
@@ -38,7 +39,11 @@ with DAG(
     tags=["test"],
 ) as dag:
     watch = BlindNewScanSensor(
-        task_id="watch", poll_interval=0.5, stable_polls=3, file_pattern=r"^20230301_090000_restart\.h5$"
+        task_id="watch",
+        dispatch_dag_id=DISPATCHER_DAG_ID,
+        poll_interval=0.5,
+        stable_polls=3,
+        file_pattern=r"^20230301_090000_restart\.h5$",
     )
     TriggerDagRunOperator.partial(
         task_id="dispatch",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pendulum
@@ -15,21 +16,40 @@ class SimulatedWorkerCrash(RuntimeError):
     """Stands for the worker dying right after a step of the first try."""
 
 
-class CrashAfterSubmit(GlobusTransferOperator):
-    """First try dies after Globus accepted the transfer, before the wait starts."""
+def first_try() -> bool:
+    from airflow.sdk import get_current_context
 
-    def _submit(self, hook, source, destination, state, store, context):
-        task_id = super()._submit(hook, source, destination, state, store, context)
-        if context["ti"].try_number == 1:
-            raise SimulatedWorkerCrash(f"worker died after submitting {task_id}")
-        return task_id
+    return get_current_context()["ti"].try_number == 1
+
+
+class CrashAfterSubmit(GlobusTransferOperator):
+    """First try dies after Globus accepted the transfer and its task id was stored, before the wait starts."""
+
+    def defer(self, **kwargs):
+        if first_try():
+            raise SimulatedWorkerCrash("worker died after submitting")
+        return super().defer(**kwargs)
+
+
+class CrashAfterTheCopy(GlobusTransferOperator):
+    """First try dies once its Globus task SUCCEEDED, before it could report: the retry takes the result."""
+
+    def defer(self, **kwargs):
+        if first_try():
+            task_id = kwargs["trigger"].globus_task_id
+            deadline = time.monotonic() + 30
+            while self.hook.get_task(task_id)["status"] != "SUCCEEDED" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            raise SimulatedWorkerCrash(f"worker died after task {task_id} succeeded")
+        return super().defer(**kwargs)
 
 
 class LoseSubmitResponse(GlobusTransferOperator):
     """First try's submit reaches Globus but its answer is lost (the worker dies mid-request)."""
 
-    def _submit(self, hook, source, destination, state, store, context):
-        if context["ti"].try_number == 1:
+    def get_hook(self):
+        hook = super().get_hook()
+        if first_try():
             original = hook.submit_transfer
 
             def submit_then_die(*args, **kwargs):
@@ -37,7 +57,7 @@ class LoseSubmitResponse(GlobusTransferOperator):
                 raise SimulatedWorkerCrash("connection lost after the transfer was submitted")
 
             hook.submit_transfer = submit_then_die
-        return super()._submit(hook, source, destination, state, store, context)
+        return hook
 
 
 def transfer_dag(name: str, operator_cls=GlobusTransferOperator, **kwargs) -> DAG:
@@ -70,6 +90,7 @@ DAGS = {
     "absent": transfer_dag("absent"),
     "crash": transfer_dag("crash", CrashAfterSubmit),
     "lost": transfer_dag("lost", LoseSubmitResponse),
+    "done": transfer_dag("done", CrashAfterTheCopy),
     "bad_path": transfer_dag("bad_path", source_path="../etc/passwd"),
     "bad_endpoint": transfer_dag("bad_endpoint", destination_endpoint="nowhere"),
 }

@@ -12,7 +12,7 @@ import yaml
 from include.beamlines import BEAMLINES_FILE, load_beamlines, parse_beamlines
 from include.endpoints import load_endpoints
 from include.errors import ConfigError
-from include.local_airflow import load_settings
+from include.tools.local_airflow import load_settings
 
 SOURCE = Path("/etc/als/beamlines.yaml")
 DOCUMENT = yaml.safe_load(BEAMLINES_FILE.read_text())
@@ -121,7 +121,7 @@ def test_a_broken_file_is_named(tmp_path):
 
 def test_a_new_beamline_is_one_entry(tmp_path):
     """A third beamline needs only configuration: it loads and builds a DAG with the chosen pipelines."""
-    from include.beamlines import make_beamline_dag
+    from dags.pipelines.beamline import make_beamline_dag
 
     document = copy.deepcopy(DOCUMENT)
     document["beamlines"]["bl1201"] = {
@@ -135,11 +135,10 @@ def test_a_new_beamline_is_one_entry(tmp_path):
     dag = make_beamline_dag(parse(document)["bl1201"])
     assert dag.dag_id == "bl1201_new_file"
     assert {t.task_id for t in dag.tasks} == {
-        "validate_conf",
+        "plan",
         "move_to_nersc",
         "scicat_ingest",
-        "record_deletions",
-        "publish_outputs",
+        "finish",
     }
     assert all(t.owner == "bl1201-computing" for t in dag.tasks)
-    assert all(t.retries >= 1 for t in dag.tasks if t.task_id != "validate_conf")  # refusing conf is final
+    assert all(t.retries >= 1 for t in dag.tasks if t.task_id != "plan")  # refusing conf is final

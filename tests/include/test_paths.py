@@ -1,11 +1,23 @@
-"""Scan identities and endpoint-relative paths: the only place user paths are parsed."""
+"""Scan identities, scan names and endpoint-relative paths: the only place user paths are parsed."""
 
+import re
 from pathlib import PurePosixPath
 
 import pytest
 
 from include.errors import InvalidPathError
-from include.paths import EndpointPath, endpoint_relative, parse_scan
+from include.paths import (
+    EndpointPath,
+    Scan,
+    beamline_path,
+    endpoint_relative,
+    is_scan_folder,
+    parse_scan,
+    scan_from_names,
+    scan_run_id,
+)
+
+FOLDER = "BLS-00564_dyparkinson"
 
 
 @pytest.mark.parametrize(
@@ -78,3 +90,59 @@ def test_endpoint_path_round_trips_and_normalises():
     assert str(where.child("x")) == "data832_raw:f/scan.h5/x"
     with pytest.raises(InvalidPathError):
         EndpointPath("data832_raw", "../escape")
+
+
+@pytest.mark.parametrize(
+    ("folder", "file_name"),
+    [(FOLDER, "20230224_132553_sea_shell.h5"), ("ALS-12345_jdoe", "20240101_000000_tile_x01y02.h5")],
+)
+def test_scan_names_of_spec_section_1_are_scans(folder, file_name):
+    assert scan_from_names(folder, file_name) == Scan(folder, file_name)
+
+
+@pytest.mark.parametrize(
+    ("folder", "file_name"),
+    [
+        (FOLDER, "notes.txt"),
+        (FOLDER, "sea_shell.h5"),  # no date/time
+        (FOLDER, "20230224_132553_sea_shell.h5.part"),
+        (FOLDER, ".20230224_132553_sea_shell.h5"),
+        ("scratch", "20230224_132553_sea_shell.h5"),  # not an experiment folder
+        ("global-00001_x", "20230224_132553_a\\b.h5"),  # backslash refused by parse_scan
+        ("..", "20230224_132553_sea_shell.h5"),
+    ],
+)
+def test_other_names_are_ignored(folder, file_name):
+    assert scan_from_names(folder, file_name) is None
+
+
+def test_run_id_is_deterministic_valid_and_distinct():
+    scan = Scan(FOLDER, "20230224_132553_sea shell+x.h5")
+    run_id = scan_run_id(scan)
+    assert run_id == scan_run_id(Scan(FOLDER, "20230224_132553_sea shell+x.h5"))
+    assert run_id.startswith(f"scan__{FOLDER}__20230224_132553_sea-shell-x__")
+    assert re.fullmatch(r"[A-Za-z0-9_.~:+-]{1,250}", run_id)
+    # names that sanitise alike still get different run ids
+    assert run_id != scan_run_id(Scan(FOLDER, "20230224_132553_sea+shell x.h5"))
+    assert len(scan_run_id(Scan("A-00001_" + "u" * 300, "20230224_132553_" + "n" * 300 + ".h5"))) <= 250
+
+
+def test_custom_patterns_still_need_a_path_the_dispatcher_accepts():
+    anything = r"^.*$"
+    assert scan_from_names("scratch", "x.h5", folder_pattern=anything, file_pattern=anything) == Scan("scratch", "x.h5")
+    # a hidden file passes the patterns and parse_scan, not the dispatcher's file_path pattern
+    assert scan_from_names("scratch", ".x.h5", folder_pattern=anything, file_pattern=anything) is None
+    assert scan_from_names("scratch", "x.txt", folder_pattern=anything, file_pattern=anything) is None
+
+
+def test_beamline_path_is_what_parse_scan_reads_back():
+    scan = Scan(FOLDER, "20230224_132553_sea shell.h5")
+    assert beamline_path(scan) == f"/global/raw/{FOLDER}/20230224_132553_sea shell.h5"
+    assert parse_scan(beamline_path(scan)) == scan
+
+
+def test_experiment_folders_hold_scans():
+    assert is_scan_folder(FOLDER) and is_scan_folder("ALS-12345_jdoe")
+    for name in ("scratch", "..", ".BLS-00564_x", "BLS-0056_x", "BLS-00564_"):
+        assert not is_scan_folder(name), name
+    assert is_scan_folder("scratch", folder_pattern=r"^scratch$")

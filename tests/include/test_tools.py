@@ -15,6 +15,8 @@ from include.endpoints import REPO_ROOT
 from include.paths import EndpointPath
 
 TOOLS = ("check_endpoint", "check_compute", "register_functions", "slurm_jobs")
+#: The development commands next to them (make demo, make dags-test, make serve/stop).
+DEV_COMMANDS = ("demo", "run_dag", "local_stack")
 
 
 def tool(name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
@@ -41,7 +43,7 @@ def one_error_line(done) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("name", TOOLS)
+@pytest.mark.parametrize("name", [*TOOLS, *DEV_COMMANDS])
 def test_every_tool_has_help(name):
     done = tool(name, "--help")
     assert done.returncode == 0, done.stderr

@@ -133,6 +133,34 @@ def test_retry_after_a_worker_crash_reattaches_instead_of_running_again(facility
     assert stats["compute.executed"] == 1
 
 
+class CrashAfterTheRun(GlobusComputeOperator):
+    """The first try dies once its Compute task succeeded, before it could report."""
+
+    def defer(self, **kwargs):
+        from airflow.sdk import get_current_context
+
+        if get_current_context()["ti"].try_number == 1:
+            task_id, deadline = kwargs["trigger"].compute_task_id, time.monotonic() + 30
+            while self.hook.get_task(task_id)["pending"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            raise RuntimeError("simulated worker crash after the task succeeded")
+        return super().defer(**kwargs)
+
+
+def test_retry_after_the_task_succeeded_takes_its_result_without_running_again(facility):
+    dag = make_dag(
+        "test_compute_done_retry",
+        operator_cls=CrashAfterTheRun,
+        function_name="check_environment",
+        endpoint_id=ENDPOINT,
+    )
+    dag_run, tis = run_dag(dag)
+    assert tis["compute"].state == "success" and tis["compute"].try_number == 2
+    assert xcom(dag_run)["python"]
+    stats = facility.stats()
+    assert stats["compute.submit"] == 1 and stats["compute.executed"] == 1
+
+
 def test_retry_after_a_remote_failure_submits_afresh(facility):
     facility.inject("compute", "raise", match="^check_environment$", message="transient")
     dag = make_dag("test_compute_failed_retry", function_name="check_environment", endpoint_id=ENDPOINT)

@@ -1,4 +1,4 @@
-"""`python -m include.compute_registry` and the sites configuration."""
+"""`python -m include.tools.register_functions`, include.compute_registry and the sites configuration."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ def test_registry_command_registers_every_function_and_prints_ids(facility):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO_ROOT)
     done = subprocess.run(
-        [sys.executable, "-m", "include.compute_registry"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "include.tools.register_functions"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(" ") for line in done.stdout.strip().splitlines())
@@ -39,7 +43,7 @@ def test_registry_command_fails_loudly_on_bad_credentials(facility):
     conn["password"] = "nope-secret"
     env = {**os.environ, "AIRFLOW_CONN_GLOBUS_COMPUTE_DEFAULT": json.dumps(conn)}
     done = subprocess.run(
-        [sys.executable, "-m", "include.compute_registry", "--only", "reconstruct"],
+        [sys.executable, "-m", "include.tools.register_functions", "--only", "reconstruct"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -66,9 +70,9 @@ def test_shipped_sites_load():
     )
     assert alcf.stages_raw and alcf.copies_back
     assert not local.stages_raw and not local.copies_back
-    assert [s.name for s in sites.enabled()] == ["alcf", "olcf", "local"]
-    with pytest.raises(ConfigError, match="unknown site 'nersc'"):
-        sites["nersc"]
+    assert [s.name for s in sites.enabled()] == ["alcf", "nersc", "olcf", "local"]
+    with pytest.raises(ConfigError, match="unknown site 'perlmutter'"):
+        sites["perlmutter"]
 
 
 def _document() -> dict:
@@ -93,6 +97,8 @@ def test_bad_sites_name_file_and_key(change, message):
     document = _document()
     change(document)
     names = {"alcf832_raw", "alcf832_scratch", "olcf832_raw", "olcf832_scratch", "data832_raw", "data832_scratch"}
+    names |= {"nersc832_alsdev_raw", "nersc832_alsdev_pscratch_raw", "nersc832_alsdev_pscratch_scratch"}
+    names |= {"nersc832_alsdev_scratch"}
     with pytest.raises(ConfigError, match=message) as info:
         parse_sites(document, source=Path("sites.yaml"), endpoint_names=names)
     assert str(info.value).startswith("sites.yaml: ")
@@ -101,6 +107,7 @@ def test_bad_sites_name_file_and_key(change, message):
 def test_disabled_placeholder_sites_need_no_endpoints():
     document = _document()
     document["sites"]["olcf"]["enabled"] = False
+    document["sites"]["nersc"]["enabled"] = False
     sites = parse_sites(
         document,
         source=Path("sites.yaml"),

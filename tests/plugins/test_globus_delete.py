@@ -1,4 +1,4 @@
-"""verify_copy and friends against the local facility's Transfer stand-in (real globus-sdk)."""
+"""include.pruning's checks through the real GlobusTransferHook against the facility's Transfer stand-in."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from als_provider.hooks.globus_transfer import GlobusTransferHook
-from als_provider.operators.globus_delete import Plan, make_batches, parse_as_of, verify_copy
 from include.manifests import ManifestEntry
+from include.pruning import Plan, make_batches, parse_as_of, verify_copy
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -106,7 +106,7 @@ def test_parse_as_of():
 def test_a_loop_of_checks_never_deletes_every_copy(local_endpoints):
     """data832:raw/x checked against data832_raw:x is refused at scheduling; here two places check each
     other through different endpoint names of one storage, and a chain ends at a survivor."""
-    from als_provider.operators.globus_delete import keep_copies_that_check_each_other
+    from include.pruning import keep_copies_that_check_each_other
 
     loop_a = entry("alcf832_raw", "f/loop.h5", "nersc832_alsdev_pscratch_raw")
     loop_b = entry("nersc832_alsdev_pscratch_raw", "f/loop.h5", "alcf832_raw")

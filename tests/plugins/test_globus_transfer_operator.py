@@ -66,6 +66,16 @@ def test_retry_after_a_crash_reattaches_to_the_first_transfer(facility, local_en
     assert stats["transfer.task_created"] == 1
 
 
+def test_retry_after_the_task_succeeded_takes_its_result_without_submitting(facility, local_endpoints):
+    write_source(local_endpoints, "done", b"x" * 3000)
+    dag_run, tis = run("done")
+    assert dag_run.state == "success"
+    assert tis["copy"].try_number == 2
+    assert tis["copy"].xcom_pull(task_ids="copy")["bytes_transferred"] == 3000
+    stats = facility.stats()
+    assert stats["transfer.submit"] == 1 and stats["transfer.task_created"] == 1
+
+
 def test_retry_after_a_lost_answer_reuses_the_submission_id(facility, local_endpoints):
     write_source(local_endpoints, "lost")
     dag_run, tis = run("lost")

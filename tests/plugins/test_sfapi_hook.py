@@ -181,6 +181,6 @@ def test_operator_on_kill_cancels_the_job_it_waits_for(hook, facility):
     jobid = hook.submit_job(MACHINE, script("sleep 30"))
     wait_for(hook, jobid, {"RUNNING"})
     operator = SFAPIJobOperator(task_id="job", template="command.sh.j2", values={"command": ["true"]}, job_name="x")
-    operator._job = {"job_id": jobid, "machine": MACHINE}  # what execute() holds while it polls
+    operator._remote = {"job_id": jobid, "machine": MACHINE}  # what execute() holds while it polls
     operator.on_kill()
     assert wait_for(hook, jobid, {"CANCELLED"}).state == "CANCELLED"

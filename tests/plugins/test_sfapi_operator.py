@@ -84,6 +84,14 @@ def test_retry_after_crash_reattaches_to_the_stored_job(facility, capfd):
     assert stats["sfapi.job_created"] == 1
 
 
+def test_retry_after_the_job_completed_takes_its_result(facility, capfd):
+    dag_run, tis = run("crash_done")
+    assert "Re-attaching to job" in task_log(capfd)
+    assert dag_run.state == "success" and tis["job"].try_number == 2
+    assert xcom(dag_run)["state"] == "COMPLETED"
+    assert facility.stats()["sfapi.job_created"] == 1
+
+
 def test_retry_after_lost_submit_finds_the_job_by_name(facility, capfd):
     dag_run, tis = run("lost")
     assert "submitted by an earlier try; re-attaching" in task_log(capfd)

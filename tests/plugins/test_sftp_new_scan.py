@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from pathlib import Path
 
 import h5py
@@ -13,16 +12,12 @@ import numpy as np
 import pytest
 
 from als_provider.sensors.sftp_new_scan import SFTPNewScanSensor
-from als_provider.triggers.sftp_new_scan import (
-    SFTPNewScanTrigger,
-    completeness_problem,
-    parse_superblock,
-    scan_from_names,
-    scan_run_id,
-)
-from include.dag_params import new_scan_params
+from als_provider.triggers.sftp_new_scan import SFTPNewScanTrigger
+from dags.pipelines.params import new_scan_params
 from include.facility.sftp_server import SFTPServer
-from include.paths import Scan
+from include.paths import Scan, scan_run_id
+
+DISPATCHER = "bl832_dispatcher"
 
 PASSWORD = "test-only-sftp-password"
 FOLDER = "BLS-00564_dyparkinson"
@@ -58,63 +53,10 @@ def first_event(trigger: SFTPNewScanTrigger, timeout: float = 60) -> dict:
     return asyncio.run(asyncio.wait_for(run(), timeout))
 
 
-@pytest.mark.parametrize(
-    ("folder", "file_name"),
-    [(FOLDER, "20230224_132553_sea_shell.h5"), ("ALS-12345_jdoe", "20240101_000000_tile_x01y02.h5")],
-)
-def test_scan_names_of_spec_section_1_are_scans(folder, file_name):
-    assert scan_from_names(folder, file_name) == Scan(folder, file_name)
-
-
-@pytest.mark.parametrize(
-    ("folder", "file_name"),
-    [
-        (FOLDER, "notes.txt"),
-        (FOLDER, "sea_shell.h5"),  # no date/time
-        (FOLDER, "20230224_132553_sea_shell.h5.part"),
-        (FOLDER, ".20230224_132553_sea_shell.h5"),
-        ("scratch", "20230224_132553_sea_shell.h5"),  # not an experiment folder
-        ("global-00001_x", "20230224_132553_a\\b.h5"),  # backslash refused by parse_scan
-        ("..", "20230224_132553_sea_shell.h5"),
-    ],
-)
-def test_other_names_are_ignored(folder, file_name):
-    assert scan_from_names(folder, file_name) is None
-
-
-def test_run_id_is_deterministic_valid_and_distinct():
-    scan = Scan(FOLDER, "20230224_132553_sea shell+x.h5")
-    run_id = scan_run_id(scan)
-    assert run_id == scan_run_id(Scan(FOLDER, "20230224_132553_sea shell+x.h5"))
-    assert run_id.startswith(f"scan__{FOLDER}__20230224_132553_sea-shell-x__")
-    assert re.fullmatch(r"[A-Za-z0-9_.~:+-]{1,250}", run_id)
-    # names that sanitise alike still get different run ids
-    assert run_id != scan_run_id(Scan(FOLDER, "20230224_132553_sea+shell x.h5"))
-    assert len(scan_run_id(Scan("A-00001_" + "u" * 300, "20230224_132553_" + "n" * 300 + ".h5"))) <= 250
-
-
-@pytest.mark.parametrize(("libver", "version"), [("earliest", 0), ("latest", 3)])
-def test_superblock_of_a_complete_file(tmp_path, libver, version):
-    data = write_scan(tmp_path / "scan.h5", libver=libver)
-    superblock = parse_superblock(data[:96], 0)
-    assert superblock.version == version
-    assert superblock.end == len(data)
-    assert completeness_problem(superblock, len(data)) is None
-
-
-def test_superblock_of_a_half_written_or_open_file(tmp_path):
-    data = write_scan(tmp_path / "scan.h5", libver="latest")
-    superblock = parse_superblock(data[:96], 0)
-    assert "!= size" in completeness_problem(superblock, len(data) // 2)
-    flagged = bytearray(data[:96])
-    flagged[11] |= 0b001  # "open for write access"
-    assert "open for writing" in completeness_problem(parse_superblock(bytes(flagged), 0), len(data))
-    with pytest.raises(ValueError, match="signature"):
-        parse_superblock(os.urandom(96), 0)
-
-
 def test_serialize_round_trips():
-    trigger = SFTPNewScanTrigger(raw_root="/raw", stable_polls=4, poll_interval=2.5, lookback=None, max_scans=3)
+    trigger = SFTPNewScanTrigger(
+        dispatch_dag_id=DISPATCHER, raw_root="/raw", stable_polls=4, poll_interval=2.5, lookback=None, max_scans=3
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "als_provider.triggers.sftp_new_scan.SFTPNewScanTrigger"
     assert SFTPNewScanTrigger(**kwargs).serialize() == (classpath, kwargs)
@@ -131,7 +73,7 @@ def test_fires_with_the_finished_scans_only(server, monkeypatch):
     write_scan(raw / "scratch" / "20230224_132553_sea_shell.h5")
     write_scan(raw / FOLDER / "nested" / "20230224_132553_sea_shell.h5")
 
-    event = first_event(SFTPNewScanTrigger(poll_interval=0.2, stable_polls=2))
+    event = first_event(SFTPNewScanTrigger(dispatch_dag_id=DISPATCHER, poll_interval=0.2, stable_polls=2))
 
     assert event["status"] == "success"
     assert [found["scan"] for found in event["scans"]] == [
@@ -152,7 +94,7 @@ def test_a_scan_is_not_finished_before_it_is_stable(server, monkeypatch):
     async def run() -> float:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        async for _ in SFTPNewScanTrigger(poll_interval=0.5, stable_polls=4).run():
+        async for _ in SFTPNewScanTrigger(dispatch_dag_id=DISPATCHER, poll_interval=0.5, stable_polls=4).run():
             return loop.time() - start
         raise AssertionError("no event")
 
@@ -162,7 +104,7 @@ def test_a_scan_is_not_finished_before_it_is_stable(server, monkeypatch):
 def test_bad_credentials_fail_clearly_without_the_secret(server, monkeypatch):
     secret = "wrong-and-secret-password-123"
     use_connection(monkeypatch, server, password=secret)
-    event = first_event(SFTPNewScanTrigger(poll_interval=0.2, stable_polls=2))
+    event = first_event(SFTPNewScanTrigger(dispatch_dag_id=DISPATCHER, poll_interval=0.2, stable_polls=2))
     assert event["status"] == "error"
     assert "authentication failed" in event["message"]
     assert "spot832@127.0.0.1" in event["message"]
@@ -173,7 +115,7 @@ def test_bad_credentials_fail_clearly_without_the_secret(server, monkeypatch):
 def test_an_unknown_host_key_is_refused(server, monkeypatch):
     other = SFTPServer(server.root, password=PASSWORD)  # never started: only its host key is used
     use_connection(monkeypatch, server, host_key=other.host_key)
-    event = first_event(SFTPNewScanTrigger(poll_interval=0.2, stable_polls=2))
+    event = first_event(SFTPNewScanTrigger(dispatch_dag_id=DISPATCHER, poll_interval=0.2, stable_polls=2))
     assert event["status"] == "error"
     assert "host key" in event["message"]
     assert server.counters.get("auth_ok", 0) == 0
@@ -181,7 +123,9 @@ def test_an_unknown_host_key_is_refused(server, monkeypatch):
 
 def test_a_missing_raw_root_fails(server, monkeypatch):
     use_connection(monkeypatch, server)
-    event = first_event(SFTPNewScanTrigger(raw_root="/nowhere", poll_interval=0.2, stable_polls=2))
+    event = first_event(
+        SFTPNewScanTrigger(dispatch_dag_id=DISPATCHER, raw_root="/nowhere", poll_interval=0.2, stable_polls=2)
+    )
     assert event == {
         "status": "error",
         "message": f"SFTP spot832@127.0.0.1:{server.port} (sftp_spot832): raw root /nowhere does not exist",
@@ -189,7 +133,9 @@ def test_a_missing_raw_root_fails(server, monkeypatch):
 
 
 def test_sensor_turns_scans_into_dispatcher_runs_with_exactly_its_params():
-    sensor = SFTPNewScanSensor(task_id="watch", is_export_controlled="False", send_to_nersc="True")
+    sensor = SFTPNewScanSensor(
+        task_id="watch", dispatch_dag_id=DISPATCHER, is_export_controlled="False", send_to_nersc="True"
+    )
     scan = Scan(FOLDER, "20230224_132553_sea_shell.h5")
     found = {"scan": str(scan), "run_id": scan_run_id(scan), "size": 10, "mtime": 0, "checks": "ok"}
 
@@ -209,7 +155,7 @@ def test_sensor_turns_scans_into_dispatcher_runs_with_exactly_its_params():
 
 
 def test_sensor_raises_the_trigger_message():
-    sensor = SFTPNewScanSensor(task_id="watch")
+    sensor = SFTPNewScanSensor(task_id="watch", dispatch_dag_id=DISPATCHER)
     with pytest.raises(RuntimeError, match="authentication failed"):
         sensor.execute_complete({}, {"status": "error", "message": "SFTP x: authentication failed"})
 

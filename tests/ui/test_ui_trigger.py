@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from include.demo import write_demo_scan
 from include.endpoints import REPO_ROOT
 from include.facility.process import free_port
-from include.local_stack import POSTGRES_URL, LocalStack
+from include.tools.demo import write_demo_scan
+from include.tools.local_stack import POSTGRES_URL, LocalStack
 
 pytestmark = pytest.mark.e2e
 

@@ -73,7 +73,7 @@ async function fillTriggerForm() {
   const dialog = page.getByRole('dialog');
   await dialog.getByRole('heading', { name: `Trigger Dag - ${DAG_ID}` }).waitFor();
   const params = dialog.getByRole('region');
-  // The Params of the DAG, rendered as a form (titles from include/dag_params.py).
+  // The Params of the DAG, rendered as a form (titles from dags/pipelines/params.py).
   for (const title of ['Scan', 'Export controlled', 'Send to NERSC', 'Reconstruction options']) {
     await params.locator('label', { hasText: title }).first().waitFor();
   }

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+# Compute answers errors as every Globus service does: one classification of transient ones.
+from als_provider.hooks.globus_transfer import is_transient as is_transient
+
 if TYPE_CHECKING:
     from globus_compute_sdk import Client
 
@@ -151,12 +154,3 @@ def describe_compute_error(exc: BaseException) -> str:
     if isinstance(exc, globus_sdk.NetworkError):
         return f"Globus Compute unreachable: {type(exc).__name__}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another poll: the network, a 5xx or a 429 (after the SDK's own retries)."""
-    import globus_sdk
-
-    if isinstance(exc, globus_sdk.NetworkError):
-        return True
-    return isinstance(exc, globus_sdk.GlobusAPIError) and (exc.http_status >= 500 or exc.http_status == 429)

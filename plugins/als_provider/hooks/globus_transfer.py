@@ -197,3 +197,12 @@ def describe_globus_error(exc: BaseException) -> str:
     if isinstance(exc, globus_sdk.NetworkError):
         return f"Globus unreachable: {type(exc).__name__}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: the network, a 5xx or a 429 (after the SDK's own retries), for any Globus service."""
+    import globus_sdk
+
+    if isinstance(exc, globus_sdk.NetworkError):
+        return True
+    return isinstance(exc, globus_sdk.GlobusAPIError) and (exc.http_status >= 500 or exc.http_status == 429)

@@ -1,4 +1,9 @@
-"""GlobusTransferOperator: copy a file or folder between two named endpoints with Globus Transfer."""
+"""GlobusTransferOperator: copy a file or folder between two named endpoints with Globus Transfer.
+
+:class:`GlobusTaskOperator` is the Globus Transfer part of the resumable-remote core, shared with the prune's
+delete batches: a client-chosen submission id kept before submitting, re-attaching by task status, waiting
+with :class:`~als_provider.triggers.globus_transfer.GlobusTaskTrigger`.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from als_provider.hooks.globus_transfer import GlobusTransferHook
+from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator
 from als_provider.triggers.globus_transfer import GlobusTaskTrigger
-from als_provider.triggers.inline import first_event
 from include.paths import EndpointPath, endpoint_relative
 from include.transfer_metrics import record_transfer
 
@@ -24,7 +29,53 @@ class GlobusTransferError(RuntimeError):
     """A Globus transfer failed, timed out or could not be submitted."""
 
 
-class GlobusTransferOperator(BaseOperator):
+class GlobusTaskOperator(RemoteWorkOperator):
+    """Remote work that is one Globus Transfer task (a transfer or a delete).
+
+    The submission id is stored before submitting: Globus answers a reused submission id with the task it
+    already started, so a try that died mid-submit is resubmitted safely. A task that is ACTIVE, INACTIVE or
+    SUCCEEDED is re-attached to; one that FAILED is submitted afresh with a new submission id. Subclasses
+    implement :meth:`submit_task` (the one Globus call) and :meth:`result`.
+    """
+
+    hook_class = GlobusTransferHook
+
+    def submit_task(self, context: Context, state: dict[str, Any], submission_id: str) -> dict[str, Any]:
+        """Submit the task with ``submission_id``; Globus's answer (``task_id``, ``code``, ...)."""
+        raise NotImplementedError
+
+    def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        submission_id = state.get("submission_id")
+        if submission_id:
+            self.log.info("Resubmitting with the earlier try's submission id %s (Globus deduplicates)", submission_id)
+        else:
+            submission_id = self.hook.new_submission_id()
+            self._save_state(context, {**state, "submission_id": submission_id})
+        result = self.submit_task(context, state, submission_id)
+        self.log.info("Globus task %s: %s", result["task_id"], result.get("code"))
+        return {**state, "submission_id": submission_id, "task_id": result["task_id"]}
+
+    def status_of(self, state: dict[str, Any]) -> str:
+        status = self.hook.get_task(state["task_id"]).get("status")
+        return LIVE if status in LIVE_STATUSES else SUCCEEDED if status == "SUCCEEDED" else GONE
+
+    def forget(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {**state, "submission_id": None, "task_id": None}  # a failed task's submission id is spent
+
+    def describe(self, state: dict[str, Any]) -> str:
+        return f"Globus task {state.get('task_id')}"
+
+    def make_trigger(self, state: dict[str, Any]) -> GlobusTaskTrigger:
+        timeout = self.wait_timeout
+        return GlobusTaskTrigger(
+            state["task_id"],
+            globus_conn_id=self.conn_id,
+            poll_interval=self.poll_interval,
+            deadline=None if timeout is None else time.time() + timeout.total_seconds(),
+        )
+
+
+class GlobusTransferOperator(GlobusTaskOperator):
     """Copy ``source_endpoint:source_path`` to ``destination_endpoint:destination_path``.
 
     Endpoint names come from include/config/endpoints.yaml; paths are relative to each endpoint's root
@@ -38,7 +89,8 @@ class GlobusTransferOperator(BaseOperator):
     modification time (Globus preserves it), nothing is submitted; for immutable raw scans this makes a
     second run of the same scan copy nothing.
 
-    Returns a summary (task id, files, bytes, rate, duration, source and destination).
+    ``transfer_timeout`` bounds each try's wait. Returns a summary (task id, files, bytes, rate, duration,
+    source and destination).
     """
 
     template_fields: Sequence[str] = (
@@ -49,6 +101,8 @@ class GlobusTransferOperator(BaseOperator):
         "transfer_label",
     )
     ui_color = "#4a90d9"
+    state_key = STATE_KEY
+    error_class = GlobusTransferError
 
     def __init__(
         self,
@@ -63,126 +117,64 @@ class GlobusTransferOperator(BaseOperator):
         sync_level: str = "checksum",
         verify_checksum: bool = True,
         globus_conn_id: str = GlobusTransferHook.default_conn_name,
-        deferrable: bool = True,
-        poll_interval: float = 10.0,
         transfer_timeout: timedelta = timedelta(hours=12),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.source_endpoint = source_endpoint
-        self.source_path = source_path
-        self.destination_endpoint = destination_endpoint
-        self.destination_path = destination_path
-        self.recursive = recursive
-        self.skip_if_present = skip_if_present
-        self.transfer_label = transfer_label
-        self.sync_level = sync_level
-        self.verify_checksum = verify_checksum
-        self.globus_conn_id = globus_conn_id
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.transfer_timeout = transfer_timeout
+        super().__init__(conn_id=globus_conn_id, wait_timeout=transfer_timeout, **kwargs)
+        self.source_endpoint, self.source_path = source_endpoint, source_path
+        self.destination_endpoint, self.destination_path = destination_endpoint, destination_path
+        self.recursive, self.skip_if_present, self.transfer_label = recursive, skip_if_present, transfer_label
+        self.sync_level, self.verify_checksum = sync_level, verify_checksum
 
-    @property
-    def hook(self) -> GlobusTransferHook:
-        return GlobusTransferHook(self.globus_conn_id)
+    def prepare(self, context: Context) -> None:
+        self._source = EndpointPath(self.source_endpoint, endpoint_relative(self.source_path))
+        self._destination = EndpointPath(self.destination_endpoint, endpoint_relative(self.destination_path))
+        for where in (self._source, self._destination):  # unknown endpoints fail here, before anything moves
+            self.hook.locate(where)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        source = EndpointPath(self.source_endpoint, endpoint_relative(self.source_path))
-        destination = EndpointPath(self.destination_endpoint, endpoint_relative(self.destination_path))
-        hook = self.hook
-        hook.locate(source), hook.locate(destination)  # unknown endpoints fail here, before anything moves
-        store = context.get("task_state_store")
-        state = (store.get(STATE_KEY) if store is not None else None) or {}
-
-        task_id = state.get("task_id")
-        if task_id:
-            status = hook.get_task(task_id).get("status")
-            if status in LIVE_STATUSES or status == "SUCCEEDED":
-                self.log.info("Re-attaching to Globus task %s (%s) from an earlier try", task_id, status)
-            else:
-                self.log.warning("Globus task %s of an earlier try ended %s; submitting a new one", task_id, status)
-                task_id, state = None, {}
-        if not task_id and self.skip_if_present and (present := self._already_there(hook, source, destination)):
-            return self._result(present)
-        if not task_id:
-            task_id = self._submit(hook, source, destination, state, store, context)
-
-        deadline = time.time() + self.transfer_timeout.total_seconds()
-        trigger = GlobusTaskTrigger(
-            task_id, globus_conn_id=self.globus_conn_id, poll_interval=self.poll_interval, deadline=deadline
+    def already_done(self, context: Context) -> dict[str, Any] | None:
+        """A SKIPPED summary if ``skip_if_present`` and the destination already holds the same file."""
+        if not self.skip_if_present:
+            return None
+        there = self.hook.stat(self._destination)
+        if not there or there.get("type") != "file":
+            return None
+        here = self._source_stat()
+        if here.get("size") != there.get("size") or here.get("last_modified") != there.get("last_modified"):
+            return None
+        self.log.info(
+            "%s already holds %s (%s bytes, same mtime): nothing to transfer",
+            self._destination,
+            self._source,
+            there.get("size"),
         )
-        if self.deferrable:
-            self.defer(
-                trigger=trigger,
-                method_name="execute_complete",
-                timeout=self.transfer_timeout + timedelta(minutes=10),
-            )
-        return self.execute_complete(context, first_event(trigger))
+        skipped = {"task_id": None, "status": "SKIPPED", "files": 1, "files_transferred": 0, "files_skipped": 1}
+        return {"status": "success", "task": {**skipped, "bytes_transferred": 0, "duration_seconds": 0.0}}
 
-    def _submit(self, hook, source, destination, state, store, context) -> str:
+    def submit_task(self, context: Context, state: dict[str, Any], submission_id: str) -> dict[str, Any]:
         recursive = self.recursive
         if recursive is None:
-            found = hook.stat(source)
-            if found is None:
-                raise GlobusTransferError(f"source {source} does not exist; nothing was transferred")
-            recursive = found.get("type") == "dir"
-        submission_id = state.get("submission_id")
-        if submission_id:
-            self.log.info("Resubmitting with the earlier try's submission id %s (Globus deduplicates)", submission_id)
-        else:
-            submission_id = hook.new_submission_id()
-            if store is not None:
-                store.set(STATE_KEY, {"submission_id": submission_id})
+            recursive = self._source_stat().get("type") == "dir"
         ti = context["ti"]
-        label = self.transfer_label or f"{ti.dag_id} {ti.task_id} {source.path.name}"
-        result = hook.submit_transfer(
-            source,
-            destination,
+        self.log.info("Copying %s -> %s, recursive=%s", self._source, self._destination, recursive)
+        return self.hook.submit_transfer(
+            self._source,
+            self._destination,
             submission_id=submission_id,
             recursive=recursive,
-            label=label,
+            label=self.transfer_label or f"{ti.dag_id} {ti.task_id} {self._source.path.name}",
             sync_level=self.sync_level,
             verify_checksum=self.verify_checksum,
         )
-        task_id = result["task_id"]
-        if store is not None:
-            store.set(STATE_KEY, {"submission_id": submission_id, "task_id": task_id})
-        self.log.info(
-            "Globus task %s (%s): %s -> %s, recursive=%s", task_id, result.get("code"), source, destination, recursive
-        )
-        return task_id
 
-    def _already_there(self, hook, source, destination) -> dict[str, Any] | None:
-        """The destination's listing entry if it already holds the same file as the source."""
-        there = hook.stat(destination)
-        if not there or there.get("type") != "file":
-            return None
-        here = hook.stat(source)
-        if here is None:
-            raise GlobusTransferError(f"source {source} does not exist; nothing was transferred")
-        same = here.get("size") == there.get("size") and here.get("last_modified") == there.get("last_modified")
-        if not same:
-            return None
-        self.log.info(
-            "%s already holds %s (%s bytes, same mtime): nothing to transfer", destination, source, there.get("size")
-        )
-        return {
-            "task_id": None,
-            "status": "SKIPPED",
-            "files": 1,
-            "files_transferred": 0,
-            "files_skipped": 1,
-            "bytes_transferred": 0,
-            "duration_seconds": 0.0,
-        }
+    def _source_stat(self) -> dict[str, Any]:
+        found = self.hook.stat(self._source)
+        if found is None:
+            raise GlobusTransferError(f"source {self._source} does not exist; nothing was transferred")
+        return found
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("status") != "success":
-            raise GlobusTransferError(event.get("message") or f"Globus transfer failed: {event}")
-        return self._result(dict(event["task"]))
-
-    def _result(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def result(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        summary = dict(event["task"])
         summary["source"] = {"endpoint": self.source_endpoint, "path": str(endpoint_relative(self.source_path))}
         summary["destination"] = {
             "endpoint": self.destination_endpoint,

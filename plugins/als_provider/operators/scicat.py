@@ -100,16 +100,10 @@ class SciCatIngestDerivedOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.file_path, self.results_folder, self.site = file_path, results_folder, site
+        self.parameters, self.preview_path, self.raw_pid = parameters, preview_path, raw_pid
+        self.endpoint, self.raw_endpoint, self.scicat_conn_id = endpoint, raw_endpoint, scicat_conn_id
         self.skip_uncatalogued = skip_uncatalogued
-        self.file_path = file_path
-        self.results_folder = results_folder
-        self.site = site
-        self.parameters = parameters
-        self.preview_path = preview_path
-        self.raw_pid = raw_pid
-        self.endpoint = endpoint
-        self.raw_endpoint = raw_endpoint
-        self.scicat_conn_id = scicat_conn_id
 
     def execute(self, context: Context) -> dict[str, str]:
         from als_provider.hooks.scicat import SciCatHook

@@ -8,19 +8,20 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
+
+from als_provider.hooks.sfapi import FAILURE_STATES, SUCCESS_STATE, SFAPIHook, SFAPIJobNotFound
+from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator
+from als_provider.triggers.sfapi import SFAPIJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from als_provider.hooks.sfapi import SFAPIHook
 
 #: task_state_store key holding the submitted job across tries (renaming it breaks in-flight retries).
 STATE_KEY = "sfapi_job"
 
 
-class SFAPIJobOperator(BaseOperator):
+class SFAPIJobOperator(RemoteWorkOperator):
     """Render a Slurm script from a template in include/jobs/, submit it through SFAPI and wait for the job.
 
     The ``#SBATCH`` header is the profile's defaults from include/config/nersc.yaml (SPEC §3: realtime
@@ -50,6 +51,9 @@ class SFAPIJobOperator(BaseOperator):
     template_fields: Sequence[str] = ("template", "values", "job_name", "directives")
     template_fields_renderers = {"values": "json", "directives": "json"}
     ui_color = "#d5e8f7"
+    hook_class = SFAPIHook
+    state_key = STATE_KEY
+    id_key = "job_id"
 
     def __init__(
         self,
@@ -59,31 +63,17 @@ class SFAPIJobOperator(BaseOperator):
         job_name: str,
         directives: Mapping[str, Any] | None = None,
         machine: str | None = None,
-        sfapi_conn_id: str = "sfapi_default",
-        deferrable: bool = True,
+        sfapi_conn_id: str = SFAPIHook.default_conn_name,
         poll_interval: float = 30.0,
         wait_timeout: timedelta | None = timedelta(hours=6),
         tail_lines: int = 40,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.template = template
-        self.values = values
-        self.job_name = job_name
-        self.directives = directives
-        self.machine = machine
-        self.sfapi_conn_id = sfapi_conn_id
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.wait_timeout = wait_timeout
-        self.tail_lines = tail_lines
-        self._job: dict[str, Any] | None = None
+        super().__init__(conn_id=sfapi_conn_id, poll_interval=poll_interval, wait_timeout=wait_timeout, **kwargs)
+        self.template, self.values, self.job_name = template, values, job_name
+        self.directives, self.machine, self.tail_lines = directives, machine, tail_lines
 
     # --- building the job
-    def _hook(self) -> SFAPIHook:
-        from als_provider.hooks.sfapi import SFAPIHook
-
-        return SFAPIHook(sfapi_conn_id=self.sfapi_conn_id)
 
     @staticmethod
     def task_marker(context: Context) -> str:
@@ -130,117 +120,67 @@ class SFAPIJobOperator(BaseOperator):
             "error_log": expand_log_pattern(str(d["error"]), plan["name"], job_id) if d.get("error") else None,
         }
 
-    # --- running
-    def execute(self, context: Context) -> dict[str, Any]:
-        plan, script = self.render(context)
-        hook = self._hook()
-        store = context.get("task_state_store")
-        if store is None:
-            self.log.warning("No task state store: a retry of this task cannot re-attach to its job")
-        job, state = self._reattach(context, hook, plan, store)
-        if job is None:
-            self.log.info("Submitting job %s to %s:\n%s", plan["name"], plan["machine"], script)
-            job_id = hook.submit_job(plan["machine"], script)
-            job = self._record(plan, job_id)
-            if store is not None:
-                store.set(STATE_KEY, job)
-        self._job = job
-        context["ti"].xcom_push(key="job_id", value=job["job_id"])
+    # --- the core's service calls
+    def prepare(self, context: Context) -> None:
+        self._job_plan, self._script = self.render(context)
+
+    def describe(self, state: dict[str, Any]) -> str:
+        return f"job {state.get('job_id')} ({state.get('job_name')})"
+
+    def status_of(self, state: dict[str, Any]) -> str:
+        try:
+            slurm_state = self.hook.job_state(state["machine"], state["job_id"]).state
+        except SFAPIJobNotFound:
+            slurm_state = "UNKNOWN"
+        self.log.info("Job %s of an earlier try is %s", state["job_id"], slurm_state)
+        if slurm_state in FAILURE_STATES or slurm_state == "UNKNOWN":
+            return GONE
+        return SUCCEEDED if slurm_state == SUCCESS_STATE else LIVE
+
+    def find_lost(self, context: Context) -> dict[str, Any] | None:
+        """The queued or running job with this task's name and comment (a try died before storing its id)."""
+        plan = self._job_plan
+        found = self.hook.find_active_job(plan["machine"], plan["name"], plan["directives"]["comment"])
+        return None if found is None else self._record(plan, found.jobid)
+
+    def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        plan = self._job_plan
+        self.log.info("Submitting job %s to %s:\n%s", plan["name"], plan["machine"], self._script)
+        return self._record(plan, self.hook.submit_job(plan["machine"], self._script))
+
+    def attached(self, context: Context, state: dict[str, Any]) -> None:
+        context["ti"].xcom_push(key="job_id", value=state["job_id"])
         self.log.info(
-            "Slurm job %s (%s) on %s; error log %s", job["job_id"], job["job_name"], job["machine"], job["error_log"]
-        )
-        if state == "COMPLETED":
-            return self._result(job, state)
-        if self.deferrable:
-            from als_provider.triggers.sfapi import SFAPIJobTrigger
-
-            self.defer(
-                trigger=SFAPIJobTrigger(
-                    job_id=job["job_id"],
-                    machine=job["machine"],
-                    sfapi_conn_id=self.sfapi_conn_id,
-                    poll_interval=self.poll_interval,
-                    error_log=job["error_log"],
-                    job_name=job["job_name"],
-                    tail_lines=self.tail_lines,
-                ),
-                method_name="execute_complete",
-                timeout=self.wait_timeout,
-            )
-        return self._poll(context, hook, job)
-
-    def _reattach(
-        self, context: Context, hook: SFAPIHook, plan: dict[str, Any], store: Any
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        """The job an earlier try of this task instance submitted, if it is still worth waiting for."""
-        from als_provider.hooks.sfapi import FAILURE_STATES, SFAPIJobNotFound
-
-        prior = store.get(STATE_KEY) if store is not None else None
-        if isinstance(prior, dict) and prior.get("job_id"):
-            try:
-                state = hook.job_state(prior["machine"], prior["job_id"]).state
-            except SFAPIJobNotFound:
-                state = "UNKNOWN"
-            if state not in FAILURE_STATES and state != "UNKNOWN":
-                self.log.info(
-                    "Re-attaching to job %s (%s) from an earlier try: %s", prior["job_id"], prior["job_name"], state
-                )
-                return prior, state
-            self.log.warning("The earlier try's job %s ended %s; submitting a new one", prior["job_id"], state)
-            return None, None
-        if context["ti"].try_number > 1:
-            found = hook.find_active_job(plan["machine"], plan["name"], plan["directives"]["comment"])
-            if found is not None:
-                self.log.info("Found job %s (%s) submitted by an earlier try; re-attaching", found.jobid, found.name)
-                job = self._record(plan, found.jobid)
-                if store is not None:
-                    store.set(STATE_KEY, job)
-                return job, found.state
-        return None, None
-
-    def _poll(self, context: Context, hook: SFAPIHook, job: dict[str, Any]) -> dict[str, Any]:
-        """Wait in the worker (non-deferrable mode)."""
-        deadline = time.monotonic() + self.wait_timeout.total_seconds() if self.wait_timeout else None
-        while True:
-            state = hook.job_state(job["machine"], job["job_id"])
-            if state.terminal:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise AirflowException(
-                    f"job {job['job_id']} ({job['job_name']}) still {state.state} after "
-                    f"{self.wait_timeout}; it keeps running at NERSC"
-                )
-            time.sleep(self.poll_interval)
-        tail = None if state.state == "COMPLETED" else hook.tail(job["machine"], job["error_log"], self.tail_lines)
-        return self.execute_complete(
-            context,
-            {
-                "status": "success" if state.state == "COMPLETED" else "error",
-                "state": state.state,
-                "log_tail": tail,
-                "message": f"job {job['job_id']} ({job['job_name']}) ended {state.state}",
-            },
-            job=job,
+            "Slurm job %s (%s) on %s; error log %s",
+            state["job_id"],
+            state["job_name"],
+            state["machine"],
+            state["error_log"],
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any], job: dict[str, Any] | None = None):
-        """Succeed on COMPLETED; otherwise fail with the state and the error log's tail."""
-        if job is None:  # resumed from the trigger: the job is the event's (the plan has no network calls)
-            job = self._record(self._plan(context), event["job_id"]) if event.get("job_id") else {}
-        self._job = None
-        if event.get("status") != "success":
-            message = event.get("message") or f"job {job.get('job_id')} ended {event.get('state')}"
-            tail = event.get("log_tail")
-            if tail:
-                message += f"\n--- last lines of {job.get('error_log')} ---\n{tail}"
-            raise AirflowException(f"Slurm {message} [state {event.get('state')}]")
-        return self._result(job, event.get("state", "COMPLETED"))
+    def make_trigger(self, state: dict[str, Any]) -> SFAPIJobTrigger:
+        return SFAPIJobTrigger(
+            state["job_id"],
+            state["machine"],
+            error_log=state["error_log"],
+            job_name=state["job_name"],
+            tail_lines=self.tail_lines,
+            sfapi_conn_id=self.conn_id,
+            poll_interval=self.poll_interval,
+            deadline=None if self.wait_timeout is None else time.time() + self.wait_timeout.total_seconds(),
+        )
 
-    @staticmethod
-    def _result(job: dict[str, Any], state: str) -> dict[str, Any]:
-        return {**job, "state": state}
+    def result(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """The job's record (rebuilt from the plan: no network) and its final state."""
+        job = self._record(self._plan(context), event["job_id"]) if event.get("job_id") else {}
+        return {**job, "state": event.get("state", SUCCESS_STATE)}
 
-    def on_kill(self) -> None:
-        """Cancel the job this worker is waiting for (a deferred task is cancelled by its trigger)."""
-        if self._job:
-            self._hook().cancel_job(self._job["machine"], self._job["job_id"])
+    def failure(self, event: dict[str, Any]) -> Exception:
+        """The state and the tail of the job's error log."""
+        message = event.get("message") or f"job {event.get('job_id')} ended {event.get('state')}"
+        if event.get("log_tail"):
+            message += f"\n--- last lines of {event.get('error_log')} ---\n{event['log_tail']}"
+        return AirflowException(f"Slurm {message} [state {event.get('state')}]")
+
+    def cancel(self, state: dict[str, Any]) -> None:
+        self.hook.cancel_job(state["machine"], state["job_id"])

@@ -30,10 +30,8 @@ class GlobusPathSensor(BaseSensorOperator):
         kwargs.setdefault("poke_interval", 30)
         kwargs.setdefault("timeout", timedelta(hours=6).total_seconds())
         super().__init__(**kwargs)
-        self.endpoint = endpoint
-        self.path = path
-        self.globus_conn_id = globus_conn_id
-        self.deferrable = deferrable
+        self.endpoint, self.path = endpoint, path
+        self.globus_conn_id, self.deferrable = globus_conn_id, deferrable
 
     def _where(self) -> EndpointPath:
         return EndpointPath(self.endpoint, endpoint_relative(self.path))

@@ -42,12 +42,8 @@ class SFAPIJobSensor(BaseSensorOperator):
         kwargs.setdefault("poke_interval", 30.0)
         kwargs.setdefault("timeout", timedelta(hours=6))
         super().__init__(**kwargs)
-        self.job_id = job_id
-        self.machine = machine
-        self.error_log = error_log
-        self.sfapi_conn_id = sfapi_conn_id
-        self.deferrable = deferrable
-        self.tail_lines = tail_lines
+        self.job_id, self.machine, self.error_log, self.tail_lines = job_id, machine, error_log, tail_lines
+        self.sfapi_conn_id, self.deferrable = sfapi_conn_id, deferrable
 
     def _hook(self):
         from als_provider.hooks.sfapi import SFAPIHook

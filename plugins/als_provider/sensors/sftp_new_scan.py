@@ -9,15 +9,8 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from als_provider.triggers.sftp_new_scan import (
-    DISPATCHER_DAG_ID,
-    FOLDER_NAME_PATTERN,
-    SCAN_NAME_PATTERN,
-    SFTPNewScanTrigger,
-    beamline_path,
-)
-from include.dag_params import check_conf
-from include.paths import parse_scan
+from als_provider.triggers.sftp_new_scan import SFTPNewScanTrigger
+from include.paths import FOLDER_NAME_PATTERN, SCAN_NAME_PATTERN, beamline_path, parse_scan
 
 
 class SFTPNewScanSensor(BaseSensorOperator):
@@ -28,6 +21,8 @@ class SFTPNewScanSensor(BaseSensorOperator):
     conf that is exactly its Params. "Finished" and "dispatched" are decided by ``SFTPNewScanTrigger``
     (see docs/watching.md). Always deferrable: the watch runs in the triggerer.
 
+    :param dispatch_dag_id: the dispatcher DAG: its runs mark a scan as dispatched, and the requests
+        returned are for it (the DAG passes it; the provider knows no DAG ids).
     :param sftp_conn_id: SFTP connection of spot832.
     :param raw_root: the raw tree on spot832 (templated; default: connection extra ``raw_root``, else /global/raw).
     :param stable_polls: consecutive listings with the same size and mtime before a scan counts (templated).
@@ -35,6 +30,8 @@ class SFTPNewScanSensor(BaseSensorOperator):
     :param lookback_hours: only scans modified this recently; 0 watches every scan (templated).
     :param is_export_controlled: conf of every dispatched scan (templated).
     :param send_to_nersc: conf of every dispatched scan (templated).
+    :param folder_pattern: experiment folder names to watch (default SPEC §1).
+    :param file_pattern: scan file names to watch (default SPEC §1).
     :param max_scans: at most this many scans per run.
     """
 
@@ -50,6 +47,7 @@ class SFTPNewScanSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
+        dispatch_dag_id: str,
         sftp_conn_id: str = "sftp_spot832",
         raw_root: str | None = None,
         stable_polls: int | str = 3,
@@ -59,7 +57,6 @@ class SFTPNewScanSensor(BaseSensorOperator):
         send_to_nersc: bool | str = True,
         folder_pattern: str = FOLDER_NAME_PATTERN,
         file_pattern: str = SCAN_NAME_PATTERN,
-        dispatch_dag_id: str = DISPATCHER_DAG_ID,
         max_scans: int = 32,
         **kwargs: Any,
     ) -> None:
@@ -96,10 +93,13 @@ class SFTPNewScanSensor(BaseSensorOperator):
         )
 
     def execute(self, context: Context) -> None:
-        try:
-            check_conf(context["dag_run"].conf, set(context["dag"].params))  # Params let unknown keys through
-        except ValueError as exc:
-            raise AirflowFailException(str(exc)) from None  # no retry: the conf will not change
+        # Params let unknown conf keys through; no retry: the conf will not change.
+        allowed = set(context["dag"].params)
+        unknown = set(context["dag_run"].conf or {}) - allowed
+        if unknown:
+            raise AirflowFailException(
+                f"unknown conf key(s) {', '.join(sorted(unknown))}; this DAG takes {', '.join(sorted(allowed))}"
+            )
         self.defer(trigger=self.make_trigger(), method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
 from als_provider.hooks.globus_compute import GlobusComputeHook, describe_compute_error, is_transient
+from als_provider.triggers.base import PollingTrigger
 
 
-class GlobusComputeTaskTrigger(BaseTrigger):
+def describe_task(task_id: str, function_name: str | None = None) -> str:
+    """``Globus Compute task <id> (<function>)``, for messages."""
+    return f"Globus Compute task {task_id}" + (f" ({function_name})" if function_name else "")
+
+
+def task_event(task: dict[str, Any], function_name: str | None = None) -> dict[str, Any]:
+    """The final event of a finished task (a :meth:`GlobusComputeHook.get_task` document).
+
+    ``{"status": "success", "task_id", "result", "completion_t"}`` when the function returned a JSON-compatible
+    result, else ``{"status": "error", "task_id", "message"}`` with the remote traceback or the reason.
+    """
+    task_id, what = task["task_id"], describe_task(task["task_id"], function_name)
+    if task["status"] != "success":
+        message = f"{what} failed at the endpoint:\n{task.get('exception') or 'no traceback given'}"
+        return {"status": "error", "task_id": task_id, "message": message}
+    try:
+        result = json.loads(json.dumps(task["result"]))
+    except (TypeError, ValueError) as exc:
+        message = f"{what} returned a {type(task['result']).__name__} that is not JSON-compatible: {exc}"
+        return {"status": "error", "task_id": task_id, "message": message}
+    return {"status": "success", "task_id": task_id, "result": result, "completion_t": task["completion_t"]}
+
+
+class GlobusComputeTaskTrigger(PollingTrigger):
     """Wait for a Globus Compute task to end.
 
     Fires ``{"status": "success", "task_id", "result", "completion_t"}`` when the function returned (its
@@ -21,79 +40,34 @@ class GlobusComputeTaskTrigger(BaseTrigger):
     endpoint (the message holds the remote traceback) or the API refused us, and ``{"status": "timeout",
     ...}`` once ``deadline`` (epoch seconds) has passed. Compute has no cancel call: a timed-out task may
     still run at the endpoint. Transient API errors (network, 5xx, 429) are retried until the deadline.
+
+    The Compute task id is kept as ``compute_task_id``: the triggerer sets ``task_id`` to the Airflow task's id.
     """
 
-    def __init__(
-        self,
-        task_id: str,
-        *,
-        globus_compute_conn_id: str = GlobusComputeHook.default_conn_name,
-        poll_interval: float = 10.0,
-        deadline: float | None = None,
-        function_name: str | None = None,
-    ) -> None:
-        super().__init__()
-        self.compute_task_id = task_id
-        self.globus_compute_conn_id = globus_compute_conn_id
-        self.poll_interval = poll_interval
-        self.deadline = deadline
-        self.function_name = function_name
+    hook_class = GlobusComputeHook
+    fields = ("task_id", "function_name")
+    renamed = {"task_id": "compute_task_id"}
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "task_id": self.compute_task_id,
-                "globus_compute_conn_id": self.globus_compute_conn_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-                "function_name": self.function_name,
-            },
-        )
+    def __init__(self, task_id: str, *, function_name: str | None = None, **settings: Any) -> None:
+        super().__init__(task_id=task_id, function_name=function_name, **settings)
 
     @property
-    def _what(self) -> str:
-        return f"Globus Compute task {self.compute_task_id}" + (
-            f" ({self.function_name})" if self.function_name else ""
-        )
+    def what(self) -> str:
+        return describe_task(self.compute_task_id, self.function_name)
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = GlobusComputeHook(self.globus_compute_conn_id)
-        last_status = None
-        while True:
-            try:
-                task = await asyncio.to_thread(hook.get_task, self.compute_task_id)
-            except Exception as exc:
-                if not is_transient(exc):
-                    message = f"{self._what}: cannot be polled: {describe_compute_error(exc)}"
-                    yield TriggerEvent({"status": "error", "task_id": self.compute_task_id, "message": message})
-                    return
-                self.log.warning("%s: Globus Compute did not answer: %s", self._what, describe_compute_error(exc))
-            else:
-                if task["status"] != last_status:
-                    self.log.info("%s is %s", self._what, task["status"])
-                    last_status = task["status"]
-                if not task["pending"]:
-                    yield TriggerEvent(self._final_event(task))
-                    return
-            if self.deadline is not None and time.time() >= self.deadline:
-                message = f"{self._what} did not finish by its deadline (it may still run at the endpoint)"
-                yield TriggerEvent({"status": "timeout", "task_id": self.compute_task_id, "message": message})
-                return
-            await asyncio.sleep(self.poll_interval)
+    def poll(self) -> dict[str, Any] | None:
+        task = self.hook.get_task(self.compute_task_id)
+        self.progress(f"{self.what} is {task['status']}")
+        return None if task["pending"] else task_event(task, self.function_name)
 
-    def _final_event(self, task: dict[str, Any]) -> dict[str, Any]:
-        if task["status"] != "success":
-            message = f"{self._what} failed at the endpoint:\n{task.get('exception') or 'no traceback given'}"
-            return {"status": "error", "task_id": self.compute_task_id, "message": message}
-        try:
-            result = json.loads(json.dumps(task["result"]))
-        except (TypeError, ValueError) as exc:
-            message = f"{self._what} returned a {type(task['result']).__name__} that is not JSON-compatible: {exc}"
-            return {"status": "error", "task_id": self.compute_task_id, "message": message}
-        return {
-            "status": "success",
-            "task_id": self.compute_task_id,
-            "result": result,
-            "completion_t": task["completion_t"],
-        }
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+    def describe_error(self, exc: BaseException) -> str:
+        return f"{self.what}: cannot be polled: {describe_compute_error(exc)}"
+
+    def failure(self, message: str, status: str = "error") -> dict[str, Any]:
+        return {"status": status, "task_id": self.compute_task_id, "message": message}
+
+    def on_deadline(self) -> dict[str, Any]:
+        return self.failure(f"{self.what} did not finish by its deadline (it may still run at the endpoint)", "timeout")

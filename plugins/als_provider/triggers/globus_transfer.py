@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from als_provider.hooks.globus_transfer import GlobusTransferHook, describe_globus_error
+from als_provider.hooks.globus_transfer import GlobusTransferHook, describe_globus_error, is_transient
+from als_provider.triggers.base import PollingTrigger
 from include.paths import EndpointPath
 
 #: Events after which Globus would only keep retrying a task that cannot succeed.
@@ -63,7 +59,19 @@ def failure_message(task: dict[str, Any], errors: list[dict[str, Any]]) -> str:
     return f"{head}: {task.get('nice_status') or 'no reason given'}"
 
 
-class GlobusTaskTrigger(BaseTrigger):
+class _GlobusTrigger(PollingTrigger):
+    """A wait on Globus Transfer: its hook, its transient errors, its error messages."""
+
+    hook_class = GlobusTransferHook
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+    def describe_error(self, exc: BaseException) -> str:
+        return describe_globus_error(exc)
+
+
+class GlobusTaskTrigger(_GlobusTrigger):
     """Wait for a Globus transfer or delete task to end.
 
     Fires ``{"status": "success", "task": summary}`` when it SUCCEEDED, and
@@ -74,133 +82,55 @@ class GlobusTaskTrigger(BaseTrigger):
     The Globus task id is kept as ``globus_task_id``: the triggerer sets ``task_id`` to the Airflow task's id.
     """
 
-    def __init__(
-        self,
-        task_id: str,
-        *,
-        globus_conn_id: str = GlobusTransferHook.default_conn_name,
-        poll_interval: float = 10.0,
-        deadline: float | None = None,
-        cancel_on_fatal: bool = True,
-    ) -> None:
-        super().__init__()
-        self.globus_task_id = task_id
-        self.globus_conn_id = globus_conn_id
-        self.poll_interval = poll_interval
-        self.deadline = deadline
-        self.cancel_on_fatal = cancel_on_fatal
+    fields = ("task_id", "cancel_on_fatal")
+    renamed = {"task_id": "globus_task_id"}
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "task_id": self.globus_task_id,
-                "globus_conn_id": self.globus_conn_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-                "cancel_on_fatal": self.cancel_on_fatal,
-            },
-        )
+    def __init__(self, task_id: str, *, cancel_on_fatal: bool = True, **settings: Any) -> None:
+        super().__init__(task_id=task_id, cancel_on_fatal=cancel_on_fatal, **settings)
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = GlobusTransferHook(self.globus_conn_id)
-        last_line = None
-        while True:
-            try:
-                task = await asyncio.to_thread(hook.get_task, self.globus_task_id)
-                status = task.get("status")
-                if status == "SUCCEEDED":
-                    self.log.info(progress_line(task))
-                    yield TriggerEvent({"status": "success", "task": task_summary(task)})
-                    return
-                if status == "FAILED":
-                    errors = await asyncio.to_thread(hook.error_events, self.globus_task_id)
-                    yield TriggerEvent({"status": "error", "message": failure_message(task, errors)})
-                    return
-                errors = await asyncio.to_thread(hook.error_events, self.globus_task_id) if task.get("faults") else []
-                fatal = [event for event in errors if event.get("code") in FATAL_EVENT_CODES]
-                if fatal and self.cancel_on_fatal:
-                    await asyncio.to_thread(hook.cancel, self.globus_task_id)
-                    yield TriggerEvent({"status": "error", "message": failure_message(task, fatal) + " (cancelled)"})
-                    return
-            except Exception as exc:
-                if not _transient(exc):
-                    yield TriggerEvent({"status": "error", "message": describe_globus_error(exc)})
-                    return
-                self.log.warning(
-                    "Globus did not answer for task %s: %s", self.globus_task_id, describe_globus_error(exc)
-                )
-            else:
-                line = progress_line(task)
-                if line != last_line:
-                    self.log.info(line)
-                    last_line = line
-            if self.deadline is not None and time.time() >= self.deadline:
-                await _cancel_quietly(hook, self.globus_task_id, self.log)
-                message = f"Globus task {self.globus_task_id} did not finish by its deadline (cancelled)"
-                yield TriggerEvent({"status": "error", "message": message})
-                return
-            await asyncio.sleep(self.poll_interval)
+    @property
+    def what(self) -> str:
+        return f"Globus task {self.globus_task_id}"
+
+    def poll(self) -> dict[str, Any] | None:
+        hook, task_id = self.hook, self.globus_task_id
+        task = hook.get_task(task_id)
+        self.progress(progress_line(task))
+        status = task.get("status")
+        if status == "SUCCEEDED":
+            return {"status": "success", "task": task_summary(task)}
+        if status == "FAILED":
+            return self.failure(failure_message(task, hook.error_events(task_id)))
+        errors = hook.error_events(task_id) if task.get("faults") else []
+        fatal = [event for event in errors if event.get("code") in FATAL_EVENT_CODES]
+        if fatal and self.cancel_on_fatal:
+            hook.cancel(task_id)
+            return self.failure(failure_message(task, fatal) + " (cancelled)")
+        return None
+
+    def on_deadline(self) -> dict[str, Any]:
+        try:
+            self.hook.cancel(self.globus_task_id)
+        except Exception as exc:
+            self.log.warning("could not cancel %s: %s", self.what, describe_globus_error(exc))
+        return self.failure(f"{self.what} did not finish by its deadline (cancelled)")
 
 
-class GlobusPathTrigger(BaseTrigger):
+class GlobusPathTrigger(_GlobusTrigger):
     """Wait until a path exists at a Globus endpoint; fires ``{"status": "success", "stat": {...}}``."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        path: str,
-        *,
-        globus_conn_id: str = GlobusTransferHook.default_conn_name,
-        poll_interval: float = 30.0,
-    ) -> None:
-        super().__init__()
-        self.endpoint = endpoint
-        self.path = path
-        self.globus_conn_id = globus_conn_id
-        self.poll_interval = poll_interval
+    fields = ("endpoint", "path")
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "endpoint": self.endpoint,
-                "path": self.path,
-                "globus_conn_id": self.globus_conn_id,
-                "poll_interval": self.poll_interval,
-            },
-        )
+    def __init__(self, endpoint: str, path: str, *, poll_interval: float = 30.0, **settings: Any) -> None:
+        super().__init__(endpoint=endpoint, path=path, poll_interval=poll_interval, **settings)
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = GlobusTransferHook(self.globus_conn_id)
-        where = EndpointPath(self.endpoint, self.path)
-        while True:
-            try:
-                found = await asyncio.to_thread(hook.stat, where)
-            except Exception as exc:
-                if not _transient(exc):
-                    yield TriggerEvent({"status": "error", "message": describe_globus_error(exc)})
-                    return
-                self.log.warning("Globus did not answer for %s: %s", where, describe_globus_error(exc))
-            else:
-                if found is not None:
-                    yield TriggerEvent({"status": "success", "stat": found})
-                    return
-                self.log.info("%s does not exist yet", where)
-            await asyncio.sleep(self.poll_interval)
+    @property
+    def what(self) -> str:
+        return str(EndpointPath(self.endpoint, self.path))
 
-
-def _transient(exc: BaseException) -> bool:
-    """Worth another poll: the network, a 5xx or a 429 (after the SDK's own retries)."""
-    import globus_sdk
-
-    if isinstance(exc, globus_sdk.NetworkError):
-        return True
-    return isinstance(exc, globus_sdk.GlobusAPIError) and (exc.http_status >= 500 or exc.http_status == 429)
-
-
-async def _cancel_quietly(hook: GlobusTransferHook, task_id: str, log) -> None:
-    try:
-        await asyncio.to_thread(hook.cancel, task_id)
-    except Exception as exc:
-        log.warning("could not cancel Globus task %s: %s", task_id, describe_globus_error(exc))
+    def poll(self) -> dict[str, Any] | None:
+        found = self.hook.stat(EndpointPath(self.endpoint, self.path))
+        if found is not None:
+            return {"status": "success", "stat": found}
+        self.progress(f"{self.what} does not exist yet")
+        return None

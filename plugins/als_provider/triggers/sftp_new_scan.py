@@ -1,10 +1,12 @@
 """Trigger that watches spot832's raw tree over SFTP and fires with the finished scans not yet dispatched.
 
-A scan is ``<raw root>/<folder>/<file>.h5`` with SPEC §1 names. It is *finished* when (1) its size and mtime
-were the same in ``stable_polls`` consecutive listings and (2) it is a complete HDF5 file: the signature is
-at offset 0 (or a user-block boundary), the superblock's end-of-file address equals the file's size, a
-version-3 superblock is not flagged "open for writing", and h5py opens it (read over SFTP) and lists its
-root group. It is *dispatched* when a ``bl832_dispatcher`` run with its deterministic run id exists.
+A scan is ``<raw root>/<folder>/<file>.h5`` with SPEC §1 names (``include.paths.scan_from_names``). It is
+*finished* when (1) its size and mtime were the same in ``stable_polls`` consecutive listings and (2) it is a
+complete HDF5 file: the signature is at offset 0 (or a user-block boundary), the superblock's end-of-file
+address equals the file's size, a version-3 superblock is not flagged "open for writing"
+(``include.hdf5_check``), and h5py opens it (read over SFTP) and lists its root group. It is *dispatched*
+when a run of the dispatcher DAG (``dispatch_dag_id``) with its deterministic run id
+(``include.paths.scan_run_id``) exists.
 
 This module stays light (DAG files import the sensor, which imports it): asyncssh, the SFTP provider's
 hook and h5py are imported where they are used.
@@ -13,126 +15,30 @@ hook and h5py are imported where they are used.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import posixpath
-import re
-import struct
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from include.dag_params import FILE_PATH_PATTERN
-from include.errors import InvalidPathError
-from include.paths import BEAMLINE_RAW_PREFIX, Scan, parse_scan
-
-DISPATCHER_DAG_ID = "bl832_dispatcher"
-#: Where spot832 keeps scans over SFTP unless the connection's ``raw_root`` extra says otherwise.
-DEFAULT_RAW_ROOT = "/global/raw"
-#: SPEC §1: experiment folder ``<Prefix>-<5 digits>_<email user>``.
-FOLDER_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9]*-\d{5}_[A-Za-z0-9][A-Za-z0-9._-]*$"
-#: SPEC §1: scan ``<YYYYMMDD>_<HHMMSS>_<free text>.h5`` (a mosaic tile ends ``_x<##>y<##>.h5``).
-SCAN_NAME_PATTERN = r"^\d{8}_\d{6}_[^/\x00-\x1f]+\.h5$"
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_UNDEFINED_ADDRESS = {4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
-_RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def scan_run_id(scan: Scan) -> str:
-    """The dispatcher run id of a scan: ``scan__<folder>__<dataset>__<hash>``, the same on every call.
-
-    Names are sanitised to Airflow's run-id characters and shortened; the hash of the exact scan path keeps
-    two scans whose sanitised names collide apart.
-    """
-    digest = hashlib.sha256(str(scan.relative_path).encode()).hexdigest()[:12]
-    folder = _RUN_ID_UNSAFE.sub("-", scan.folder)[:80]
-    dataset = _RUN_ID_UNSAFE.sub("-", scan.dataset)[:120]
-    return f"scan__{folder}__{dataset}__{digest}"
-
-
-def beamline_path(scan: Scan) -> str:
-    """The scan as the beamline reports it: ``/global/raw/<folder>/<file>.h5`` (the dispatcher's ``file_path``)."""
-    return f"{BEAMLINE_RAW_PREFIX}/{scan.relative_path}"
-
-
-def scan_from_names(
-    folder: str, file_name: str, *, folder_pattern: str = FOLDER_NAME_PATTERN, file_pattern: str = SCAN_NAME_PATTERN
-) -> Scan | None:
-    """The scan named ``<folder>/<file_name>``, or ``None`` when the names are not a scan's (SPEC §1)."""
-    if not re.match(folder_pattern, folder) or not re.match(file_pattern, file_name):
-        return None
-    try:
-        scan = parse_scan(f"{folder}/{file_name}")
-    except InvalidPathError:
-        return None
-    return scan if re.match(FILE_PATH_PATTERN, beamline_path(scan)) else None
-
-
-@dataclass(frozen=True)
-class Superblock:
-    """The fields of an HDF5 superblock that say whether the file is complete."""
-
-    offset: int
-    version: int
-    base_address: int
-    eof_address: int
-    flags: int
-
-    @property
-    def end(self) -> int:
-        """Absolute end of the file the superblock describes."""
-        return self.base_address + self.eof_address
-
-
-def parse_superblock(data: bytes, offset: int) -> Superblock:
-    """Parse the superblock that starts (with its signature) at ``data[0]``, found at file ``offset``.
-
-    Versions 0-3 (HDF5 file format spec, "Superblock"); raises ValueError on anything else.
-    """
-    if not data.startswith(HDF5_SIGNATURE) or len(data) < 12:
-        raise ValueError("no HDF5 signature")
-    version = data[8]
-    if version in (0, 1):
-        size_of_offsets, flags_at, base_at = data[13], 20, 24 if version == 0 else 28
-        flags = struct.unpack_from("<I", data, flags_at)[0] if len(data) >= 24 else 0
-    elif version in (2, 3):
-        size_of_offsets, base_at = data[9], 12
-        flags = data[11]
-    else:
-        raise ValueError(f"unknown superblock version {version}")
-    if size_of_offsets not in _UNDEFINED_ADDRESS:
-        raise ValueError(f"unsupported size of offsets {size_of_offsets}")
-    fmt = "<I" if size_of_offsets == 4 else "<Q"
-    # base, then (free-space | superblock-extension) address, then end-of-file address
-    eof_at = base_at + 2 * size_of_offsets
-    if len(data) < eof_at + size_of_offsets:
-        raise ValueError("superblock truncated")
-    base = struct.unpack_from(fmt, data, base_at)[0]
-    eof = struct.unpack_from(fmt, data, eof_at)[0]
-    if eof == _UNDEFINED_ADDRESS[size_of_offsets]:
-        raise ValueError("end-of-file address undefined")
-    return Superblock(offset=offset, version=version, base_address=base, eof_address=eof, flags=flags)
-
-
-def superblock_offsets(size: int) -> list[int]:
-    """Where a superblock may start: 0, 512, 1024, 2048, ... (after a user block), below ``size``."""
-    offsets, at = [0], 512
-    while at < size:
-        offsets.append(at)
-        at *= 2
-    return offsets
-
-
-def completeness_problem(superblock: Superblock, size: int) -> str | None:
-    """Why the file is not a complete HDF5 file by its superblock, or ``None``."""
-    if superblock.version >= 3 and superblock.flags & 0b101:
-        return "superblock says the file is still open for writing"
-    if superblock.end != size:
-        return f"superblock end-of-file address {superblock.end} != size {size} (still being written?)"
-    return None
+from include.hdf5_check import (
+    HDF5_SIGNATURE,
+    SUPERBLOCK_READ_SIZE,
+    completeness_problem,
+    parse_superblock,
+    superblock_offsets,
+)
+from include.paths import (
+    DEFAULT_RAW_ROOT,
+    FOLDER_NAME_PATTERN,
+    SCAN_NAME_PATTERN,
+    Scan,
+    is_scan_folder,
+    scan_from_names,
+    scan_run_id,
+)
 
 
 class _BlockingRemoteFile(io.RawIOBase):
@@ -188,13 +94,15 @@ class SFTPNewScanTrigger(BaseTrigger):
     first, at most ``max_scans``) as soon as one poll finds any, or ``{"status": "error", "message"}`` when
     SFTP refuses the credentials or host key, the raw root is missing, or ``max_errors`` polls in a row fail.
 
+    :param dispatch_dag_id: the DAG whose runs mark a scan as dispatched (the dispatcher's DAG id).
     :param sftp_conn_id: SFTP connection (SFTPHookAsync: login, password or key, ``host_key`` extra).
     :param raw_root: the raw tree on the SFTP server (default: the connection's ``raw_root`` extra, else
         ``/global/raw``).
     :param stable_polls: consecutive listings with the same size and mtime before a scan is checked.
     :param poll_interval: seconds between listings.
     :param lookback: only scans modified in the last ``lookback`` seconds (``None``: all).
-    :param dispatch_dag_id: the DAG whose runs mark a scan as dispatched.
+    :param folder_pattern: experiment folder names to watch (default SPEC §1).
+    :param file_pattern: scan file names to watch (default SPEC §1).
     :param max_scans: at most this many scans per event (the rest come in the next run).
     :param max_errors: consecutive failed polls (network) before giving up.
     :param read_timeout: seconds for one SFTP read while h5py opens a file.
@@ -203,6 +111,7 @@ class SFTPNewScanTrigger(BaseTrigger):
     def __init__(
         self,
         *,
+        dispatch_dag_id: str,
         sftp_conn_id: str = "sftp_spot832",
         raw_root: str | None = None,
         stable_polls: int = 3,
@@ -210,7 +119,6 @@ class SFTPNewScanTrigger(BaseTrigger):
         lookback: float | None = 3 * 86400.0,
         folder_pattern: str = FOLDER_NAME_PATTERN,
         file_pattern: str = SCAN_NAME_PATTERN,
-        dispatch_dag_id: str = DISPATCHER_DAG_ID,
         max_scans: int = 32,
         max_errors: int = 5,
         read_timeout: float = 60.0,
@@ -356,7 +264,9 @@ class SFTPNewScanTrigger(BaseTrigger):
         found: dict[str, tuple[Scan, tuple[int, int]]] = {}
         for folder in folders:
             name, attrs = folder.filename, folder.attrs
-            if attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY or not re.match(self.folder_pattern, name):
+            if attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY:
+                continue
+            if not is_scan_folder(name, folder_pattern=self.folder_pattern):
                 continue
             # Creating a file in a folder updates the folder's mtime: an old folder holds no new scan.
             if cutoff is not None and attrs.mtime is not None and attrs.mtime < cutoff:
@@ -405,7 +315,7 @@ class SFTPNewScanTrigger(BaseTrigger):
                 head = await remote.read(len(HDF5_SIGNATURE), offset)
                 if head == HDF5_SIGNATURE:
                     try:
-                        superblock = parse_superblock(await remote.read(96, offset), offset)
+                        superblock = parse_superblock(await remote.read(SUPERBLOCK_READ_SIZE, offset), offset)
                     except ValueError as exc:
                         return "", f"bad HDF5 superblock at {offset}: {exc}"
                     break

@@ -1,4 +1,4 @@
-"""Run one DAG end to end on the local profile: ``python -m include.run_dag DAG_ID [--conf JSON]``.
+"""Run one DAG end to end on the local profile: ``python -m include.tools.run_dag DAG_ID [--conf JSON]``.
 
 Starts the local facility, prepares a local Airflow (SQLite under ``.airflow/``) from
 airflow_settings.yaml, runs the DAG with ``dag.test()``, prints ``output: PATH`` for every output the
@@ -60,7 +60,7 @@ def _md5(path: Path) -> str:
 
 
 def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path) -> int:
-    from include.local_airflow import configure_environment, seed_database
+    from include.tools.local_airflow import configure_environment, seed_database
 
     home.mkdir(parents=True, exist_ok=True)
     with Facility(facility_root, log_file=home / "facility.log") as facility:
@@ -90,7 +90,7 @@ def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.run_dag", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m include.tools.run_dag", description=__doc__.splitlines()[0])
     parser.add_argument("dag_id")
     parser.add_argument("--conf", default="{}", help="the run's conf as a JSON object")
     parser.add_argument("--home", type=Path, default=REPO_ROOT / ".airflow", help="local AIRFLOW_HOME")

@@ -1,21 +1,21 @@
 """The conf every scan DAG takes, as Params with JSON schema, and the checks Params cannot express.
 
 Params refuse bad types, patterns and bounds before any task runs (UI form, REST API, CLI and
-``dag.test`` alike). Airflow lets unknown top-level conf keys through, so every scan DAG starts with
-:func:`validate_conf`, which refuses them, parses the scan path strictly and checks the reconstruction
-options, before anything moves.
+``dag.test`` alike). Airflow lets unknown top-level conf keys through, so every scan DAG starts with a
+task that calls :func:`check_conf` (unknown keys), parses the scan path strictly and checks the
+reconstruction options with :func:`recon_options`, before anything moves.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import Param, task
+from airflow.sdk import Param
+
+from include.paths import FILE_PATH_PATTERN
 
 #: Reconstruction engines of compute_functions.engines (kept here: DAG files must not import numpy).
 ENGINES = ["auto", "nufft", "fbp", "dfi", "tomopy"]
-#: `/global/raw/<folder>/<file>.h5` or `<folder>/<file>.h5`; no `.`/`..` names (parse_scan checks the rest).
-FILE_PATH_PATTERN = r"^(/global/raw/)?(?!\.\.?/)[^/]+/(?!\.)[^/]+\.h5$"
 RECON_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -84,20 +84,3 @@ def check_conf(conf: dict[str, Any] | None, allowed: set[str] | frozenset[str]) 
         raise ValueError(
             f"unknown conf key(s) {', '.join(sorted(unknown))}; this DAG takes {', '.join(sorted(allowed))}"
         )
-
-
-@task(retries=0)
-def validate_conf(params: dict | None = None, dag_run=None, dag=None) -> dict[str, str]:
-    """Refuse unknown conf keys, a bad scan path or bad reconstruction options; return the scan's identity."""
-    from include.paths import parse_scan
-
-    check_conf(dag_run.conf, set(dag.params))  # the DAG's declared params; the run's also hold unknown keys
-    scan = parse_scan(params["file_path"])
-    if "recon" in params:
-        recon_options(params["recon"])
-    return {
-        "scan": str(scan.relative_path),
-        "folder": scan.folder,
-        "file_name": scan.file_name,
-        "dataset": scan.dataset,
-    }

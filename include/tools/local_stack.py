@@ -160,7 +160,7 @@ class LocalStack:
         return json.loads(raw)
 
     def _build_env(self) -> dict[str, str]:
-        from include.local_airflow import configure_environment
+        from include.tools.local_airflow import configure_environment
 
         self.home.mkdir(parents=True, exist_ok=True)
         saved = dict(os.environ)
@@ -362,7 +362,7 @@ class LocalStack:
 
     def _migrate(self, timeout: float) -> None:
         """Migrate the metadata database and write the variables and pools (a child process: clean env)."""
-        code = "from include.local_airflow import seed_database; seed_database()"
+        code = "from include.tools.local_airflow import seed_database; seed_database()"
         with open(self.log_dir / "migrate.log", "ab") as log:
             result = subprocess.run(
                 [sys.executable, "-c", code], env=self.env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -476,7 +476,7 @@ def _reap(pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.local_stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m include.tools.local_stack", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["serve", "stop"])
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
     parser.add_argument("--port", type=int, default=8080)

@@ -1,0 +1,404 @@
+"""The pipelines as task builders: one ``plan`` task, each pipeline's steps, one ``finish`` per pipeline.
+
+Every scan DAG has the same shape:
+
+- ``plan`` (a branch) refuses bad conf before anything moves, decides which pipelines run (the dispatcher's
+  settings Variable, export control, existing results) and pushes each pipeline's plan
+  (include/plans.py) as XComs ``<pipeline>.<field>``; it follows only the chosen pipelines' first steps,
+  so the others are skipped without a task of their own;
+- each pipeline's steps are the provider's operators, reading their arguments from the plan;
+- ``finish`` records the copies the pipeline made in the deletion manifests (whatever the steps did), then
+  fails if a step failed, else publishes the outputs (XCom key ``outputs``).
+
+A pipeline is new-scan (``new_file``), a reconstruction at a site of include/config/sites.yaml (by its
+runner, never by its name), or a configured beamline (include/config/beamlines.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.sdk import task
+from airflow.sdk.definitions.xcom_arg import XComArg
+
+from als_provider.operators.globus_compute import GlobusComputeOperator
+from als_provider.operators.globus_transfer import GlobusTransferOperator
+from als_provider.operators.scicat import SciCatIngestDerivedOperator, SciCatIngestRawOperator
+from als_provider.operators.sfapi import SFAPIJobOperator
+from include.beamlines import Beamline
+from include.plans import (
+    ARCHIVE_CHECK,
+    MOVE_TO_NERSC,
+    NEW_FILE,
+    PTYCHO_CHECK,
+    RESULTS_CHECK,
+    SCICAT_INGEST,
+    TO_DATA832,
+    TO_NERSC,
+)
+from include.runtime import load_runtime
+from include.sites import HOME_RAW, HOME_SCRATCH, Site
+
+PLAN_TASK = "plan"
+FINISH_TASK = "finish"
+#: The dispatcher's Variable: which pipelines run ({"new_file": true, "<site>": true, ...}).
+SETTINGS_VARIABLE = "bl832_dispatcher_settings"
+
+
+@dataclass
+class Pipeline:
+    """A pipeline's tasks in a DAG: its ``steps``, the copies later pipelines wait for (``inputs``, the
+    new-scan copies in the dispatcher) and its ``finish``. Its first steps and its finish follow ``plan``
+    directly, so ``plan`` skips a pipeline it does not choose, or a step its plan lists in ``skip_steps``."""
+
+    name: str
+    inputs: list[Any] = field(default_factory=list)
+    steps: list[Any] = field(default_factory=list)
+    finish: Any = None
+
+
+def from_plan(planned, name: str, key: str) -> XComArg:
+    """The field ``key`` of pipeline ``name``'s plan, as a value (dicts and lists stay what they are)."""
+    return XComArg(planned.operator, key=f"{name}.{key}")
+
+
+def plan_text(name: str, key: str) -> str:
+    """The field ``key`` of pipeline ``name``'s plan, as a template (for string arguments)."""
+    return f"{{{{ ti.xcom_pull(task_ids='{PLAN_TASK}', key='{name}.{key}') }}}}"
+
+
+# -- plan ---------------------------------------------------------------------------------------------
+@task(task_id=PLAN_TASK, retries=0)
+def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=None, ti=None) -> list[str]:
+    """Refuse bad conf, choose the pipelines, push their plans; skip what does not run.
+
+    A task directly after ``plan`` belongs to the pipeline of its task group (or, in a DAG of one
+    pipeline, to that one); ``plan`` skips it unless its pipeline is chosen and its plan does not list
+    the step in ``skip_steps``. (Not a branch operator: a branch also follows every task below a
+    followed one, and every reconstruction waits for the new-scan copies.)"""
+    from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+    from dags.pipelines.params import check_conf, recon_options
+    from include.paths import parse_scan
+
+    check_conf(dag_run.conf, set(dag.params))  # the DAG's declared params; the run's also hold unknown keys
+    scan = parse_scan(params["file_path"])
+    recon = recon_options(params.get("recon")) if "recon" in params else {}
+    offsite = not params.get("is_export_controlled", False) and params.get("send_to_nersc", True)
+    chosen, skipped = _choose(pipelines, scan, params) if dispatch else (list(pipelines), {})
+    for name, reason in skipped.items():
+        print(f"skipping {name}: {reason}")
+    print(f"running: {', '.join(chosen) or 'nothing'}")
+    skip_steps = {}
+    for name in chosen:
+        planned = _plan_of(name, scan, recon, offsite=offsite, check_input=not dispatch)
+        skip_steps[name] = set(planned.get("skip_steps", ()))
+        for reason in planned.get("notes", ()):
+            print(f"{name}: {reason}")
+        for key, value in planned.items():
+            ti.xcom_push(key=f"{name}.{key}", value=value)
+    ti.xcom_push(key="chosen", value=chosen)
+    ti.xcom_push(key="skipped", value=skipped)
+    skip = []
+    for task_id in sorted(ti.task.downstream_task_ids):
+        group, _, step = task_id.rpartition(".")
+        name = group or pipelines[0]
+        if name not in skip_steps or step in skip_steps[name]:
+            skip.append(task_id)
+    if skip:
+        raise DownstreamTasksSkipped(tasks=skip)
+    return chosen
+
+
+def _plan_of(name: str, scan, recon: dict, *, offsite: bool, check_input: bool) -> dict:
+    from include.beamlines import load_beamlines
+    from include.plans import beamline_plan, new_file_plan, site_plan
+    from include.sites import load_sites
+
+    if name == NEW_FILE:
+        return new_file_plan(scan, offsite=offsite)
+    sites, beamlines = load_sites(), load_beamlines()
+    if name in sites.sites:
+        site = sites[name]
+        if check_input:  # alone, the reconstruction reads a copy an earlier run made: say so before anything
+            _require(site.source_endpoint, str(scan.relative_path))
+        return site_plan(site, scan, recon)
+    return beamline_plan(beamlines[name], scan, hpss_mode=load_runtime().hpss_mode)
+
+
+def _require(endpoint: str, path: str) -> None:
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.paths import EndpointPath
+
+    where = EndpointPath(endpoint, path)
+    if GlobusTransferHook().stat(where) is None:
+        raise FileNotFoundError(f"the scan is not at {where}; nothing was started")
+
+
+def _choose(names: list[str], scan, params: dict) -> tuple[list[str], dict[str, str]]:
+    """The dispatcher's choice: the settings Variable, export control, send_to_nersc, existing results."""
+    from airflow.sdk import Variable
+
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.paths import EndpointPath
+    from include.sites import load_sites
+
+    settings = Variable.get(SETTINGS_VARIABLE, default=None, deserialize_json=True)
+    if not isinstance(settings, dict):
+        raise ValueError(f"Variable {SETTINGS_VARIABLE} must be a JSON object like {{'new_file': true, ...}}")
+    unknown = set(settings) - set(names)
+    if unknown or not all(isinstance(v, bool) for v in settings.values()):
+        raise ValueError(
+            f"Variable {SETTINGS_VARIABLE}: keys must be among {', '.join(names)} with true/false values; "
+            f"got {settings}"
+        )
+    sites, hook = load_sites(), GlobusTransferHook()
+    chosen, skipped = [], {}
+    for name in names:
+        site = sites[name] if name != NEW_FILE else None
+        if not settings.get(name, False):
+            skipped[name] = f"off in {SETTINGS_VARIABLE}"
+        elif site is None:
+            chosen.append(name)
+        elif params["is_export_controlled"] and site.offsite:
+            skipped[name] = "export-controlled: the scan never leaves the beamline"
+        elif site.needs_nersc_copy and not params["send_to_nersc"]:
+            skipped[name] = f"send_to_nersc is off: there is no NERSC copy at {site.source_endpoint} to reconstruct"
+        elif hook.stat(EndpointPath(HOME_SCRATCH, str(scan.results(site).zarr))):
+            skipped[name] = f"results already on {HOME_SCRATCH}:{scan.results(site).folder}/"
+        else:
+            chosen.append(name)
+    return chosen, skipped
+
+
+# -- finish and checks --------------------------------------------------------------------------------
+@task(task_id=FINISH_TASK, trigger_rule="all_done")
+def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
+    """Record the copies that exist in the deletion manifests; fail if a step failed; else publish outputs."""
+    from include.manifests import schedule_deletions
+    from include.plans import due_outputs, due_requests
+
+    planned = {key: ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.{key}") for key in ("deletions", "outputs")}
+    if planned["deletions"] is None:  # a chosen pipeline always has a plan: plan itself failed
+        raise RuntimeError(f"{PLAN_TASK} refused the conf or the settings: {name} started nothing")
+    states = ti.get_task_states(dag_id=dag_run.dag_id, task_ids=steps, run_ids=[dag_run.run_id])
+    states = states.get(dag_run.run_id, {})
+    succeeded = {task_id.rpartition(".")[2] for task_id, state in states.items() if state == "success"}
+    recorded = schedule_deletions(due_requests(planned, succeeded), dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+    failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
+    if failed:
+        raise RuntimeError(f"{name} failed: {', '.join(failed)} (copies made so far are recorded for pruning)")
+    outputs = [o.to_dict() for o in due_outputs(planned, succeeded)]
+    ti.xcom_push(key="outputs", value=outputs)
+    return {"outputs": outputs, "recorded": recorded}
+
+
+@task
+def check(name: str, step: str, reported: dict | None = None, ti=None) -> list[str]:
+    """Check through Globus that the results of ``name`` are where and what its plan says (``checks``).
+
+    ``reported``: the results of the steps that write them, by step (a TIFF check compares its count
+    with the ``n_slices`` its step reported)."""
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.plans import verify_results
+
+    checks = ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.checks")[step]
+    counts = {step: (result or {}).get("n_slices") for step, result in (reported or {}).items()}
+    lines = verify_results(GlobusTransferHook(), checks, counts)
+    for line in lines:
+        print(line)
+    return lines
+
+
+def _finish(pipeline: Pipeline, planned) -> Pipeline:
+    steps = [t.task_id for t in pipeline.steps]
+    done = finish.override()(pipeline.name, steps)
+    planned >> done
+    pipeline.steps >> done
+    pipeline.finish = done
+    return pipeline
+
+
+# -- new scan -----------------------------------------------------------------------------------------
+def new_file_steps(planned) -> Pipeline:
+    """spot832 → data832, then (when the scan may leave the beamline) data832 → nersc832 and SciCat."""
+    poll = load_runtime().poll("transfer")
+    scan = plan_text(NEW_FILE, "scan")
+    to_data832 = GlobusTransferOperator(
+        task_id=TO_DATA832,
+        source_endpoint="spot832",
+        source_path=f"raw/{scan}",
+        destination_endpoint=HOME_RAW,
+        destination_path=scan,
+        recursive=False,
+        skip_if_present=True,
+        poll_interval=poll,
+    )
+    to_nersc = GlobusTransferOperator(
+        task_id=TO_NERSC,
+        source_endpoint=HOME_RAW,
+        source_path=scan,
+        destination_endpoint="nersc832",
+        destination_path=f"raw/{scan}",
+        recursive=False,
+        skip_if_present=True,
+        poll_interval=poll,
+    )
+    ingest = SciCatIngestRawOperator(task_id=SCICAT_INGEST, file_path=scan, endpoint=HOME_RAW)
+    planned >> [to_data832, to_nersc, ingest]
+    to_data832 >> [to_nersc, ingest]
+    pipeline = Pipeline(NEW_FILE, inputs=[to_data832, to_nersc], steps=[to_data832, to_nersc, ingest])
+    return _finish(pipeline, planned)
+
+
+# -- reconstruction at a site -------------------------------------------------------------------------
+def site_steps(site: Site, planned, *, after: list | None = None) -> Pipeline:
+    """The reconstruction at ``site`` by its runner, results copied home (and archived), checked,
+    catalogued; ``after``: tasks that must end first without failing (the new-scan copies)."""
+    name, runtime = site.name, load_runtime()
+    first = None
+    if site.runner == "globus_compute":
+        if site.stages_raw:
+            first = GlobusTransferOperator(
+                task_id="stage_raw",
+                source_endpoint=site.source_endpoint,
+                source_path=plan_text(name, "scan"),
+                destination_endpoint=site.raw_endpoint,
+                destination_path=plan_text(name, "scan"),
+                recursive=False,
+                skip_if_present=True,
+                poll_interval=runtime.poll("transfer"),
+            )
+        reconstruct, multiscale = (
+            GlobusComputeOperator(
+                task_id=function,
+                function_name=function,
+                function_kwargs=from_plan(planned, name, function),
+                site=name,
+                poll_interval=runtime.poll("compute"),
+                task_timeout=_timeout(site),
+            )
+            for function in ("reconstruct", "multiscale")
+        )
+        parameters = reconstruct.output
+    else:  # sfapi: the jobs stage the scan themselves
+        jobs = [
+            SFAPIJobOperator(
+                task_id=task_id,
+                template=template,
+                values=from_plan(planned, name, f"{task_id}_job_values"),
+                job_name=plan_text(name, f"{task_id}_job_name"),
+                poll_interval=runtime.poll("sfapi"),
+            )
+            for task_id, template in (("reconstruct", "tomo_recon.sh.j2"), ("multiscale", "tomo_multiscale.sh.j2"))
+        ]
+        reconstruct, multiscale = jobs
+        parameters = from_plan(planned, name, "recon")
+    steps = ([first] if first else []) + [reconstruct, multiscale]
+    if first:
+        first >> reconstruct
+    reconstruct >> multiscale
+    copies = [
+        GlobusTransferOperator(
+            task_id=f"{'copy' if destination == HOME_SCRATCH else 'archive'}_{kind}",
+            source_endpoint=site.scratch_endpoint,
+            source_path=plan_text(name, f"{kind}_path"),
+            destination_endpoint=destination,
+            destination_path=plan_text(name, f"{kind}_path"),
+            recursive=True,
+            poll_interval=runtime.poll("transfer"),
+        )
+        for destination in site.result_destinations()
+        for kind in ("tiff", "zarr")
+    ]
+    multiscale >> copies
+    reported = {"reconstruct": reconstruct.output} if site.runner == "globus_compute" else None
+    checked = check.override(task_id=RESULTS_CHECK)(name, RESULTS_CHECK, reported)
+    (copies or [multiscale]) >> checked
+    derived = SciCatIngestDerivedOperator(
+        task_id="scicat_derived",
+        file_path=plan_text(name, "scan"),
+        results_folder=plan_text(name, "results_folder"),
+        site=name,
+        parameters=parameters,
+        preview_path=plan_text(name, "preview_path"),
+        skip_uncatalogued=True,
+    )
+    checked >> derived
+    entry = steps[0]
+    planned >> entry
+    if after:
+        after >> entry
+        entry.trigger_rule = "none_failed_min_one_success"
+    pipeline = Pipeline(name, steps=[*steps, *copies, checked.operator, derived])
+    return _finish(pipeline, planned)
+
+
+def _timeout(site: Site):
+    from datetime import timedelta
+
+    return timedelta(minutes=site.task_timeout_minutes)
+
+
+# -- a configured beamline ----------------------------------------------------------------------------
+def beamline_steps(beamline: Beamline, planned) -> Pipeline:
+    """Move the scan to NERSC CFS, then in parallel: SciCat, the ptychography job, the HPSS archive job."""
+    name, runtime = beamline.key, load_runtime()
+    scan = plan_text(name, "scan")
+    move = GlobusTransferOperator(
+        task_id=MOVE_TO_NERSC,
+        source_endpoint=beamline.source_endpoint,
+        source_path=scan,
+        destination_endpoint=beamline.nersc_endpoint,
+        destination_path=scan,
+        recursive=False,
+        skip_if_present=True,
+        poll_interval=runtime.poll("transfer"),
+    )
+    planned >> move
+    steps: list[Any] = [move]
+    if beamline.pipeline("scicat") is not None:
+        ingest = SciCatIngestRawOperator(task_id=SCICAT_INGEST, file_path=scan, endpoint=beamline.source_endpoint)
+        move >> ingest
+        steps.append(ingest)
+    for kind, job_task, check_step, poll in (
+        ("ptycho", "ptycho_reconstruct", PTYCHO_CHECK, "sfapi"),
+        ("hpss_archive", "archive_to_hpss", ARCHIVE_CHECK, "hpss"),
+    ):
+        options = beamline.pipeline(kind)
+        if options is None:
+            continue
+        job = SFAPIJobOperator(
+            task_id=job_task,
+            template=options["template"],
+            values=from_plan(planned, name, f"{kind}_job_values"),
+            job_name=plan_text(name, f"{kind}_job_name"),
+            directives=options["directives"] or None,
+            poll_interval=runtime.poll(poll),
+        )
+        checked = check.override(task_id=check_step)(name, check_step)
+        move >> job >> checked
+        steps += [job, checked.operator]
+    return _finish(Pipeline(name, steps=steps), planned)
+
+
+# -- the dispatcher's report --------------------------------------------------------------------------
+@task(task_id="report", trigger_rule="all_done", retries=0)
+def report(pipelines: list[str], ti=None, dag_run=None) -> dict:
+    """Fail the run if any chosen pipeline failed, naming it and its failed tasks; else summarise the outputs."""
+    chosen = ti.xcom_pull(task_ids=PLAN_TASK, key="chosen")
+    if chosen is None:
+        raise RuntimeError("the conf or the settings were refused (plan): nothing was dispatched")
+    failed = {}
+    for name in chosen:
+        states = ti.get_task_states(dag_id=dag_run.dag_id, task_group_id=name, run_ids=[dag_run.run_id])
+        bad = sorted(t for t, state in states.get(dag_run.run_id, {}).items() if state in ("failed", "upstream_failed"))
+        if bad:
+            failed[name] = bad
+    if failed:
+        detail = "; ".join(f"{name} ({', '.join(tasks)})" for name, tasks in failed.items())
+        raise RuntimeError(f"pipeline(s) failed: {detail}")
+    outputs = [o for name in chosen for o in ti.xcom_pull(task_ids=f"{name}.{FINISH_TASK}", key="outputs") or []]
+    print(f"all chosen pipelines succeeded: {', '.join(chosen) or 'none'}")
+    return {"pipelines": chosen, "outputs": outputs}

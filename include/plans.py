@@ -1,0 +1,253 @@
+"""What one run of a pipeline will do, decided from the conf before anything moves.
+
+A plan is plain JSON (it travels as XCom): the scan, each step's arguments, the copies the run makes or
+may leave behind (:class:`~include.manifests.DeletionRequest`, each with the step whose success makes it
+exist) and the outputs it publishes. The DAG-building code (dags/pipelines/) wires steps to these fields;
+the rules themselves (where results go, what is checked against what) live here, testable without Airflow.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+from include.beamlines import Beamline
+from include.endpoints import Endpoints, load_endpoints
+from include.manifests import DeletionRequest
+from include.paths import EndpointPath, Scan
+from include.sites import HOME_LOCATION, HOME_RAW, HOME_SCRATCH, Site
+from include.slurm import load_nersc_config
+
+#: The new-scan pipeline's steps and endpoints (SPEC §3): spot832 → data832 → nersc832.
+NEW_FILE = "new_file"
+TO_DATA832 = "spot832_to_data832"
+TO_NERSC = "data832_to_nersc832"
+SCICAT_INGEST = "scicat_ingest"
+#: The steps of a configured beamline (include/config/beamlines.yaml) whose success makes a copy exist.
+MOVE_TO_NERSC = "move_to_nersc"
+PTYCHO_CHECK = "check_ptycho_results"
+#: The step of a reconstruction that checks its results on data832_scratch.
+RESULTS_CHECK = "check_results"
+ARCHIVE_CHECK = "verify_archive"
+#: Results of the ptychography pipeline go to <results_endpoint>:<folder>/<PTYCHO_FOLDER>/rec<dataset>/.
+PTYCHO_FOLDER = "ptycho"
+#: Paths hsi gets inside its own command line: nothing it would split or interpret.
+_HSI_SAFE = re.compile(r"^[A-Za-z0-9_.,+@=/-]+$")
+
+
+class Listing(Protocol):
+    """What checking results needs of a Globus Transfer hook."""
+
+    def stat(self, where: EndpointPath) -> dict[str, Any] | None: ...
+    def ls(self, where: EndpointPath) -> list[dict[str, Any]]: ...
+
+
+class ResultsError(RuntimeError):
+    """Results are missing or incomplete after the step that writes them reported success."""
+
+
+def output(endpoint: str, path: str, after: str | None = None) -> dict[str, Any]:
+    """An output of the run: ``endpoint:path``, published once the step ``after`` (if any) succeeded."""
+    return {**EndpointPath(endpoint, path).to_dict(), "after": after}
+
+
+def new_file_plan(scan: Scan, *, offsite: bool) -> dict[str, Any]:
+    """The new-scan pipeline: copies, and which of them may later be pruned (spot832 once data832 has it;
+    data832 once the long-term NERSC copy exists). ``offsite``: the scan may leave the beamline."""
+    relative = str(scan.relative_path)
+    raw = f"raw/{relative}"
+    deletions = [DeletionRequest("spot832", raw, "data832", "spot832", after=TO_DATA832)]
+    outputs = [output(HOME_RAW, relative, after=TO_DATA832)]
+    if offsite:
+        deletions.append(DeletionRequest("data832", raw, "nersc832", "data832", after=TO_NERSC))
+        outputs.append(output("nersc832", raw, after=TO_NERSC))
+    return {
+        "pipeline": NEW_FILE,
+        "scan": relative,
+        "offsite": offsite,
+        "skip_steps": [] if offsite else [TO_NERSC, SCICAT_INGEST],
+        "notes": [] if offsite else ["the scan stays at the beamline: no nersc832 copy, no SciCat record"],
+        "deletions": [d.to_dict() for d in deletions],
+        "outputs": outputs,
+    }
+
+
+def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoints | None = None) -> dict[str, Any]:
+    """A reconstruction at ``site``: the staged scan, the results' paths at every endpoint, each step's
+    arguments for the site's runner, the copies it leaves (recorded whatever the steps did, so a failed
+    run orphans nothing) and the outputs on data832_scratch."""
+    endpoints = endpoints or load_endpoints()
+    relative = str(scan.relative_path)
+    results = scan.results(site)
+    raw, scratch = endpoints[site.raw_endpoint], endpoints[site.scratch_endpoint]
+    staged = str(raw.posix_path(relative))
+    deletions: list[DeletionRequest] = []
+    if site.stages_raw:
+        deletions.append(DeletionRequest(site.raw_endpoint, relative, site.source_endpoint, site.retention_location))
+    for folder in results.folders():
+        if site.copies_back:
+            deletions.append(DeletionRequest(site.scratch_endpoint, str(folder), HOME_SCRATCH, site.retention_location))
+        if site.archive_endpoint:
+            deletions.append(DeletionRequest(HOME_SCRATCH, str(folder), site.archive_endpoint, HOME_LOCATION))
+    plan: dict[str, Any] = {
+        "pipeline": site.name,
+        "runner": site.runner,
+        "scan": relative,
+        "results_folder": str(results.folder),
+        "tiff_path": str(results.tiff),
+        "zarr_path": str(results.zarr),
+        "preview_path": str(results.preview),
+        "recon": recon,
+        "deletions": [d.to_dict() for d in deletions],
+        "outputs": [output(HOME_SCRATCH, str(folder)) for folder in results.folders()],
+        "checks": {
+            RESULTS_CHECK: [
+                tiff_check(HOME_SCRATCH, str(results.tiff), count_from="reconstruct"),
+                {"kind": "exists", **EndpointPath(HOME_SCRATCH, str(results.zarr)).to_dict()},
+            ]
+        },
+    }
+    tiff_dir, zarr_dir = str(scratch.posix_path(str(results.tiff))), str(scratch.posix_path(str(results.zarr)))
+    if site.runner == "globus_compute":
+        plan["reconstruct"] = {"scan_path": staged, "out_dir": str(scratch.posix_path(str(results.folder))), **recon}
+        plan["multiscale"] = {"tiff_dir": tiff_dir, "zarr_path": zarr_dir, "raw": staged}
+    else:  # sfapi: the first job stages the scan itself (source → raw), then both run the container
+        names = f"{scan.folder}_{scan.dataset}"
+        plan["reconstruct_job_name"] = f"tomo_recon_{names}"
+        plan["reconstruct_job_values"] = {
+            "scan_source": str(endpoints[site.source_endpoint].posix_path(relative)),
+            "scan": staged,
+            "out_dir": str(scratch.posix_path(str(results.folder))),
+            "recon_args": recon_arguments(recon),
+        }
+        plan["multiscale_job_name"] = f"tomo_multiscale_{names}"
+        plan["multiscale_job_values"] = {"tiff_dir": tiff_dir, "zarr": zarr_dir, "scan": staged}
+    return plan
+
+
+def beamline_plan(
+    beamline: Beamline, scan: Scan, *, hpss_mode: str, endpoints: Endpoints | None = None
+) -> dict[str, Any]:
+    """A configured beamline's new-scan pipeline: the move to NERSC CFS, then its pipelines' jobs; the
+    beamline's copy may go once the NERSC copy exists, the NERSC copy once the tape copy is verified.
+    ``hpss_mode``: how the archive job copies (include/config/runtime.yaml)."""
+
+    endpoints = endpoints or load_endpoints()
+    relative = str(scan.relative_path)
+    nersc = endpoints[beamline.nersc_endpoint]
+    deletions = [
+        DeletionRequest(
+            beamline.source_endpoint, relative, beamline.nersc_endpoint, beamline.source_retention, after=MOVE_TO_NERSC
+        )
+    ]
+    outputs = [output(beamline.nersc_endpoint, relative, after=MOVE_TO_NERSC)]
+    plan: dict[str, Any] = {"pipeline": beamline.key, "scan": relative, "checks": {}}
+    ptycho = beamline.pipeline("ptycho")
+    if ptycho is not None:
+        results_endpoint = endpoints[ptycho["results_endpoint"]]
+        results_path = f"{scan.folder}/{PTYCHO_FOLDER}/rec{scan.dataset}"
+        plan["ptycho_job_name"] = f"ptycho_{scan.folder}_{scan.dataset}"
+        plan["ptycho_job_values"] = {
+            "scan": str(nersc.posix_path(relative)),
+            "out_dir": str(results_endpoint.posix_path(results_path)),
+            "launcher": load_nersc_config().launcher(
+                (str(nersc.posix_root), str(results_endpoint.posix_root)), gpu=True
+            ),
+        }
+        plan["checks"][PTYCHO_CHECK] = [tiff_check(ptycho["results_endpoint"], results_path)]
+        outputs.append(output(ptycho["results_endpoint"], results_path, after=PTYCHO_CHECK))
+    archive = beamline.pipeline("hpss_archive")
+    if archive is not None:
+        source = nersc.posix_path(relative)
+        destination = endpoints[archive["archive_endpoint"]].posix_path(relative)
+        if hpss_mode == "hsi":
+            for path in (source, destination):
+                if not _HSI_SAFE.match(str(path)):
+                    raise ValueError(f"{path}: characters hsi would split or interpret; archive it by hand")
+        plan["hpss_archive_job_name"] = f"hpss_archive_{scan.folder}_{scan.dataset}"
+        plan["hpss_archive_job_values"] = {"source": str(source), "destination": str(destination), "mode": hpss_mode}
+        plan["checks"][ARCHIVE_CHECK] = [
+            {
+                "kind": "copy",
+                **EndpointPath(archive["archive_endpoint"], relative).to_dict(),
+                "of": EndpointPath(beamline.nersc_endpoint, relative).to_dict(),
+            }
+        ]
+        deletions.append(
+            DeletionRequest(
+                beamline.nersc_endpoint,
+                relative,
+                archive["archive_endpoint"],
+                archive["retention_location"],
+                after=ARCHIVE_CHECK,
+            )
+        )
+        outputs.append(output(archive["archive_endpoint"], relative, after=ARCHIVE_CHECK))
+    plan["deletions"] = [d.to_dict() for d in deletions]
+    plan["outputs"] = outputs
+    return plan
+
+
+def tiff_check(endpoint: str, path: str, count_from: str | None = None) -> dict[str, Any]:
+    """A check that ``endpoint:path`` holds a TIFF stack: as many TIFFs as the step ``count_from`` reported
+    writing (its result's ``n_slices``), or at least one when no step reports a count."""
+    return {"kind": "tiff_stack", **EndpointPath(endpoint, path).to_dict(), "count_from": count_from}
+
+
+def verify_results(hook: Listing, checks: list[dict[str, Any]], counts: dict[str, int | None]) -> list[str]:
+    """Run the plan's checks through ``hook``; returns one line per check, raises :class:`ResultsError`.
+
+    ``counts``: the TIFF count each step reported (``count_from`` of a TIFF check names the step).
+    """
+    lines = []
+    for check in checks:
+        where = EndpointPath(check["endpoint"], check["path"])
+        found = hook.stat(where)
+        if found is None:
+            raise ResultsError(f"{where} is missing after the run reported success")
+        if check["kind"] == "tiff_stack":
+            tiffs = [e for e in hook.ls(where) if e.get("name", "").endswith(".tiff")]
+            expected = counts.get(check["count_from"]) if check.get("count_from") else None
+            if expected is not None and len(tiffs) != expected:
+                raise ResultsError(f"{where} holds {len(tiffs)} TIFFs, the reconstruction wrote {expected}")
+            if not tiffs:
+                raise ResultsError(f"{where} holds no TIFF after the run reported success")
+            lines.append(f"{where}: {len(tiffs)} TIFFs")
+        elif check["kind"] == "copy":
+            original = EndpointPath.from_dict(check["of"])
+            want = hook.stat(original)
+            if want is None or found.get("size") != want.get("size"):
+                raise ResultsError(f"{where} has {found.get('size')} bytes, {original} {want and want.get('size')}")
+            lines.append(f"{where}: {found['size']} bytes, same as {original}")
+        else:
+            lines.append(f"{where}: present")
+    return lines
+
+
+def recon_arguments(recon: dict[str, Any]) -> list[str]:
+    """The reconstruction options as arguments of ``python -m compute_functions.reconstruct``."""
+    args: list[str] = []
+    if "rows" in recon:
+        args += ["--rows", str(recon["rows"])]
+    if "center" in recon:
+        args += ["--center", repr(float(recon["center"]))]
+    if "engine" in recon:
+        args += ["--engine", str(recon["engine"])]
+    if "binning" in recon:
+        args += ["--binning", str(int(recon["binning"]))]
+    if recon.get("ring_removal") is False:
+        args.append("--no-ring-removal")
+    return args
+
+
+def due_requests(plan: dict[str, Any], succeeded: set[str]) -> list[DeletionRequest]:
+    """The plan's deletion requests whose copy exists: those of no step, or of a step that succeeded."""
+    requests = [DeletionRequest.from_dict(d) for d in plan.get("deletions", [])]
+    return [r for r in requests if r.after is None or r.after in succeeded]
+
+
+def due_outputs(plan: dict[str, Any], succeeded: set[str]) -> list[EndpointPath]:
+    """The plan's outputs that exist: those of no step, or of a step that succeeded."""
+    return [
+        EndpointPath.from_dict(o) for o in plan.get("outputs", []) if o.get("after") is None or o["after"] in succeeded
+    ]

@@ -1,0 +1,212 @@
+"""RemoteWorkOperator: the one resumable-remote core of the provider's operators.
+
+Submit with the remote id kept in the task state store, re-attach on retry, defer (or wait in the worker),
+check the final event: written here once; a service's operator adds its calls (:meth:`submit`,
+:meth:`status_of`, :meth:`make_trigger`, :meth:`result`), as the AWS provider's ``AwsBaseOperator`` and
+waiter triggers keep the loop for every AWS service.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from functools import cached_property
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator, Context
+
+from als_provider.triggers.base import PollingTrigger
+from als_provider.triggers.inline import first_event
+
+#: What :meth:`RemoteWorkOperator.status_of` says of the remote work an earlier try started.
+LIVE = "live"  # queued or running: wait for it
+SUCCEEDED = "succeeded"  # ended well: take its result
+GONE = "gone"  # ended in failure, or the service no longer knows it: start afresh
+#: Deferred waits get this much longer than the trigger's own deadline (so the trigger reports it first).
+DEFER_GRACE = timedelta(minutes=10)
+
+
+class RemoteWorkError(RuntimeError):
+    """Remote work failed, timed out or could not be started."""
+
+
+class RemoteWorkOperator(BaseOperator):
+    """Run one piece of remote work per task instance and wait for it, resumably.
+
+    ``execute``: the state an earlier try of this task instance stored (``task_state_store``, scoped to dag,
+    run, task and map index across tries) is looked up; remote work that is live is re-attached to, work that
+    succeeded gives its result, and only work that ended in failure or is unknown to the service is submitted
+    afresh. Then the wait is deferred (``deferrable=True``, the default) or run in the worker, and the final
+    event is checked: anything but ``{"status": "success", ...}`` fails the task with the service's message.
+
+    A service's operator sets ``hook_class`` (built with ``conn_id``), ``state_key`` (renaming one breaks the
+    retries of tasks in flight) and ``id_key`` (the remote id in its state), and implements :meth:`submit`,
+    :meth:`status_of`, :meth:`make_trigger` and :meth:`result`; optionally :meth:`prepare`,
+    :meth:`already_done`, :meth:`find_lost`, :meth:`attached`, :meth:`failure`, :meth:`forget`, :meth:`cancel`.
+
+    :param conn_id: the hook's connection (each operator names its argument, e.g. ``globus_conn_id``).
+    :param deferrable: wait in the triggerer (default) or in the worker.
+    :param poll_interval: seconds between polls of the remote work.
+    :param wait_timeout: longest wait (each operator says from when); ``None``: no limit.
+    """
+
+    hook_class: ClassVar[type]
+    state_key: ClassVar[str]
+    id_key: ClassVar[str] = "task_id"
+    error_class: ClassVar[type[Exception]] = RemoteWorkError
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        deferrable: bool = True,
+        poll_interval: float = 10.0,
+        wait_timeout: timedelta | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id, self.deferrable = conn_id, deferrable
+        self.poll_interval, self.wait_timeout = poll_interval, wait_timeout
+        self._remote: dict[str, Any] | None = None  # the work this worker waits for (on_kill cancels it)
+        self._key: str | None = None  # the state key of the work being started, when not ``state_key``
+
+    @cached_property
+    def hook(self) -> Any:
+        """The service's hook: one per try (``execute`` and ``execute_complete`` start with a new one)."""
+        return self.get_hook()
+
+    def get_hook(self) -> Any:
+        return self.hook_class(self.conn_id)
+
+    # -- the state store: the one place that reads and writes it ------------------------------------
+    def _load_state(self, context: Context, key: str | None = None) -> dict[str, Any]:
+        """What an earlier try of this task instance stored under ``key`` (default: the work being started)."""
+        store = context.get("task_state_store")
+        if store is None:
+            self.log.warning("No task state store: a retry of this task cannot re-attach to its remote work")
+            return {}
+        return dict(store.get(key or self._key or self.state_key) or {})
+
+    def _save_state(self, context: Context, state: dict[str, Any], key: str | None = None) -> None:
+        """Keep ``state`` for later tries under ``key`` (default: the work being started)."""
+        store = context.get("task_state_store")
+        if store is not None:
+            store.set(key or self._key or self.state_key, state)
+
+    # -- the core ------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        self.__dict__.pop("hook", None)
+        self.prepare(context)
+        state, status = self.start(context)
+        if status is None:  # nothing needed doing remotely
+            return self.execute_complete(context, state)
+        if status == SUCCEEDED:  # the trigger's first poll reads the final event
+            return self.execute_complete(context, first_event(self.make_trigger(state)))
+        return self.wait(context, state)
+
+    def start(self, context: Context, key: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """Re-attach to the earlier try's remote work, or submit it; returns its state and status.
+
+        The status is LIVE or SUCCEEDED; ``None`` means :meth:`already_done` found nothing to do and the state
+        is then the final event.
+        """
+        self._key = key
+        state = self._load_state(context)
+        if state.get(self.id_key):
+            status = self.status_of(state)
+            if status != GONE:
+                self.log.info("Re-attaching to %s from an earlier try (%s)", self.describe(state), status)
+                self.attached(context, state)
+                return state, status
+            self.log.warning(
+                "%s of an earlier try ended in failure or is unknown: starting afresh", self.describe(state)
+            )
+            state = self.forget(state)
+        elif not state and context["ti"].try_number > 1 and (found := self.find_lost(context)):
+            self.log.info("Found %s submitted by an earlier try; re-attaching", self.describe(found))
+            self._save_state(context, found)
+            self.attached(context, found)
+            return found, LIVE
+        if (done := self.already_done(context)) is not None:
+            return done, None
+        state = self.submit(context, state)
+        self._save_state(context, state)
+        self.log.info("Submitted %s", self.describe(state))
+        self.attached(context, state)
+        return state, LIVE
+
+    def wait(self, context: Context, state: dict[str, Any]) -> Any:
+        """Wait for the remote work: defer to the triggerer, or run the trigger here."""
+        trigger = self.make_trigger(state)
+        if self.deferrable:
+            remaining = None if trigger.deadline is None else max(0.0, trigger.deadline - time.time())
+            timeout = None if remaining is None else timedelta(seconds=remaining) + DEFER_GRACE
+            self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
+        self._remote = state
+        try:
+            event = first_event(trigger)
+        finally:
+            self._remote = None
+        return self.execute_complete(context, event)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Check the final event: the result on success, else the service's message as the task's error."""
+        self.__dict__.pop("hook", None)
+        if event.get("status") != "success":
+            raise self.failure(event)
+        return self.result(context, event)
+
+    def on_kill(self) -> None:
+        """Cancel the remote work this worker waits for (a deferred wait is cancelled by its trigger)."""
+        if self._remote:
+            self.cancel(self._remote)
+
+    # -- what a service's operator provides --------------------------------------------------------
+    def prepare(self, context: Context) -> None:
+        """Validate and resolve the arguments before anything remote happens (bad input fails here)."""
+
+    def status_of(self, state: dict[str, Any]) -> str:
+        """LIVE, SUCCEEDED or GONE: how the remote work of ``state`` (which has its id) stands."""
+        raise NotImplementedError
+
+    def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        """Start the remote work and return the state to keep (with its id under ``id_key``).
+
+        ``state`` is what an earlier, interrupted submission stored (empty if none): e.g. a client-chosen id
+        to submit again with. Store such an id (:meth:`_save_state`) before the remote call.
+        """
+        raise NotImplementedError
+
+    def make_trigger(self, state: dict[str, Any]) -> PollingTrigger:
+        """The trigger that waits for the remote work of ``state``."""
+        raise NotImplementedError
+
+    def result(self, context: Context, event: dict[str, Any]) -> Any:
+        """The task's return value (XCom) from a success event."""
+        return event
+
+    def describe(self, state: dict[str, Any]) -> str:
+        """The remote work, for log lines."""
+        return f"{self.state_key} {state.get(self.id_key)}"
+
+    def already_done(self, context: Context) -> dict[str, Any] | None:
+        """A success event if nothing needs submitting (e.g. the copy is already there), else ``None``."""
+        return None
+
+    def find_lost(self, context: Context) -> dict[str, Any] | None:
+        """On a retry with nothing stored: the state of work an earlier try started but could not record."""
+        return None
+
+    def attached(self, context: Context, state: dict[str, Any]) -> None:
+        """Called with the state of the work this try waits for, once it is known."""
+
+    def forget(self, state: dict[str, Any]) -> dict[str, Any]:
+        """What of a failed earlier try's state a fresh submission starts from (nothing by default)."""
+        return {}
+
+    def failure(self, event: dict[str, Any]) -> Exception:
+        """The exception a failed, timed-out or refused remote work fails the task with."""
+        return self.error_class(event.get("message") or f"{type(self).__name__}: remote work failed: {event}")
+
+    def cancel(self, state: dict[str, Any]) -> None:
+        """Cancel the remote work (when a user kills the task), where the service can."""

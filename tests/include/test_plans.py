@@ -1,0 +1,177 @@
+"""The plans of every pipeline (include/plans.py), the Site model and the runtime settings, without Airflow."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from include.beamlines import load_beamlines
+from include.errors import ConfigError
+from include.manifests import DeletionRequest
+from include.paths import EndpointPath, parse_scan
+from include.plans import (
+    TO_DATA832,
+    TO_NERSC,
+    ResultsError,
+    beamline_plan,
+    due_outputs,
+    due_requests,
+    new_file_plan,
+    site_plan,
+    verify_results,
+)
+from include.runtime import load_runtime
+from include.sites import SITES_FILE, load_endpoints, load_sites, parse_sites
+
+SCAN = parse_scan("/global/raw/BLS-00564_dyparkinson/20230224_132553_sea_shell.h5")
+RESULTS = "BLS-00564_dyparkinson/{site}/rec20230224_132553_sea_shell"
+
+
+def requests(plan: dict) -> set[tuple[str, str, str, str]]:
+    return {(d["endpoint"], d["path"], d["check_endpoint"], d["location"]) for d in plan["deletions"]}
+
+
+def test_every_site_is_one_model_with_its_runner_and_no_name_special_cased():
+    sites = load_sites()
+    assert {s.name: s.runner for s in sites.enabled()} == {
+        "alcf": "globus_compute",
+        "nersc": "sfapi",
+        "olcf": "globus_compute",
+        "local": "globus_compute",
+    }
+    nersc, local = sites["nersc"], sites["local"]
+    assert nersc.needs_nersc_copy and nersc.offsite and nersc.stages_raw
+    assert nersc.result_destinations() == ["data832_scratch", "nersc832_alsdev_scratch"]
+    assert not local.offsite and not local.stages_raw and local.result_destinations() == []
+
+
+def test_the_results_layout_is_one_typed_value():
+    results = SCAN.results(load_sites()["alcf"])
+    assert str(results.tiff) == RESULTS.format(site="alcf")
+    assert str(results.zarr) == RESULTS.format(site="alcf") + ".zarr"
+    assert str(results.preview) == RESULTS.format(site="alcf") + ".zarr/preview.png"
+
+
+def test_a_compute_site_plan_stages_reconstructs_and_records_every_copy_it_may_leave():
+    plan = site_plan(load_sites()["alcf"], SCAN, {"engine": "nufft"})
+    tiff = RESULTS.format(site="alcf")
+    assert requests(plan) == {
+        ("alcf832_raw", str(SCAN.relative_path), "data832_raw", "alcf"),
+        ("alcf832_scratch", tiff, "data832_scratch", "alcf"),
+        ("alcf832_scratch", tiff + ".zarr", "data832_scratch", "alcf"),
+    }
+    assert all(d["after"] is None for d in plan["deletions"])  # recorded whatever the steps did
+    assert plan["reconstruct"]["engine"] == "nufft"
+    assert plan["reconstruct"]["scan_path"].endswith("/data/raw/" + str(SCAN.relative_path))
+    assert [o["endpoint"] for o in plan["outputs"]] == ["data832_scratch", "data832_scratch"]
+
+
+def test_the_sfapi_site_plan_has_two_jobs_and_checks_home_results_against_the_archive_copy():
+    plan = site_plan(load_sites()["nersc"], SCAN, {"rows": "0:4", "ring_removal": False})
+    tiff = RESULTS.format(site="nersc")
+    assert plan["reconstruct_job_name"] == "tomo_recon_BLS-00564_dyparkinson_20230224_132553_sea_shell"
+    assert plan["reconstruct_job_values"]["recon_args"] == ["--rows", "0:4", "--no-ring-removal"]
+    assert plan["multiscale_job_values"]["zarr"].endswith(tiff + ".zarr")
+    assert ("data832_scratch", tiff, "nersc832_alsdev_scratch", "data832") in requests(plan)
+    assert ("nersc832_alsdev_pscratch_raw", str(SCAN.relative_path), "nersc832_alsdev_raw", "nersc_pscratch") in (
+        requests(plan)
+    )
+
+
+def test_new_file_plan_records_each_copy_only_once_its_step_succeeded():
+    plan = new_file_plan(SCAN, offsite=True)
+    assert due_requests(plan, set()) == []
+    assert due_requests(plan, {TO_DATA832}) == [
+        DeletionRequest("spot832", f"raw/{SCAN.relative_path}", "data832", "spot832", after=TO_DATA832)
+    ]
+    assert len(due_requests(plan, {TO_DATA832, TO_NERSC})) == 2
+    assert due_outputs(plan, {TO_DATA832}) == [EndpointPath("data832_raw", str(SCAN.relative_path))]
+
+
+def test_an_export_controlled_scan_plans_no_offsite_step_and_no_data832_deletion():
+    plan = new_file_plan(SCAN, offsite=False)
+    assert set(plan["skip_steps"]) == {TO_NERSC, "scicat_ingest"}
+    assert [d["endpoint"] for d in plan["deletions"]] == ["spot832"]  # data832 holds the only other copy
+
+
+def test_the_beamline_plans_check_what_their_jobs_wrote_and_refuse_paths_hsi_would_split():
+    beamlines = load_beamlines()
+    scan = parse_scan("ALS-07012_x/20260301_101500_cell.h5")
+    ptycho = beamline_plan(beamlines["bl7012"], scan, hpss_mode="hsi")
+    assert ptycho["ptycho_job_name"] == "ptycho_ALS-07012_x_20260301_101500_cell"
+    assert list(ptycho["checks"]) == ["check_ptycho_results"]
+    archive = beamline_plan(beamlines["bl733"], parse_scan("f/a.h5"), hpss_mode="hsi")
+    assert archive["hpss_archive_job_values"]["mode"] == "hsi"
+    with pytest.raises(ValueError, match="hsi would split"):
+        beamline_plan(beamlines["bl733"], parse_scan("f/a b.h5"), hpss_mode="hsi")
+    assert beamline_plan(beamlines["bl733"], parse_scan("f/a b.h5"), hpss_mode="copy")["pipeline"] == "bl733"
+
+
+class Listing:
+    """The two calls results checking makes, over a dict of {(endpoint, path): entry or [children]}."""
+
+    def __init__(self, tree: dict):
+        self.tree = tree
+
+    def stat(self, where: EndpointPath):
+        found = self.tree.get((where.endpoint, str(where.path)))
+        return {"type": "dir"} if isinstance(found, list) else found
+
+    def ls(self, where: EndpointPath):
+        return [{"name": name, "type": "file"} for name in self.tree[(where.endpoint, str(where.path))]]
+
+
+def test_results_checks_compare_the_tiff_count_with_what_the_reconstruction_reported():
+    plan = site_plan(load_sites()["local"], SCAN, {})
+    checks = plan["checks"]["check_results"]
+    tiff, zarr = RESULTS.format(site="local"), RESULTS.format(site="local") + ".zarr"
+    tree = {("data832_scratch", tiff): ["a_00000.tiff", "a_00001.tiff"], ("data832_scratch", zarr): []}
+    assert len(verify_results(Listing(tree), checks, {"reconstruct": 2})) == 2
+    with pytest.raises(ResultsError, match="holds 2 TIFFs, the reconstruction wrote 3"):
+        verify_results(Listing(tree), checks, {"reconstruct": 3})
+    with pytest.raises(ResultsError, match="missing"):
+        verify_results(Listing({("data832_scratch", tiff): ["a_00000.tiff"]}), checks, {"reconstruct": 1})
+
+
+def test_an_archive_check_compares_sizes():
+    plan = beamline_plan(load_beamlines()["bl733"], parse_scan("f/a.h5"), hpss_mode="copy")
+    checks = plan["checks"]["verify_archive"]
+    same = {("nersc733_hpss", "f/a.h5"): {"size": 5}, ("nersc733_raw", "f/a.h5"): {"size": 5}}
+    assert "same as" in verify_results(Listing(same), checks, {})[0]
+    with pytest.raises(ResultsError, match="4 bytes"):
+        verify_results(Listing({**same, ("nersc733_hpss", "f/a.h5"): {"size": 4}}), checks, {})
+
+
+def site_document() -> dict:
+    return yaml.safe_load(Path(SITES_FILE).read_text())
+
+
+def test_a_runner_needs_its_own_settings_and_nothing_else():
+    names = set(load_endpoints("production").endpoints)
+    document = copy.deepcopy(site_document())
+    del document["sites"]["alcf"]["compute_endpoint_id"]
+    with pytest.raises(ConfigError, match=r"sites.alcf.compute_endpoint_id: missing"):
+        parse_sites(document, source=SITES_FILE, endpoint_names=names)
+    document = copy.deepcopy(site_document())
+    document["sites"]["nersc"]["compute_endpoint_id"] = "4b116d3c-1703-4f8f-9f6f-39921e5864df"
+    with pytest.raises(ConfigError, match="need runner globus_compute"):
+        parse_sites(document, source=SITES_FILE, endpoint_names=names)
+    document = copy.deepcopy(site_document())
+    document["sites"]["nersc"]["archive_endpoint"] = "nowhere"
+    with pytest.raises(ConfigError, match=r"sites.nersc.archive_endpoint: unknown endpoint 'nowhere'"):
+        parse_sites(document, source=SITES_FILE, endpoint_names=names)
+
+
+def test_runtime_settings_have_one_home_per_profile(tmp_path):
+    assert load_runtime("production").poll("sfapi") == 30 and load_runtime("production").hpss_mode == "hsi"
+    assert load_runtime("local").poll("transfer") == 1 and load_runtime("local").hpss_mode == "copy"
+    bad = tmp_path / "runtime.yaml"
+    bad.write_text("production:\n  poll_seconds: {transfer: 1, compute: 1, sfapi: 1, hpss: 1}\n  hpss_mode: tape\n")
+    with pytest.raises(ConfigError, match="hpss_mode: one of hsi, copy"):
+        load_runtime("production", path=bad)
+    bad.write_text("production:\n  poll_seconds: {transfer: 0, compute: 1, sfapi: 1, hpss: 1}\n  hpss_mode: hsi\n")
+    with pytest.raises(ConfigError, match=r"poll_seconds\.transfer"):
+        load_runtime("production", path=bad)
