@@ -50,7 +50,7 @@ def test_dispatcher_survives_faults_and_restarts(stack, write_scan):
     assert submitted_before_kill == 1
 
     # the scheduler restarts (gracefully) while the reconstructions are under way
-    wait_for_task_state(stack, DISPATCHER, run_id, "run_local", {"success", "skipped"}, timeout=420)
+    wait_for_task_state(stack, DISPATCHER, run_id, "new_file.finish", {"success"}, timeout=420)
     old_scheduler = stack.pid("scheduler")
     stack.restart("scheduler")
     assert stack.pid("scheduler") not in (None, old_scheduler)
