@@ -24,8 +24,8 @@ venv: $(STAMP) ## build .venv from the pinned requirements and the lock
 demo: $(STAMP) ## write a sample scan, run the dispatcher on it (local profile), print its outputs
 	$(PY) -m include.tools.demo
 
-dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local profile
-	$(PY) -m include.tools.run_dag $(DAG) --conf '$(CONF)'
+dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local profile [FACILITY_URL=<running facility>]
+	$(PY) -m include.tools.run_dag $(DAG) --conf '$(CONF)' $(if $(FACILITY_URL),--facility-url $(FACILITY_URL))
 
 test: $(STAMP) ## lint, then every test
 	$(VENV)/bin/ruff check .

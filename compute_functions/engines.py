@@ -122,11 +122,13 @@ class NufftEngine:
         n_cols: int,
         *,
         filter_name: str = "shepp",
-        pad_factor: float = 2.0,
+        pad_factor: float = 1.5,
         eps: float = 1e-4,
         batch: int = 4,
         nthreads: int | None = None,
         out_size: int | None = None,
+        upsampfac: float = 1.25,
+        fftw_measure: bool = False,
     ):
         import finufft
 
@@ -153,6 +155,8 @@ class NufftEngine:
             dtype="complex64",
             nthreads=self.nthreads,
             modeord=0,
+            upsampfac=upsampfac,
+            fftw=0 if fftw_measure else 64,  # FFTW_MEASURE (seconds to plan, faster FFTs) or FFTW_ESTIMATE
         )
         self._plan.setpts(ky, kx)
 
@@ -238,12 +242,19 @@ def make_engine(
     filter_name: str = "shepp",
     nthreads: int | None = None,
     batch: int = 4,
+    fftw_measure: bool = False,
 ) -> Callable[[np.ndarray, float], np.ndarray]:
-    """A callable ``(sinos [slice, angle, column], center) -> float32 [slice, N, N]`` for the named engine."""
+    """A callable ``(sinos [slice, angle, column], center) -> float32 [slice, N, N]`` for the named engine.
+
+    ``fftw_measure``: let FFTW time its plans (nufft; several seconds once per process and size, then ~40 %
+    faster FFTs): worth it from a few tens of slices.
+    """
     name = resolve_engine(name)
     theta = np.asarray(theta_rad, dtype=np.float64)
     if name == "nufft":
-        return NufftEngine(theta, n_cols, filter_name=filter_name, nthreads=nthreads, batch=batch)
+        return NufftEngine(
+            theta, n_cols, filter_name=filter_name, nthreads=nthreads, batch=batch, fftw_measure=fftw_measure
+        )
     if name == "fbp":
         return lambda sinos, center: fbp_numpy(sinos, theta, center, filter_name=filter_name)
     if name == "dfi":

@@ -446,6 +446,18 @@ def _write_store(
                 _wait(writing)
         reading.result()
     group.attrs.update(_multiscales(stack.dataset, len(shapes), scale, ngff))
+    recon = reconstruction_attrs(stack)
+    if recon:
+        group.attrs["reconstruction"] = recon  # the options the reconstruction used, from its first TIFF
+
+
+def reconstruction_attrs(stack: TiffStack) -> dict[str, Any]:
+    """What ``compute_functions.reconstruct`` recorded in the first TIFF (options, centre, engine...), minus ``row``."""
+    from compute_functions.tiff_stack import _description
+
+    meta = _description(stack.files[0])
+    meta.pop("row", None)
+    return json.loads(json.dumps(meta, default=str))
 
 
 def _remove_leftovers(out: Path) -> None:

@@ -10,16 +10,33 @@ any failure so the Airflow task fails with the remote traceback.
 from __future__ import annotations
 
 
-def reconstruct(scan_path: str, out_dir: str, **options):
-    """Reconstruct one scan into a TIFF stack ``out_dir`` (``compute_functions.reconstruct.reconstruct_scan``)."""
+def reconstruct(scan_path: str, out_dir: str, options: dict | None = None, run_key: str | None = None, **kwargs):
+    """Reconstruct one scan into a TIFF stack under ``out_dir`` (``compute_functions.reconstruct.reconstruct_scan``).
+
+    ``options`` is the ``recon`` conf (``compute_functions.options.RECON_SCHEMA``); its keys may also come as
+    keyword arguments (``rows="0:4"``, ``center=1280.5``, ``engine="nufft"``..., they win over ``options``),
+    as may the older ``reconstruct_scan`` keywords (``ring_strength``, ``filter_name``, ``nthreads``,
+    ``workers``, ``chunk_rows``). A bad scan or option raises ``compute_functions.errors.ScanError`` (a
+    ValueError) whose one-line message starts ``reconstruct: ``; the summary's ``options`` is what was used.
+    The TIFF folder gets its results manifest last; ``run_key`` (from Airflow) lets one call per run write
+    (``compute_functions.results_manifest.produce_once``).
+    """
     import json
     import platform
     import time
 
     import compute_functions.reconstruct
+    from compute_functions.errors import ScanError
 
     started = time.time()
-    summary = compute_functions.reconstruct.reconstruct_scan(scan_path, out_dir, **options)
+    try:
+        from compute_functions.results_manifest import produce_once
+
+        output = f"{out_dir}/rec{scan_path.rsplit('/', 1)[-1].rsplit('.', 1)[0]}"
+        recon = compute_functions.reconstruct.reconstruct_scan
+        summary = produce_once(run_key, output, "tiff_dir", lambda: recon(scan_path, out_dir, options, **kwargs))
+    except ScanError as exc:
+        raise ScanError(f"reconstruct: {exc}") from None
     if not isinstance(summary, dict):
         raise TypeError(f"reconstruct_scan returned {type(summary).__name__}, expected a dict")
     summary = json.loads(json.dumps(summary, default=str))
@@ -30,8 +47,9 @@ def reconstruct(scan_path: str, out_dir: str, **options):
     return summary
 
 
-def multiscale(tiff_dir: str, zarr_path: str, **options):
-    """Write a multiscale OME-Zarr beside a TIFF stack (``compute_functions.multiscale.write_multiscale``)."""
+def multiscale(tiff_dir: str, zarr_path: str, run_key: str | None = None, **options):
+    """Write a multiscale OME-Zarr beside a TIFF stack (``compute_functions.multiscale.write_multiscale``), its
+    results manifest last; ``run_key``: one call per run writes (as :func:`reconstruct`)."""
     import json
     import platform
     import time
@@ -39,7 +57,10 @@ def multiscale(tiff_dir: str, zarr_path: str, **options):
     import compute_functions.multiscale
 
     started = time.time()
-    summary = compute_functions.multiscale.write_multiscale(tiff_dir, zarr_path, **options)
+    from compute_functions.results_manifest import produce_once
+
+    write = compute_functions.multiscale.write_multiscale
+    summary = produce_once(run_key, zarr_path, "zarr", lambda: write(tiff_dir, zarr_path, **options))
     if not isinstance(summary, dict):
         raise TypeError(f"write_multiscale returned {type(summary).__name__}, expected a dict")
     summary = json.loads(json.dumps(summary, default=str))

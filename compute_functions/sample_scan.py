@@ -219,6 +219,41 @@ def write_sample_scan(
     return path
 
 
+def write_transmission_scan(
+    path: str | Path,
+    transmission: np.ndarray,
+    theta_deg: np.ndarray,
+    *,
+    pixel_size_mm: float | None = PIXEL_SIZE_MM,
+    energy_ev: float = ENERGY_EV,
+    camera_distance_mm: float = CAMERA_DISTANCE_MM,
+    flat_counts: float = FLAT_COUNTS,
+    noise: bool = False,
+    seed: int = 0,
+) -> Path:
+    """A Data Exchange scan whose projections are ``flat_counts * transmission + dark`` ([angle, row, column]).
+
+    For tests that build the truth themselves (phase contrast, beam hardening, zingers, 360-degree scans): uint16
+    counts, 4 flats, 4 darks, ``/exchange/theta`` and the energy, distance and pixel size of the beamline layout.
+    """
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    trans = np.asarray(transmission, dtype=np.float64)
+    _, n_rows, n_cols = trans.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f["exchange/data"] = _counts(rng, flat_counts * trans + DARK_COUNTS, noise)
+        f["exchange/data_white"] = _counts(rng, np.full((4, n_rows, n_cols), flat_counts + DARK_COUNTS), noise)
+        f["exchange/data_dark"] = _counts(rng, np.full((4, n_rows, n_cols), DARK_COUNTS), noise)
+        f["exchange/theta"] = np.asarray(theta_deg, dtype=np.float64)
+        inst = f.require_group("measurement/instrument")
+        if pixel_size_mm is not None:
+            inst["detector/pixel_size"] = np.array([pixel_size_mm])
+        inst["monochromator/energy"] = np.array([energy_ev])
+        inst["camera_motor_stack/setup/camera_distance"] = np.array([camera_distance_mm])
+    return path
+
+
 def _counts(rng: np.random.Generator, expected: np.ndarray, noise: bool) -> np.ndarray:
     values = rng.poisson(expected) if noise else np.rint(expected)
     return np.clip(values, 0, np.iinfo(np.uint16).max).astype(np.uint16)

@@ -19,6 +19,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from compute_functions.errors import ScanError
+
 log = logging.getLogger(__name__)
 
 DATA = "/exchange/data"
@@ -36,8 +38,7 @@ INSTRUMENT_NAME = "/measurement/instrument/instrument_name"
 SAMPLE_FILE_NAME = "/measurement/sample/file_name"
 
 
-class ScanError(ValueError):
-    """The file is not a readable Data Exchange scan (not HDF5, /exchange/data missing, bad shape...)."""
+__all__ = ["Scan", "ScanError", "ScanMetadata", "open_scan", "read_metadata"]
 
 
 @dataclass(frozen=True, eq=False)

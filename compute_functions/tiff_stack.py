@@ -104,8 +104,10 @@ def open_tiff_stack(directory: str | Path) -> TiffStack:
         raise StackError(f"{directory}: TIFFs of several datasets ({', '.join(sorted(prefixes))})")
     indices = sorted(indexed)
     # Rows binned by b are named by the first row of each group: the step is b. The reconstruction records it
-    # (``binning``) in the first TIFF; without that, the gcd of the index differences.
-    step = _description(indexed[indices[0]]).get("binning")
+    # (``row_step`` = binning x the rows step, else ``binning``) in the first TIFF; without that, the gcd of the
+    # index differences.
+    first_meta = _description(indexed[indices[0]])
+    step = first_meta.get("row_step", first_meta.get("binning"))
     if not (isinstance(step, int) and step >= 1):
         step = math.gcd(*(b - a for a, b in itertools.pairwise(indices))) if len(indices) > 1 else 1
     expected = range(indices[0], indices[-1] + 1, step)

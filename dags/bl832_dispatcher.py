@@ -53,5 +53,5 @@ with DAG(
     finishes = [new_file.finish]
     for site in SITES:
         with TaskGroup(site.name):
-            finishes.append(site_steps(site, planned, after=new_file.inputs).finish)
+            finishes.append(site_steps(site, planned, after=new_file).finish)
     finishes >> report(PIPELINES)

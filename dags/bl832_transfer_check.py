@@ -13,14 +13,22 @@ from include.runtime import load_runtime
 POLL_SECONDS = load_runtime().poll("transfer")
 
 PROBE_FOLDER = "transfer_check"
+#: Where the probe lands on each endpoint (never nersc832 ``raw/``, the protected long-term copy).
+PROBE_FOLDERS = {"spot832": f"raw/{PROBE_FOLDER}", "data832_raw": PROBE_FOLDER, "nersc832": PROBE_FOLDER}
+#: How long the clean-up waits for its delete tasks.
+CLEANUP_SECONDS = 600
 PROBE_PATH = "{{ ti.xcom_pull(task_ids='write_probe')['path'] }}"
 PROBE_NAME = "{{ ti.xcom_pull(task_ids='write_probe')['name'] }}"
 
 DOC = """
 ### Transfer health check (beamline 8.3.2)
 Writes a fresh, uniquely named probe file on **spot832** (`raw/transfer_check/`), moves it with Globus
-Transfer to **data832** (`data832_raw:transfer_check/`) and on to **nersc832** (`raw/transfer_check/`),
-and checks size and checksum at each arrival. Any failed hop fails the run with Globus's own message.
+Transfer to **data832** (`data832_raw:transfer_check/`) and on to **nersc832** (`transfer_check/`, outside
+the protected `raw/`), and checks size and checksum at each arrival. Any failed hop fails the run with Globus's
+own message. Whatever happened, `remove_probes` then deletes every probe (`*.probe`, this run's and any an
+earlier try left) in the three probe folders with Globus delete tasks and lists the folders to verify they are
+gone; the run fails if one remains. Probes of earlier versions in nersc832 `raw/transfer_check/`: see
+docs/pruning.md.
 
 The worker writes the probe through spot832's `posix_root` (include/config/endpoints.yaml), so it must
 run where spot832's root is mounted (on the local profile: the local facility folder).
@@ -73,9 +81,49 @@ def verify_arrival(probe: dict, endpoint: str, folder: str) -> dict:
 
 @task
 def publish_outputs(copies: list[dict], ti=None) -> list[dict]:
-    """Publish the verified copies as the run's outputs (XCom key ``outputs``)."""
-    ti.xcom_push(key="outputs", value=list(copies))
+    """Return the verified copies; the run publishes no outputs (XCom ``outputs`` is empty): its probes go."""
+    ti.xcom_push(key="outputs", value=[])
     return list(copies)
+
+
+@task(trigger_rule="all_done", retries=2, retry_delay=pendulum.duration(seconds=10))
+def remove_probes() -> dict:
+    """Delete every probe in the probe folders (Globus delete tasks), then list them: none may remain."""
+    import time
+
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.paths import EndpointPath
+
+    hook = GlobusTransferHook()
+    removed: dict[str, list[str]] = {}
+    for endpoint, folder in PROBE_FOLDERS.items():
+        try:
+            names = [e["name"] for e in hook.listdir(EndpointPath(endpoint, folder)) if e["name"].endswith(".probe")]
+        except FileNotFoundError:
+            names = []
+        if not names:
+            continue
+        task = hook.submit_delete(
+            endpoint,
+            [f"{folder}/{name}" for name in names],
+            submission_id=hook.new_submission_id(),
+            label=f"transfer check probes {endpoint}",
+            recursive=False,
+            ignore_missing=True,
+        )
+        deadline = time.monotonic() + CLEANUP_SECONDS
+        while (status := hook.get_task(task["task_id"]))["status"] not in ("SUCCEEDED", "FAILED"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"delete task {task['task_id']} on {endpoint} still {status['status']}")
+            time.sleep(1)
+        if status["status"] == "FAILED":
+            raise RuntimeError(f"delete task {task['task_id']} on {endpoint} failed: {status.get('fatal_error')}")
+        left = [e["name"] for e in hook.listdir(EndpointPath(endpoint, folder)) if e["name"] in names]
+        if left:
+            raise RuntimeError(f"{endpoint}:{folder}: probe(s) {', '.join(left)} remain after their delete task")
+        removed[endpoint] = names
+        print(f"{endpoint}:{folder}: removed {len(names)} probe(s) ({task['task_id']}), verified gone")
+    return removed
 
 
 @dag(
@@ -112,13 +160,15 @@ def bl832_transfer_check():
         source_endpoint="data832_raw",
         source_path=f"{PROBE_FOLDER}/{PROBE_NAME}",
         destination_endpoint="nersc832",
-        destination_path=f"raw/{PROBE_FOLDER}/{PROBE_NAME}",
+        destination_path=f"{PROBE_FOLDER}/{PROBE_NAME}",
         recursive=False,
         poll_interval=POLL_SECONDS,
     )
-    at_nersc = verify_arrival.override(task_id="verify_nersc832")(probe, "nersc832", f"raw/{PROBE_FOLDER}")
+    at_nersc = verify_arrival.override(task_id="verify_nersc832")(probe, "nersc832", PROBE_FOLDER)
     probe >> to_data832 >> at_data832 >> to_nersc >> at_nersc
-    publish_outputs([at_data832, at_nersc])
+    cleanup = remove_probes()
+    publish_outputs([at_data832, at_nersc]) >> cleanup
+    cleanup.as_teardown(setups=probe)  # runs whatever happened; the run's state is still the hops' state
 
 
 bl832_transfer_check()

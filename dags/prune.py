@@ -12,16 +12,19 @@ from dags.pipelines.defaults import dag_defaults
 DOC = """
 ### Prune (deletion manifests)
 Every pipeline records, for each copy it makes, a deletion entry (include/manifests.py): an endpoint and
-path, the endpoint holding the check copy, and a not-before time from the location's retention (Variable
-`als_retention_days`: ALCF 2 days, data832 3, NERSC pscratch 7, spot832 once its data832 copy is verified).
+path, what it held right after the copy (every file's size and time), the endpoint holding the check copy,
+and a not-before time from the location's retention (Variable `als_retention_days`: ALCF 2 days, data832
+and data832_scratch 3, NERSC pscratch 7, spot832 once its data832 copy is verified).
 
 For each entry due by `as_of` (default: now) this DAG
 1. re-validates the path (inside its endpoint; nersc832 `raw/`, the long-term copy, is never pruned);
-2. checks through Globus that the check copy exists with the same size (and checksum where the endpoint
-   gives one; every file of a folder) — otherwise the entry is **kept** and the reason reported;
-3. deletes the verified paths, one Globus delete task per endpoint per batch, and drops an entry from
-   the manifest only after its delete task SUCCEEDED. A path already gone (an earlier run crashed after
-   deleting) just drops its entry.
+2. lists each folder once through Globus: the target must be unchanged since its record and the check copy
+   hold every file with the same size; then a checksum-verified Globus sync from target to check copy must
+   find nothing to transfer (not for tape) — otherwise the entry is **kept** and the reason reported. A
+   target is "already absent" only when Globus says the path is missing on a known collection;
+3. never deletes every copy of a loop of checks (places compared by containment, across collections);
+4. deletes the verified paths, one Globus delete task per endpoint per batch, and drops an entry from
+   the manifest only after its delete task SUCCEEDED.
 
 `dry_run` checks and reports without deleting or changing the manifest. The summary (deleted, kept and
 why, bytes freed) is in the task log and its return value (XCom). A failed delete task or a check that

@@ -3,7 +3,9 @@
 Two profiles share one file: ``production`` (the real collections) and ``local`` (every collection
 served from a folder under one local root by the local facility). The profile comes from the
 ``ALS_ENDPOINT_PROFILE`` environment variable (default ``local``, the embedded default), the local
-root from ``LOCAL_FACILITY_ROOT`` (default ``.facility/`` in the repository).
+root from ``LOCAL_FACILITY_ROOT`` (default ``.facility/`` in the repository). A collection marked
+``placeholder`` (its uuid is not the real one yet) is served by the local profile and refused by the production
+profile before anything is sent (:meth:`Endpoints.sendable`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Collection:
     name: str
     uuid: str
     storage: str
+    placeholder: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,18 @@ class Endpoints:
     def __contains__(self, name: object) -> bool:
         return name in self.endpoints
 
+    def sendable(self, name: str) -> Endpoint:
+        """The endpoint, if requests may be sent to it: the production profile refuses a placeholder collection
+        (:class:`~include.errors.ConfigError`) before anything reaches Globus."""
+        endpoint = self[name]
+        if self.profile == "production" and endpoint.collection.placeholder:
+            raise ConfigError(
+                f"{self.source}: endpoint {name!r} is on collection {endpoint.collection.name!r}, whose uuid "
+                f"{endpoint.uuid} is a PLACEHOLDER: the production profile sends nothing to it (fill in the real "
+                "collection id and drop `placeholder: true`)"
+            )
+        return endpoint
+
     def collection_by_uuid(self, collection_uuid: str) -> Collection:
         for collection in self.collections.values():
             if collection.uuid == collection_uuid:
@@ -139,7 +154,10 @@ def parse_endpoints(document: dict, *, profile: str, source: Path, facility_root
         storage = entry.get("storage", name)
         if not isinstance(storage, str) or not storage.strip() or "/" in storage or storage.startswith("."):
             raise ConfigError(f"{source}: {where}.storage: must be a plain folder name, got {storage!r}")
-        collections[name] = Collection(name=name, uuid=value, storage=storage)
+        placeholder = entry.get("placeholder", False)
+        if not isinstance(placeholder, bool):
+            raise ConfigError(f"{source}: {where}.placeholder: must be true or false")
+        collections[name] = Collection(name=name, uuid=value, storage=storage, placeholder=placeholder)
 
     if profile == "local":
         facility_root = (facility_root or default_facility_root()).resolve()

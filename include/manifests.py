@@ -11,23 +11,31 @@ same entry. Only the prune DAG (one active run) deletes keys. The day in the key
 the values of days up to ``as_of``; keys are listed with ``Variable.keys(prefix)`` (Task SDK, paged).
 
 Retention days per location come from the Variable ``als_retention_days`` (a JSON object, defaults in
-airflow_settings.yaml).
+airflow_settings.yaml); which location applies on which endpoint, and which endpoints hold long-term copies,
+from include/config/retention.yaml (the check copy must outlive its target: refused otherwise).
+
+Every entry records what was copied (:class:`~include.records.Record`: every file's size and modification
+time, digested; a checksum where known); an entry without one is refused.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from include.endpoints import Endpoints, load_endpoints
+import yaml
+
+from include.endpoints import REPO_ROOT, Endpoints, load_endpoints
 from include.errors import ConfigError
-from include.paths import endpoint_relative
+from include.paths import EndpointPath, endpoint_relative
+from include.records import Record
 
 #: Every manifest key starts with this; nothing else may use it.
 KEY_PREFIX = "als_prune/"
@@ -36,7 +44,9 @@ RETENTION_VARIABLE = "als_retention_days"
 #: Long-term copies that are never pruned: (endpoint, endpoint-relative path). Compared as absolute
 #: collection paths on every collection, since several collections mount the same file system.
 PROTECTED: tuple[tuple[str, str], ...] = (("nersc832", "raw"),)
-ENTRY_VERSION = 1
+#: Version 2 entries carry a record; version 1 entries (before records) are kept by prune, never deleted.
+ENTRY_VERSION = 2
+RETENTION_FILE = REPO_ROOT / "include" / "config" / "retention.yaml"
 
 
 class ManifestError(ValueError):
@@ -58,9 +68,34 @@ class ManifestEntry:
     size: int | None = None
     checksum: str | None = None
     created_at: datetime | None = None
+    files: int | None = None
+    mtime: str | None = None
+    digest: str | None = None
+    check_path: str | None = None
+
+    @property
+    def record(self) -> Record | None:
+        """What was copied (``None`` for an entry written before records were kept)."""
+        if self.digest is None or self.size is None or self.files is None:
+            return None
+        return Record(self.size, self.files, self.mtime or "", self.digest, self.checksum)
+
+    @property
+    def target(self) -> EndpointPath:
+        return EndpointPath(self.endpoint, self.path)
+
+    @property
+    def check(self) -> EndpointPath:
+        """The copy that must match (or, for results that can be regenerated, the raw copy that must exist)."""
+        return EndpointPath(self.check_endpoint, self.check_path or self.path)
+
+    @property
+    def regenerable(self) -> bool:
+        """Whether the check copy is the raw scan the target can be regenerated from, not a copy of it."""
+        return self.check_path is not None and self.check_path != self.path
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = {k: v for k, v in asdict(self).items() if v is not None or k in ("size", "checksum")}
         data.pop("key")
         data["v"] = ENTRY_VERSION
         data["not_before"] = self.not_before.isoformat()
@@ -72,7 +107,7 @@ class ManifestEntry:
         """Parse a stored entry; raises :class:`ManifestError` for anything malformed."""
         try:
             data = json.loads(text)
-            if not isinstance(data, dict) or data.get("v") != ENTRY_VERSION:
+            if not isinstance(data, dict) or data.get("v") not in (1, ENTRY_VERSION):
                 raise ManifestError(f"manifest {key}: unknown entry version {data.get('v')!r}")
             created = data.get("created_at")
             entry = cls(
@@ -87,6 +122,10 @@ class ManifestEntry:
                 size=None if data.get("size") is None else int(data["size"]),
                 checksum=data.get("checksum"),
                 created_at=_aware(datetime.fromisoformat(created), "created_at") if created else None,
+                files=None if data.get("files") is None else int(data["files"]),
+                mtime=data.get("mtime"),
+                digest=data.get("digest"),
+                check_path=data.get("check_path"),
             )
         except ManifestError:
             raise
@@ -197,6 +236,49 @@ def retention_table(*, store: VariableStore | None = None) -> dict[str, int]:
     return table
 
 
+@functools.cache
+def retention_map(source: str = str(RETENTION_FILE)) -> tuple[dict[str, str], frozenset[str]]:
+    """include/config/retention.yaml: ({endpoint: location} of temporary copies, sites opted in to
+    regenerate results from the long-term raw copy)."""
+    try:
+        document = yaml.safe_load(Path(source).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    table, regenerable = document.get("endpoints"), document.get("regenerate_from_raw", [])
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ConfigError(f"{source}: endpoints: expected a mapping of endpoint -> location")
+    if not isinstance(regenerable, list):
+        raise ConfigError(f"{source}: regenerate_from_raw: expected a list of site names")
+    return dict(table), frozenset(regenerable)
+
+
+def check_retention_order(endpoint: str, location: str, check_endpoint: str, days: dict[str, int]) -> None:
+    """Refuse an entry whose location is not its endpoint's, or whose check copy falls due first."""
+    table, _ = retention_map()
+    expected = table.get(endpoint)
+    if expected is None:
+        raise ManifestError(f"{endpoint} holds long-term copies ({RETENTION_FILE.name}): never scheduled for deletion")
+    if location != expected:
+        raise ManifestError(f"{endpoint}: copies there have retention location {expected!r}, not {location!r}")
+    check_location = table.get(check_endpoint)
+    if check_location is None:
+        return  # the check copy is long-term
+    if check_location not in days:
+        raise ConfigError(f"unknown retention location {check_location!r} of {check_endpoint} ({RETENTION_FILE.name})")
+    if days[check_location] < days[location]:
+        raise ManifestError(
+            f"{endpoint} ({location}, {days[location]} days) is checked against {check_endpoint} "
+            f"({check_location}, {days[check_location]} days), which falls due first: the check copy must be "
+            "long-term or outlive its target"
+        )
+
+
+def is_long_term(endpoint: str, endpoints: Endpoints | None = None) -> bool:
+    """Whether ``endpoint`` holds long-term copies (no retention in include/config/retention.yaml)."""
+    (endpoints or load_endpoints())[endpoint]  # an unknown endpoint is a ConfigError, not "long-term"
+    return endpoint not in retention_map()[0]
+
+
 # -- validation -----------------------------------------------------------------------------------
 def _aware(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime):
@@ -255,29 +337,40 @@ def schedule_deletion(
     location: str,
     dag_id: str,
     run_id: str,
-    size: int | None = None,
-    checksum: str | None = None,
+    record: Record | None,
+    check_path: str | None = None,
     now: datetime | None = None,
     store: VariableStore | None = None,
 ) -> ManifestEntry:
     """Record that ``endpoint:path`` may be deleted once ``location``'s retention has passed.
 
-    Prune deletes it only if ``check_endpoint:path`` then exists with the same size (and checksum
-    where known). ``check_endpoint=None`` is refused: nothing is ever deleted without a verified copy.
+    ``record`` is what the copy held right after it was made (:func:`include.records.record_of`); prune
+    deletes only if the target still holds exactly that and ``check_endpoint:path`` matches it.
+    ``check_path``: only for results that can be regenerated, the raw scan on the long-term
+    ``check_endpoint`` (opt-in per site, include/config/retention.yaml). Refused (``ManifestError``): no
+    record, no check endpoint, a location that is not the endpoint's, a check copy that falls due first.
     Idempotent per (dag_id, run_id, endpoint, path). Raises ConfigError (unknown endpoint or location),
     InvalidPathError (path outside the endpoint) or ManifestError (unsafe or malformed entry).
     """
     for name, value in (("dag_id", dag_id), ("run_id", run_id), ("location", location)):
         if not isinstance(value, str) or not value:
             raise ManifestError(f"{name} must be a non-empty string")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ManifestError(f"size must be an integer >= 0 or None, got {size!r}")
-    if checksum is not None and (not isinstance(checksum, str) or not checksum.strip()):
-        raise ManifestError("checksum must be a non-empty string or None")
     rel = check_deletable(endpoint, path, check_endpoint)
+    if not isinstance(record, Record):
+        raise ManifestError(
+            f"{endpoint}:{path}: no record of what was copied (sizes and times of its files): refused, prune "
+            "could not tell a changed target from the copy"
+        )
+    if check_path is not None:
+        endpoints = load_endpoints()
+        if not is_long_term(check_endpoint, endpoints):
+            raise ManifestError(f"{endpoint}:{rel}: regenerating needs a long-term raw copy, not {check_endpoint}")
+        check_path = str(endpoint_relative(check_path))
     store = store or default_store()
+    keep_days = retention_days(location, store=store)
+    check_retention_order(endpoint, location, str(check_endpoint), retention_table(store=store))
     created = _aware(now, "now") if now is not None else datetime.now(UTC)
-    not_before = created + timedelta(days=retention_days(location, store=store))
+    not_before = created + timedelta(days=keep_days)
     entry = ManifestEntry(
         key=entry_key(not_before.date(), dag_id, run_id, endpoint, str(rel)),
         endpoint=endpoint,
@@ -287,9 +380,13 @@ def schedule_deletion(
         not_before=not_before,
         dag_id=dag_id,
         run_id=run_id,
-        size=size,
-        checksum=checksum.strip() if checksum else None,
+        size=record.size,
+        checksum=record.checksum,
         created_at=created,
+        files=record.files,
+        mtime=record.mtime,
+        digest=record.digest,
+        check_path=check_path,
     )
     store.set(entry.key, entry.to_json())
     return entry
@@ -307,6 +404,7 @@ class DeletionRequest:
     check_endpoint: str
     location: str
     after: str | None = None
+    check_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -315,18 +413,32 @@ class DeletionRequest:
     def from_dict(cls, data: dict[str, Any]) -> DeletionRequest:
         return cls(**data)
 
+    @property
+    def check(self) -> EndpointPath:
+        return EndpointPath(self.check_endpoint, self.check_path or self.path)
+
     def __str__(self) -> str:
         return f"{self.endpoint}:{self.path} (check {self.check_endpoint}, {self.location})"
 
 
-def schedule_deletions(requests: Iterable[DeletionRequest], *, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Record several copies for one run.
+def schedule_deletions(
+    requests: Iterable[tuple[DeletionRequest, Record | None]],
+    *,
+    dag_id: str,
+    run_id: str,
+    now: datetime | None = None,
+    store: VariableStore | None = None,
+) -> list[dict[str, Any]]:
+    """Record several copies for one run, each with its record (``None``: nothing is there; skipped).
 
     Records every copy it can and then raises one error naming each that was refused, so one bad entry
     never leaves the others unrecorded. Returns the recorded entries, summarised.
     """
     recorded, errors = [], []
-    for request in requests:
+    for request, record in requests:
+        if record is None:
+            print(f"nothing at {request.endpoint}:{request.path}: no deletion to record")
+            continue
         try:
             entry = schedule_deletion(
                 endpoint=request.endpoint,
@@ -335,6 +447,10 @@ def schedule_deletions(requests: Iterable[DeletionRequest], *, dag_id: str, run_
                 location=request.location,
                 dag_id=dag_id,
                 run_id=run_id,
+                record=record,
+                check_path=request.check_path,
+                now=now,
+                store=store,
             )
         except (ManifestError, ValueError) as exc:
             errors.append(f"{request.endpoint}:{request.path}: {type(exc).__name__}: {exc}")
@@ -342,7 +458,7 @@ def schedule_deletions(requests: Iterable[DeletionRequest], *, dag_id: str, run_
             recorded.append(summarize(entry))
             print(
                 f"scheduled deletion of {entry.endpoint}:{entry.path} after {entry.not_before:%Y-%m-%d %H:%M} UTC "
-                f"if {entry.check_endpoint}:{entry.path} matches ({entry.location})"
+                f"if {entry.check} matches ({entry.location}; {entry.files} file(s), {entry.size} bytes)"
             )
     if errors:
         raise ManifestError("could not record deletion(s):\n" + "\n".join(errors))

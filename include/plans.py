@@ -8,14 +8,16 @@ the rules themselves (where results go, what is checked against what) live here,
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Protocol
 
 from include.beamlines import Beamline
 from include.endpoints import Endpoints, load_endpoints
-from include.manifests import DeletionRequest
+from include.manifests import DeletionRequest, retention_map
 from include.paths import EndpointPath, Scan
-from include.sites import HOME_LOCATION, HOME_RAW, HOME_SCRATCH, Site
+from include.results import completeness
+from include.sites import HOME_RAW, HOME_SCRATCH, Site
 from include.slurm import load_nersc_config
 
 #: The new-scan pipeline's steps and endpoints (SPEC §3): spot832 → data832 → nersc832.
@@ -31,6 +33,9 @@ RESULTS_CHECK = "check_results"
 ARCHIVE_CHECK = "verify_archive"
 #: Results of the ptychography pipeline go to <results_endpoint>:<folder>/<PTYCHO_FOLDER>/rec<dataset>/.
 PTYCHO_FOLDER = "ptycho"
+#: The long-term raw copy (never pruned) and the retention location of results on data832_scratch.
+LONG_TERM_RAW = "nersc832"
+SCRATCH_LOCATION = "data832_scratch"
 #: Paths hsi gets inside its own command line: nothing it would split or interpret.
 _HSI_SAFE = re.compile(r"^[A-Za-z0-9_.,+@=/-]+$")
 
@@ -40,6 +45,7 @@ class Listing(Protocol):
 
     def stat(self, where: EndpointPath) -> dict[str, Any] | None: ...
     def ls(self, where: EndpointPath) -> list[dict[str, Any]]: ...
+    def listdir(self, where: EndpointPath) -> list[dict[str, Any]]: ...
 
 
 class ResultsError(RuntimeError):
@@ -59,7 +65,7 @@ def new_file_plan(scan: Scan, *, offsite: bool) -> dict[str, Any]:
     deletions = [DeletionRequest("spot832", raw, "data832", "spot832", after=TO_DATA832)]
     outputs = [output(HOME_RAW, relative, after=TO_DATA832)]
     if offsite:
-        deletions.append(DeletionRequest("data832", raw, "nersc832", "data832", after=TO_NERSC))
+        deletions.append(DeletionRequest("data832", raw, LONG_TERM_RAW, "data832", after=TO_NERSC))
         outputs.append(output("nersc832", raw, after=TO_NERSC))
     return {
         "pipeline": NEW_FILE,
@@ -75,7 +81,12 @@ def new_file_plan(scan: Scan, *, offsite: bool) -> dict[str, Any]:
 def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoints | None = None) -> dict[str, Any]:
     """A reconstruction at ``site``: the staged scan, the results' paths at every endpoint, each step's
     arguments for the site's runner, the copies it leaves (recorded whatever the steps did, so a failed
-    run orphans nothing) and the outputs on data832_scratch."""
+    run orphans nothing) and the outputs on data832_scratch.
+
+    Retention by construction (include/config/retention.yaml): results at the site are checked against the
+    site's archive (long-term, at NERSC) when it has one, else against data832_scratch (which outlives
+    them); results on data832_scratch go against the NERSC archive copy, or, for a site opted in to
+    ``regenerate_from_raw``, once the long-term raw copy (nersc832 ``raw/<scan>``) exists."""
     endpoints = endpoints or load_endpoints()
     relative = str(scan.relative_path)
     results = scan.results(site)
@@ -84,11 +95,18 @@ def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoint
     deletions: list[DeletionRequest] = []
     if site.stages_raw:
         deletions.append(DeletionRequest(site.raw_endpoint, relative, site.source_endpoint, site.retention_location))
+    regenerable = site.name in retention_map()[1]
     for folder in results.folders():
         if site.copies_back:
-            deletions.append(DeletionRequest(site.scratch_endpoint, str(folder), HOME_SCRATCH, site.retention_location))
+            check = site.archive_endpoint or HOME_SCRATCH
+            deletions.append(DeletionRequest(site.scratch_endpoint, str(folder), check, site.retention_location))
         if site.archive_endpoint:
-            deletions.append(DeletionRequest(HOME_SCRATCH, str(folder), site.archive_endpoint, HOME_LOCATION))
+            deletions.append(DeletionRequest(HOME_SCRATCH, str(folder), site.archive_endpoint, SCRATCH_LOCATION))
+        elif regenerable:
+            raw_copy = f"raw/{relative}"
+            deletions.append(
+                DeletionRequest(HOME_SCRATCH, str(folder), LONG_TERM_RAW, SCRATCH_LOCATION, check_path=raw_copy)
+            )
     plan: dict[str, Any] = {
         "pipeline": site.name,
         "runner": site.runner,
@@ -103,13 +121,17 @@ def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoint
         "checks": {
             RESULTS_CHECK: [
                 tiff_check(HOME_SCRATCH, str(results.tiff), count_from="reconstruct"),
-                {"kind": "exists", **EndpointPath(HOME_SCRATCH, str(results.zarr)).to_dict()},
+                *(complete_check(HOME_SCRATCH, str(folder)) for folder in results.folders()),
             ]
         },
     }
     tiff_dir, zarr_dir = str(scratch.posix_path(str(results.tiff))), str(scratch.posix_path(str(results.zarr)))
     if site.runner == "globus_compute":
-        plan["reconstruct"] = {"scan_path": staged, "out_dir": str(scratch.posix_path(str(results.folder))), **recon}
+        plan["reconstruct"] = {
+            "scan_path": staged,
+            "out_dir": str(scratch.posix_path(str(results.folder))),
+            "options": recon,  # the recon conf, unchanged: every site runs the same options
+        }
         plan["multiscale"] = {"tiff_dir": tiff_dir, "zarr_path": zarr_dir, "raw": staged}
     else:  # sfapi: the first job stages the scan itself (source → raw), then both run the container
         names = f"{scan.folder}_{scan.dataset}"
@@ -118,7 +140,7 @@ def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoint
             "scan_source": str(endpoints[site.source_endpoint].posix_path(relative)),
             "scan": staged,
             "out_dir": str(scratch.posix_path(str(results.folder))),
-            "recon_args": recon_arguments(recon),
+            "recon_args": ["--options", json.dumps(recon, sort_keys=True)],
         }
         plan["multiscale_job_name"] = f"tomo_multiscale_{names}"
         plan["multiscale_job_values"] = {"tiff_dir": tiff_dir, "zarr": zarr_dir, "scan": staged}
@@ -194,6 +216,12 @@ def tiff_check(endpoint: str, path: str, count_from: str | None = None) -> dict[
     return {"kind": "tiff_stack", **EndpointPath(endpoint, path).to_dict(), "count_from": count_from}
 
 
+def complete_check(endpoint: str, path: str) -> dict[str, Any]:
+    """A check that ``endpoint:path`` holds exactly the files its results manifest counts (include/results.py):
+    no file missing, none left over from an earlier run."""
+    return {"kind": "complete", **EndpointPath(endpoint, path).to_dict()}
+
+
 def verify_results(hook: Listing, checks: list[dict[str, Any]], counts: dict[str, int | None]) -> list[str]:
     """Run the plan's checks through ``hook``; returns one line per check, raises :class:`ResultsError`.
 
@@ -213,6 +241,11 @@ def verify_results(hook: Listing, checks: list[dict[str, Any]], counts: dict[str
             if not tiffs:
                 raise ResultsError(f"{where} holds no TIFF after the run reported success")
             lines.append(f"{where}: {len(tiffs)} TIFFs")
+        elif check["kind"] == "complete":
+            found = completeness(hook, where)
+            if not found.complete:
+                raise ResultsError(f"{where} is incomplete after the run reported success: {found.reason}")
+            lines.append(f"{where}: {found.reason}")
         elif check["kind"] == "copy":
             original = EndpointPath.from_dict(check["of"])
             want = hook.stat(original)
@@ -222,22 +255,6 @@ def verify_results(hook: Listing, checks: list[dict[str, Any]], counts: dict[str
         else:
             lines.append(f"{where}: present")
     return lines
-
-
-def recon_arguments(recon: dict[str, Any]) -> list[str]:
-    """The reconstruction options as arguments of ``python -m compute_functions.reconstruct``."""
-    args: list[str] = []
-    if "rows" in recon:
-        args += ["--rows", str(recon["rows"])]
-    if "center" in recon:
-        args += ["--center", repr(float(recon["center"]))]
-    if "engine" in recon:
-        args += ["--engine", str(recon["engine"])]
-    if "binning" in recon:
-        args += ["--binning", str(int(recon["binning"]))]
-    if recon.get("ring_removal") is False:
-        args.append("--no-ring-removal")
-    return args
 
 
 def due_requests(plan: dict[str, Any], succeeded: set[str]) -> list[DeletionRequest]:

@@ -1,13 +1,16 @@
 """The prune planner: which due manifest entries may be deleted, in which batches, and the run's summary.
 
-Plain Python (no Airflow, no provider): it looks at the copies through anything with the Globus hook's
-``stat`` and ``ls`` (:class:`Listing`), so tests give it an in-memory listing. The prune operator
-(``als_provider.operators.globus_delete``) reads the due entries, plans here, deletes and reports.
-See docs/pruning.md for the manifest design (include/manifests.py) and the safety rules.
+Plain Python (no Airflow, no provider). It looks at the copies through one listing per folder
+(:class:`include.records.Folders` over anything with the Globus hook's ``listdir``) and, where the
+endpoints allow, verifies content through the service itself (:class:`ContentVerifier`: a checksum-verified
+sync from target to check copy that must find nothing to transfer), so tests give it in-memory stand-ins.
+The prune operator (``als_provider.operators.globus_delete``) reads the due entries, plans here, deletes and
+reports. See docs/pruning.md for the manifest design (include/manifests.py) and the safety rules.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -20,12 +23,16 @@ from include import manifests
 from include.endpoints import Endpoints
 from include.manifests import BadEntry, ManifestEntry
 from include.paths import EndpointPath
+from include.records import FolderLister, Folders, Record, TreeTooLarge, checksum_of, record_of
 
 #: How many kept entries are listed by name in the summary (all are counted and logged).
 EXAMPLES = 100
 #: How many kept entries are logged one by one.
 LOGGED = 1000
 LOOP_REASON = "its check copy is due for deletion in this run too (a loop of checks): kept so a copy survives"
+#: Storage where content is compared by listing only (size of every file): a checksum there means a tape
+#: recall. Everywhere else the content is verified by a checksum sync (docs/pruning.md, "Verification levels").
+LISTING_ONLY_STORAGE = frozenset({"nersc_hpss"})
 _log = logging.getLogger(__name__)
 
 
@@ -33,23 +40,24 @@ class PruneError(RuntimeError):
     """A prune run could not finish: a delete task failed or a check could not be made."""
 
 
-class Listing(Protocol):
-    """What the planner needs of a storage service (GlobusTransferHook has it)."""
+class ContentVerifier(Protocol):
+    """Compares content through the storage service (the prune operator's Globus checksum sync)."""
 
-    def stat(self, where: EndpointPath) -> dict[str, Any] | None:
-        """``{name, type, size, last_modified, checksum?}`` of a path, or ``None`` if it does not exist."""
-
-    def ls(self, where: EndpointPath) -> list[dict[str, Any]]:
-        """The entries of a directory, each like :meth:`stat`'s answer."""
+    def differing(self, pairs: Sequence[tuple[EndpointPath, EndpointPath, bool]]) -> dict[int, str]:
+        """For ``(target, check copy, is_folder)`` pairs: ``{index: reason}`` of those whose content differs, or
+        ``could not check: ...`` for those it could not compare (counted as errors). May raise: all unchecked."""
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What to do with one due path: ``delete`` (check copy verified), ``absent`` (nothing left) or ``keep``."""
+    """What to do with one due path: ``delete`` (check copy verified), ``absent`` (nothing left) or ``keep``.
+    ``content``: the verification level still to apply before deleting (``checksum`` or ``listing``)."""
 
     action: str
     reason: str = ""
     bytes: int = 0
+    content: str = "listing"
+    folder: bool = False
 
 
 @dataclass
@@ -61,6 +69,8 @@ class Plan:
     absent: list[str] = field(default_factory=list)
     kept: list[tuple[str, str, str]] = field(default_factory=list)  # (key, what, reason)
     errors: int = 0
+    listings: int = 0
+    content_checked: int = 0
 
 
 def parse_as_of(value: Any) -> datetime | None:
@@ -83,95 +93,86 @@ def reason_kind(reason: str) -> str:
 
 
 # -- checks ------------------------------------------------------------------------------------------
-def _checksum(info: dict[str, Any]) -> str | None:
-    value = info.get("checksum")
-    return str(value).lower().split(":")[-1] if value else None
+def content_level(entry: ManifestEntry, endpoints: Endpoints) -> str:
+    """How a verified listing is confirmed: ``regenerate`` (the raw copy exists), ``listing`` (sizes only, on
+    tape) or ``checksum`` (a checksum-verified sync from target to check copy finds nothing to transfer)."""
+    if entry.regenerable:
+        return "regenerate"
+    storages = {endpoints[entry.endpoint].collection.storage, endpoints[entry.check_endpoint].collection.storage}
+    return "listing" if storages & LISTING_ONLY_STORAGE else "checksum"
 
 
-def _tree(listing: Listing, root: EndpointPath, limit: int) -> dict[str, dict[str, Any]]:
-    """Every entry below a directory, keyed by its path relative to ``root``."""
-    found: dict[str, dict[str, Any]] = {}
-    pending = [PurePosixPath(".")]
-    while pending:
-        rel = pending.pop()
-        where = root if str(rel) == "." else root.child(str(rel))
-        for item in listing.ls(where):
-            child = rel / item["name"] if str(rel) != "." else PurePosixPath(item["name"])
-            found[str(child)] = item
-            if len(found) > limit:
-                raise PruneError(f"{root} holds more than {limit} entries; raise max_tree_entries to check it")
-            if item.get("type") == "dir":
-                pending.append(child)
-    return found
+def verify_copy(
+    folders: Folders, entry: ManifestEntry, *, endpoints: Endpoints | None = None, max_tree_entries: int = 200_000
+) -> Verdict:
+    """Compare ``entry``'s target with its record and its check copy, by listing.
 
-
-def verify_copy(listing: Listing, entry: ManifestEntry, *, max_tree_entries: int = 200_000) -> Verdict:
-    """Compare ``entry``'s target with its check copy (size; checksum where given).
-
-    A directory matches when every file below it exists in the check copy with the same size (and checksum
-    where both sides give one). The recorded size, when known, must still match the target (file size, or
-    the total of a directory's files): a target that changed since it was scheduled is kept.
+    The target must hold exactly what was recorded (every file's size and modification time); the check copy
+    every file of it with the same size (and checksum where both sides give one). A target absent from a
+    reachable, known collection is ``absent``; any other listing error propagates.
     """
-    target = EndpointPath(entry.endpoint, entry.path)
-    check = EndpointPath(entry.check_endpoint, entry.path)
-    found = listing.stat(target)
-    if found is None:
+    target, check = entry.target, entry.check
+    mine = folders.tree(target, limit=max_tree_entries)
+    if mine is None:
         return Verdict("absent", "already absent")
-    kind = found.get("type")
-    if kind not in ("file", "dir"):
-        return Verdict("keep", f"unsupported type: {target} is {kind}")
-    copy = listing.stat(check)
-    if copy is None:
+    record = entry.record
+    if record is None:
+        return Verdict("keep", f"unrecorded: {entry.key} was scheduled before records were kept; check by hand")
+    now = record_of(mine)
+    if now.digest != record.digest:
+        return Verdict("keep", f"target changed: {target} holds {record.differences(now)}")
+    level = content_level(entry, endpoints) if endpoints is not None else "listing"
+    if entry.regenerable:
+        raw = folders.info(check)
+        if raw is None:
+            return Verdict("keep", f"check copy missing: {check} (the raw copy to regenerate from) does not exist")
+        if raw.get("type") != "file" or not raw.get("size"):
+            return Verdict("keep", f"check copy differs: {check} is not a non-empty file")
+        return Verdict("delete", bytes=now.size, content=level)
+    theirs = folders.tree(check, limit=max_tree_entries)
+    if theirs is None:
         return Verdict("keep", f"check copy missing: {check} does not exist")
-    if copy.get("type") != kind:
-        return Verdict("keep", f"check copy differs: {check} is a {copy.get('type')}, {target} a {kind}")
-    if kind == "file":
-        size = int(found.get("size") or 0)
-        if entry.size is not None and size != entry.size:
-            return Verdict("keep", f"target changed: {target} has {size} bytes, {entry.size} when scheduled")
-        if int(copy.get("size") or 0) != size:
-            return Verdict("keep", f"size differs: {check} has {copy.get('size')} bytes, {target} {size}")
-        want = entry.checksum.lower().split(":")[-1] if entry.checksum else _checksum(found)
-        have = _checksum(copy)
-        if want and have and want != have:
-            return Verdict("keep", f"checksum differs: {check} {have} != {want}")
-        return Verdict("delete", bytes=size)
-    mine, theirs = _tree(listing, target, max_tree_entries), _tree(listing, check, max_tree_entries)
-    total = 0
+    folder = "." not in mine
+    if folder != ("." not in theirs):
+        return Verdict("keep", f"check copy differs: {check} is a {'file' if folder else 'folder'}, {target} not")
     for rel, item in mine.items():
+        if item.get("type") != "file":
+            continue
         other = theirs.get(rel)
-        if other is None or other.get("type") != item.get("type"):
-            return Verdict("keep", f"check copy incomplete: {check.child(rel)} missing")
-        if item.get("type") == "file":
-            if other.get("size") != item.get("size"):
-                return Verdict(
-                    "keep", f"size differs: {check.child(rel)} has {other.get('size')} bytes, not {item.get('size')}"
-                )
-            if _checksum(item) and _checksum(other) and _checksum(item) != _checksum(other):
-                return Verdict("keep", f"checksum differs: {check.child(rel)}")
-            total += int(item.get("size") or 0)
-    if entry.size is not None and total != entry.size:
-        return Verdict("keep", f"target changed: {target} holds {total} bytes, {entry.size} when scheduled")
-    return Verdict("delete", bytes=total)
+        where = check if rel == "." else check.child(rel)
+        if other is None or other.get("type") != "file":
+            return Verdict("keep", f"check copy incomplete: {where} missing")
+        if int(other.get("size") or 0) != int(item.get("size") or 0):
+            return Verdict("keep", f"size differs: {where} has {other.get('size')} bytes, not {item.get('size')}")
+        want = (record.checksum if rel == "." else None) or checksum_of(item)
+        have = checksum_of(other)
+        if want and have and want.lower().split(":")[-1] != have:
+            return Verdict("keep", f"checksum differs: {where} {have} != {want}")
+    return Verdict("delete", bytes=now.size, content=level, folder=folder)
 
 
 def check_entries(
-    listing: Listing,
+    listing: FolderLister,
     items: Iterable[ManifestEntry | BadEntry],
     endpoints: Endpoints,
     *,
+    content: ContentVerifier | None = None,
     log: logging.Logger | logging.LoggerAdapter = _log,
     describe_error: Callable[[BaseException], str] = lambda exc: f"{type(exc).__name__}: {exc}",
     max_tree_entries: int = 200_000,
 ) -> Plan:
-    """Validate and verify every due entry; each distinct ``endpoint:path`` is checked once.
+    """Validate and verify every due entry; each distinct ``endpoint:path`` is checked once, each folder
+    listed once.
 
     An entry that is malformed, or whose paths ``endpoints`` refuse (edited by hand, or the endpoints changed
     since it was scheduled), is kept; so is one whose check fails with an error (counted in ``errors``: the
-    run then fails, visibly), named by ``describe_error``.
+    run then fails, visibly), named by ``describe_error``. Verified paths whose level is ``checksum`` are then
+    compared by ``content`` (all in one go); without a ``content`` verifier they are kept, never deleted on a
+    listing alone.
     """
     plan = Plan()
-    seen: dict[tuple[str, str, str], Verdict] = {}
+    folders = Folders(listing)
+    seen: dict[tuple[str, str, str, str | None], Verdict] = {}
     for item in items:
         if isinstance(item, BadEntry):
             plan.kept.append((item.key, item.key, f"malformed: {item.reason}"))
@@ -181,11 +182,14 @@ def check_entries(
         except ValueError as exc:
             plan.kept.append((item.key, str(item), f"refused: {exc}"))
             continue
-        ident = (item.endpoint, item.path, item.check_endpoint)
+        ident = (item.endpoint, item.path, item.check_endpoint, item.check_path)
         verdict = seen.get(ident)
         if verdict is None:
             try:
-                verdict = verify_copy(listing, item, max_tree_entries=max_tree_entries)
+                verdict = verify_copy(folders, item, endpoints=endpoints, max_tree_entries=max_tree_entries)
+            except TreeTooLarge as exc:
+                plan.errors += 1
+                verdict = Verdict("keep", f"could not check: {exc}")
             except Exception as exc:
                 plan.errors += 1
                 verdict = Verdict("keep", f"could not check: {describe_error(exc)}")
@@ -196,45 +200,120 @@ def check_entries(
         elif verdict.action == "absent":
             plan.absent.append(item.key)
         else:
-            plan.kept.append((item.key, str(item), verdict.reason))
-            if len(plan.kept) <= LOGGED:
-                log.warning("Keeping %s (%s): %s", item, item.key, verdict.reason)
+            _keep(plan, item, verdict.reason, log)
+    plan.listings = folders.listings
+    _verify_content(plan, seen, content, endpoints, log=log, describe_error=describe_error)
     keep_copies_that_check_each_other(plan, endpoints, log=log)
     return plan
+
+
+def _keep(plan: Plan, item: ManifestEntry, reason: str, log: logging.Logger | logging.LoggerAdapter) -> None:
+    plan.kept.append((item.key, str(item), reason))
+    if len(plan.kept) <= LOGGED:
+        log.warning("Keeping %s (%s): %s", item, item.key, reason)
+
+
+def _verify_content(
+    plan: Plan,
+    seen: dict[tuple[str, str, str, str | None], Verdict],
+    content: ContentVerifier | None,
+    endpoints: Endpoints,
+    *,
+    log: logging.Logger | logging.LoggerAdapter,
+    describe_error: Callable[[BaseException], str],
+) -> None:
+    """Apply the checksum level to every verified pair; a differing or uncheckable pair keeps its entries."""
+    pairs: list[tuple[EndpointPath, EndpointPath, bool]] = []
+    for ident, verdict in seen.items():
+        if verdict.action == "delete" and verdict.content == "checksum":
+            endpoint, path, check_endpoint, check_path = ident
+            pairs.append(
+                (EndpointPath(endpoint, path), EndpointPath(check_endpoint, check_path or path), verdict.folder)
+            )
+    if not pairs:
+        return
+    failed: dict[int, str] = {}
+    if content is None:
+        failed = dict.fromkeys(range(len(pairs)), "content not verified: no content verifier in this run")
+    else:
+        try:
+            failed = content.differing(pairs)
+        except Exception as exc:
+            failed = dict.fromkeys(range(len(pairs)), f"could not check: content: {describe_error(exc)}")
+        plan.errors += sum(1 for reason in failed.values() if reason.startswith("could not check"))
+    plan.content_checked += len(pairs)
+    for index, reason in failed.items():
+        target, check, _ = pairs[index]
+        key = (target.endpoint, str(target.path))
+        for entry in plan.deletable.pop(key, []):
+            if entry.check == check:
+                _keep(plan, entry, reason, log)
+            else:  # another entry of the same target, against another check copy
+                plan.deletable.setdefault(key, []).append(entry)
+        if key not in plan.deletable:
+            plan.bytes.pop(key, None)
 
 
 def keep_copies_that_check_each_other(
     plan: Plan, endpoints: Endpoints, *, log: logging.Logger | logging.LoggerAdapter = _log
 ) -> None:
-    """Never delete, in one run, every copy of a loop of checks (A checked against B and B against A).
+    """Never delete, in one run, every copy of a loop of checks (of any length, through containment).
 
-    A due copy is safe to delete when one of its check copies survives this run, directly or through a
-    chain of deletions that ends at a surviving copy; the copies of a loop with no way out are kept.
-    Places are compared as (storage, collection path), since several endpoint names reach one file.
+    Places are compared as (storage, collection path), since several endpoint names reach one file, and by
+    containment: a check copy is lost when it is, contains or lies inside a place deleted in this run. A due
+    copy is safe to delete when one of its check copies overlaps no place deleted in this run, or only places
+    that are themselves safe (a chain of deletions ending at a surviving copy). The rest is kept.
     """
 
-    def place(endpoint: str, path: str) -> tuple[str, str]:
-        found = endpoints[endpoint]
-        return found.collection.storage, found.globus_path(path)
+    def place(where: EndpointPath) -> tuple[str, PurePosixPath]:
+        found = endpoints[where.endpoint]
+        return found.collection.storage, PurePosixPath(found.globus_path(str(where.path)))
 
-    doomed = {place(endpoint, path): (endpoint, path) for endpoint, path in plan.deletable}
-    checks = {
-        node: {place(entry.check_endpoint, entry.path) for entry in plan.deletable[doomed[node]]} for node in doomed
-    }
-    safe = {node for node, targets in checks.items() if any(target not in doomed for target in targets)}
+    doomed = {key: place(EndpointPath(*key)) for key in plan.deletable}
+    at: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # (storage, path) -> deleted keys
+    for key, (storage, path) in doomed.items():
+        at[(storage, str(path))].append(key)
+    ordered = {s: sorted(p for storage, p in at if storage == s) for s in {storage for storage, _ in at}}
+
+    def lost_with(check: tuple[str, PurePosixPath]) -> set[tuple[str, str]]:
+        """Deleted places overlapping ``check``: itself, its parents, anything below it (a sorted range)."""
+        storage, path = check
+        found = {key for parent in (path, *path.parents) for key in at.get((storage, str(parent)), ())}
+        paths = ordered.get(storage, [])
+        prefix = str(path).rstrip("/") + "/"
+        for index in range(bisect.bisect_left(paths, prefix), len(paths)):
+            if not paths[index].startswith(prefix):
+                break
+            found.update(at[(storage, paths[index])])
+        return found
+
+    needs = {key: [lost_with(place(entry.check)) for entry in plan.deletable[key]] for key in doomed}
+    safe: set[tuple[str, str]] = set()
     grew = True
     while grew:
         grew = False
-        for node, targets in checks.items():
-            if node not in safe and targets & safe:
-                safe.add(node)
+        for key, options in needs.items():
+            if key not in safe and any(option <= safe for option in options):
+                safe.add(key)
                 grew = True
-    for node in set(doomed) - safe:
-        key = doomed[node]
+    for key in set(doomed) - safe:
         for entry in plan.deletable.pop(key):
-            plan.kept.append((entry.key, str(entry), LOOP_REASON))
-            log.warning("Keeping %s (%s): %s", entry, entry.key, LOOP_REASON)
+            _keep(plan, entry, LOOP_REASON, log)
         plan.bytes.pop(key, None)
+
+
+# -- recording -------------------------------------------------------------------------------------
+def record_copies(
+    lister: FolderLister, requests: Iterable[manifests.DeletionRequest]
+) -> list[tuple[manifests.DeletionRequest, Record | None]]:
+    """Each request with the record of what its target holds now (``None``: nothing is there), one listing
+    per folder; taken right after the copies are made, so prune can tell a later change from the copy."""
+    folders = Folders(lister)
+    out = []
+    for request in requests:
+        tree = folders.tree(EndpointPath(request.endpoint, request.path))
+        out.append((request, None if tree is None else record_of(tree)))
+    return out
 
 
 # -- batches -----------------------------------------------------------------------------------------

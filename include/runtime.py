@@ -1,4 +1,5 @@
-"""How the pipelines run on this profile: poll intervals and the HPSS copy mode (include/config/runtime.yaml)."""
+"""How the pipelines run on this profile: poll intervals, the Globus stall bound and the HPSS copy mode
+(include/config/runtime.yaml)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class Runtime:
     profile: str
     poll_seconds: dict[str, float]
     hpss_mode: str
+    #: Seconds a Globus task may stay stalled on a fault before it is cancelled and the Airflow task fails.
+    transfer_stall_seconds: float = 1800.0
 
     def poll(self, service: str) -> float:
         """Seconds between polls of ``service`` (one of :data:`SERVICES`)."""
@@ -35,7 +38,7 @@ def load_runtime(profile: str | None = None, *, path: Path | None = None) -> Run
 
 @functools.lru_cache(maxsize=8)
 def _load(profile: str, path: Path) -> Runtime:
-    settings = profile_settings(path, profile, {"poll_seconds", "hpss_mode"})
+    settings = profile_settings(path, profile, {"poll_seconds", "hpss_mode", "transfer_stall_seconds"})
     polls = settings.get("poll_seconds")
     if not isinstance(polls, dict) or set(polls) != set(SERVICES):
         raise ConfigError(f"{path}: {profile}.poll_seconds: needs exactly {', '.join(SERVICES)}")
@@ -45,4 +48,7 @@ def _load(profile: str, path: Path) -> Runtime:
     mode = settings.get("hpss_mode")
     if mode not in HPSS_MODES:
         raise ConfigError(f"{path}: {profile}.hpss_mode: one of {', '.join(HPSS_MODES)}, got {mode!r}")
-    return Runtime(profile, {k: float(v) for k, v in polls.items()}, mode)
+    stall = settings.get("transfer_stall_seconds", Runtime.transfer_stall_seconds)
+    if isinstance(stall, bool) or not isinstance(stall, int | float) or stall < 0:
+        raise ConfigError(f"{path}: {profile}.transfer_stall_seconds: a number of seconds >= 0")
+    return Runtime(profile, {k: float(v) for k, v in polls.items()}, mode, float(stall))

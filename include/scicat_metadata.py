@@ -4,6 +4,10 @@
 thumbnail; :func:`build_derived` does the same for a reconstruction. Both collect what they could not map
 as ``warnings`` (missing optional keys, a bad email) instead of raising: only an unreadable scan raises.
 Documents are JSON-ready dicts in the shape of pyscicat's models (``RawDataset(**fields)`` etc.).
+
+A dataset document never sets ``size`` or ``numberOfFiles``: SciCat adds each OrigDatablock's size and file
+count to its dataset when the datablock is created (scicat-backend-next ``createOrigDatablock``), so setting
+them here would record twice the real values.
 """
 
 from __future__ import annotations
@@ -291,8 +295,6 @@ def build_raw(
         "accessGroups": [beamline or default_group],
         "dataFormat": "DX",
         "sourceFolder": source_folder,
-        "size": stat.st_size,
-        "numberOfFiles": 1,
         "creationTime": iso_mtime(path),
         "isPublished": False,
         "scientificMetadata": {
@@ -355,10 +357,9 @@ def build_derived(
     software = used_software or [str(params.get("software") or params.get("engine") or SOFTWARE)]
     tiff_rel = PurePosixPath(tiff_location).name
     zarr_rel = PurePosixPath(zarr_location).name
-    datablock, size, n_files = None, 0, 0
+    datablock = None
     if local_folder is not None:
         files, size = list_files(Path(local_folder), [tiff_rel, zarr_rel])
-        n_files = len(files)
         if files:
             datablock = {"size": size, "dataFileList": files}
         else:
@@ -383,8 +384,6 @@ def build_derived(
         "inputDatasets": [raw["pid"]],
         "usedSoftware": software,
         "sourceFolder": source_folder,
-        "size": size,
-        "numberOfFiles": n_files,
         "creationTime": datetime.now(UTC).isoformat(),
         "isPublished": False,
         "jobParameters": params,

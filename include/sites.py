@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from include.compute_registry import FUNCTIONS
-from include.endpoints import REPO_ROOT, load_endpoints
+from include.endpoints import REPO_ROOT, default_profile, load_endpoints
 from include.errors import ConfigError
 
 SITES_FILE = REPO_ROOT / "include" / "config" / "sites.yaml"
@@ -44,6 +44,7 @@ _KEYS = {
     "retention_location",
     "function_ids",
     "task_timeout_minutes",
+    "placeholder",
 }
 _REQUIRED = ("runner", "raw_endpoint", "scratch_endpoint", "retention_location")
 
@@ -72,6 +73,8 @@ class Site:
     offsite: bool = True
     function_ids: dict[str, str] = field(default_factory=dict)
     task_timeout_minutes: int = 120
+    #: Whether ``compute_endpoint_id`` is a placeholder (refused by the production profile).
+    placeholder: bool = False
 
     @property
     def dag_id(self) -> str:
@@ -114,6 +117,19 @@ class Sites:
     def enabled(self) -> list[Site]:
         return [site for site in self.sites.values() if site.enabled]
 
+    def check_compute_endpoint(self, endpoint_id: str, profile: str | None = None) -> str:
+        """``endpoint_id``, unless the production profile must refuse it as a site's placeholder id
+        (:class:`~include.errors.ConfigError`, raised before anything is submitted)."""
+        if (profile or default_profile()) == "production":
+            for site in self.sites.values():
+                if site.placeholder and site.compute_endpoint_id == endpoint_id:
+                    raise ConfigError(
+                        f"{self.source}: sites.{site.name}.compute_endpoint_id {endpoint_id} is a PLACEHOLDER: "
+                        "the production profile submits nothing to it (fill in the real endpoint id and drop "
+                        "`placeholder: true`)"
+                    )
+        return endpoint_id
+
 
 def _string(entry: dict, key: str, where: str, source: Path) -> str:
     value = entry.get(key)
@@ -149,7 +165,8 @@ def parse_sites(document: object, *, source: Path, endpoint_names: set[str]) -> 
                 values[key] = _string(entry, key, where, source)
         enabled = entry.get("enabled", True)
         offsite = entry.get("offsite", True)
-        for key, flag in (("enabled", enabled), ("offsite", offsite)):
+        placeholder = entry.get("placeholder", False)
+        for key, flag in (("enabled", enabled), ("offsite", offsite), ("placeholder", placeholder)):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{source}: {where}.{key}: must be true or false")
         if values["runner"] not in RUNNERS:
@@ -188,6 +205,7 @@ def parse_sites(document: object, *, source: Path, endpoint_names: set[str]) -> 
             results_folder=results_folder,
             function_ids=pinned,
             task_timeout_minutes=timeout,
+            placeholder=placeholder,
             **values,
         )
     return Sites(sites, source)

@@ -12,21 +12,18 @@ from typing import Any
 
 from airflow.sdk import Param
 
+from compute_functions.options import ENGINES, RECON_SCHEMA, validate_options
 from include.paths import FILE_PATH_PATTERN
 
-#: Reconstruction engines of compute_functions.engines (kept here: DAG files must not import numpy).
-ENGINES = ["auto", "nufft", "fbp", "dfi", "tomopy"]
-RECON_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "rows": {"type": "string", "pattern": r"^\d+:\d+$", "description": "detector rows A:B (half-open)"},
-        "center": {"type": "number", "minimum": 0, "description": "rotation axis, in detector columns"},
-        "ring_removal": {"type": "boolean", "description": "remove ring (stripe) artefacts"},
-        "engine": {"type": "string", "enum": ENGINES, "description": "reconstruction engine"},
-        "binning": {"type": "integer", "minimum": 1, "maximum": 8, "description": "bin pixels for previews"},
-    },
-}
+__all__ = [
+    "ENGINES",
+    "RECON_SCHEMA",
+    "check_conf",
+    "file_path_param",
+    "new_scan_params",
+    "recon_options",
+    "recon_param",
+]
 
 
 def file_path_param() -> Param:
@@ -42,7 +39,8 @@ def recon_param() -> Param:
     return Param(
         {},
         title="Reconstruction options",
-        description="rows 'A:B', center (columns), ring_removal, engine, binning 1-8; omitted keys: defaults",
+        description="Per-scan options of the reconstruction (docs/recon-options.md: each with its upstream name); "
+        "omitted keys take the defaults. Every site runs them unchanged.",
         **RECON_SCHEMA,
     )
 
@@ -66,16 +64,12 @@ def new_scan_params() -> dict[str, Param]:
 
 
 def recon_options(recon: dict[str, Any] | None) -> dict[str, Any]:
-    """The reconstruction options, with what JSON schema cannot check (``rows`` A < B)."""
-    options = dict(recon or {})
-    unknown = set(options) - set(RECON_SCHEMA["properties"])
-    if unknown:
-        raise ValueError(f"recon: unknown option(s) {', '.join(sorted(unknown))}")
-    if "rows" in options:
-        start, stop = (int(v) for v in str(options["rows"]).split(":"))
-        if start >= stop:
-            raise ValueError(f"recon.rows {options['rows']!r}: A must be smaller than B")
-    return options
+    """The reconstruction options, checked beyond what JSON schema can (ranges, exclusive pairs, unknown
+    keys): compute_functions.options, the same code every site runs."""
+    try:
+        return validate_options(recon)
+    except ValueError as exc:
+        raise ValueError(f"recon.{exc}") from None
 
 
 def check_conf(conf: dict[str, Any] | None, allowed: set[str] | frozenset[str]) -> None:

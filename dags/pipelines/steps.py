@@ -25,7 +25,7 @@ from airflow.sdk.definitions.xcom_arg import XComArg
 from als_provider.operators.globus_compute import GlobusComputeOperator
 from als_provider.operators.globus_transfer import GlobusTransferOperator
 from als_provider.operators.scicat import SciCatIngestDerivedOperator, SciCatIngestRawOperator
-from als_provider.operators.sfapi import SFAPIJobOperator
+from als_provider.operators.sfapi import EXIT_DATA_ERROR, SFAPIJobOperator
 from include.beamlines import Beamline
 from include.plans import (
     ARCHIVE_CHECK,
@@ -49,11 +49,13 @@ SETTINGS_VARIABLE = "bl832_dispatcher_settings"
 @dataclass
 class Pipeline:
     """A pipeline's tasks in a DAG: its ``steps``, the copies later pipelines wait for (``inputs``, the
-    new-scan copies in the dispatcher) and its ``finish``. Its first steps and its finish follow ``plan``
-    directly, so ``plan`` skips a pipeline it does not choose, or a step its plan lists in ``skip_steps``."""
+    new-scan copies in the dispatcher), the raw SciCat ingest derived datasets wait for (``catalogue``) and
+    its ``finish``. Its first steps and its finish follow ``plan`` directly, so ``plan`` skips a pipeline it
+    does not choose, or a step its plan lists in ``skip_steps``."""
 
     name: str
     inputs: list[Any] = field(default_factory=list)
+    catalogue: Any = None
     steps: list[Any] = field(default_factory=list)
     finish: Any = None
 
@@ -141,7 +143,6 @@ def _choose(names: list[str], scan, params: dict) -> tuple[list[str], dict[str, 
     from airflow.sdk import Variable
 
     from als_provider.hooks.globus_transfer import GlobusTransferHook
-    from include.paths import EndpointPath
     from include.sites import load_sites
 
     settings = Variable.get(SETTINGS_VARIABLE, default=None, deserialize_json=True)
@@ -165,19 +166,37 @@ def _choose(names: list[str], scan, params: dict) -> tuple[list[str], dict[str, 
             skipped[name] = "export-controlled: the scan never leaves the beamline"
         elif site.needs_nersc_copy and not params["send_to_nersc"]:
             skipped[name] = f"send_to_nersc is off: there is no NERSC copy at {site.source_endpoint} to reconstruct"
-        elif hook.stat(EndpointPath(HOME_SCRATCH, str(scan.results(site).zarr))):
-            skipped[name] = f"results already on {HOME_SCRATCH}:{scan.results(site).folder}/"
+        elif (done := _results_at_home(hook, scan.results(site))) is not None:
+            skipped[name] = done
         else:
             chosen.append(name)
     return chosen, skipped
 
 
+def _results_at_home(hook, results) -> str | None:
+    """Why a site need not run again: both result folders at home complete (their results manifests match
+    the files, include/results.py); ``None`` if any is absent, partial, mixed or still being copied."""
+    from include.paths import EndpointPath
+    from include.results import completeness
+
+    found = [completeness(hook, EndpointPath(HOME_SCRATCH, str(folder))) for folder in results.folders()]
+    incomplete = [f for f in found if not f.complete and f.reason != "absent"]
+    for f in incomplete:
+        print(f"{f.where} is incomplete ({f.reason}): reconstructing again")
+    if all(f.complete for f in found):
+        return f"results already complete on {HOME_SCRATCH}:{results.folder}/"
+    return None
+
+
 # -- finish and checks --------------------------------------------------------------------------------
-@task(task_id=FINISH_TASK, trigger_rule="all_done")
+@task(task_id=FINISH_TASK, trigger_rule="all_done", multiple_outputs=False)
 def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
-    """Record the copies that exist in the deletion manifests; fail if a step failed; else publish outputs."""
+    """Record the copies that exist in the deletion manifests, each with what it holds (a listing right after
+    the copies: every file's size and time); fail if a step failed; else publish outputs."""
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
     from include.manifests import schedule_deletions
     from include.plans import due_outputs, due_requests
+    from include.pruning import record_copies
 
     planned = {key: ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.{key}") for key in ("deletions", "outputs")}
     if planned["deletions"] is None:  # a chosen pipeline always has a plan: plan itself failed
@@ -185,7 +204,8 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     states = ti.get_task_states(dag_id=dag_run.dag_id, task_ids=steps, run_ids=[dag_run.run_id])
     states = states.get(dag_run.run_id, {})
     succeeded = {task_id.rpartition(".")[2] for task_id, state in states.items() if state == "success"}
-    recorded = schedule_deletions(due_requests(planned, succeeded), dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+    copies = record_copies(GlobusTransferHook(), due_requests(planned, succeeded))
+    recorded = schedule_deletions(copies, dag_id=dag_run.dag_id, run_id=dag_run.run_id)
     failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
     if failed:
         raise RuntimeError(f"{name} failed: {', '.join(failed)} (copies made so far are recorded for pruning)")
@@ -221,55 +241,44 @@ def _finish(pipeline: Pipeline, planned) -> Pipeline:
 
 
 # -- new scan -----------------------------------------------------------------------------------------
+def copy_scan(task_id: str, source: tuple[str, str], destination: tuple[str, str]) -> GlobusTransferOperator:
+    """A Globus copy of one scan file (``(endpoint, path)`` each, paths may be templates); a scan already at
+    the destination with the same size and time is not copied again (raw scans are immutable)."""
+    return GlobusTransferOperator(
+        task_id=task_id,
+        source_endpoint=source[0],
+        source_path=source[1],
+        destination_endpoint=destination[0],
+        destination_path=destination[1],
+        recursive=False,
+        skip_if_present=True,
+        poll_interval=load_runtime().poll("transfer"),
+    )
+
+
 def new_file_steps(planned) -> Pipeline:
     """spot832 → data832, then (when the scan may leave the beamline) data832 → nersc832 and SciCat."""
-    poll = load_runtime().poll("transfer")
     scan = plan_text(NEW_FILE, "scan")
-    to_data832 = GlobusTransferOperator(
-        task_id=TO_DATA832,
-        source_endpoint="spot832",
-        source_path=f"raw/{scan}",
-        destination_endpoint=HOME_RAW,
-        destination_path=scan,
-        recursive=False,
-        skip_if_present=True,
-        poll_interval=poll,
-    )
-    to_nersc = GlobusTransferOperator(
-        task_id=TO_NERSC,
-        source_endpoint=HOME_RAW,
-        source_path=scan,
-        destination_endpoint="nersc832",
-        destination_path=f"raw/{scan}",
-        recursive=False,
-        skip_if_present=True,
-        poll_interval=poll,
-    )
+    to_data832 = copy_scan(TO_DATA832, ("spot832", f"raw/{scan}"), (HOME_RAW, scan))
+    to_nersc = copy_scan(TO_NERSC, (HOME_RAW, scan), ("nersc832", f"raw/{scan}"))
     ingest = SciCatIngestRawOperator(task_id=SCICAT_INGEST, file_path=scan, endpoint=HOME_RAW)
     planned >> [to_data832, to_nersc, ingest]
     to_data832 >> [to_nersc, ingest]
-    pipeline = Pipeline(NEW_FILE, inputs=[to_data832, to_nersc], steps=[to_data832, to_nersc, ingest])
+    pipeline = Pipeline(NEW_FILE, inputs=[to_data832, to_nersc], catalogue=ingest, steps=[to_data832, to_nersc, ingest])
     return _finish(pipeline, planned)
 
 
 # -- reconstruction at a site -------------------------------------------------------------------------
-def site_steps(site: Site, planned, *, after: list | None = None) -> Pipeline:
+def site_steps(site: Site, planned, *, after: Pipeline | None = None) -> Pipeline:
     """The reconstruction at ``site`` by its runner, results copied home (and archived), checked,
-    catalogued; ``after``: tasks that must end first without failing (the new-scan copies)."""
+    catalogued. ``after``: the new-scan pipeline of the same run: the reconstruction waits for its copies
+    (not for SciCat), the derived dataset for its raw ingest (which may be retrying while the site works)."""
     name, runtime = site.name, load_runtime()
     first = None
     if site.runner == "globus_compute":
         if site.stages_raw:
-            first = GlobusTransferOperator(
-                task_id="stage_raw",
-                source_endpoint=site.source_endpoint,
-                source_path=plan_text(name, "scan"),
-                destination_endpoint=site.raw_endpoint,
-                destination_path=plan_text(name, "scan"),
-                recursive=False,
-                skip_if_present=True,
-                poll_interval=runtime.poll("transfer"),
-            )
+            scan = plan_text(name, "scan")
+            first = copy_scan("stage_raw", (site.source_endpoint, scan), (site.raw_endpoint, scan))
         reconstruct, multiscale = (
             GlobusComputeOperator(
                 task_id=function,
@@ -290,8 +299,12 @@ def site_steps(site: Site, planned, *, after: list | None = None) -> Pipeline:
                 values=from_plan(planned, name, f"{task_id}_job_values"),
                 job_name=plan_text(name, f"{task_id}_job_name"),
                 poll_interval=runtime.poll("sfapi"),
+                data_error_exit_status=data_error,  # a bad scan or option fails once
             )
-            for task_id, template in (("reconstruct", "tomo_recon.sh.j2"), ("multiscale", "tomo_multiscale.sh.j2"))
+            for task_id, template, data_error in (
+                ("reconstruct", "tomo_recon.sh.j2", EXIT_DATA_ERROR),
+                ("multiscale", "tomo_multiscale.sh.j2", None),
+            )
         ]
         reconstruct, multiscale = jobs
         parameters = from_plan(planned, name, "recon")
@@ -307,6 +320,7 @@ def site_steps(site: Site, planned, *, after: list | None = None) -> Pipeline:
             destination_endpoint=destination,
             destination_path=plan_text(name, f"{kind}_path"),
             recursive=True,
+            replace_destination=True,  # a re-run's results replace the earlier ones, never mix with them
             poll_interval=runtime.poll("transfer"),
         )
         for destination in site.result_destinations()
@@ -329,8 +343,12 @@ def site_steps(site: Site, planned, *, after: list | None = None) -> Pipeline:
     entry = steps[0]
     planned >> entry
     if after:
-        after >> entry
+        after.inputs >> entry
         entry.trigger_rule = "none_failed_min_one_success"
+        if after.catalogue is not None:  # a failed raw ingest fails this step (named by the report), no other
+            after.catalogue >> derived
+            derived.trigger_rule = "none_failed_min_one_success"
+            planned >> derived  # so that plan skips it with its site (its trigger rule would not)
     pipeline = Pipeline(name, steps=[*steps, *copies, checked.operator, derived])
     return _finish(pipeline, planned)
 
@@ -346,16 +364,7 @@ def beamline_steps(beamline: Beamline, planned) -> Pipeline:
     """Move the scan to NERSC CFS, then in parallel: SciCat, the ptychography job, the HPSS archive job."""
     name, runtime = beamline.key, load_runtime()
     scan = plan_text(name, "scan")
-    move = GlobusTransferOperator(
-        task_id=MOVE_TO_NERSC,
-        source_endpoint=beamline.source_endpoint,
-        source_path=scan,
-        destination_endpoint=beamline.nersc_endpoint,
-        destination_path=scan,
-        recursive=False,
-        skip_if_present=True,
-        poll_interval=runtime.poll("transfer"),
-    )
+    move = copy_scan(MOVE_TO_NERSC, (beamline.source_endpoint, scan), (beamline.nersc_endpoint, scan))
     planned >> move
     steps: list[Any] = [move]
     if beamline.pipeline("scicat") is not None:
@@ -384,7 +393,7 @@ def beamline_steps(beamline: Beamline, planned) -> Pipeline:
 
 
 # -- the dispatcher's report --------------------------------------------------------------------------
-@task(task_id="report", trigger_rule="all_done", retries=0)
+@task(task_id="report", trigger_rule="all_done", retries=0, multiple_outputs=False)
 def report(pipelines: list[str], ti=None, dag_run=None) -> dict:
     """Fail the run if any chosen pipeline failed, naming it and its failed tasks; else summarise the outputs."""
     chosen = ti.xcom_pull(task_ids=PLAN_TASK, key="chosen")

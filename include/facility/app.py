@@ -33,12 +33,18 @@ def create_app(root: Path) -> FastAPI:
     @app.middleware("http")
     async def inject_http_faults(request: Request, call_next):
         if not request.url.path.startswith("/_facility"):
-            fault = state.take_fault(_service_of(request.url.path), "http", f"{request.method} {request.url.path}")
+            service, subject = _service_of(request.url.path), f"{request.method} {request.url.path}"
+            fault = state.take_fault(service, "http", subject)
             if fault is not None:
                 state.count(f"fault.http.{fault.status}")
-                headers = {"Retry-After": "0"} if fault.status == 429 else {}
-                body = {"code": "InjectedFault", "message": fault.message, "request_id": "facility"}
-                return JSONResponse(body, status_code=fault.status, headers=headers)
+                return _fault_answer(fault)
+            fault = state.take_fault(service, "lost_response", subject)
+            if fault is not None:  # the request is performed; its answer is lost on the way back
+                response = await call_next(request)
+                async for _chunk in response.body_iterator:
+                    pass
+                state.count(f"fault.lost_response.{fault.status}")
+                return _fault_answer(fault)
         return await call_next(request)
 
     @app.get("/_facility/health")
@@ -75,6 +81,13 @@ def create_app(root: Path) -> FastAPI:
         module.register(app, state)
         app.state.services.append(name.rsplit(".", 1)[-1])
     return app
+
+
+def _fault_answer(fault: Fault) -> JSONResponse:
+    """The error answer of an injected ``http`` or ``lost_response`` fault."""
+    headers = {"Retry-After": "0"} if fault.status == 429 else {}
+    body = {"code": "InjectedFault", "message": fault.message, "request_id": "facility"}
+    return JSONResponse(body, status_code=fault.status, headers=headers)
 
 
 def _service_of(path: str) -> str:

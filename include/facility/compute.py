@@ -4,7 +4,13 @@ Routes (the SDK's ``ComputeClientV2``/``V3`` paths): ``GET /v2/version``, ``POST
 ``GET /v2/functions/{id}``, ``POST /v3/endpoints/{ep}/submit``, ``GET /v2/tasks/{id}``,
 ``POST /v2/batch_status``, ``GET /v2/taskgroup/{id}``, ``GET /v2/endpoints/{ep}[/status]``.
 
-Every endpoint id is served by one pool of spawned worker processes on this machine: a task's
+Endpoints: the local profile registers the Compute endpoint ids of include/config/sites.yaml; any other id
+answers 404 ``EndpointNotFound`` (submit, status, endpoint), as the service does for an id it does not know.
+A function registered by another client answers 403 ``FunctionNotPermitted``, an unknown one 404
+``FunctionNotFound``. While an endpoint is offline its status says so (``offline``, no workers) and its tasks
+stay ``waiting-for-ep`` until it is back.
+
+Every registered endpoint is served by one pool of spawned worker processes on this machine: a task's
 function and arguments are deserialised there with the SDK's own ``ComputeSerializer`` and the result
 (or the remote traceback, as text) is sent back as the real endpoint does. The facility process never
 imports the SDK (it starts a non-daemon thread); only the workers do.
@@ -13,7 +19,11 @@ Counters: ``compute.register``, ``compute.submit`` (requests), ``compute.task_cr
 ``compute.executed`` and ``compute.executed.<function name>`` (runs that reached the function).
 Faults (``service="compute"``, ``match`` on the function name): ``raise`` (the function raises
 ``RuntimeError(message)`` at the endpoint), ``slow`` (sleep ``params.seconds``, default 5, before running),
-``crash`` (the worker process dies, as a lost worker).
+``crash`` (the worker process dies, as a lost worker). Endpoint faults (``match`` on the endpoint id):
+``endpoint_offline`` (from the first request that names the endpoint, it is offline for ``params.seconds``,
+default 5), ``endpoint_forbidden`` (403 ``EndpointAccessForbidden``: the endpoint exists but this client may
+not use it; ``times`` requests); ``function_not_permitted`` (``match`` on the function name: 403
+``FunctionNotPermitted``, as from an endpoint whose allowed-functions list leaves it out).
 """
 
 from __future__ import annotations
@@ -27,12 +37,14 @@ import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 
 from include.facility.globus_auth import ServiceError, install_error_handler, request_id, require_token
 from include.facility.state import FacilityState
+from include.sites import load_sites
 
 #: Resource server of Globus Compute tokens (scope ``https://auth.globus.org/scopes/facd7ccc-.../all``).
 RESOURCE_SERVER = "funcx_service"
@@ -99,9 +111,16 @@ def execute_task(function_code: str, payload: str, fault: dict | None) -> dict[s
     import platform
 
     import dill
+    import globus_compute_sdk
     from globus_compute_sdk.serialize import ComputeSerializer
 
-    details = {"python_version": platform.python_version(), "dill_version": dill.__version__, "os": platform.system()}
+    details = {
+        "python_version": platform.python_version(),
+        "dill_version": dill.__version__,
+        "os": platform.platform(),
+        "globus_compute_sdk_version": globus_compute_sdk.__version__,
+        "task_transitions": {"execution-start": time.time()},
+    }
     serde = ComputeSerializer()
     try:
         function, args, kwargs = serde.unpack_and_deserialize(function_code + payload)
@@ -119,6 +138,7 @@ def execute_task(function_code: str, payload: str, fault: dict | None) -> dict[s
     except BaseException as exc:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
         return {"exception": text, "ran": True, "details": details}
+    details["task_transitions"]["execution-end"] = time.time()
     try:
         return {"result": serde.serialize(result), "ran": True, "details": details}
     except Exception:
@@ -135,6 +155,10 @@ class ComputeService:
         self.task_groups: dict[str, list[str]] = {}
         self.tasks: dict[str, Task] = {}
         self.payloads: dict[str, str] = {}
+        #: The Compute endpoints of the local profile (include/config/sites.yaml).
+        self.endpoints = {s.compute_endpoint_id for s in load_sites().sites.values() if s.compute_endpoint_id}
+        self.offline_until: dict[str, float] = {}
+        self.waiting: dict[str, list[tuple[Task, Function]]] = {}
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -155,6 +179,40 @@ class ComputeService:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def check_endpoint(self, endpoint_id: str, resource: str) -> None:
+        """404 for an id the local profile does not register, 403 for an injected ``endpoint_forbidden``."""
+        if endpoint_id not in self.endpoints:
+            raise _error(404, "EndpointNotFound", f"Endpoint {endpoint_id} could not be found", resource)
+        if self.state.take_fault("compute", "endpoint_forbidden", endpoint_id) is not None:
+            self.state.count("fault.compute.endpoint_forbidden")
+            raise _error(
+                403, "EndpointAccessForbidden", f"Endpoint {endpoint_id} is not accessible to this user", resource
+            )
+        fault = self.state.take_fault("compute", "endpoint_offline", endpoint_id)
+        if fault is not None:
+            self.state.count("fault.compute.endpoint_offline")
+            with self.state.lock:
+                self.offline_until[endpoint_id] = time.monotonic() + float(fault.params.get("seconds", 5))
+            threading.Timer(float(fault.params.get("seconds", 5)), self.release, args=(endpoint_id,)).start()
+
+    def online(self, endpoint_id: str) -> bool:
+        with self.state.lock:
+            return time.monotonic() >= self.offline_until.get(endpoint_id, 0.0)
+
+    def release(self, endpoint_id: str) -> None:
+        """The endpoint is back: start the tasks that waited for it."""
+        with self.state.lock:
+            waiting = self.waiting.pop(endpoint_id, [])
+        for task, function in waiting:
+            self.start(task, function)
+
+    def start_or_wait(self, task: Task, function: Function) -> None:
+        if self.online(task.endpoint_id):
+            self.start(task, function)
+        else:
+            with self.state.lock:
+                self.waiting.setdefault(task.endpoint_id, []).append((task, function))
 
     def start(self, task: Task, function: Function) -> None:
         fault = self.state.take_fault("compute", "raise", function.function_name)
@@ -193,6 +251,11 @@ class ComputeService:
             else:
                 task.status, task.exception = "failed", outcome["exception"]
             task.future = None
+
+
+def _created_at(task: Task) -> str:
+    """A task's creation time as the task group document writes it (``2021-05-05T15:00:00.000000``)."""
+    return datetime.fromtimestamp(task.created_t, UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def _uuid(value: str, what: str, resource: str) -> str:
@@ -252,13 +315,13 @@ def register(app: FastAPI, state: FacilityState) -> None:
         with state.lock:
             function = service.functions.get(function_id)
         if function is None:
-            raise _error(404, "FUNCTION_NOT_FOUND", f"Function {function_id} not found", request.url.path)
+            raise _error(404, "FunctionNotFound", f"Function {function_id} not found", request.url.path)
         return {
             "function_uuid": function.function_uuid,
             "function_name": function.function_name,
             "function_code": function.function_code,
             "description": function.description,
-            "meta": function.meta,
+            "metadata": function.meta,
         }
 
     @app.post("/v3/endpoints/{endpoint_id}/submit")
@@ -268,6 +331,7 @@ def register(app: FastAPI, state: FacilityState) -> None:
         endpoint_id = _uuid(endpoint_id, "endpoint id", resource)
         body = await request.json()
         state.count("compute.submit")
+        service.check_endpoint(endpoint_id, resource)
         tasks_in = body.get("tasks")
         if not isinstance(tasks_in, dict) or not tasks_in:
             raise _error(400, "BAD_REQUEST", "tasks: missing or empty", resource)
@@ -276,9 +340,10 @@ def register(app: FastAPI, state: FacilityState) -> None:
             for function_id, payloads in tasks_in.items():
                 function = service.functions.get(function_id)
                 if function is None:
-                    raise _error(404, "FUNCTION_NOT_FOUND", f"Function {function_id} not found", resource)
-                if function.owner != token.client_id:
-                    raise _error(403, "FUNCTION_ACCESS_FORBIDDEN", f"Function {function_id} is not yours", resource)
+                    raise _error(404, "FunctionNotFound", f"Function {function_id} not found", resource)
+                allowlisted = state.take_fault("compute", "function_not_permitted", function.function_name) is None
+                if function.owner != token.client_id or not allowlisted:
+                    raise _error(403, "FunctionNotPermitted", f"Function {function_id} is not permitted here", resource)
                 if not isinstance(payloads, list) or not all(isinstance(p, str) for p in payloads):
                     raise _error(400, "BAD_REQUEST", f"tasks.{function_id}: expected a list of strings", resource)
                 functions[function_id] = function
@@ -300,7 +365,7 @@ def register(app: FastAPI, state: FacilityState) -> None:
                     new_tasks.append((task, function))
         for task, function in new_tasks:
             state.count("compute.task_created")
-            service.start(task, function)
+            service.start_or_wait(task, function)
         return {"request_id": request_id(), "task_group_id": group_id, "endpoint_id": endpoint_id, "tasks": created}
 
     @app.get("/v2/tasks/{task_id}")
@@ -333,17 +398,50 @@ def register(app: FastAPI, state: FacilityState) -> None:
             return {
                 "taskgroup_id": task_group_id,
                 "create_websockets_queue": False,
-                "tasks": [{"id": t} for t in group],
+                "tasks": [{"id": t, "created_at": _created_at(service.tasks[t])} for t in group],
             }
 
     @app.get("/v2/endpoints/{endpoint_id}/status")
     def endpoint_status(endpoint_id: str, request: Request) -> dict:
         authorize(request)
-        _uuid(endpoint_id, "endpoint id", request.url.path)
-        return {"status": "online", "details": {"managers": 1, "total_workers": service.workers}}
+        endpoint_id = _uuid(endpoint_id, "endpoint id", request.url.path)
+        service.check_endpoint(endpoint_id, request.url.path)
+        if not service.online(endpoint_id):
+            with state.lock:
+                pending = len(service.waiting.get(endpoint_id, []))
+            details = {"total_workers": 0, "idle_workers": 0, "pending_tasks": pending, "outstanding_tasks": pending}
+            return {"status": "offline", "details": {**details, "managers": 0}}
+        with state.lock:
+            running = sum(1 for t in service.tasks.values() if t.endpoint_id == endpoint_id and t.future is not None)
+        details = {
+            "total_workers": service.workers,
+            "idle_workers": max(service.workers - running, 0),
+            "pending_tasks": max(running - service.workers, 0),
+            "outstanding_tasks": running,
+            "managers": 1,
+        }
+        return {"status": "online", "details": details}
 
     @app.get("/v2/endpoints/{endpoint_id}")
     def endpoint(endpoint_id: str, request: Request) -> dict:
         authorize(request)
         endpoint_id = _uuid(endpoint_id, "endpoint id", request.url.path)
-        return {"uuid": endpoint_id, "name": "facility", "status": "online", "hostname": "127.0.0.1"}
+        service.check_endpoint(endpoint_id, request.url.path)
+        return {
+            "uuid": endpoint_id,
+            "name": "facility",
+            "display_name": "local facility",
+            "status": "online" if service.online(endpoint_id) else "offline",
+            "hostname": "127.0.0.1",
+            "description": "local facility worker pool",
+            "endpoint_config": None,
+            "endpoint_version": None,
+            "ip_address": "127.0.0.1",
+            "local_user": None,
+            "multi_user": False,
+            "public": False,
+            "sdk_version": None,
+            "subscription_uuid": None,
+            "user_config_schema": None,
+            "user_config_template": None,
+        }

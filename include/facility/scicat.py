@@ -3,8 +3,15 @@
 Routes (prefix ``/scicat/api/v3``): ``POST auth/login``; ``POST Datasets``; ``GET Datasets?filter=``;
 ``GET Datasets/{pid}``; ``POST|GET Datasets/{pid}/origdatablocks``; ``POST|GET Datasets/{pid}/attachments``.
 Every route but login needs the token (``Authorization: Bearer`` or ``?access_token=``), else 401. Documents
-are validated like SciCat does for the fields it requires (400 with a message); a client-chosen ``pid`` is
-accepted and a duplicate answers 409. Data lives in SQLite at ``<root>/scicat.sqlite``.
+are validated as the backend (scicat-backend-next) does: a dataset against the v3 create DTO of its type
+(``whitelist`` + ``forbidNonWhitelisted``: an unknown field is refused), answering 400
+``{"status": 400, "message": "<JSON text of class-validator's ValidationError array>"}`` as
+``DatasetsController.validateDatasetObsolete`` does; an origdatablock against ``CreateDatasetOrigDatablockDto``
+(each data file needs ``path``, ``size`` and an ISO 8601 ``time``), answering NestJS's ``ValidationPipe`` shape
+``{"statusCode": 400, "message": [...], "error": "Bad Request"}``. Creating an origdatablock adds its ``size``
+and file count to its dataset's ``size`` and ``numberOfFiles`` (``createOrigDatablock``), so an ingest must not
+set them itself. A client-chosen ``pid`` is accepted and a duplicate answers 409. Data lives in SQLite at
+``<root>/scicat.sqlite``.
 
 Counters: ``scicat.login``, ``scicat.dataset_created``, ``scicat.origdatablock_created``,
 ``scicat.attachment_created``. Service fault ``error_after_create`` (subject ``POST Datasets <datasetName>``,
@@ -39,6 +46,28 @@ _TYPE_REQUIRED = {
     "derived": ("investigator", "inputDatasets", "usedSoftware"),
 }
 _LIST_OF_STR = ("accessGroups", "keywords", "sharedWith", "inputDatasets", "usedSoftware")
+#: Fields of the backend's v3 create DTOs (src/datasets/dto/*-obsolete.dto.ts, OwnableDto); anything else is
+#: refused (``forbidNonWhitelisted``).
+_COMMON_FIELDS = frozenset(
+    {
+        "pid", "type", "version", "owner", "ownerEmail", "orcidOfOwner", "contactEmail", "sourceFolder",
+        "sourceFolderHost", "size", "packedSize", "numberOfFiles", "numberOfFilesArchived", "creationTime",
+        "validationStatus", "keywords", "description", "datasetName", "classification", "license", "isPublished",
+        "techniques", "sharedWith", "relationships", "datasetlifecycle", "scientificMetadata",
+        "scientificMetadataSchema", "scientificMetadataValid", "comment", "dataQualityMetrics", "proposalId",
+        "runNumber", "ownerGroup", "accessGroups", "instrumentGroup",
+    }
+)  # fmt: skip
+_DERIVED_ONLY = frozenset({"investigator", "inputDatasets", "usedSoftware", "jobParameters", "jobLogData"})
+DATASET_FIELDS = {
+    "raw": _COMMON_FIELDS
+    | _DERIVED_ONLY
+    | {"principalInvestigator", "startTime", "endTime", "creationLocation", "dataFormat", "sampleId", "instrumentId"},
+    "derived": _COMMON_FIELDS | _DERIVED_ONLY,
+}
+#: Fields of ``CreateDatasetOrigDatablockDto`` and of its ``DataFileDto`` entries.
+ORIGDATABLOCK_FIELDS = frozenset({"size", "chkAlg", "dataFileList", "isPublished"})
+DATAFILE_FIELDS = frozenset({"path", "size", "time", "chk", "uid", "gid", "perm", "type"})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, username TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (pid TEXT PRIMARY KEY, doc TEXT NOT NULL, created TEXT NOT NULL);
@@ -54,6 +83,28 @@ class SciCatError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class ValidationFailed(Exception):
+    """class-validator errors: ``(property path, constraint, message)`` triples.
+
+    ``style`` picks the backend's answer: ``pipe`` (the global ``ValidationPipe``: a list of messages) or
+    ``dataset`` (``validateDatasetObsolete``: the ValidationError array as JSON text).
+    """
+
+    def __init__(self, errors: list[tuple[str, str, str]], style: str) -> None:
+        super().__init__("; ".join(m for _, _, m in errors))
+        self.errors = errors
+        self.style = style
+
+    def body(self) -> dict:
+        if self.style == "pipe":
+            return {"statusCode": 400, "message": [m for _, _, m in self.errors], "error": "Bad Request"}
+        grouped: dict[str, dict[str, str]] = {}
+        for prop, constraint, message in self.errors:
+            grouped.setdefault(prop, {})[constraint] = message
+        errors = [{"property": p, "children": [], "constraints": c} for p, c in grouped.items()]
+        return {"status": 400, "message": json.dumps(errors, separators=(",", ":"))}
 
 
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
@@ -85,37 +136,89 @@ class _Store:
             return db.execute(sql, args).fetchall()
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_date(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 def _check_dataset(body: Any) -> dict:
-    """Validate a dataset like SciCat's create DTOs do for the fields we rely on."""
+    """Validate a dataset like the backend's v3 create DTO of its type (class-validator, whitelist)."""
     if not isinstance(body, dict):
-        raise SciCatError(400, "body must be a JSON object")
+        raise ValidationFailed([("", "isObject", "an instance of an object must be an object")], "dataset")
     kind = body.get("type")
     if kind not in _TYPE_REQUIRED:
-        raise SciCatError(400, f"type must be one of {sorted(_TYPE_REQUIRED)}, got {kind!r}")
-    missing = [k for k in (*_COMMON_REQUIRED, *_TYPE_REQUIRED[kind]) if body.get(k) in (None, "", [])]
-    if missing:
-        raise SciCatError(400, f"{', '.join(missing)} should not be empty")
-    for key in ("owner", "sourceFolder", "ownerGroup", "datasetName", "description", "pid"):
-        if key in body and not isinstance(body[key], str):
-            raise SciCatError(400, f"{key} must be a string")
+        raise SciCatError(400, "Invalid dataset type!")
+    errors: list[tuple[str, str, str]] = []
+    for key in sorted(set(body) - DATASET_FIELDS[kind]):
+        errors.append((key, "whitelistValidation", f"property {key} should not exist"))
+    for key in (*_COMMON_REQUIRED, *_TYPE_REQUIRED[kind]):
+        if body.get(key) in (None, "", []):
+            errors.append((key, "isNotEmpty", f"{key} should not be empty"))
+    for key in ("owner", "sourceFolder", "ownerGroup", "datasetName", "description", "pid", "creationLocation"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            errors.append((key, "isString", f"{key} must be a string"))
     for key in _LIST_OF_STR:
         if key in body and not (isinstance(body[key], list) and all(isinstance(v, str) for v in body[key])):
-            raise SciCatError(400, f"each value in {key} must be a string")
+            errors.append((key, "isString", f"each value in {key} must be a string"))
     for key in ("contactEmail", "ownerEmail"):
-        if key in body and not (isinstance(body[key], str) and _EMAIL_RE.match(body[key])):
-            raise SciCatError(400, f"{key} must be an email")
-    for key in ("size", "numberOfFiles", "packedSize"):
-        if key in body and (not isinstance(body[key], int) or isinstance(body[key], bool) or body[key] < 0):
-            raise SciCatError(400, f"{key} must be a non-negative integer")
+        if body.get(key) not in (None, "") and not (isinstance(body[key], str) and _EMAIL_RE.match(body[key])):
+            errors.append((key, "isEmail", f"{key} must be an email"))
+    for key in ("size", "numberOfFiles", "packedSize", "numberOfFilesArchived"):
+        if key in body and (not _is_int(body[key]) or body[key] < 0):
+            errors.append((key, "isNumber", f"{key} must be a number conforming to the specified constraints"))
     for key in ("scientificMetadata", "jobParameters"):
         if key in body and not isinstance(body[key], dict):
-            raise SciCatError(400, f"{key} must be an object")
-    for key in ("creationTime", "endTime"):
-        if key in body:
-            try:
-                datetime.fromisoformat(str(body[key]).replace("Z", "+00:00"))
-            except ValueError:
-                raise SciCatError(400, f"{key} must be a valid ISO 8601 date string") from None
+            errors.append((key, "isObject", f"{key} must be an object"))
+    for key in ("creationTime", "endTime", "startTime"):
+        if body.get(key) not in (None, "") and not _is_date(body[key]):
+            errors.append((key, "isDateString", f"{key} must be a valid ISO 8601 date string"))
+    if "isPublished" in body and not isinstance(body["isPublished"], bool):
+        errors.append(("isPublished", "isBoolean", "isPublished must be a boolean value"))
+    if errors:
+        raise ValidationFailed(errors, "dataset")
+    return body
+
+
+def _check_origdatablock(body: Any) -> dict:
+    """Validate ``CreateDatasetOrigDatablockDto`` as the global ValidationPipe does."""
+    if not isinstance(body, dict):
+        raise ValidationFailed([("", "isObject", "an instance of an object must be an object")], "pipe")
+    errors: list[tuple[str, str, str]] = []
+    for key in sorted(set(body) - ORIGDATABLOCK_FIELDS):
+        errors.append((key, "whitelistValidation", f"property {key} should not exist"))
+    if not _is_int(body.get("size")):
+        errors.append(("size", "isInt", "size must be an integer number"))
+    if body.get("chkAlg") is not None and not isinstance(body["chkAlg"], str):
+        errors.append(("chkAlg", "isString", "chkAlg must be a string"))
+    files = body.get("dataFileList")
+    if not isinstance(files, list):
+        errors.append(("dataFileList", "isArray", "dataFileList must be an array"))
+    elif not files:
+        errors.append(("dataFileList", "arrayNotEmpty", "dataFileList should not be empty"))
+    for i, item in enumerate(files if isinstance(files, list) else []):
+        where = f"dataFileList.{i}"
+        if not isinstance(item, dict):
+            errors.append((where, "nestedValidation", f"{where} must be an object"))
+            continue
+        for key in sorted(set(item) - DATAFILE_FIELDS):
+            errors.append((where, "whitelistValidation", f"{where}.property {key} should not exist"))
+        if not isinstance(item.get("path"), str):
+            errors.append((where, "isString", f"{where}.path must be a string"))
+        if isinstance(item.get("size"), bool) or not isinstance(item.get("size"), int | float):
+            errors.append((where, "isNumber", f"{where}.size must be a number conforming to the specified constraints"))
+        if not _is_date(item.get("time")):
+            errors.append((where, "isDateString", f"{where}.time must be a valid ISO 8601 date string"))
+    if errors:
+        raise ValidationFailed(errors, "pipe")
     return body
 
 
@@ -199,7 +302,8 @@ def register(app: FastAPI, state: FacilityState) -> None:
         pid = doc.get("pid") or f"{PID_PREFIX}/{uuid.uuid4()}"
         now = _now()
         doc = {**doc, "pid": pid, "createdBy": username, "updatedBy": username, "createdAt": now, "updatedAt": now}
-        doc.setdefault("isPublished", False)
+        for key, default in (("isPublished", False), ("size", 0), ("numberOfFiles", 0), ("packedSize", 0)):
+            doc.setdefault(key, default)
         try:
             store.execute("INSERT INTO datasets VALUES (?, ?, ?)", (pid, json.dumps(doc), now))
         except sqlite3.IntegrityError:
@@ -247,20 +351,20 @@ def register(app: FastAPI, state: FacilityState) -> None:
 
     @router.post("/Datasets/{pid:path}/origdatablocks")
     async def create_origdatablock(pid: str, request: Request, username: str = Depends(user)):
-        body = await body_of(request)
-        files = body.get("dataFileList") if isinstance(body, dict) else None
-        if not isinstance(files, list) or not files:
-            raise SciCatError(400, "dataFileList should not be empty")
-        for i, item in enumerate(files):
-            if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item["path"]:
-                raise SciCatError(400, f"dataFileList[{i}].path must be a non-empty string")
-            if not isinstance(item.get("size"), int) or item["size"] < 0:
-                raise SciCatError(400, f"dataFileList[{i}].size must be a non-negative integer")
-        if not isinstance(body.get("size"), int):
-            raise SciCatError(400, "size must be an integer")
+        body = _check_origdatablock(await body_of(request))
         doc = create_child("origdatablocks", pid, body, username)
+        add_to_dataset(pid, doc["size"], len(doc["dataFileList"]))
         state.count("scicat.origdatablock_created")
         return after_create(f"POST origdatablocks {pid}", doc)
+
+    def add_to_dataset(pid: str, size: int, files: int) -> None:
+        """What the backend's createOrigDatablock does next: the dataset's size and file count grow."""
+        with state.lock:
+            doc = dataset(pid)
+            doc["size"] = (doc.get("size") or 0) + size
+            doc["numberOfFiles"] = (doc.get("numberOfFiles") or 0) + files
+            doc["updatedAt"] = _now()
+            store.execute("UPDATE datasets SET doc = ? WHERE pid = ?", (json.dumps(doc), pid))
 
     @router.get("/Datasets/{pid:path}/origdatablocks")
     def list_origdatablocks(pid: str, username: str = Depends(user)):
@@ -291,3 +395,7 @@ def register(app: FastAPI, state: FacilityState) -> None:
     @app.exception_handler(SciCatError)
     async def scicat_error(request: Request, exc: SciCatError) -> JSONResponse:
         return _answer(exc.status, exc.message)
+
+    @app.exception_handler(ValidationFailed)
+    async def validation_failed(request: Request, exc: ValidationFailed) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=400)

@@ -13,13 +13,19 @@ Routes (prefix ``/sfapi``), as the real service answers them:
 
 A submitted script runs as ``bash script`` in its own process group, cwd a per-job folder, with the
 ``#SBATCH`` ``--job-name``, ``--output``/``--error`` (``%x``, ``%j``, ``%u``, ``%%``), ``--time`` and ``--comment``
-honoured; states go PENDING → RUNNING → COMPLETED/FAILED/TIMEOUT/CANCELLED. Differences from Slurm:
-``--time`` seconds are honoured exactly (tests use a few seconds), and missing log folders are created.
+honoured; states go PENDING → RUNNING → COMPLETED/FAILED/TIMEOUT/CANCELLED. The header is checked as sbatch on
+Perlmutter checks it for the ``alsdev`` collaboration account: an option sbatch does not know is refused
+(``unrecognized option``), and ``--account`` (``als``), ``--qos`` and ``--constraint`` (``cpu``/``gpu``) must
+be ones the account may use, else ``Batch job submission failed: ...`` as Slurm words it. Differences from
+Slurm: ``--time`` seconds are honoured exactly (tests use a few seconds), missing log folders are created,
+and a job without ``--constraint`` is accepted (Perlmutter refuses it; our jobs always send one).
 
 Counters: ``sfapi.submit`` (every submit request), ``sfapi.job_created``, ``sfapi.cancel``. Faults
 (``state.take_fault("sfapi", kind, subject=<job name>)``): ``state`` ends the job in ``params["state"]``
 (e.g. TIMEOUT, OUT_OF_MEMORY, PREEMPTED, NODE_FAIL, FAILED) after ``params.get("after", 0.5)`` s of running,
-writing Slurm's message to the error log; ``slow`` keeps the job PENDING ``params.get("seconds", 3)`` s.
+writing Slurm's message to the error log; ``slow`` keeps the job PENDING ``params.get("seconds", 3)`` s;
+``query_error`` (subject ``squeue <jobids>`` or ``sacct <jobids>``) answers a job query
+``{"status": "ERROR", "output": [], "error": message}``, as SFAPI does when it cannot reach Slurm.
 """
 
 from __future__ import annotations
@@ -85,6 +91,24 @@ _SLURM_MESSAGES = {
     "FAILED": "slurmstepd: error: *** JOB {jobid} ON nid004242 FAILED AT {now} ***",
 }
 _SBATCH_LINE = re.compile(r"^#SBATCH\s+(.*)$")
+#: sbatch's long options (Slurm 24.x ``sbatch --help``) that a header may use; any other is refused.
+SBATCH_OPTIONS = frozenset(
+    """account acctg-freq array batch bb bbf begin chdir cluster-constraint clusters comment constraint container
+    contiguous core-spec cores-per-socket cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot dependency
+    distribution error exclude exclusive export export-file extra-node-info get-user-env gid gpu-bind gpu-freq
+    gpus gpus-per-node gpus-per-socket gpus-per-task gres gres-flags hint hold ignore-pbs input job-name
+    kill-on-invalid-dep licenses mail-type mail-user mcs-label mem mem-bind mem-per-cpu mem-per-gpu mincpus
+    network nice no-kill no-requeue nodefile nodelist nodes ntasks ntasks-per-core ntasks-per-gpu
+    ntasks-per-node ntasks-per-socket open-mode output overcommit oversubscribe parsable partition power prefer
+    priority profile propagate qos quiet reboot requeue reservation signal sockets-per-node spread-job switches
+    test-only thread-spec threads-per-core time time-min tmp uid use-min-nodes verbose wait wait-all-nodes
+    wckey wrap""".split()  # noqa: SIM905
+)
+#: What the alsdev collaboration account may use on Perlmutter (its Slurm associations).
+ACCOUNTS = frozenset({"als"})
+#: NERSC's Perlmutter QOS list (docs.nersc.gov, jobs/policy); ``xfer`` is the data-transfer QOS HPSS jobs use.
+QOS = frozenset({"regular", "debug", "shared", "preempt", "overrun", "premium", "realtime", "xfer"})
+CONSTRAINTS = frozenset({"cpu", "gpu"})
 _OPTION = re.compile(r"^--(?P<key>[a-z][a-z-]*)(?:=(?P<value>.*))?$")
 _SHORT_OPTIONS = {
     "-q": "qos",
@@ -148,11 +172,23 @@ def parse_sbatch(script: str) -> dict[str, str]:
                 i += 2
                 continue
             opt = _OPTION.match(word)
-            if not opt:
-                raise ValueError(f"unrecognized option {word!r}")
+            if not opt or opt.group("key") not in SBATCH_OPTIONS:
+                raise ValueError(f"unrecognized option '{word}'")
             options[opt.group("key")] = opt.group("value") if opt.group("value") is not None else ""
             i += 1
     return options
+
+
+def check_policy(options: dict[str, str]) -> None:
+    """Refuse what Slurm on Perlmutter refuses for the account (its words, after ``sbatch: error:``)."""
+    if "account" in options and options["account"] not in ACCOUNTS:
+        raise ValueError("Batch job submission failed: Invalid account or account/partition combination specified")
+    if "qos" in options and options["qos"] not in QOS:
+        raise ValueError("Batch job submission failed: Invalid qos specification")
+    if "constraint" in options and options["constraint"] not in CONSTRAINTS:
+        raise ValueError("Batch job submission failed: Invalid feature specification")
+    if options.get("qos") == "shared" and "exclusive" in options:
+        raise ValueError("Batch job submission failed: Requested node configuration is not available")
 
 
 @dataclass
@@ -245,6 +281,7 @@ class Slurm:
                 "followed by the path to an interpreter."
             )
         options = parse_sbatch(script)
+        check_policy(options)
         with self.lock:
             jobid = str(self.next_id)
             self.next_id += 1
@@ -505,6 +542,11 @@ def register(app: FastAPI, state: FacilityState) -> None:
             key, _, value = item.partition("=")
             filters[key] = value
         jobids = set(filters["jobid"].split(",")) if filters.get("jobid") else None
+        subject = f"{'sacct' if sacct else 'squeue'} {filters.get('jobid', '')}"
+        fault = state.take_fault("sfapi", "query_error", subject)
+        if fault is not None:
+            state.count("fault.sfapi.query_error")
+            return {"status": "ERROR", "output": [], "error": fault.message}
         if filters.get("user") and filters["user"] != USER:
             return {"status": "OK", "output": [], "error": None}
         with slurm.lock:

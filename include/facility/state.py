@@ -20,9 +20,11 @@ class Fault:
     """One injected fault: answer ``status`` (or do ``kind``) for matching requests, ``times`` times.
 
     ``service`` is the stand-in (``transfer``, ``compute``, ``sfapi``, ``scicat``, ``auth`` or ``*``);
-    ``kind`` is ``http`` for a plain HTTP error answer, or a service-specific fault such as
-    ``task_failed`` or ``permission_denied`` (transfer); ``match`` is a regex on ``METHOD path``
-    (for ``http``) or on the service's own subject (a path, a function name, a script).
+    ``kind`` is ``http`` for a plain HTTP error answer instead of the request, ``lost_response`` for a request
+    that is performed but answered ``status`` instead of its result (as when a gateway times out), or a
+    service-specific fault such as ``task_failed`` or ``permission_denied`` (transfer); ``match`` is a regex on
+    ``METHOD path`` (for ``http`` and ``lost_response``) or on the service's own subject (a path, a function
+    name, a script).
     """
 
     service: str

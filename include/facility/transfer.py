@@ -10,12 +10,25 @@ Counters: ``transfer.submit`` / ``delete.submit`` (every POST), ``transfer.task_
 ``delete.task_created``, ``transfer.duplicate`` / ``delete.duplicate``, ``transfer.bytes`` (bytes copied),
 ``transfer.succeeded`` / ``transfer.failed`` / ``delete.succeeded`` / ``delete.failed``.
 
+Errors as Globus handles them (docs.globus.org/api/transfer/task_behavior, task_events): a task either
+fails at once (FAILED, ``fatal_error``) or stays ACTIVE and retries the fault, with ``nice_status`` naming it
+(``is_ok`` false, ``nice_status_details`` Globus's message) and an error event per attempt, until the fault
+clears, the task is cancelled or its deadline passes. A missing source path is terminal (``FILE_NOT_FOUND``);
+a full destination is retried (``NO_SPACE_LEFT``/``QUOTA_EXCEEDED``) unless the submission set
+``fail_on_quota_errors``; a checksum that fails verification is retried (``VERIFY_CHECKSUM``); source
+``PERMISSION_DENIED``/``FILE_NOT_FOUND`` faults are skipped with ``skip_source_errors``. Event codes are
+Globus's, event times ``YYYY-MM-DD HH:MM:SS+00:00``, and ``event_list`` honours ``filter=is_error:1``.
+
 Faults (``service="transfer"``, ``match`` on an item's source path, then its destination path; for deletes
 the path): ``task_failed`` (FAILED, fatal_error code ``params["code"]`` or ``ENDPOINT_ERROR``, event carrying
 ``message``), ``permission_denied`` (FAILED, ``PERMISSION_DENIED``; with ``params={"retrying": true}`` the
-task instead reports the error event and stays ACTIVE, retrying, until cancelled or past its deadline),
-``slow`` (the task stays ACTIVE for ``params["seconds"]`` before its work), ``checksum_mismatch`` (per
-file: verification fails, FAILED with ``CHECKSUM_MISMATCH``, the destination file is not written).
+task instead stalls on it as ``stall`` does), ``stall`` (the task stays ACTIVE retrying ``params["code"]``,
+default ``NO_SPACE_LEFT``, with ``message`` as Globus's details, for ``params["seconds"]`` if given, else until
+cancelled or past its deadline; a quota code fails at once with ``fail_on_quota_errors``; a source
+``PERMISSION_DENIED``/``FILE_NOT_FOUND`` is skipped with ``skip_source_errors``), ``slow`` (the task stays
+ACTIVE for ``params["seconds"]`` before its work), ``checksum_mismatch`` (per file, per attempt: verification
+fails, a ``VERIFY_CHECKSUM`` error event, the file is transferred again; the destination is not written
+until a copy verifies).
 """
 
 from __future__ import annotations
@@ -55,12 +68,18 @@ CHUNK_SIZE = 1 << 20
 PARTIAL_SUFFIX = ".facility-partial"
 DEFAULT_DEADLINE = timedelta(days=1)
 SYNC_LEVELS = {"exists": 0, "size": 1, "mtime": 2, "checksum": 3}
+#: Errors Globus retries (the task stays ACTIVE) unless ``fail_on_quota_errors`` is set.
+QUOTA_CODES = frozenset({"NO_SPACE_LEFT", "QUOTA_EXCEEDED"})
+#: Source errors ``skip_source_errors`` skips.
+SKIPPABLE_CODES = frozenset({"PERMISSION_DENIED", "FILE_NOT_FOUND", "AMBIGUOUS_PATH"})
+#: Seconds between two attempts of a task retrying a fault (each one an error event).
+RETRY_SECONDS = 1.0
 CHECKSUM_ALGORITHMS = frozenset({"md5", "sha1", "sha256", "sha512"})
 _ERRNO_CODES = {
     errno.ENOENT: ("FILE_NOT_FOUND", "file not found"),
     errno.EACCES: ("PERMISSION_DENIED", "permission denied"),
     errno.EPERM: ("PERMISSION_DENIED", "permission denied"),
-    errno.ENOSPC: ("QUOTA_EXCEEDED", "no space left on device"),
+    errno.ENOSPC: ("NO_SPACE_LEFT", "no space left on device"),
     errno.EDQUOT: ("QUOTA_EXCEEDED", "quota exceeded"),
     errno.EISDIR: ("IS_A_DIRECTORY", "is a directory"),
     errno.ENOTDIR: ("NOT_A_DIRECTORY", "not a directory"),
@@ -75,6 +94,11 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _event_time(moment: datetime) -> str:
+    """An event's ``time`` as Transfer writes it: ``2014-07-08 18:50:18+00:00``."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S+00:00")
+
+
 def _file_time(timestamp: float) -> str:
     """``last_modified`` as Transfer writes it: ``2023-12-18 16:52:50+00:00``."""
     return datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")
@@ -86,6 +110,16 @@ def _error(status: int, code: str, message: str, resource: str) -> ServiceError:
 
 class PathRefused(Exception):
     """A Globus path that is not inside its collection."""
+
+
+class Retrying(Exception):
+    """An error Globus retries: the task stays ACTIVE with ``nice_status`` = ``code`` while it lasts."""
+
+    def __init__(self, code: str, description: str, details: str = "") -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details or description
 
 
 class TaskFailure(Exception):
@@ -146,6 +180,7 @@ class Task:
     options: dict
     status: str = "ACTIVE"
     nice_status: str | None = "Queued"
+    nice_status_details: str | None = None
     completion_time: datetime | None = None
     fatal_error: dict | None = None
     files: int = 0
@@ -176,9 +211,9 @@ class Task:
             "submission_id": self.submission_id,
             "nice_status": self.nice_status if active else None,
             "nice_status_short_description": self.nice_status if active else None,
-            "nice_status_details": None,
-            "nice_status_expires_in": None,
-            "is_ok": True if active else None,
+            "nice_status_details": self.nice_status_details if active else None,
+            "nice_status_expires_in": (-1 if self.nice_status_details else None) if active else None,
+            "is_ok": (self.nice_status in ("OK", "Queued")) if active else None,
             "is_paused": False,
             "request_time": _iso(self.request_time),
             "completion_time": _iso(self.completion_time),
@@ -202,7 +237,7 @@ class Task:
             "subtasks_total": self.files + self.directories,
             "subtasks_succeeded": finished + (self.directories if self.status == "SUCCEEDED" else 0),
             "subtasks_pending": max(self.files - finished, 0) if active else 0,
-            "subtasks_retrying": 0,
+            "subtasks_retrying": 1 if active and self.nice_status_details else 0,
             "subtasks_failed": 1 if self.status == "FAILED" and self.fatal_error else 0,
             "subtasks_canceled": 1 if (self.fatal_error or {}).get("code") == "CANCELED" else 0,
             "subtasks_expired": 1 if (self.fatal_error or {}).get("code") == "EXPIRED" else 0,
@@ -213,8 +248,8 @@ class Task:
             "preserve_timestamp": self.options.get("preserve_timestamp", False),
             "encrypt_data": self.options.get("encrypt_data", False),
             "delete_destination_extra": False,
-            "skip_source_errors": False,
-            "fail_on_quota_errors": False,
+            "skip_source_errors": self.options.get("skip_source_errors", False),
+            "fail_on_quota_errors": self.options.get("fail_on_quota_errors", False),
             "recursive_symlinks": "ignore",
             "filter_rules": None,
             "canceled_by_admin": None,
@@ -381,7 +416,7 @@ class TransferService:
                     "is_error": error,
                     "description": description,
                     "details": details,
-                    "time": _iso(_now()),
+                    "time": _event_time(_now()),
                 }
             )
 
@@ -421,7 +456,7 @@ class TransferService:
             self._finish(task, TaskFailure(code, description, f"{exc.strerror}: {exc.filename}"))
         except Exception as exc:  # a bug in the stand-in must still end the task
             log.exception("task %s crashed", task.task_id)
-            self._finish(task, TaskFailure("UNKNOWN_ERROR", "unexpected error", repr(exc)))
+            self._finish(task, TaskFailure("UNKNOWN", "unexpected error", repr(exc)))
         else:
             self._finish(task, None)
         self.state.count(f"{prefix}.{'failed' if task.status == 'FAILED' else 'succeeded'}")
@@ -455,26 +490,52 @@ class TransferService:
                 self._checkpoint(task)
                 return
 
-    def _retry_until_stopped(self, task: Task, code: str, description: str, details: str) -> None:
-        """Like Globus on some errors: report a fault event and keep the task ACTIVE, retrying, until
-        it is cancelled or reaches its deadline (``_checkpoint`` then ends it)."""
-        with self.lock:
-            task.faults += 1
-        self._event(task, code, description, details, error=True)
+    def _attempt(self, task: Task, work: Callable[[], None]) -> None:
+        """Run ``work`` as Globus does: a :class:`Retrying` error is an error event and, after a pause,
+        another attempt (the task ACTIVE, ``nice_status`` naming the error) until it succeeds or the task is
+        cancelled or expires; a quota error with ``fail_on_quota_errors`` fails the task instead."""
         while True:
-            self._checkpoint(task)
-            task.cancel.wait(0.2)
+            try:
+                work()
+            except Retrying as error:
+                if error.code in QUOTA_CODES and task.options.get("fail_on_quota_errors"):
+                    raise TaskFailure(error.code, error.description, error.details) from None
+                with self.lock:
+                    task.faults += 1
+                    task.nice_status, task.nice_status_details = error.code, error.details
+                self._event(task, error.code, error.description, error.details, error=True)
+                self._checkpoint(task)
+                task.cancel.wait(RETRY_SECONDS)
+                self._checkpoint(task)
+                continue
+            with self.lock:
+                task.nice_status, task.nice_status_details = "OK", None
+            return
 
-    def _item_faults(self, task: Task, item: dict) -> None:
+    def _item_faults(self, task: Task, item: dict) -> bool:
+        """Apply the item's injected faults; False when ``skip_source_errors`` skips the item."""
         subjects = self._subjects(task, item)
         fault = self._fault("permission_denied", subjects)
-        if fault is not None and fault.params.get("retrying"):
-            self._retry_until_stopped(task, "PERMISSION_DENIED", "permission denied", fault.message)
-        if fault is not None:
+        if fault is not None and not fault.params.get("retrying"):
             raise TaskFailure("PERMISSION_DENIED", "permission denied", fault.message)
+        stall = fault or self._fault("stall", subjects)
+        if stall is not None:
+            code = "PERMISSION_DENIED" if stall is fault else str(stall.params.get("code", "NO_SPACE_LEFT"))
+            if code in SKIPPABLE_CODES and task.options.get("skip_source_errors") and task.type == "TRANSFER":
+                self._event(task, code, code.lower().replace("_", " "), stall.message, error=True)
+                self._event(task, "SKIPPED_ERRORS", "skipped errors", f"skipped {item['source_path']}")
+                return False
+            until = time.monotonic() + float(stall.params["seconds"]) if "seconds" in stall.params else None
+
+            def stalled() -> None:
+                if until is None or time.monotonic() < until:
+                    raise Retrying(code, code.lower().replace("_", " "), stall.message)
+
+            self._attempt(task, stalled)
         fault = self._fault("task_failed", subjects)
         if fault is not None:
             raise TaskFailure(str(fault.params.get("code", "ENDPOINT_ERROR")), fault.message, fault.message)
+        return True
 
     def _resolve(self, collection: Collection, path: str) -> Path:
         try:
@@ -484,7 +545,8 @@ class TransferService:
 
     def _transfer_item(self, task: Task, item: dict) -> None:
         self._checkpoint(task)
-        self._item_faults(task, item)
+        if not self._item_faults(task, item):
+            return
         assert task.destination is not None
         source = self._resolve(task.source, item["source_path"])
         destination = self._resolve(task.destination, item["destination_path"])
@@ -511,7 +573,7 @@ class TransferService:
             directory.mkdir(parents=True, exist_ok=True)
         for src, dst in files:
             self._checkpoint(task)
-            self._copy_file(task, item, src, dst)
+            self._attempt(task, lambda src=src, dst=dst: self._copy_file(task, item, src, dst))
 
     def _copy_file(self, task: Task, item: dict, src: Path, dst: Path) -> None:
         assert task.destination is not None
@@ -541,8 +603,8 @@ class TransferService:
             expected = item["external_checksum"] or source_sum.hexdigest()
             if item["external_checksum"] and item["external_checksum"].lower() != source_sum.hexdigest():
                 raise TaskFailure(
-                    "CHECKSUM_MISMATCH",
-                    "checksum verification failed",
+                    "EXTERNAL_CHECKSUM_MISMATCH",
+                    "external checksum mismatch",
                     f"{src_path}: source {algorithm} {source_sum.hexdigest()} != external checksum {expected}",
                 )
             if task.options["verify_checksum"] or item["external_checksum"]:
@@ -552,8 +614,8 @@ class TransferService:
                 if self._fault("checksum_mismatch", [src_path, dst_path]) is not None:
                     actual = "0" * len(actual)
                 if actual != expected.lower():
-                    raise TaskFailure(
-                        "CHECKSUM_MISMATCH",
+                    raise Retrying(
+                        "VERIFY_CHECKSUM",
                         "checksum verification failed",
                         f"{src_path} -> {dst_path}: source {algorithm} {expected}, destination {algorithm} {actual}",
                     )
@@ -561,6 +623,13 @@ class TransferService:
                 info = src.stat()
                 os.utime(partial, (info.st_atime, info.st_mtime))
             os.replace(partial, dst)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                code, description = _ERRNO_CODES[exc.errno]
+                raise Retrying(
+                    code, description, f"{exc.strerror}: {dst_path} on {task.destination.describe()}"
+                ) from None
+            raise
         finally:
             partial.unlink(missing_ok=True)
         with self.lock:
@@ -590,7 +659,8 @@ class TransferService:
 
     def _delete_item(self, task: Task, item: dict) -> None:
         self._checkpoint(task)
-        self._item_faults(task, item)
+        if not self._item_faults(task, item):
+            return
         target = self._resolve(task.source, item["path"])
         if target == task.source.root:
             raise TaskFailure("PERMISSION_DENIED", "permission denied", "refusing to delete the collection root")
@@ -689,6 +759,8 @@ def _transfer_options(body: dict, resource: str) -> dict:
         "verify_checksum": _bool(body, "verify_checksum", resource),
         "preserve_timestamp": _bool(body, "preserve_timestamp", resource),
         "encrypt_data": _bool(body, "encrypt_data", resource),
+        "skip_source_errors": _bool(body, "skip_source_errors", resource),
+        "fail_on_quota_errors": _bool(body, "fail_on_quota_errors", resource),
     }
 
 
@@ -843,12 +915,18 @@ def register(app: FastAPI, state: FacilityState) -> None:
             return task.document()
 
     @app.get("/v0.10/task/{task_id}/event_list")
-    def event_list(task_id: str, request: Request, limit: int = 10, offset: int = 0) -> dict:
+    def event_list(task_id: str, request: Request, limit: int = 10, offset: int = 0, filter: str | None = None) -> dict:
         authorized(request)
         task = service.task(task_id, request.url.path)
         limit, offset = max(1, min(limit, 1000)), max(0, offset)
+        wanted = None
+        if filter:
+            key, _, value = filter.partition(":")
+            if key != "is_error" or value not in ("0", "1"):
+                raise _error(400, "ClientError.BadRequest", f"Invalid filter {filter!r}", request.url.path)
+            wanted = value == "1"
         with service.lock:
-            events = list(reversed(task.events))
+            events = [e for e in reversed(task.events) if wanted is None or e["is_error"] is wanted]
         page = events[offset : offset + limit]
         return {
             "DATA_TYPE": "event_list",
@@ -934,6 +1012,20 @@ def register(app: FastAPI, state: FacilityState) -> None:
             "keywords": None,
             "https_server": None,
             "local_user_info_available": False,
+            "username": "local-facility",
+            "shareable": False,
+            "acl_editable": False,
+            "in_use": False,
+            "mfa_required": False,
+            "expire_time": None,
+            "host_path": None,
+            "disable_anonymous_writes": False,
+            "french_english_bilingual": False,
+            "globus_connect_setup_key": None,
+            "gcp_connected": None,
+            "gcp_paused": None,
+            "non_functional_endpoint_display_name": None,
+            "non_functional_endpoint_id": None,
         }
 
     @app.get("/v0.10/operation/endpoint/{endpoint_id}/ls")

@@ -1,19 +1,25 @@
 """Run one DAG end to end on the local profile: ``python -m include.tools.run_dag DAG_ID [--conf JSON]``.
 
-Starts the local facility, prepares a local Airflow (SQLite under ``.airflow/``) from
-airflow_settings.yaml, runs the DAG with ``dag.test()``, prints ``output: PATH`` for every output the
-run published (XCom key ``outputs``: a list of ``{"endpoint", "path"}``), stops the facility, and exits
-non-zero unless the run succeeded. ``make dags-test`` and ``make demo`` use it.
+Starts the local facility (or, with ``--facility-url`` / ``FACILITY_URL``, uses one already running, e.g.
+``make facility``, so faults can be injected from outside), prepares a local Airflow (SQLite under
+``.airflow/``) from airflow_settings.yaml, runs the DAG with ``dag.test()``, prints ``output: PATH`` for
+every output the run published (XCom key ``outputs``: a list of ``{"endpoint", "path"}``), stops the
+facility it started, and exits non-zero unless the run succeeded. ``make dags-test`` and ``make demo`` use it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from include.endpoints import REPO_ROOT, default_facility_root, load_endpoints
 from include.facility.process import Facility
@@ -59,12 +65,29 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path) -> int:
+@contextlib.contextmanager
+def facility_at(url: str | None, facility_root: Path, log_file: Path) -> Iterator[tuple[str, Path]]:
+    """``(url, root)`` of the facility to use: the one running at ``url`` (its root as it reports it), or
+    a new one under ``facility_root``, stopped on exit."""
+    if url:
+        url = url.rstrip("/")
+        try:
+            health = httpx.get(f"{url}/_facility/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SystemExit(f"no local facility answers at {url} ({exc}); start one with `make facility`") from None
+        print(f"using the running facility at {url} (root {health['root']})", file=sys.stderr)
+        yield url, Path(health["root"])
+        return
+    with Facility(facility_root, log_file=log_file) as facility:
+        yield facility.url, facility_root
+
+
+def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path, facility_url: str | None = None) -> int:
     from include.tools.local_airflow import configure_environment, seed_database
 
     home.mkdir(parents=True, exist_ok=True)
-    with Facility(facility_root, log_file=home / "facility.log") as facility:
-        configure_environment(home, facility_url=facility.url, facility_root=facility_root)
+    with facility_at(facility_url, facility_root, home / "facility.log") as (url, facility_root):
+        configure_environment(home, facility_url=url, facility_root=facility_root)
         seed_database()
         from airflow.dag_processing.dagbag import DagBag
 
@@ -95,8 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", default="{}", help="the run's conf as a JSON object")
     parser.add_argument("--home", type=Path, default=REPO_ROOT / ".airflow", help="local AIRFLOW_HOME")
     parser.add_argument("--facility-root", type=Path, default=default_facility_root())
+    parser.add_argument(
+        "--facility-url",
+        default=os.environ.get("FACILITY_URL") or None,
+        help="use the facility already running there (default: $FACILITY_URL; unset: start one)",
+    )
     args = parser.parse_args(argv)
-    return run(args.dag_id, parse_conf(args.conf), home=args.home.resolve(), facility_root=args.facility_root.resolve())
+    return run(
+        args.dag_id,
+        parse_conf(args.conf),
+        home=args.home.resolve(),
+        facility_root=args.facility_root.resolve(),
+        facility_url=args.facility_url,
+    )
 
 
 if __name__ == "__main__":

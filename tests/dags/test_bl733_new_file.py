@@ -36,6 +36,7 @@ def test_scan_moves_is_catalogued_archived_and_its_cfs_copy_is_pruned_after_six_
     from als_provider.hooks.globus_transfer import GlobusTransferHook
     from compute_functions.sample_scan import write_sample_scan
     from include.pruning import verify_copy
+    from include.records import Folders
 
     folder = f"ALS-07330_saxs{uuid.uuid4().hex[:6]}"
     scan = f"{folder}/20260402_090000_film.h5"
@@ -66,9 +67,9 @@ def test_scan_moves_is_catalogued_archived_and_its_cfs_copy_is_pruned_after_six_
     assert timedelta(days=179) < cfs_copy.not_before - started < timedelta(days=181)
     # What prune will decide: the tape copy verifies the CFS copy; a damaged tape copy keeps it.
     hook = GlobusTransferHook()
-    assert verify_copy(hook, cfs_copy).action == "delete"
+    assert verify_copy(Folders(hook), cfs_copy).action == "delete"
     tape.write_bytes(original[:-10])
-    verdict = verify_copy(hook, cfs_copy)
+    verdict = verify_copy(Folders(hook), cfs_copy)
     assert verdict.action == "keep" and "size differs" in verdict.reason
 
 

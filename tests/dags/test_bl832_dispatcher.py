@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from include.tools.run_dag import run_outputs
 from tests.dags.dag_helpers import load_dag, states, write_scan
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
@@ -31,6 +32,8 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
 
     first = dag.test(run_conf={"file_path": file_path})
     assert first.state == "success", states(first)
+    published = [str(o) for o in run_outputs(first.dag_id, first.run_id)]
+    assert len(published) == len(set(published)) == 2 + 2 * 3  # the scan's two copies, two results per site
     assert local_endpoints["data832_raw"].posix_path(scan).is_file()
     assert local_endpoints["nersc832"].posix_path(f"raw/{scan}").is_file()
     for site in ("alcf", "nersc", "local"):  # each site under its own folder: nothing overwritten
@@ -60,7 +63,8 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
     assert not local_endpoints["alcf832_raw"].posix_path(scan).exists()
     assert not local_endpoints["alcf832_scratch"].posix_path(f"{folder}/alcf/rec{dataset}").exists()
     assert not local_endpoints["nersc832_alsdev_pscratch_raw"].posix_path(scan).exists()
-    assert not local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(f"{folder}/nersc/rec{dataset}").exists()
+    # pscratch results are checked against the NERSC archive copy, damaged above: kept, as is the home copy
+    assert local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(f"{folder}/nersc/rec{dataset}").exists()
     assert local_endpoints["nersc832"].posix_path(f"raw/{scan}").is_file()  # the long-term copy stays
     kept = local_endpoints["data832_scratch"].posix_path(f"{folder}/nersc/rec{dataset}")
     assert len(list(kept.glob("*.tiff"))) == rows  # its check copy failed: kept

@@ -49,7 +49,14 @@ def test_local_recon_writes_tiffs_and_zarr_on_data832_scratch(facility, local_en
     dag_run = get_dag("bl832_local_recon").test(run_conf={"file_path": f"/global/raw/{scan}"})
     assert dag_run.state == "success", states(dag_run)
     assert "stage_raw" not in states(dag_run) and "copy_tiff" not in states(dag_run)
-    assert manifest_entries("bl832_local_recon", dag_run.run_id) == []  # results stay at home, nothing to prune
+    # finding 6: results on data832_scratch go after 3 days once the long-term raw copy exists (regenerable)
+    assert sorted(
+        (e["endpoint"], e["path"], e["check_endpoint"], e["location"])
+        for e in manifest_entries("bl832_local_recon", dag_run.run_id)
+    ) == [
+        ("data832_scratch", f"{folder}/local/rec20260101_120000_sample", "nersc832", "data832_scratch"),
+        ("data832_scratch", f"{folder}/local/rec20260101_120000_sample.zarr", "nersc832", "data832_scratch"),
+    ]
     outputs = outputs_of(dag_run)
     assert outputs == [
         {"endpoint": "data832_scratch", "path": f"{folder}/local/rec20260101_120000_sample"},
@@ -82,9 +89,12 @@ def test_alcf_recon_copies_results_home_and_records_deletions(facility, local_en
             ("alcf832_raw", scan, "data832_raw"),
             ("alcf832_scratch", f"{folder}/alcf/rec20260101_120000_sample", "data832_scratch"),
             ("alcf832_scratch", f"{folder}/alcf/rec20260101_120000_sample.zarr", "data832_scratch"),
+            # brought home: pruned once the long-term raw copy exists (regenerate_from_raw, retention.yaml)
+            ("data832_scratch", f"{folder}/alcf/rec20260101_120000_sample", "nersc832"),
+            ("data832_scratch", f"{folder}/alcf/rec20260101_120000_sample.zarr", "nersc832"),
         ]
     )
-    assert {e["location"] for e in entries} == {"alcf"}
+    assert {e["location"] for e in entries} == {"alcf", "data832_scratch"}
     stats = facility.stats()
     assert stats["compute.submit"] == 2 and stats["transfer.task_created"] == 3
 
@@ -103,7 +113,9 @@ def test_failed_reconstruction_fails_the_run_and_still_records_the_copies(facili
     assert facility.stats()["compute.submit"] == 3  # one per try: each earlier try's task had failed
     recorded = {(e["endpoint"], e["path"]) for e in manifest_entries("bl832_alcf_recon", dag_run.run_id)}
     assert ("alcf832_raw", scan) in recorded
-    assert ("alcf832_scratch", f"{folder}/alcf/rec20260101_120000_sample") in recorded
+    # a copy is recorded with what it holds, if the failed run left one; nothing there records nothing
+    rec = f"{folder}/alcf/rec20260101_120000_sample"
+    assert (("alcf832_scratch", rec) in recorded) == local_endpoints["alcf832_scratch"].posix_path(rec).exists()
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from als_provider.hooks.globus_transfer import GlobusTransferHook
+from als_provider.operators.globus_delete import GlobusChecksumSync
+from include import manifests
 from include.endpoints import REPO_ROOT
-from include.manifests import KEY_PREFIX, ManifestEntry, ManifestError, MetadataDbVariables, schedule_deletion
+from include.manifests import KEY_PREFIX, DeletionRequest, ManifestEntry, ManifestError, MetadataDbVariables
+from include.pruning import record_copies
 
 pytestmark = pytest.mark.slow
 
@@ -77,16 +81,23 @@ def scene(facility, store, local_endpoints):
     for row in range(3):
         src = local_endpoints["alcf832_scratch"].posix_path(f"{REC}/20230224_132553_sea_shell_{row:05d}.tiff")
         put(local_endpoints, "data832_scratch", f"{REC}/{src.name}", src.read_bytes())
-    for row in range(3):  # pscratch's folder was copied to data832_scratch too (same bytes)
+    for row in range(3):  # pscratch's folder was archived to nersc832_alsdev_scratch (same bytes)
         src = local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(
             f"{REC}/20230224_132553_sea_shell_{row:05d}.tiff"
         )
-        src.write_bytes(local_endpoints["data832_scratch"].posix_path(f"{REC}/{src.name}").read_bytes())
+        put(local_endpoints, "nersc832_alsdev_scratch", f"{REC}/{src.name}", src.read_bytes())
+
+    hook = GlobusTransferHook()
+
+    def schedule_deletion(**args):
+        """As a pipeline's finish: record what the target holds right after the copy, then schedule."""
+        [(_, record)] = record_copies(hook, [DeletionRequest(args["endpoint"], args["path"], "-", "-")])
+        return manifests.schedule_deletion(**args, record=record)
 
     run = {"dag_id": "new_832_file", "run_id": "scheduled__test", "now": NOW, "store": store}
     entries = {
         "spot832": schedule_deletion(
-            endpoint="spot832", path=f"raw/{SCAN}", check_endpoint="data832", location="spot832", size=4096, **run
+            endpoint="spot832", path=f"raw/{SCAN}", check_endpoint="data832", location="spot832", **run
         ),
         "data832": schedule_deletion(
             endpoint="data832", path=f"raw/{SCAN}", check_endpoint="nersc832", location="data832", **run
@@ -100,7 +111,7 @@ def scene(facility, store, local_endpoints):
         "pscratch": schedule_deletion(
             endpoint="nersc832_alsdev_pscratch_scratch",
             path=REC,
-            check_endpoint="data832_scratch",
+            check_endpoint="nersc832_alsdev_scratch",
             location="nersc_pscratch",
             **run,
         ),
@@ -116,7 +127,9 @@ def scene(facility, store, local_endpoints):
         ),
     }
     with pytest.raises(ManifestError, match="never pruned"):
-        schedule_deletion(endpoint="nersc832", path=f"raw/{SCAN}", check_endpoint="data832", location="data832", **run)
+        manifests.schedule_deletion(
+            endpoint="nersc832", path=f"raw/{SCAN}", check_endpoint="data832", location="data832", record=None, **run
+        )
     # an entry edited by hand in the Variables UI to point at the long-term copy: prune must refuse it
     forged = ManifestEntry(
         key=f"{KEY_PREFIX}{NOW:%Y%m%d}/forged",
@@ -199,7 +212,6 @@ def test_prune_deletes_verified_copies_and_keeps_the_rest(prune_dag, scene, stor
 
 def test_a_crash_between_delete_and_manifest_update_is_harmless(prune_dag, scene, store, facility):
     """The delete ran but the entry stayed (the worker died): the next run just drops the entry."""
-    from als_provider.hooks.globus_transfer import GlobusTransferHook
 
     files, entries = scene
     hook = GlobusTransferHook()
@@ -223,6 +235,8 @@ def test_a_failed_delete_task_keeps_its_entries_and_fails_the_run(prune_dag, sce
     task = prune_dag.get_task("prune_manifests")
     monkeypatch.setattr(task, "retries", 1)
     monkeypatch.setattr(task, "retry_delay", timedelta(seconds=1))
+    # content verified (tested on its own): the fault must hit the delete task, not the checksum sync before it
+    monkeypatch.setattr(GlobusChecksumSync, "differing", lambda self, pairs: {})
     facility.inject("transfer", "permission_denied", match=re.escape(REC), times=1)
     states, _ = run_prune(prune_dag, as_of=LATER)
     assert states == {"prune_manifests": "failed"}

@@ -8,6 +8,7 @@ facility on a free port and every file under a temporary home. Tests talk to it 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +24,8 @@ from include.tools.local_airflow import load_settings
 from include.tools.local_stack import POSTGRES_URL, LocalStack
 
 DISPATCHER = "bl832_dispatcher"
-E2E_DATABASE = "als_airflow_e2e"
+#: The stack's own database (``ALS_E2E_DATABASE`` lets two sessions on one PostgreSQL keep apart).
+E2E_DATABASE = os.environ.get("ALS_E2E_DATABASE", "als_airflow_e2e")
 
 
 def pytest_configure(config):

@@ -9,8 +9,9 @@ import pytest
 
 from als_provider.hooks.globus_compute import GlobusComputeHook
 from compute_functions import remote
+from include.sites import load_sites
 
-ENDPOINT = "0b4e9d7a-8d0e-4d8f-a0a7-5f0f3f5b2c11"
+ENDPOINT = load_sites()["local"].compute_endpoint_id  # the local profile registers the ids it serves
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_submit_of_an_unknown_function_is_refused(facility):
         headers=headers,
     )
     assert answer.status_code == 404
-    assert answer.json()["code"] == "FUNCTION_NOT_FOUND"
+    assert answer.json()["code"] == "FunctionNotFound"
     assert facility.stats().get("compute.task_created", 0) == 0
 
 
@@ -117,3 +118,55 @@ def test_get_function_describes_a_registered_function(hook, facility):
     function_id = hook.register_function(remote.check_environment)
     description = hook.client.get_function(function_id)
     assert description["function_name"] == "check_environment"
+
+
+UNKNOWN_ENDPOINT = "0c1f0c1f-0000-4000-8000-00000000dead"
+
+
+def test_an_unknown_endpoint_is_404_endpoint_not_found(hook, facility):
+    """Finding 4: the service refuses an endpoint id it does not know; the local profile knows sites.yaml's."""
+    import globus_sdk
+
+    function_id = hook.register_function(remote.check_environment)
+    with pytest.raises(globus_sdk.GlobusAPIError) as raised:
+        hook.submit(function_id, UNKNOWN_ENDPOINT, {})
+    assert (raised.value.http_status, raised.value.code) == (404, "EndpointNotFound")
+    with pytest.raises(globus_sdk.GlobusAPIError) as raised:
+        hook.endpoint_status(UNKNOWN_ENDPOINT)
+    assert (raised.value.http_status, raised.value.code) == (404, "EndpointNotFound")
+    assert facility.stats().get("compute.task_created", 0) == 0
+    for site in load_sites().sites.values():
+        if site.compute_endpoint_id:
+            assert hook.endpoint_status(site.compute_endpoint_id)["status"] == "online"
+
+
+def test_forbidden_endpoint_and_function_are_403(hook, facility):
+    """Finding 4: EndpointAccessForbidden and FunctionNotPermitted, in the service's error shape."""
+    import globus_sdk
+
+    function_id = hook.register_function(remote.check_environment)
+    facility.inject("compute", "endpoint_forbidden", match=ENDPOINT)
+    with pytest.raises(globus_sdk.GlobusAPIError) as raised:
+        hook.submit(function_id, ENDPOINT, {})
+    assert (raised.value.http_status, raised.value.code) == (403, "EndpointAccessForbidden")
+    assert facility.stats().get("compute.task_created", 0) == 0
+    facility.inject("compute", "function_not_permitted", match="^check_environment$")
+    with pytest.raises(globus_sdk.GlobusAPIError) as raised:
+        hook.submit(function_id, ENDPOINT, {})
+    assert (raised.value.http_status, raised.value.code) == (403, "FunctionNotPermitted")
+
+
+def test_an_offline_endpoint_keeps_tasks_waiting_for_ep(hook, facility):
+    """Finding 4/6: offline status without workers; tasks wait (``waiting-for-ep``) and run when it is back."""
+    facility.inject("compute", "endpoint_offline", match=ENDPOINT, params={"seconds": 2})
+    status = hook.endpoint_status(ENDPOINT)
+    assert status["status"] == "offline" and status["details"]["total_workers"] == 0
+    function_id = hook.register_function(remote.check_environment)
+    task_id = hook.run(function_id, ENDPOINT, {})
+    time.sleep(0.5)
+    assert hook.get_task(task_id)["status"] == "waiting-for-ep"
+    assert hook.endpoint_status(ENDPOINT)["details"]["pending_tasks"] == 1
+    assert wait(hook, task_id)["status"] == "success"
+    online = hook.endpoint_status(ENDPOINT)
+    assert online["status"] == "online" and online["details"]["total_workers"] >= 1
+    assert {"idle_workers", "pending_tasks", "outstanding_tasks", "managers"} <= set(online["details"])

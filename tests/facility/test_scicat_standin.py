@@ -38,6 +38,13 @@ def raw(**fields) -> RawDataset:
     return RawDataset(**{**base, **fields})
 
 
+TIME = "2023-02-24T13:25:53Z"
+
+
+def post(api: str, client: ScicatClient, path: str, body: dict) -> httpx.Response:
+    return httpx.post(f"{api}/{path}", json=body, headers={"Authorization": f"Bearer {client._token}"})
+
+
 def test_login_issues_a_token_and_counts(facility, api):
     answer = httpx.post(f"{api}/auth/login", json={"username": "ingestor", "password": LOCAL_CLIENT_SECRET})
     assert answer.status_code == 201
@@ -113,7 +120,7 @@ def test_client_chosen_pid_and_duplicate_conflict(client):
 
 def test_origdatablocks_and_attachments(facility, client):
     pid = client.datasets_create(raw())
-    block = CreateDatasetOrigDatablockDto(size=10, dataFileList=[DataFile(path="scan.h5", size=10)])
+    block = CreateDatasetOrigDatablockDto(size=10, dataFileList=[DataFile(path="scan.h5", size=10, time=TIME)])
     created = client.datasets_origdatablock_create(pid, block)
     assert created["datasetId"] == pid and created["ownerGroup"] == "ALS-11234"
     assert [b["dataFileList"][0]["path"] for b in client.datasets_origdatablocks_get_one(pid)] == ["scan.h5"]
@@ -145,3 +152,46 @@ def test_http_fault_and_error_after_create(facility, client):
     with pytest.raises(ScicatCommError):
         client.datasets_create(dataset)
     assert len(client.datasets_get_many({"sourceFolder": dataset.sourceFolder})) == 1  # created all the same
+
+
+def test_origdatablock_adds_its_size_and_files_to_the_dataset(client):
+    """Finding 1: the backend's createOrigDatablock adds the block's size and file count to its dataset."""
+    pid = client.datasets_create(raw())
+    assert (client.datasets_get_one(pid)["size"], client.datasets_get_one(pid)["numberOfFiles"]) == (0, 0)
+    files = [DataFile(path=f"f{i}", size=100, time=TIME) for i in range(3)]
+    client.datasets_origdatablock_create(pid, CreateDatasetOrigDatablockDto(size=300, dataFileList=files))
+    client.datasets_origdatablock_create(pid, CreateDatasetOrigDatablockDto(size=7, dataFileList=files[:1]))
+    stored = client.datasets_get_one(pid)
+    assert (stored["size"], stored["numberOfFiles"]) == (307, 4)
+    # a dataset created with its own size gets the blocks added on top, as in production
+    doubled = client.datasets_create(raw(size=300, numberOfFiles=3))
+    client.datasets_origdatablock_create(doubled, CreateDatasetOrigDatablockDto(size=300, dataFileList=files))
+    assert client.datasets_get_one(doubled)["size"] == 600
+
+
+def test_unknown_dataset_fields_are_refused_as_the_backend_does(facility, api, client):
+    """Finding 1: forbidNonWhitelisted; the v3 dataset route answers class-validator's errors as JSON text."""
+    body = raw().model_dump(exclude_none=True) | {"sizeInBytes": 5, "beamline": "8.3.2"}
+    answer = post(api, client, "Datasets", body)
+    assert answer.status_code == 400
+    doc = answer.json()
+    assert set(doc) == {"status", "message"} and doc["status"] == 400
+    errors = json.loads(doc["message"])
+    assert {e["property"] for e in errors} == {"sizeInBytes", "beamline"}
+    assert errors[0]["constraints"] == {"whitelistValidation": "property beamline should not exist"}
+    assert "scicat.dataset_created" not in facility.stats()
+
+
+def test_data_files_need_a_time_and_errors_are_a_list(facility, api, client):
+    """Finding 1: DataFileDto.time is required; ValidationPipe answers a list of messages."""
+    pid = client.datasets_create(raw())
+    body = {"size": 10, "dataFileList": [{"path": "scan.h5", "size": 10}], "ownerGroup": "g"}
+    answer = post(api, client, f"Datasets/{pid.replace('/', '%2F')}/origdatablocks", body)
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "statusCode": 400,
+        "message": ["property ownerGroup should not exist", "dataFileList.0.time must be a valid ISO 8601 date string"],
+        "error": "Bad Request",
+    }
+    assert client.datasets_get_one(pid)["numberOfFiles"] == 0
+    assert "scicat.origdatablock_created" not in facility.stats()

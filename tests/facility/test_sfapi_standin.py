@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from include.facility.sfapi import parse_sbatch, parse_time_limit
+from include.facility.sfapi import check_policy, parse_sbatch, parse_time_limit
 
 
 @pytest.fixture
@@ -108,3 +109,49 @@ def test_parse_sbatch_stops_at_the_first_command():
         "echo\n#SBATCH -J late\n"
     )
     assert parse_sbatch(script) == {"qos": "realtime", "account": "als", "exclusive": "", "time": "0:15:00"}
+
+
+def refusal(api, script: str) -> str:
+    answer = api.post("compute/jobs/perlmutter", data={"job": script, "isPath": "false"}).json()
+    result = json.loads(api.get(f"tasks/{answer['task_id']}").json()["result"])
+    assert result["status"] == "error", result
+    return result["error"]
+
+
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        ("#SBATCH --bogus-opt", "sbatch: error: unrecognized option '--bogus-opt'"),
+        ("#SBATCH -A m9999", "Invalid account or account/partition combination specified"),
+        ("#SBATCH --qos=urgent", "Invalid qos specification"),
+        ("#SBATCH --constraint=haswell", "Invalid feature specification"),
+        ("#SBATCH -q shared --exclusive", "Requested node configuration is not available"),
+    ],
+)
+def test_sbatch_refuses_what_perlmutter_refuses(api, facility, header, error):
+    """Finding 5: unknown options and account/qos/constraint the alsdev account may not use are refused."""
+    assert error in refusal(api, f"#!/bin/bash\n{header}\ntrue\n")
+    assert facility.stats().get("sfapi.job_created", 0) == 0
+
+
+def test_the_production_header_passes_perlmutters_checks():
+    """The #SBATCH header of every production job (nersc.yaml) is one Perlmutter accepts for the account."""
+    import yaml
+
+    from include.slurm import sbatch_header
+
+    config = yaml.safe_load((Path(__file__).parents[2] / "include" / "config" / "nersc.yaml").read_text())
+    header = sbatch_header(config["production"]["directives"])
+    options = parse_sbatch(f"#!/bin/bash\n{header}\ntrue\n")
+    assert (options["qos"], options["account"], options["constraint"]) == ("realtime", "als", "cpu")
+    assert "exclusive" in options
+    check_policy(options)
+
+
+def test_a_job_query_can_answer_error(api, facility):
+    """Finding 2: the stand-in answers ``{"status": "ERROR"}`` to a job query when told to, as SFAPI does."""
+    jobid = submit(api, "#!/bin/bash\n#SBATCH --job-name=q\ntrue\n")
+    facility.inject("sfapi", "query_error", match=f"^sacct {jobid}$", message="sacct: error: slurmdbd down")
+    answer = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": f"jobid={jobid}"}).json()
+    assert answer == {"status": "ERROR", "output": [], "error": "sacct: error: slurmdbd down"}
+    assert api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": f"jobid={jobid}"}).json()["output"]

@@ -221,17 +221,87 @@ def test_task_failed_fault_matches_destination(tc, facility, spot, raw, name):
     assert retry["status"] == "SUCCEEDED"
 
 
-def test_checksum_mismatch_fault(tc, facility, spot, raw, name):
+def test_checksum_mismatch_is_retried_as_globus_does(tc, facility, spot, raw, name):
+    """Finding 3: a failed verification is a VERIFY_CHECKSUM error event and another attempt, not a FAILED task."""
     write(spot.posix_path(f"raw/{name}/scan.h5"), b"data" * 100)
     facility.inject("transfer", "checksum_mismatch", match=f"/raw/{name}/scan.h5$")
 
     data = transfer(tc, spot, raw, f"raw/{name}/scan.h5", f"{name}/scan.h5", verify_checksum=True)
     task = wait(tc, tc.submit_transfer(data)["task_id"])
 
-    assert task["status"] == "FAILED"
-    assert task["fatal_error"]["code"] == "CHECKSUM_MISMATCH"
-    assert errors(tc, task["task_id"])[0]["code"] == "CHECKSUM_MISMATCH"
-    assert not raw.posix_path(name).exists() or list(raw.posix_path(name).iterdir()) == []
+    assert task["status"] == "SUCCEEDED" and task["faults"] == 1
+    assert [e["code"] for e in errors(tc, task["task_id"])] == ["VERIFY_CHECKSUM"]
+    assert raw.posix_path(f"{name}/scan.h5").read_bytes() == b"data" * 100
+
+
+def stalled(tc, task_id: str, timeout: float = 10) -> dict:
+    """Poll until the task reports a fault in nice_status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = tc.get_task(task_id).data
+        if task["status"] != "ACTIVE" or task["is_ok"] is False:
+            return task
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} never stalled")
+
+
+def test_a_full_destination_stalls_the_task_active_with_nice_status(tc, facility, spot, raw, name):
+    """Finding 3: Globus retries a quota error, ACTIVE, nice_status naming it, until the fault clears."""
+    write(spot.posix_path(f"raw/{name}/scan.h5"), b"data")
+    facility.inject("transfer", "stall", match=f"/raw/{name}/", message="disk full on data832", params={"seconds": 1.5})
+
+    task_id = tc.submit_transfer(transfer(tc, spot, raw, f"raw/{name}/scan.h5", f"{name}/scan.h5"))["task_id"]
+    task = stalled(tc, task_id)
+    assert (task["status"], task["nice_status"], task["is_ok"]) == ("ACTIVE", "NO_SPACE_LEFT", False)
+    assert task["nice_status_details"] == "disk full on data832" and task["subtasks_retrying"] == 1
+    assert errors(tc, task_id)[0]["code"] == "NO_SPACE_LEFT"
+
+    done = wait(tc, task_id)
+    assert done["status"] == "SUCCEEDED" and done["faults"] >= 1 and done["nice_status"] is None
+
+
+def test_fail_on_quota_errors_fails_at_once(tc, facility, spot, raw, name):
+    write(spot.posix_path(f"raw/{name}/scan.h5"), b"data")
+    facility.inject("transfer", "stall", match=f"/raw/{name}/", params={"code": "QUOTA_EXCEEDED"})
+    data = transfer(tc, spot, raw, f"raw/{name}/scan.h5", f"{name}/scan.h5", fail_on_quota_errors=True)
+    task = wait(tc, tc.submit_transfer(data)["task_id"], timeout=5)
+    assert task["status"] == "FAILED" and task["fatal_error"]["code"] == "QUOTA_EXCEEDED"
+    assert task["fail_on_quota_errors"] is True
+
+
+def test_skip_source_errors_skips_a_denied_source(tc, facility, spot, raw, name):
+    write(spot.posix_path(f"raw/{name}/scan.h5"), b"data")
+    facility.inject("transfer", "stall", match=f"/raw/{name}/", params={"code": "PERMISSION_DENIED"})
+    data = transfer(tc, spot, raw, f"raw/{name}/scan.h5", f"{name}/scan.h5", skip_source_errors=True)
+    task = wait(tc, tc.submit_transfer(data)["task_id"], timeout=5)
+    assert task["status"] == "SUCCEEDED" and task["files_transferred"] == 0
+    codes = [e["code"] for e in tc.task_event_list(task["task_id"], limit=100)]
+    assert "SKIPPED_ERRORS" in codes and "PERMISSION_DENIED" in codes
+
+
+def test_a_stalled_task_runs_until_cancelled(tc, facility, spot, raw, name):
+    write(spot.posix_path(f"raw/{name}/scan.h5"), b"data")
+    facility.inject("transfer", "stall", match=f"/raw/{name}/", params={"code": "PERMISSION_DENIED"})
+    task_id = tc.submit_transfer(transfer(tc, spot, raw, f"raw/{name}/scan.h5", f"{name}/scan.h5"))["task_id"]
+    assert stalled(tc, task_id)["nice_status"] == "PERMISSION_DENIED"
+    assert tc.cancel_task(task_id)["code"] == "Canceled"
+    assert tc.get_task(task_id)["fatal_error"]["code"] == "CANCELED"
+    assert not raw.posix_path(f"{name}/scan.h5").exists()
+
+
+def test_event_list_filter_and_globus_event_format(tc, facility, spot, raw, name):
+    """Finding 3: ``filter=is_error:1`` keeps error events only; times are ``YYYY-MM-DD HH:MM:SS+00:00``."""
+    result = tc.submit_transfer(transfer(tc, spot, raw, f"raw/{name}/missing.h5", f"{name}/missing.h5"))
+    wait(tc, result["task_id"])
+    only_errors = tc.task_event_list(result["task_id"], query_params={"filter": "is_error:1"})
+    assert [e["code"] for e in only_errors] == ["FILE_NOT_FOUND"] and only_errors["total"] == 1
+    everything = tc.task_event_list(result["task_id"])
+    assert [e["code"] for e in everything] == ["FILE_NOT_FOUND", "STARTED"]
+    for event in everything:
+        assert datetime.strptime(event["time"], "%Y-%m-%d %H:%M:%S%z").tzinfo is not None
+    with pytest.raises(globus_sdk.TransferAPIError) as raised:
+        tc.task_event_list(result["task_id"], query_params={"filter": "code:STARTED"})
+    assert raised.value.http_status == 400
 
 
 def test_external_checksum_is_verified(tc, spot, raw, name):
@@ -245,7 +315,7 @@ def test_external_checksum_is_verified(tc, spot, raw, name):
 
     assert wait(tc, tc.submit_transfer(good)["task_id"])["status"] == "SUCCEEDED"
     failed = wait(tc, tc.submit_transfer(bad)["task_id"])
-    assert failed["fatal_error"]["code"] == "CHECKSUM_MISMATCH"
+    assert failed["fatal_error"]["code"] == "EXTERNAL_CHECKSUM_MISMATCH"
     assert not raw.posix_path(f"{name}/bad.h5").exists()
 
 

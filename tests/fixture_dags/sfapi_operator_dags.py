@@ -8,7 +8,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, task
 
-from als_provider.operators.sfapi import SFAPIJobOperator
+from als_provider.operators.sfapi import EXIT_DATA_ERROR, SFAPIJobOperator
 from als_provider.sensors.sfapi import SFAPIJobSensor
 
 FORCED_STATES = ("OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "CANCELLED", "FAILED")
@@ -62,6 +62,27 @@ class LoseSubmitResponse(SFAPIJobOperator):
         return hook
 
 
+class FinishThenDie(SFAPIJobOperator):
+    """First try's job is submitted and runs to COMPLETED, but the worker died before storing its id."""
+
+    def get_hook(self):
+        hook = super().get_hook()
+        from airflow.sdk import get_current_context
+
+        if get_current_context()["ti"].try_number == 1:
+            original = hook.submit_job
+
+            def submit_wait_die(machine, script):
+                job_id, deadline = original(machine, script), time.monotonic() + 30
+                while hook.job_state(machine, job_id).state != "COMPLETED":
+                    assert time.monotonic() < deadline, "the job did not complete"
+                    time.sleep(0.2)
+                raise SimulatedWorkerCrash("worker died before storing the job id; the job has finished since")
+
+            hook.submit_job = submit_wait_die
+        return hook
+
+
 def job_dag(name: str, command: list[str], operator_cls=SFAPIJobOperator, retries: int = 0, **kwargs) -> DAG:
     with DAG(
         dag_id=f"test_sfapi_{name.lower()}",
@@ -112,6 +133,16 @@ DAGS = {
     "lost": job_dag("lost", ["sleep", "2"], LoseSubmitResponse, retries=1),
     "crash_done": job_dag("crash_done", ["true"], CrashAfterTheJob, retries=1),
     "retry_failed": job_dag("retry_failed", ["bash", "-c", "exit 1"], retries=1),
+    "lost_answer": job_dag("lost_answer", ["true"]),
+    "crash_query_error": job_dag("crash_query_error", ["sleep", "2"], CrashAfterSubmit, retries=3),
+    "lost_done": job_dag("lost_done", ["true"], FinishThenDie, retries=1),
+    "data_error": job_dag(
+        "data_error",
+        ["bash", "-c", "echo 'reconstruct: rows: 5 is not A:B' >&2; exit 2"],
+        retries=2,
+        data_error_exit_status=EXIT_DATA_ERROR,
+    ),
+    "exit1_retried": job_dag("crash_exit1", ["bash", "-c", "echo 'Traceback: boom' >&2; exit 1"], retries=1),
     "sync_ok": job_dag("sync_ok", ["true"], deferrable=False),
     "sensor_ok": sensor_dag("ok", ["sleep", "1"]),
     "sensor_fail": sensor_dag("fail", ["exit", "4"]),

@@ -86,6 +86,8 @@ def transfer_dag(name: str, operator_cls=GlobusTransferOperator, **kwargs) -> DA
 DAGS = {
     "plain": transfer_dag("plain"),
     "folder": transfer_dag("folder"),
+    "replaced": transfer_dag("replaced", recursive=True, replace_destination=True),
+    "lost_answer": transfer_dag("lost_answer"),
     "doomed": transfer_dag("doomed"),
     "absent": transfer_dag("absent"),
     "crash": transfer_dag("crash", CrashAfterSubmit),

@@ -28,9 +28,11 @@ from include.manifests import (
     retention_days,
     schedule_deletion,
 )
+from include.records import Record
 
 NOW = datetime(2026, 11, 2, 15, 30, tzinfo=UTC)
 RUN = {"dag_id": "new_832_file", "run_id": "manual__2026-11-02T15:30:00+00:00"}
+RECORD = Record(size=1234, files=1, mtime="2026-11-02 15:29:00+00:00", digest="d" * 32, checksum="sha256:ABC")
 
 
 @pytest.fixture
@@ -54,6 +56,7 @@ def schedule(store, **overrides):
         "location": "alcf",
         "now": NOW,
         "store": store,
+        "record": RECORD,
         **RUN,
     }
     args.update(overrides)
@@ -61,12 +64,13 @@ def schedule(store, **overrides):
 
 
 def test_schedule_records_an_entry_due_after_the_locations_retention(store):
-    entry = schedule(store, size=1234, checksum="sha256:ABC")
+    entry = schedule(store)
     assert entry.not_before == NOW + timedelta(days=2)
     assert entry.key.startswith(f"{KEY_PREFIX}20261104/")
     stored = ManifestEntry.from_json(entry.key, store.get(entry.key))
     assert stored == entry
     assert (stored.size, stored.checksum, stored.dag_id, stored.run_id) == (1234, "sha256:ABC", *RUN.values())
+    assert stored.record == RECORD
 
 
 def test_retention_days_come_from_the_variable_with_the_settings_defaults(store):
@@ -123,9 +127,9 @@ def test_unknown_location_is_refused(store):
         ),
         # data832:raw/x is data832_raw:x -- the same file, not a copy
         ({"endpoint": "data832", "path": "raw/f/s.h5", "check_endpoint": "data832"}, ManifestError, "same data"),
-        ({"size": -1}, ManifestError, "size"),
-        ({"size": "12"}, ManifestError, "size"),
-        ({"checksum": " "}, ManifestError, "checksum"),
+        ({"record": None}, ManifestError, "no record of what was copied"),
+        ({"endpoint": "nersc832", "path": "scratch/rec1", "check_endpoint": "data832_scratch"}, ManifestError, "long"),
+        ({"location": "data832"}, ManifestError, "retention location 'alcf', not 'data832'"),
         ({"run_id": ""}, ManifestError, "run_id"),
         ({"now": datetime(2026, 11, 2)}, ManifestError, "time zone"),
     ],
@@ -136,9 +140,18 @@ def test_unsafe_or_malformed_entries_are_refused(store, overrides, error, messag
     assert store.keys(KEY_PREFIX) == []
 
 
-def test_nersc832_outside_raw_may_be_pruned(store):
-    entry = schedule(store, endpoint="nersc832", path="scratch/rec1", check_endpoint="data832_scratch")
-    assert entry.path == "scratch/rec1"
+def test_finding_3_an_entry_whose_check_copy_falls_due_first_is_refused(store):
+    """Found 3: pscratch results (7 days) checked against data832_scratch (3 days) were kept forever."""
+    rec = "BLS-00564_dyparkinson/nersc/rec20230224_132553_sea_shell"
+    pscratch = {"endpoint": "nersc832_alsdev_pscratch_scratch", "path": rec, "location": "nersc_pscratch"}
+    with pytest.raises(ManifestError, match=r"data832_scratch \(data832_scratch, 3 days\), which falls due first"):
+        schedule(store, **pscratch, check_endpoint="data832_scratch")
+    assert store.keys(KEY_PREFIX) == []
+    schedule(store, **pscratch, check_endpoint="nersc832_alsdev_scratch")  # the long-term NERSC copy
+    schedule(store, endpoint="alcf832_scratch", path=rec, location="alcf", check_endpoint="data832_scratch")
+    store.set(RETENTION_VARIABLE, json.dumps({"alcf": 5, "data832_scratch": 3}))  # the order is read at schedule
+    with pytest.raises(ManifestError, match="falls due first"):
+        schedule(store, endpoint="alcf832_scratch", path=rec, location="alcf", check_endpoint="data832_scratch")
 
 
 def test_same_run_and_path_is_idempotent_and_distinct_runs_are_distinct_entries(store):
@@ -205,6 +218,7 @@ WRITER = """
 import sys, time
 from datetime import UTC, datetime
 from include.manifests import schedule_deletion
+from include.records import Record
 writer, count, start = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))
 for i in range(count):
@@ -213,6 +227,7 @@ for i in range(count):
             schedule_deletion(
                 endpoint="alcf832_raw", path=f"w{writer}/scan_{i}.h5", check_endpoint="data832_raw",
                 location="alcf", dag_id="alcf_recon", run_id=f"run_{writer}", now=datetime(2026, 11, 2, tzinfo=UTC),
+                record=Record(size=1, files=1, mtime="t", digest="0" * 32),
             )
             break
         except Exception as exc:  # a locked SQLite file is an error, never a silent loss

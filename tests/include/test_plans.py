@@ -62,9 +62,15 @@ def test_a_compute_site_plan_stages_reconstructs_and_records_every_copy_it_may_l
         ("alcf832_raw", str(SCAN.relative_path), "data832_raw", "alcf"),
         ("alcf832_scratch", tiff, "data832_scratch", "alcf"),
         ("alcf832_scratch", tiff + ".zarr", "data832_scratch", "alcf"),
+        # ALCF results brought home go once the long-term raw copy exists (regenerate_from_raw, retention.yaml)
+        ("data832_scratch", tiff, "nersc832", "data832_scratch"),
+        ("data832_scratch", tiff + ".zarr", "nersc832", "data832_scratch"),
+    }
+    assert {d["check_path"] for d in plan["deletions"] if d["endpoint"] == "data832_scratch"} == {
+        f"raw/{SCAN.relative_path}"
     }
     assert all(d["after"] is None for d in plan["deletions"])  # recorded whatever the steps did
-    assert plan["reconstruct"]["engine"] == "nufft"
+    assert plan["reconstruct"]["options"] == {"engine": "nufft"}  # the conf, unchanged
     assert plan["reconstruct"]["scan_path"].endswith("/data/raw/" + str(SCAN.relative_path))
     assert [o["endpoint"] for o in plan["outputs"]] == ["data832_scratch", "data832_scratch"]
 
@@ -73,9 +79,11 @@ def test_the_sfapi_site_plan_has_two_jobs_and_checks_home_results_against_the_ar
     plan = site_plan(load_sites()["nersc"], SCAN, {"rows": "0:4", "ring_removal": False})
     tiff = RESULTS.format(site="nersc")
     assert plan["reconstruct_job_name"] == "tomo_recon_BLS-00564_dyparkinson_20230224_132553_sea_shell"
-    assert plan["reconstruct_job_values"]["recon_args"] == ["--rows", "0:4", "--no-ring-removal"]
+    assert plan["reconstruct_job_values"]["recon_args"] == ["--options", '{"ring_removal": false, "rows": "0:4"}']
     assert plan["multiscale_job_values"]["zarr"].endswith(tiff + ".zarr")
-    assert ("data832_scratch", tiff, "nersc832_alsdev_scratch", "data832") in requests(plan)
+    assert ("data832_scratch", tiff, "nersc832_alsdev_scratch", "data832_scratch") in requests(plan)
+    # pscratch results check against the long-term archive copy, not data832_scratch (which goes first)
+    assert ("nersc832_alsdev_pscratch_scratch", tiff, "nersc832_alsdev_scratch", "nersc_pscratch") in requests(plan)
     assert ("nersc832_alsdev_pscratch_raw", str(SCAN.relative_path), "nersc832_alsdev_raw", "nersc_pscratch") in (
         requests(plan)
     )
@@ -111,7 +119,7 @@ def test_the_beamline_plans_check_what_their_jobs_wrote_and_refuse_paths_hsi_wou
 
 
 class Listing:
-    """The two calls results checking makes, over a dict of {(endpoint, path): entry or [children]}."""
+    """The calls results checking makes, over a dict of {(endpoint, path): entry or [children]} (files of 1 byte)."""
 
     def __init__(self, tree: dict):
         self.tree = tree
@@ -121,19 +129,39 @@ class Listing:
         return {"type": "dir"} if isinstance(found, list) else found
 
     def ls(self, where: EndpointPath):
-        return [{"name": name, "type": "file"} for name in self.tree[(where.endpoint, str(where.path))]]
+        return [{"name": name, "type": "file", "size": 1} for name in self.tree[(where.endpoint, str(where.path))]]
+
+    def listdir(self, where: EndpointPath):
+        if (where.endpoint, str(where.path)) not in self.tree:
+            raise FileNotFoundError(str(where))
+        return self.ls(where)
 
 
 def test_results_checks_compare_the_tiff_count_with_what_the_reconstruction_reported():
     plan = site_plan(load_sites()["local"], SCAN, {})
     checks = plan["checks"]["check_results"]
     tiff, zarr = RESULTS.format(site="local"), RESULTS.format(site="local") + ".zarr"
-    tree = {("data832_scratch", tiff): ["a_00000.tiff", "a_00001.tiff"], ("data832_scratch", zarr): []}
-    assert len(verify_results(Listing(tree), checks, {"reconstruct": 2})) == 2
+    tiffs = ["a_00000.tiff", "a_00001.tiff", "results-manifest-2-files-2-bytes.json"]
+    tree = {("data832_scratch", tiff): tiffs, ("data832_scratch", zarr): ["results-manifest-0-files-0-bytes.json"]}
+    assert len(verify_results(Listing(tree), checks, {"reconstruct": 2})) == 3
     with pytest.raises(ResultsError, match="holds 2 TIFFs, the reconstruction wrote 3"):
         verify_results(Listing(tree), checks, {"reconstruct": 3})
     with pytest.raises(ResultsError, match="missing"):
-        verify_results(Listing({("data832_scratch", tiff): ["a_00000.tiff"]}), checks, {"reconstruct": 1})
+        one = ["a_00000.tiff", "results-manifest-1-files-1-bytes.json"]
+        verify_results(Listing({("data832_scratch", tiff): one}), checks, {"reconstruct": 1})
+
+
+def test_results_checks_refuse_a_stack_mixed_with_an_earlier_runs_files():
+    """Issue 13 finding 5: the check accepted any folder holding at least one TIFF."""
+    plan = site_plan(load_sites()["nersc"], SCAN, {})
+    checks = plan["checks"]["check_results"]
+    tiff, zarr = RESULTS.format(site="nersc"), RESULTS.format(site="nersc") + ".zarr"
+    mixed = ["a_00000.tiff", "a_00001.tiff", "a_00002.tiff", "results-manifest-2-files-2-bytes.json"]
+    tree = {("data832_scratch", tiff): mixed, ("data832_scratch", zarr): ["results-manifest-0-files-0-bytes.json"]}
+    with pytest.raises(ResultsError, match=r"3 files, 3 bytes where results-manifest-2-files-2-bytes\.json counts 2"):
+        verify_results(Listing(tree), checks, {})
+    tree[("data832_scratch", tiff)] = mixed[:2] + mixed[3:]
+    assert "complete: 2 files" in verify_results(Listing(tree), checks, {})[1]
 
 
 def test_an_archive_check_compares_sizes():

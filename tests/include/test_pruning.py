@@ -14,7 +14,6 @@ from include.paths import EndpointPath
 from include.pruning import (
     EXAMPLES,
     Plan,
-    PruneError,
     check_entries,
     close_report,
     failure_text,
@@ -26,48 +25,74 @@ from include.pruning import (
     summary_text,
     verify_copy,
 )
+from include.records import Folders, Record, record_of
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 LOG = logging.getLogger("test_pruning")
+RECORD = Record(size=1, files=1, mtime="t0", digest="0" * 32)
 
 
 class Listing:
-    """Files per endpoint, listed as the Globus hook lists them (``stat``/``ls`` answers); folders implied."""
+    """Files per endpoint, listed as the Globus hook lists them (``listdir`` answers); folders implied.
+    A listing of a missing folder raises ``FileNotFoundError``; of a ``broken`` endpoint, another error."""
 
     def __init__(self) -> None:
         self.files: dict[tuple[str, PurePosixPath], dict[str, Any]] = {}
         self.calls: list[str] = []
         self.broken: set[str] = set()  # endpoints whose listing raises
 
-    def put(self, endpoint: str, path: str, size: int, checksum: str | None = None) -> None:
-        info = {"name": PurePosixPath(path).name, "type": "file", "size": size}
+    def put(self, endpoint: str, path: str, size: int, checksum: str | None = None, mtime: int = 0) -> None:
+        info = {"name": PurePosixPath(path).name, "type": "file", "size": size, "last_modified": f"t{mtime}"}
         if checksum:
             info["checksum"] = checksum
         self.files[(endpoint, PurePosixPath(path))] = info
 
-    def _check(self, where: EndpointPath) -> None:
+    def listdir(self, where: EndpointPath) -> list[dict[str, Any]]:
         self.calls.append(str(where))
         if where.endpoint in self.broken:
             raise ConnectionError(f"{where.endpoint} is offline")
-
-    def stat(self, where: EndpointPath) -> dict[str, Any] | None:
-        self._check(where)
-        if (where.endpoint, where.path) in self.files:
-            return self.files[(where.endpoint, where.path)]
-        below = any(e == where.endpoint and where.path in p.parents for e, p in self.files)
-        return {"name": where.path.name, "type": "dir", "size": 0} if below else None
-
-    def ls(self, where: EndpointPath) -> list[dict[str, Any]]:
-        self._check(where)
-        children = {}
-        for endpoint, path in self.files:
-            if endpoint == where.endpoint and where.path in path.parents:
-                name = path.relative_to(where.path).parts[0]
-                children[name] = self.stat(where.child(name))
+        children: dict[str, dict[str, Any]] = {}
+        for (endpoint, path), info in self.files.items():
+            if endpoint == where.endpoint and (where.path in path.parents or str(where.path) == "."):
+                rel = path.relative_to(where.path) if str(where.path) != "." else path
+                name = rel.parts[0]
+                children[name] = info if len(rel.parts) == 1 else {"name": name, "type": "dir", "size": 0}
+        if not children:
+            raise FileNotFoundError(str(where))
         return [children[name] for name in sorted(children)]
 
 
-def entry(endpoint: str, path: str, check: str, *, size: int | None = None, checksum: str | None = None, n: int = 0):
+class Content:
+    """In-memory content verification: ``sums`` holds each file's content checksum, as a checksum sync reads
+    it (the listing gives none); pairs with a differing file differ. ``broken``: the comparison fails."""
+
+    def __init__(self, listing: Listing) -> None:
+        self.listing, self.calls, self.broken = listing, [], False
+        self.sums: dict[tuple[str, str], str] = {}
+
+    def differing(self, pairs):
+        self.calls.append(list(pairs))
+        if self.broken:
+            raise ConnectionError("sync task failed")
+        out = {}
+        for index, (target, check, _) in enumerate(pairs):
+            for endpoint, path in list(self.listing.files):
+                if endpoint == target.endpoint and (path == target.path or target.path in path.parents):
+                    twin = check.path / path.relative_to(target.path) if path != target.path else check.path
+                    if self.sums.get((endpoint, str(path))) != self.sums.get((check.endpoint, str(twin))):
+                        out[index] = f"content differs: {check}"
+        return out
+
+
+def record(listing: Listing, endpoint: str, path: str):
+    return record_of(Folders(listing).tree(EndpointPath(endpoint, path)))
+
+
+def entry(
+    endpoint: str, path: str, check: str, *, listing: Listing | None = None, n: int = 0, check_path=None, rec=None
+):
+    """A due entry; its record is what ``listing`` holds at ``endpoint:path`` now (as a pipeline's finish)."""
+    rec = rec or (record(listing, endpoint, path) if listing is not None else None)
     return ManifestEntry(
         key=f"als_prune/20261102/{endpoint}/{path}/{n}",
         endpoint=endpoint,
@@ -77,8 +102,12 @@ def entry(endpoint: str, path: str, check: str, *, size: int | None = None, chec
         not_before=NOW,
         dag_id="d",
         run_id="r",
-        size=size,
-        checksum=checksum,
+        size=rec.size if rec else None,
+        checksum=rec.checksum if rec else None,
+        files=rec.files if rec else None,
+        mtime=rec.mtime if rec else None,
+        digest=rec.digest if rec else None,
+        check_path=check_path,
     )
 
 
@@ -87,46 +116,76 @@ def listing() -> Listing:
     return Listing()
 
 
+def verify(listing, item, **kwargs):
+    return verify_copy(Folders(listing), item, **kwargs)
+
+
 # -- verify_copy --------------------------------------------------------------------------------------
 def test_a_file_with_an_identical_check_copy_may_go(listing):
     listing.put("alcf832_raw", "v1/a.h5", 10, "md5:AA")
     listing.put("data832_raw", "v1/a.h5", 10, "aa")
-    assert verify_copy(listing, entry("alcf832_raw", "v1/a.h5", "data832_raw", size=10)) == verify_copy(
-        listing, entry("alcf832_raw", "v1/a.h5", "data832_raw")
-    )
-    verdict = verify_copy(listing, entry("alcf832_raw", "v1/a.h5", "data832_raw", size=10))
+    verdict = verify(listing, entry("alcf832_raw", "v1/a.h5", "data832_raw", listing=listing))
     assert (verdict.action, verdict.bytes) == ("delete", 10)
 
 
 @pytest.mark.parametrize(
-    ("target", "copy", "recorded", "kind"),
+    ("copy", "kind"),
     [
-        ((10, None), (10, None), 11, "target changed"),
-        ((10, None), (9, None), None, "size differs"),
-        ((10, "md5:aa"), (10, "md5:bb"), None, "checksum differs"),
-        ((10, None), None, None, "check copy missing"),
+        ((9, None), "size differs"),
+        ((10, "md5:bb"), "checksum differs"),
+        (None, "check copy missing"),
     ],
 )
-def test_a_file_whose_check_copy_does_not_match_is_kept(listing, target, copy, recorded, kind):
-    listing.put("alcf832_raw", "v1/a.h5", *target)
+def test_a_file_whose_check_copy_does_not_match_is_kept(listing, copy, kind):
+    listing.put("alcf832_raw", "v1/a.h5", 10, "md5:aa")
     if copy:
         listing.put("data832_raw", "v1/a.h5", *copy)
-    verdict = verify_copy(listing, entry("alcf832_raw", "v1/a.h5", "data832_raw", size=recorded))
+    verdict = verify(listing, entry("alcf832_raw", "v1/a.h5", "data832_raw", listing=listing))
     assert (verdict.action, reason_kind(verdict.reason)) == ("keep", kind)
 
 
-def test_the_recorded_checksum_wins_over_the_targets(listing):
-    listing.put("alcf832_raw", "v1/a.h5", 10, "md5:aa")
-    listing.put("data832_raw", "v1/a.h5", 10, "md5:aa")
-    verdict = verify_copy(listing, entry("alcf832_raw", "v1/a.h5", "data832_raw", checksum="MD5:CC"))
-    assert verdict.action == "keep" and "checksum differs" in verdict.reason
+def test_an_entry_without_a_record_is_never_deleted(listing):
+    listing.put("alcf832_raw", "v1/a.h5", 10)
+    listing.put("data832_raw", "v1/a.h5", 10)
+    verdict = verify(listing, entry("alcf832_raw", "v1/a.h5", "data832_raw"))
+    assert (verdict.action, reason_kind(verdict.reason)) == ("keep", "unrecorded")
+
+
+def test_finding_1_a_target_edited_in_place_with_the_same_size_is_kept(listing):
+    """Found 1: a spot832 scan edited in place (same size, newer time) was deleted against the old copy."""
+    listing.put("spot832", "raw/f/s.h5", 10, mtime=1)
+    listing.put("data832", "raw/f/s.h5", 10, mtime=1)
+    due = entry("spot832", "raw/f/s.h5", "data832", listing=listing)
+    listing.put("spot832", "raw/f/s.h5", 10, mtime=2)  # edited after its copy: same size, newer time
+    verdict = verify(listing, due)
+    assert (verdict.action, reason_kind(verdict.reason)) == ("keep", "target changed")
+
+
+def test_finding_1_a_zero_filled_copy_of_the_same_size_is_kept(listing, local_endpoints):
+    """Found 1: a copy of the same size but other content counted as verified; content is now compared."""
+    listing.put("spot832", "raw/f/s.h5", 10)
+    listing.put("data832", "raw/f/s.h5", 10)  # same size; Globus listings give no checksum
+    due = entry("spot832", "raw/f/s.h5", "data832", listing=listing)
+    content = Content(listing)
+    content.sums = {("spot832", "raw/f/s.h5"): "aa", ("data832", "raw/f/s.h5"): "00"}  # zero-filled copy
+    plan = check_entries(listing, [due], local_endpoints, content=content, log=LOG)
+    assert plan.deletable == {} and [reason_kind(r) for _, _, r in plan.kept] == ["content differs"]
+    assert len(content.calls) == 1  # the sync ran for the pair the listing had verified
+    plan = check_entries(listing, [due], local_endpoints, log=LOG)  # no content verifier: never on sizes alone
+    assert plan.deletable == {} and [reason_kind(r) for _, _, r in plan.kept] == ["content not verified"]
+    content.sums[("data832", "raw/f/s.h5")] = "aa"
+    assert list(check_entries(listing, [due], local_endpoints, content=content, log=LOG).deletable) == [
+        ("spot832", "raw/f/s.h5")
+    ]
 
 
 def test_a_missing_target_is_absent_and_a_type_mismatch_kept(listing):
-    assert verify_copy(listing, entry("alcf832_raw", "v3/gone.h5", "data832_raw")).action == "absent"
+    listing.put("alcf832_raw", "v3/other.h5", 1)
+    assert verify(listing, entry("alcf832_raw", "v3/gone.h5", "data832_raw", rec=RECORD)).action == "absent"
+    assert verify(listing, entry("alcf832_raw", "nowhere/gone.h5", "data832_raw", rec=RECORD)).action == "absent"
     listing.put("alcf832_raw", "v3/only.h5", 1)
     listing.put("data832_raw", "v3/only.h5/inner", 1)
-    verdict = verify_copy(listing, entry("alcf832_raw", "v3/only.h5", "data832_raw"))
+    verdict = verify(listing, entry("alcf832_raw", "v3/only.h5", "data832_raw", listing=listing))
     assert verdict.action == "keep" and verdict.reason.startswith("check copy differs")
 
 
@@ -134,22 +193,24 @@ def test_a_directory_needs_every_file_with_the_same_size(listing):
     for name, size in (("x_00000.tiff", 5), ("sub/x_00001.tiff", 7)):
         listing.put("alcf832_scratch", f"v2/rec/{name}", size)
         listing.put("data832_scratch", f"v2/rec/{name}", size)
-    due = entry("alcf832_scratch", "v2/rec", "data832_scratch")
-    assert (verify_copy(listing, due).action, verify_copy(listing, due).bytes) == ("delete", 12)
-    assert verify_copy(listing, entry("alcf832_scratch", "v2/rec", "data832_scratch", size=13)).action == "keep"
-    listing.put("alcf832_scratch", "v2/rec/sub/x_00002.tiff", 3)
-    verdict = verify_copy(listing, due)
-    assert verdict.action == "keep" and "check copy incomplete" in verdict.reason and "x_00002" in verdict.reason
-    listing.put("data832_scratch", "v2/rec/sub/x_00002.tiff", 2)
-    assert reason_kind(verify_copy(listing, due).reason) == "size differs"
+    due = entry("alcf832_scratch", "v2/rec", "data832_scratch", listing=listing)
+    assert (verify(listing, due).action, verify(listing, due).bytes) == ("delete", 12)
+    listing.put("data832_scratch", "v2/rec/sub/x_00001.tiff", 6)
+    assert reason_kind(verify(listing, due).reason) == "size differs"
+    listing.files.pop(("data832_scratch", PurePosixPath("v2/rec/sub/x_00001.tiff")))
+    verdict = verify(listing, due)
+    assert verdict.action == "keep" and "check copy incomplete" in verdict.reason and "x_00001" in verdict.reason
+    listing.put("alcf832_scratch", "v2/rec/sub/x_00002.tiff", 3)  # a file added after the record
+    assert reason_kind(verify(listing, due).reason) == "target changed"
 
 
-def test_a_tree_too_large_to_check_is_an_error(listing):
+def test_a_tree_too_large_to_check_is_an_error(listing, local_endpoints):
     for i in range(5):
         listing.put("alcf832_scratch", f"big/f{i}", 1)
         listing.put("data832_scratch", f"big/f{i}", 1)
-    with pytest.raises(PruneError, match="more than 3 entries"):
-        verify_copy(listing, entry("alcf832_scratch", "big", "data832_scratch"), max_tree_entries=3)
+    due = entry("alcf832_scratch", "big", "data832_scratch", listing=listing)
+    plan = check_entries(listing, [due], local_endpoints, max_tree_entries=3, log=LOG)
+    assert plan.errors == 1 and "more than 3 entries" in plan.kept[0][2]
 
 
 # -- check_entries --------------------------------------------------------------------------------------
@@ -157,33 +218,76 @@ def test_check_entries_sorts_every_entry_and_checks_each_path_once(listing, loca
     listing.put("alcf832_raw", "f/ok.h5", 4)
     listing.put("data832_raw", "f/ok.h5", 4)
     listing.put("alcf832_raw", "f/bad.h5", 4)
-    twice = [entry("alcf832_raw", "f/ok.h5", "data832_raw", n=n) for n in (1, 2)]
+    twice = [entry("alcf832_raw", "f/ok.h5", "data832_raw", listing=listing, n=n) for n in (1, 2)]
     items = [
         *twice,
-        entry("alcf832_raw", "f/bad.h5", "data832_raw"),
-        entry("alcf832_raw", "f/gone.h5", "data832_raw"),
-        entry("nersc832", "raw/f/x.h5", "data832"),  # the long-term copy: refused
+        entry("alcf832_raw", "f/bad.h5", "data832_raw", listing=listing),
+        entry("alcf832_raw", "f/gone.h5", "data832_raw", rec=RECORD),
+        entry("nersc832", "raw/f/x.h5", "data832", rec=RECORD),  # the long-term copy: refused
         BadEntry("als_prune/20261102/broken", "not JSON"),
     ]
-    plan = check_entries(listing, items, local_endpoints, log=LOG)
+    content = Content(listing)
+    plan = check_entries(listing, items, local_endpoints, content=content, log=LOG)
     assert plan.deletable == {("alcf832_raw", "f/ok.h5"): twice} and plan.bytes == {("alcf832_raw", "f/ok.h5"): 4}
     assert plan.absent == [items[3].key]
     assert [reason_kind(reason) for _, _, reason in plan.kept] == ["check copy missing", "refused", "malformed"]
     assert plan.errors == 0
-    assert listing.calls.count("alcf832_raw:f/ok.h5") == 1  # two entries, one check
+    assert len(content.calls) == 1 and len(content.calls[0]) == 1  # two entries, one content check
     assert not any(call.startswith("nersc832:") for call in listing.calls)  # refused before any look
+
+
+def test_finding_7_one_listing_per_folder_not_two_stats_per_entry(listing, local_endpoints):
+    """Found 7: two stats per entry; now each folder is listed once, whatever the number of entries."""
+    items = []
+    for i in range(200):
+        listing.put("spot832", f"raw/f{i % 4}/s{i}.h5", 8)
+        listing.put("data832", f"raw/f{i % 4}/s{i}.h5", 8)
+    items = [entry("spot832", f"raw/f{i % 4}/s{i}.h5", "data832", listing=listing) for i in range(200)]
+    listing.calls.clear()
+    plan = check_entries(listing, items, local_endpoints, content=Content(listing), log=LOG)
+    assert len(plan.deletable) == 200
+    assert len(listing.calls) == 8 and plan.listings == 8  # 4 folders on each side
 
 
 def test_a_check_that_fails_keeps_the_entry_and_counts_an_error(listing, local_endpoints):
     listing.broken.add("alcf832_raw")
     plan = check_entries(
         listing,
-        [entry("alcf832_raw", "f/a.h5", "data832_raw")],
+        [entry("alcf832_raw", "f/a.h5", "data832_raw", rec=RECORD)],
         local_endpoints,
         describe_error=lambda exc: f"described: {exc}",
     )
     assert plan.errors == 1
     assert plan.kept[0][2] == "could not check: described: alcf832_raw is offline"
+
+
+def test_a_failed_content_check_keeps_the_entries_and_counts_an_error(listing, local_endpoints):
+    listing.put("alcf832_raw", "f/a.h5", 4)
+    listing.put("data832_raw", "f/a.h5", 4)
+    content = Content(listing)
+    content.broken = True
+    plan = check_entries(listing, [entry("alcf832_raw", "f/a.h5", "data832_raw", listing=listing)], local_endpoints,
+                         content=content, log=LOG)  # fmt: skip
+    assert plan.errors == 1 and plan.deletable == {} and "could not check: content" in plan.kept[0][2]  # one pair
+
+
+def test_the_regenerable_results_need_only_the_long_term_raw_copy(listing, local_endpoints):
+    listing.put("data832_scratch", "f/local/recs/x_0.tiff", 5)
+    due = entry("data832_scratch", "f/local/recs", "nersc832", listing=listing, check_path="raw/f/s.h5")
+    plan = check_entries(listing, [due], local_endpoints, content=Content(listing), log=LOG)
+    assert plan.deletable == {} and reason_kind(plan.kept[0][2]) == "check copy missing"
+    listing.put("nersc832", "raw/f/s.h5", 100)
+    content = Content(listing)
+    plan = check_entries(listing, [due], local_endpoints, content=content, log=LOG)
+    assert list(plan.deletable) == [("data832_scratch", "f/local/recs")] and content.calls == []
+
+
+def deletable(*items: ManifestEntry) -> Plan:
+    plan = Plan()
+    for item in items:
+        plan.deletable.setdefault((item.endpoint, item.path), []).append(item)
+        plan.bytes[(item.endpoint, item.path)] = 1
+    return plan
 
 
 def test_a_loop_of_checks_never_deletes_every_copy(local_endpoints):
@@ -192,14 +296,34 @@ def test_a_loop_of_checks_never_deletes_every_copy(local_endpoints):
     loop_b = entry("nersc832_alsdev_pscratch_raw", "f/loop.h5", "alcf832_raw")
     chain_a = entry("alcf832_raw", "f/chain.h5", "data832_raw")
     chain_b = entry("data832", "raw/f/chain.h5", "nersc832")
-    plan = Plan()
-    for item in (loop_a, loop_b, chain_a, chain_b):
-        plan.deletable[(item.endpoint, item.path)] = [item]
-        plan.bytes[(item.endpoint, item.path)] = 1
+    plan = deletable(loop_a, loop_b, chain_a, chain_b)
     keep_copies_that_check_each_other(plan, local_endpoints, log=LOG)
     assert set(plan.deletable) == {("alcf832_raw", "f/chain.h5"), ("data832", "raw/f/chain.h5")}
     assert set(plan.bytes) == set(plan.deletable)
     assert {key for key, _, reason in plan.kept if "loop of checks" in reason} == {loop_a.key, loop_b.key}
+
+
+def test_finding_2_a_folder_and_a_file_inside_it_that_check_each_other_are_kept(local_endpoints):
+    """Found 2: the loop guard compared exact places, so both went and the file existed nowhere afterwards."""
+    folder = entry("alcf832_scratch", "f/rec", "nersc832_alsdev_pscratch_scratch")
+    inside = entry("nersc832_alsdev_pscratch_scratch", "f/rec/x_0.tiff", "alcf832_scratch")
+    plan = deletable(folder, inside)
+    keep_copies_that_check_each_other(plan, local_endpoints, log=LOG)
+    assert plan.deletable == {} and len(plan.kept) == 2
+
+
+def test_a_longer_cycle_across_shared_storage_is_kept_and_a_way_out_frees_it(local_endpoints):
+    """A three-copy cycle: alcf → data832_raw → (nersc storage, through another collection) → alcf."""
+    a = entry("alcf832_raw", "f/c.h5", "data832_raw")
+    b = entry("data832_raw", "f/c.h5", "nersc832_alsdev_pscratch_raw")
+    c = entry("nersc832_alsdev_pscratch_raw", "f/c.h5", "alcf832_raw")
+    plan = deletable(a, b, c)
+    keep_copies_that_check_each_other(plan, local_endpoints, log=LOG)
+    assert plan.deletable == {}
+    out = entry("nersc832_alsdev_pscratch_raw", "f/c.h5", "nersc832_alsdev_raw", n=1)  # c also has a survivor
+    plan = deletable(a, b, c, out)
+    keep_copies_that_check_each_other(plan, local_endpoints, log=LOG)
+    assert len(plan.deletable) == 3
 
 
 # -- batches and the report -----------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import pytest
 
 from als_provider.hooks.globus_compute import GlobusComputeHook
 from compute_functions import remote
+from include.sites import load_sites
 
-ENDPOINT = "6e1b5a52-4f0c-4c5f-9d56-3f3c0c1e8a01"
+ENDPOINT = load_sites()["local"].compute_endpoint_id  # the local profile registers the ids it serves
 
 
 def wait(hook: GlobusComputeHook, task_id: str, timeout: float = 60.0) -> dict:

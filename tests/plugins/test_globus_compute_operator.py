@@ -11,8 +11,9 @@ import pytest
 from als_provider.hooks.globus_compute import GlobusComputeHook
 from als_provider.operators.globus_compute import GlobusComputeOperator, GlobusComputeTaskError
 from als_provider.triggers.globus_compute import GlobusComputeTaskTrigger
+from include.sites import load_sites
 
-ENDPOINT = "6e1b5a52-4f0c-4c5f-9d56-3f3c0c1e8a01"
+ENDPOINT = load_sites()["local"].compute_endpoint_id  # the local profile registers the ids it serves
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
@@ -169,6 +170,61 @@ def test_retry_after_a_remote_failure_submits_afresh(facility):
     assert facility.stats()["compute.submit"] == 2
 
 
+SUBMIT = r"^POST /v3/endpoints/[^/]+/submit$"
+
+
+def test_lost_submit_answer_is_not_resent_by_the_sdk(facility, capfd):
+    """Issue 13 finding 2: globus-sdk resent the submit after a 504, so Compute ran the function twice."""
+    facility.inject("compute", "lost_response", status=504, match=SUBMIT)
+    dag = make_dag("test_compute_lost_answer", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
+    _, tis = run_dag(dag)
+    stats = facility.stats()
+    assert stats["fault.lost_response.504"] == 1
+    assert stats["compute.submit"] == 1 and stats["compute.task_created"] == 1
+    assert tis["compute"].state == "failed"
+    assert "failed without an answer" in task_log(capfd)
+
+
+def test_other_calls_keep_the_sdks_retries(facility):
+    """Only the submit is sent once: a 503 on the task poll is still retried by the SDK."""
+    facility.inject("compute", "http", status=503, match=r"^GET /v2/tasks/", times=2)
+    dag = make_dag("test_compute_poll_retried", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
+    _, tis = run_dag(dag)
+    assert tis["compute"].state == "success"
+    assert facility.stats()["fault.http.503"] == 2
+
+
+def test_data_error_fails_once_with_the_functions_line(facility, tmp_path, capfd):
+    """Issue 13 finding 7: a ScanError at the endpoint was retried three times; it now fails the task once."""
+    scan = tmp_path / "corrupt.h5"
+    scan.write_bytes(b"not an HDF5 file")
+    dag = make_dag(
+        "test_compute_data_error",
+        function_name="reconstruct",
+        function_kwargs={"scan_path": str(scan), "out_dir": str(tmp_path / "out")},
+        endpoint_id=ENDPOINT,
+        retries=2,
+    )
+    dag_run, tis = run_dag(dag)
+    assert dag_run.state == "failed"
+    assert tis["compute"].try_number == 1
+    assert facility.stats()["compute.task_created"] == 1
+    logged = task_log(capfd)
+    assert "AirflowFailException: reconstruct: " in logged and "not an HDF5 file" in logged
+
+
+def test_transient_remote_failures_are_still_retried(facility):
+    facility.inject("compute", "raise", match="^check_environment$", message="endpoint lost its worker")
+    dag = make_dag("test_compute_transient_retried", function_name="check_environment", endpoint_id=ENDPOINT)
+    _, tis = run_dag(dag)
+    assert tis["compute"].state == "success" and tis["compute"].try_number == 2
+
+
+def task_log(capfd) -> str:
+    captured = capfd.readouterr()
+    return captured.out + captured.err
+
+
 def test_site_resolves_the_endpoint_and_non_deferrable_mode_waits_inline(facility):
     dag = make_dag(
         "test_compute_site_inline", function_name="check_environment", site="local", deferrable=False, retries=0
@@ -210,6 +266,7 @@ def test_trigger_serialize_round_trips():
     assert again.serialize() == (path, kwargs)
     assert kwargs == {
         "task_id": "task-1",
+        "endpoint_id": None,
         "globus_compute_conn_id": "c",
         "poll_interval": 3.0,
         "deadline": 123.5,

@@ -30,6 +30,31 @@ def test_copies_a_file(facility, local_endpoints):
     assert facility.stats()["transfer.task_created"] == 1
 
 
+def test_a_lost_submit_answer_makes_one_task(facility, local_endpoints):
+    """A Transfer submit is idempotent: resent with its submission id, Globus answers the task it created."""
+    write_source(local_endpoints, "lost_answer")
+    facility.inject("transfer", "lost_response", status=504, match=r"^POST /v0\.10/transfer$")
+    dag_run, tis = run("lost_answer")
+    assert dag_run.state == "success" and tis["copy"].try_number == 1
+    stats = facility.stats()
+    assert stats["fault.lost_response.504"] == 1
+    assert stats["transfer.task_created"] == 1 and stats["transfer.duplicate"] == 1
+
+
+def test_replace_destination_leaves_exactly_the_new_copy(facility, local_endpoints):
+    """Issue 13 finding 5 (operator): Globus never deletes extra files at the destination; replace does."""
+    for i in range(3):
+        write_source(local_endpoints, f"replaced/rec_{i:05d}.tiff", bytes([i]) * 100)
+    assert run("replaced")[0].state == "success"
+    source = local_endpoints.posix(EndpointPath("spot832", "raw/operator_test/replaced"))
+    (source / "rec_00002.tiff").unlink()  # a re-run that writes fewer slices
+    assert run("replaced")[0].state == "success"
+    copied = local_endpoints.posix(EndpointPath("data832_raw", "operator_test/replaced"))
+    assert sorted(p.name for p in copied.iterdir()) == ["rec_00000.tiff", "rec_00001.tiff"]
+    stats = facility.stats()
+    assert stats["delete.task_created"] == 1 and stats["transfer.task_created"] == 2
+
+
 def test_copies_a_folder_recursively_decided_from_the_listing(facility, local_endpoints):
     for i in range(3):
         write_source(local_endpoints, f"folder/rec_{i:05d}.tiff", bytes([i]) * 100)

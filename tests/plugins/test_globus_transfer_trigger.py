@@ -21,6 +21,7 @@ def rebuild(trigger):
 
 def test_serialize_round_trips():
     rebuild(GlobusTaskTrigger("t-1", globus_conn_id="c", poll_interval=3.5, deadline=123.0, cancel_on_fatal=False))
+    assert rebuild(GlobusTaskTrigger("t-1", stall_timeout=60)).stall_timeout == 60
     rebuild(GlobusPathTrigger("data832_raw", "a/b.h5", globus_conn_id="c", poll_interval=7))
 
 
@@ -64,9 +65,9 @@ def test_fatal_event_on_a_retrying_task_cancels_it(facility, local_endpoints):
         "transfer", kind="permission_denied", match="denied.h5", message="no write access", params={"retrying": True}
     )
     task_id = submit(local_endpoints, "denied.h5")
-    event = first_event(GlobusTaskTrigger(task_id, poll_interval=0.1))
+    event = first_event(GlobusTaskTrigger(task_id, poll_interval=0.1, stall_timeout=0.5))
     assert event["status"] == "error"
-    assert "PERMISSION_DENIED" in event["message"] and "(cancelled)" in event["message"]
+    assert "PERMISSION_DENIED: no write access" in event["message"] and "cancelled" in event["message"]
     deadline = time.monotonic() + 10
     while GlobusTransferHook().get_task(task_id)["status"] == "ACTIVE" and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -102,3 +103,37 @@ def test_the_triggerer_setting_task_id_does_not_change_which_globus_task_is_poll
     trigger.task_id = "new_file.spot832_to_data832"  # what BaseTrigger.task_instance's setter does
     assert trigger.serialize()[1]["task_id"] == task_id
     assert first_event(trigger)["status"] == "success"
+
+
+def wait_until_ended(task_id: str) -> dict:
+    deadline = time.monotonic() + 10
+    while (task := GlobusTransferHook().get_task(task_id))["status"] == "ACTIVE" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return task
+
+
+def test_a_task_stalled_on_a_full_destination_fails_after_the_stall_timeout(facility, local_endpoints):
+    """Finding 3: Globus keeps a task ACTIVE on NO_SPACE_LEFT; we cancel it after a bound, with Globus's words."""
+    facility.inject("transfer", kind="stall", match="full.h5", message="No space left on device: /data/raw")
+    task_id = submit(local_endpoints, "full.h5")
+    started = time.monotonic()
+    event = first_event(GlobusTaskTrigger(task_id, poll_interval=0.1, stall_timeout=1))
+    assert event["status"] == "error"
+    assert "stalled on NO_SPACE_LEFT: No space left on device: /data/raw" in event["message"]
+    assert "cancelled" in event["message"] and 1 <= time.monotonic() - started < 10
+    task = wait_until_ended(task_id)
+    assert task["status"] == "FAILED" and task["fatal_error"]["code"] == "CANCELED"
+
+
+def test_a_stall_shorter_than_the_bound_is_waited_out(facility, local_endpoints):
+    facility.inject("transfer", kind="stall", match="blip.h5", params={"code": "PERMISSION_DENIED", "seconds": 1})
+    task_id = submit(local_endpoints, "blip.h5")
+    event = first_event(GlobusTaskTrigger(task_id, poll_interval=0.1, stall_timeout=15))
+    assert event["status"] == "success" and event["task"]["files_transferred"] == 1
+
+
+def test_the_stall_bound_comes_from_the_runtime_config():
+    from include.runtime import load_runtime
+
+    assert load_runtime("production").transfer_stall_seconds == 1800
+    assert GlobusTaskTrigger("t-1").stall_limit == load_runtime().transfer_stall_seconds

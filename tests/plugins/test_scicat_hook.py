@@ -67,6 +67,34 @@ def test_raw_ingest_of_a_full_scan(facility, scan, folder):
     assert (stats["scicat.origdatablock_created"], stats["scicat.attachment_created"]) == (1, 1)
 
 
+def test_raw_dataset_records_the_true_size_and_file_count(facility, scan, folder):
+    """Finding 1: SciCat adds the datablock's size and files to the dataset; the ingest must not set them too."""
+    h = hook()
+    pid = h.ingest_raw(scan, folder)
+    stored = h.get_conn().datasets_get_one(pid)
+    assert (stored["size"], stored["numberOfFiles"]) == (scan.stat().st_size, 1)
+    hook().ingest_raw(scan, folder)  # a re-run adds no second datablock, so nothing is counted twice
+    stored = h.get_conn().datasets_get_one(pid)
+    assert (stored["size"], stored["numberOfFiles"]) == (scan.stat().st_size, 1)
+
+
+def test_refused_documents_report_the_backend_messages(facility, scan, folder, monkeypatch):
+    """A 400 from SciCat names the fields as class-validator does, whichever shape the route answers."""
+    from include import scicat_metadata
+
+    real = scicat_metadata.build_raw
+
+    def with_bad_email(*args, **kwargs):
+        docs = real(*args, **kwargs)
+        docs.dataset["contactEmail"] = "not-an-email"
+        return docs
+
+    monkeypatch.setattr(scicat_metadata, "build_raw", with_bad_email)
+    with pytest.raises(SciCatError, match=r"HTTP 400: contactEmail must be an email$") as raised:
+        hook().ingest_raw(scan, folder)
+    assert raised.value.status == 400 and not raised.value.transient
+
+
 def test_a_rerun_finds_the_dataset_it_made(facility, scan, folder):
     first = hook().ingest_raw(scan, folder)
     second = hook().ingest_raw(scan, folder)  # a new task try: new hook, new login

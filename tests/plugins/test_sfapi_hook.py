@@ -133,6 +133,35 @@ def test_http_503_is_retried_by_sfapi_client(hook, facility):
     assert facility.stats()["fault.http.503"] == 1
 
 
+def test_the_job_post_is_sent_once(hook, facility):
+    """Issue 13 finding 1: sfapi_client resends a POST on 502/503/504; a job POST is sent once."""
+    facility.inject("sfapi", "lost_response", status=504, match=r"^POST /sfapi/.*/compute/jobs/", times=1)
+    with pytest.raises(Exception, match="HTTP 504"):
+        hook.submit_job(MACHINE, script("true", name="hook_once"))
+    stats = facility.stats()
+    assert stats["sfapi.submit"] == 1 and stats["sfapi.job_created"] == 1
+    assert hook.find_jobs(MACHINE, "hook_once", "airflow-other-task") == []  # another comment: not ours
+    [job] = hook.query_jobs(MACHINE, sacct=True, name="hook_once")
+    assert job.name == "hook_once"
+
+
+def test_an_error_answer_to_a_job_query_is_an_error_not_an_unknown_job(hook, facility):
+    """Issue 17 item 2: sfapi_client 0.6.0 reads {"status": "ERROR"} as an empty job list (job not found)."""
+    jobid = hook.submit_job(MACHINE, script("true", name="hook_query_error"))
+    wait_for(hook, jobid, {"COMPLETED"})
+    facility.inject("sfapi", "query_error", match=f"^squeue {jobid}$", message="slurm_load_jobs error: timeout")
+    with pytest.raises(Exception, match="answered ERROR: slurm_load_jobs error: timeout") as caught:
+        hook.job_state(MACHINE, jobid)
+    assert not isinstance(caught.value, SFAPIJobNotFound)
+    assert hook.job_state(MACHINE, jobid).state == "COMPLETED"
+
+
+def test_finished_jobs_carry_their_exit_code(hook):
+    jobid = hook.submit_job(MACHINE, script("exit 2", name="hook_exit2"))
+    job = wait_for(hook, jobid, {"FAILED"})
+    assert job.exit_code == "2:0" and job.exit_status == 2
+
+
 # --- trigger
 def test_trigger_serialize_round_trips():
     trigger = SFAPIJobTrigger(job_id="123", poll_interval=2, error_log="/x/y.err", job_name="n", tail_lines=5)

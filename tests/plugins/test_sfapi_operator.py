@@ -107,6 +107,55 @@ def test_retry_after_a_failed_job_submits_a_new_one(facility):
     assert facility.stats()["sfapi.job_created"] == 2
 
 
+def test_lost_submit_answer_starts_one_job_and_attaches_to_it(facility, capfd):
+    """Issue 13 finding 1: sfapi_client resent the POST on a 504, so SFAPI ran two jobs of one name."""
+    facility.inject("sfapi", "lost_response", status=504, match=r"^POST /sfapi/.*/compute/jobs/perlmutter$")
+    dag_run, tis = run("lost_answer")
+    stats = facility.stats()
+    assert stats["fault.lost_response.504"] == 1
+    assert stats["sfapi.job_created"] == 1
+    assert stats["sfapi.submit"] == 1
+    assert dag_run.state == "success" and tis["job"].try_number == 1
+    assert "SFAPI has its job" in task_log(capfd)
+
+
+def test_retry_finds_the_lost_job_after_it_finished(facility, capfd):
+    """Issue 13 finding 3: the retry looked only at queued/running jobs and ran a finished job again."""
+    dag_run, tis = run("lost_done")
+    assert "submitted by an earlier try; re-attaching" in task_log(capfd)
+    assert dag_run.state == "success" and tis["job"].try_number == 2
+    assert facility.stats()["sfapi.job_created"] == 1
+    assert xcom(dag_run)["state"] == "COMPLETED"
+
+
+def test_an_error_answer_to_the_retrys_job_query_never_submits_again(facility):
+    """Issue 17 item 2: sfapi_client read an {"status": "ERROR"} answer as "no such job", so the retry
+    submitted a second job. Now each ERROR fails that try, and the next one re-attaches."""
+    facility.inject("sfapi", "query_error", match=r"^(squeue|sacct) \d+$", times=2, message="slurm down")
+    dag_run, tis = run("crash_query_error")
+    assert dag_run.state == "success"
+    assert tis["job"].try_number == 4  # try 1 crashed, tries 2 and 3 met an ERROR, try 4 re-attached
+    stats = facility.stats()
+    assert stats["fault.sfapi.query_error"] == 2
+    assert stats["sfapi.job_created"] == 1
+
+
+def test_data_error_fails_once_with_the_programs_line(facility, capfd):
+    """Issue 13 finding 7: exit status 2 (ScanError) is a data error: no retries, the one-line reason."""
+    dag_run, tis = run("data_error")
+    assert dag_run.state == "failed"
+    assert tis["job"].try_number == 1
+    assert facility.stats()["sfapi.job_created"] == 1
+    assert "reconstruct: rows: 5 is not A:B" in task_log(capfd)
+
+
+def test_other_job_failures_are_still_retried(facility):
+    dag_run, tis = run("exit1_retried")
+    assert dag_run.state == "failed"
+    assert tis["job"].try_number == 2
+    assert facility.stats()["sfapi.job_created"] == 2
+
+
 def test_non_deferrable_mode_waits_in_the_worker(facility):
     dag_run, _ = run("sync_ok")
     assert dag_run.state == "success"

@@ -103,10 +103,17 @@ class GlobusComputeHook(BaseHook):
         return self.submit(function_id, endpoint_id, kwargs)["task_id"]
 
     def submit(self, function_id: str, endpoint_id: str, kwargs: dict[str, Any] | None = None) -> dict[str, str]:
-        """Like :meth:`run`, returning ``{"task_id", "task_group_id", "request_id"}``."""
+        """Like :meth:`run`, returning ``{"task_id", "task_group_id", "request_id"}``.
+
+        The submit is sent once: globus-sdk's transport resends a request on a network error, 429 or 5xx
+        (``RetryConfig``), and Compute has no de-duplication key, so a lost answer would run the function
+        twice. Its resends are turned off for this one call (``retry_config.tune(max_retries=0)``); every
+        other call keeps them.
+        """
         batch = self.client.create_batch()
         batch.add(function_id, (), dict(kwargs or {}))
-        answer = self.client.batch_run(endpoint_id, batch)
+        with self.client._compute_web_client.v3.retry_config.tune(max_retries=0):
+            answer = self.client.batch_run(endpoint_id, batch)
         task_ids = answer["tasks"][str(function_id)]
         if len(task_ids) != 1:
             raise RuntimeError(f"Globus Compute answered {len(task_ids)} task ids for one submission")
@@ -141,6 +148,15 @@ class GlobusComputeHook(BaseHook):
 
     def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
         return dict(self.client.get_endpoint_status(endpoint_id))
+
+
+def is_lost_answer(exc: BaseException) -> bool:
+    """Whether a failed submit may have reached Compute anyway: no answer, or a gateway's 5xx in its place."""
+    import globus_sdk
+
+    if isinstance(exc, globus_sdk.NetworkError):
+        return True
+    return isinstance(exc, globus_sdk.GlobusAPIError) and exc.http_status >= 500
 
 
 def describe_compute_error(exc: BaseException) -> str:

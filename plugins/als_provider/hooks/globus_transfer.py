@@ -95,8 +95,9 @@ class GlobusTransferHook(BaseHook):
 
     # -- paths --------------------------------------------------------------------------------
     def locate(self, where: EndpointPath) -> tuple[str, str]:
-        """The collection UUID and absolute collection path of an endpoint-relative path."""
-        endpoint = self.endpoints[where.endpoint]
+        """The collection UUID and absolute collection path of an endpoint-relative path (the production
+        profile refuses a placeholder collection here, before anything is sent)."""
+        endpoint = self.endpoints.sendable(where.endpoint)
         return endpoint.uuid, endpoint.globus_path(where.path)
 
     # -- submissions --------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class GlobusTransferHook(BaseHook):
         """Submit one delete task for several endpoint-relative paths on one endpoint."""
         import globus_sdk
 
-        collection = self.endpoints[endpoint]
+        collection = self.endpoints.sendable(endpoint)
         data = globus_sdk.DeleteData(
             endpoint=collection.uuid,
             label=globus_label(label),
@@ -170,20 +171,45 @@ class GlobusTransferHook(BaseHook):
 
     # -- listings -----------------------------------------------------------------------------
     def stat(self, where: EndpointPath) -> dict[str, Any] | None:
-        """``{name, type, size, last_modified, ...}`` of a path, or ``None`` if it does not exist."""
+        """``{name, type, size, last_modified, ...}`` of a path, or ``None`` if it does not exist
+        (:func:`is_missing`; any other error propagates)."""
         import globus_sdk
 
         uuid, path = self.locate(where)
         try:
             return dict(self.client.operation_stat(uuid, path).data)
         except globus_sdk.TransferAPIError as exc:
-            if exc.http_status == 404:
+            if is_missing(exc):
                 return None
             raise
 
     def ls(self, where: EndpointPath) -> list[dict[str, Any]]:
         uuid, path = self.locate(where)
         return [dict(entry) for entry in self.client.operation_ls(uuid, path=path)]
+
+    def listdir(self, where: EndpointPath) -> list[dict[str, Any]]:
+        """:meth:`ls`, raising ``FileNotFoundError`` only for a folder missing on a reachable, known collection
+        (any other error, such as an unknown collection, propagates with the service's message)."""
+        import globus_sdk
+
+        try:
+            return self.ls(where)
+        except globus_sdk.TransferAPIError as exc:
+            if is_missing(exc):
+                raise FileNotFoundError(f"{where}: {exc.message}") from None
+            raise
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Whether a Globus error says the path does not exist (and nothing else: an unknown collection's
+    ``EndpointNotFound``, a 403 or an offline endpoint is an error, never "absent")."""
+    import globus_sdk
+
+    return (
+        isinstance(exc, globus_sdk.TransferAPIError)
+        and exc.http_status == 404
+        and exc.code in ("ClientError.NotFound", "NotFound")
+    )
 
 
 def describe_globus_error(exc: BaseException) -> str:

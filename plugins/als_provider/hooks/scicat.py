@@ -12,6 +12,7 @@ re-run completes a partial ingest. See docs/scicat.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -78,11 +79,18 @@ class SciCatAuthError(SciCatError):
 
 
 def _reason(response: requests.Response) -> str:
+    """SciCat's own words: ``message`` as a string, as ValidationPipe's list of messages, or as the JSON text
+    of class-validator's ValidationError array that the v3 dataset routes answer."""
     try:
         body = response.json()
         message = body.get("message", body) if isinstance(body, dict) else body
     except ValueError:
         message = response.text[:300]
+    if isinstance(message, str) and message.startswith("[{"):
+        with contextlib.suppress(ValueError, AttributeError):
+            message = [m for e in json.loads(message) for m in (e.get("constraints") or {}).values()] or message
+    if isinstance(message, list):
+        message = "; ".join(str(m) for m in message)
     return redact(str(message))
 
 

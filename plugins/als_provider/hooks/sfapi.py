@@ -40,13 +40,42 @@ class SlurmJob:
     state: str
     name: str | None = None
     comment: str | None = None
+    exit_code: str | None = None  # sacct's ``exitcode`` (``"2:0"``: status 2, no signal) once the job ended
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
+    @property
+    def exit_status(self) -> int | None:
+        """The batch script's exit status from ``exit_code`` (``None`` if unknown)."""
+        return exit_status(self.exit_code)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"jobid": self.jobid, "state": self.state, "name": self.name, "comment": self.comment}
+        return {
+            "jobid": self.jobid,
+            "state": self.state,
+            "name": self.name,
+            "comment": self.comment,
+            "exit_code": self.exit_code,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> SlurmJob:
+        """A job from a squeue row (``name``) or a sacct row (``jobname``, ``exitcode``)."""
+        return cls(
+            jobid=str(row.get("jobid")),
+            state=normalize_state(row.get("state")),
+            name=row.get("name") or row.get("jobname"),
+            comment=row.get("comment"),
+            exit_code=row.get("exitcode"),
+        )
+
+
+def exit_status(exit_code: str | None) -> int | None:
+    """The exit status in sacct's ``exitcode`` (``"2:0"``: status 2, signal 0); ``None`` if unknown."""
+    head = (exit_code or "").split(":", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def normalize_state(raw: Any) -> str:
@@ -114,30 +143,62 @@ class SFAPIHook(BaseHook):
 
     # --- jobs
     def submit_job(self, machine: str, script: str) -> str:
-        """Submit a batch script (its text, starting ``#!``); return the Slurm job id."""
+        """Submit a batch script (its text, starting ``#!``) once; return the Slurm job id.
+
+        The POST is sent exactly once: sfapi_client's ``Api.post`` resends it (tenacity) on a timeout or a
+        429/502/503/504, and SFAPI has no de-duplication key, so a lost answer would start a second job. A
+        failed POST raises; whether a job was created is for the caller to find out (:meth:`find_job`).
+        """
         if not script.startswith("#!") or "\n" not in script:
             raise AirflowException("a batch script must start with '#!' and have more than one line")
+        from sfapi_client.exceptions import SfApiError
+
         compute = self.compute(machine)
+        api = compute.client
+        post_once = type(api).post.__wrapped__  # Api.post without its tenacity resends
         with self._errors(f"submitting a job to {machine}"):
-            job = compute.submit_job(script)
-        self.log.info("Submitted Slurm job %s to %s", job.jobid, machine)
-        return str(job.jobid)
+            answer = post_once(api, f"compute/jobs/{compute.name}", {"job": script, "isPath": False}).json()
+            if str(answer.get("status", "")).upper() == "ERROR":
+                raise SfApiError(answer.get("error") or "SFAPI refused the job")
+            task = compute._wait_for_task(answer["task_id"])  # GET tasks/{id}: safe to resend
+            if task.status == "error":
+                raise SfApiError(task.error)
+            jobid = (task.__pydantic_extra__ or {}).get("jobid")
+            if jobid is None:
+                raise SfApiError(f"SFAPI task {answer['task_id']} gave no job id")
+        self.log.info("Submitted Slurm job %s to %s", jobid, machine)
+        return str(jobid)
+
+    def query_jobs(self, machine: str, *, sacct: bool = False, **filters: str) -> list[SlurmJob]:
+        """Jobs from squeue (queued and running) or sacct (every state), filtered by ``jobid=``, ``user=``, ...
+
+        Reads ``GET compute/jobs/{machine}`` itself rather than through ``Compute.jobs``: sfapi_client 0.6.0's
+        ``_fetch_raw_state`` compares the parsed model with the ``ERROR`` enum (never equal), so an
+        ``{"status": "ERROR"}`` answer comes back as an empty job list, i.e. "no such job", and a retry would
+        submit a second job. Here an ERROR answer raises (upstream: NERSC/sfapi_client, sfapi_client/_sync/jobs.py).
+        """
+        compute = self.compute(machine)
+        params: dict[str, Any] = {"sacct": sacct, "cached": False}
+        if filters:
+            params["kwargs"] = [f"{key}={value}" for key, value in filters.items()]
+        what = "sacct" if sacct else "squeue"
+        with self._errors(f"querying {what} on {machine} ({', '.join(params.get('kwargs', []))})"):
+            answer = compute.client.get(f"compute/jobs/{compute.name}", params).json()
+            if str(answer.get("status", "")).upper() == "ERROR":
+                raise AirflowException(
+                    f"SFAPI ({self.sfapi_conn_id}): {what} on {machine} answered ERROR: {answer.get('error')}"
+                )
+        return [SlurmJob.from_row(row) for row in answer.get("output") or []]
 
     def job_state(self, machine: str, jobid: str) -> SlurmJob:
         """The job's state from squeue while it is queued or running, else from sacct."""
-        from sfapi_client.jobs import JobCommand
-
-        compute = self.compute(machine)
-        with self._errors(f"reading the state of job {jobid} on {machine}"):
-            queued = compute.jobs(jobids=[jobid], command=JobCommand.squeue)
-            if queued:
-                job = queued[0]
-                return SlurmJob(str(job.jobid), normalize_state(job.state), job.name, job.comment)
-            finished = compute.jobs(jobids=[jobid], command=JobCommand.sacct)
+        queued = self.query_jobs(machine, jobid=str(jobid))
+        if queued:
+            return queued[0]
+        finished = self.query_jobs(machine, sacct=True, jobid=str(jobid))
         if not finished:
             raise SFAPIJobNotFound(f"job {jobid} is unknown to squeue and sacct on {machine}")
-        job = finished[0]
-        return SlurmJob(str(job.jobid), normalize_state(job.state), job.jobname, getattr(job, "comment", None))
+        return finished[0]
 
     def cancel_job(self, machine: str, jobid: str) -> None:
         """``scancel`` the job (a finished job is left as it is)."""
@@ -153,13 +214,7 @@ class SFAPIHook(BaseHook):
 
     def list_jobs(self, machine: str, user: str | None = None) -> list[SlurmJob]:
         """Queued and running jobs of ``user`` (default: the client's own user)."""
-        from sfapi_client.jobs import JobCommand
-
-        user = user or self.user_name()
-        compute = self.compute(machine)
-        with self._errors(f"listing {user}'s jobs on {machine}"):
-            jobs = compute.jobs(user=user, command=JobCommand.squeue)
-        return [SlurmJob(str(j.jobid), normalize_state(j.state), j.name, j.comment) for j in jobs]
+        return self.query_jobs(machine, user=user or self.user_name())
 
     def find_active_job(self, machine: str, name: str, comment: str | None = None) -> SlurmJob | None:
         """The queued or running job of the client's user with this name (and comment, when given)."""
@@ -168,6 +223,20 @@ class SFAPIHook(BaseHook):
             ids = ", ".join(j.jobid for j in matches)
             raise AirflowException(f"{len(matches)} active jobs named {name!r} on {machine} ({ids}); cancel extras")
         return matches[0] if matches else None
+
+    def find_jobs(self, machine: str, name: str, comment: str) -> list[SlurmJob]:
+        """Every job of the client's user with this name and comment: queued, running or finished (sacct).
+
+        sacct lists jobs in every state (since midnight by default, as Slurm does); squeue is asked too, for a
+        job sacct does not show yet. Oldest first; one entry per job id.
+        """
+        user = self.user_name()
+        found: dict[str, SlurmJob] = {}
+        for sacct in (True, False):
+            for job in self.query_jobs(machine, sacct=sacct, user=user, name=name):
+                if job.name == name and job.comment == comment:
+                    found.setdefault(job.jobid, job)
+        return sorted(found.values(), key=lambda j: int(j.jobid) if j.jobid.isdigit() else 0)
 
     # --- files
     def read_file(self, machine: str, path: str) -> str:

@@ -26,8 +26,29 @@ GONE = "gone"  # ended in failure, or the service no longer knows it: start afre
 DEFER_GRACE = timedelta(minutes=10)
 
 
+#: State field naming the run of the task instance the state belongs to (see :func:`generation`).
+GENERATION_KEY = "generation"
+
+
 class RemoteWorkError(RuntimeError):
     """Remote work failed, timed out or could not be started."""
+
+
+def generation(context: Context) -> int:
+    """The first try number of this run of the task instance: the same for its retries, new after a Clear.
+
+    Airflow keeps ``max_tries - retries + 1`` as the first try since the task instance was last cleared (a
+    Clear sets ``max_tries = try_number + retries``; a retry leaves it), as the task SDK reads it in
+    ``RuntimeTaskInstance.get_first_reschedule_date``. A Clear of a running task (RESTARTING) is a retry.
+    """
+    ti = context["ti"]
+    retries = int(getattr(ti.task, "retries", 0) or 0)
+    return int(ti.max_tries) - retries + 1
+
+
+def is_retry(context: Context) -> bool:
+    """True for the second and later tries since the task instance last started (or was cleared)."""
+    return int(context["ti"].try_number) > generation(context)
 
 
 class RemoteWorkOperator(BaseOperator):
@@ -36,8 +57,11 @@ class RemoteWorkOperator(BaseOperator):
     ``execute``: the state an earlier try of this task instance stored (``task_state_store``, scoped to dag,
     run, task and map index across tries) is looked up; remote work that is live is re-attached to, work that
     succeeded gives its result, and only work that ended in failure or is unknown to the service is submitted
-    afresh. Then the wait is deferred (``deferrable=True``, the default) or run in the worker, and the final
-    event is checked: anything but ``{"status": "success", ...}`` fails the task with the service's message.
+    afresh. Retry re-attaches, Clear starts over: the state records the :func:`generation` it was written in,
+    and a state of an earlier generation (the task instance was cleared since) is ignored, so a cleared task
+    starts new remote work. Then the wait is deferred (``deferrable=True``, the default) or run in the worker,
+    and the final event is checked: anything but ``{"status": "success", ...}`` fails the task with the
+    service's message.
 
     A service's operator sets ``hook_class`` (built with ``conn_id``), ``state_key`` (renaming one breaks the
     retries of tasks in flight) and ``id_key`` (the remote id in its state), and implements :meth:`submit`,
@@ -85,13 +109,22 @@ class RemoteWorkOperator(BaseOperator):
         if store is None:
             self.log.warning("No task state store: a retry of this task cannot re-attach to its remote work")
             return {}
-        return dict(store.get(key or self._key or self.state_key) or {})
+        state = dict(store.get(key or self._key or self.state_key) or {})
+        written_in, current = state.get(GENERATION_KEY), generation(context)
+        if state and written_in is not None and written_in != current:
+            self.log.info(
+                "The task instance was cleared since try %s started %s: starting new remote work",
+                written_in,
+                self.describe(state),
+            )
+            return {}
+        return state
 
     def _save_state(self, context: Context, state: dict[str, Any], key: str | None = None) -> None:
-        """Keep ``state`` for later tries under ``key`` (default: the work being started)."""
+        """Keep ``state`` for later tries (of this run of the task instance) under ``key``."""
         store = context.get("task_state_store")
         if store is not None:
-            store.set(key or self._key or self.state_key, state)
+            store.set(key or self._key or self.state_key, {**state, GENERATION_KEY: generation(context)})
 
     # -- the core ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -122,7 +155,7 @@ class RemoteWorkOperator(BaseOperator):
                 "%s of an earlier try ended in failure or is unknown: starting afresh", self.describe(state)
             )
             state = self.forget(state)
-        elif not state and context["ti"].try_number > 1 and (found := self.find_lost(context)):
+        elif (state.get("submitting_at") or is_retry(context)) and (found := self.find_lost(context)):
             self.log.info("Found %s submitted by an earlier try; re-attaching", self.describe(found))
             self._save_state(context, found)
             self.attached(context, found)
@@ -194,7 +227,7 @@ class RemoteWorkOperator(BaseOperator):
         return None
 
     def find_lost(self, context: Context) -> dict[str, Any] | None:
-        """On a retry with nothing stored: the state of work an earlier try started but could not record."""
+        """On a retry with no id stored: the state of work an earlier try started but could not record."""
         return None
 
     def attached(self, context: Context, state: dict[str, Any]) -> None:

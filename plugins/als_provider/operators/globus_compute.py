@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException
 
-from als_provider.hooks.globus_compute import FINAL_STATUSES, GlobusComputeHook
-from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator
+from als_provider.hooks.globus_compute import FINAL_STATUSES, GlobusComputeHook, describe_compute_error, is_lost_answer
+from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator, generation
 from als_provider.triggers.globus_compute import GlobusComputeTaskTrigger
 
 #: task_state_store key holding {"task_id", "function_id", "endpoint_id", "submitted_at"} across tries.
 STATE_KEY = "globus_compute"
+#: The keyword a function takes to know its run (compute_functions.results_manifest.run_once).
+RUN_KEY_ARGUMENT = "run_key"
 
 
 class GlobusComputeTaskError(RuntimeError):
@@ -31,8 +36,15 @@ class GlobusComputeOperator(RemoteWorkOperator):
     running the function again; only a task that failed is submitted afresh. ``task_timeout`` bounds the
     wait from the first submission across tries. Deferrable by default (the wait holds no worker slot).
 
+    The submit is sent once (the SDK's resends are off for it). Compute takes no client-chosen id and lists
+    no tasks, so a submission whose answer was lost cannot be looked up: the try fails and the retry submits
+    again, logged as a possible duplicate. A function that takes ``run_key`` is given one naming this task
+    instance and its run (the same across retries, new after a Clear): ``compute_functions.results_manifest
+    .run_once`` lets only one call per key write its output, and a duplicate returns the first call's result.
+
     Returns the function's result (a small JSON summary) as XCom; a failure at the endpoint fails the task
-    with the remote traceback.
+    with the remote traceback, and a data error (the function raised ``ScanError``) fails it at once, without
+    retries, with the function's one-line message.
     """
 
     template_fields: Sequence[str] = ("function_kwargs", "site", "endpoint_id", "function_id")
@@ -67,15 +79,20 @@ class GlobusComputeOperator(RemoteWorkOperator):
         if not isinstance(self.function_kwargs, dict):
             raise TypeError(f"function_kwargs must be a dict, got {type(self.function_kwargs).__name__}")
         self._endpoint_id, self._function_id = self._target()
+        self._kwargs = dict(self.function_kwargs)
+        if RUN_KEY_ARGUMENT in inspect.signature(self._function).parameters:
+            self._kwargs.setdefault(RUN_KEY_ARGUMENT, run_key(context))
 
     def _target(self) -> tuple[str, str | None]:
         """The endpoint id and the pinned function id (if any) to use."""
-        if self.site is None:
-            return str(self.endpoint_id), self.function_id
         from include.sites import load_sites
 
-        site = load_sites()[self.site]
-        return site.compute_endpoint_id, self.function_id or site.function_ids.get(self.function_name)
+        sites = load_sites()
+        if self.site is None:  # a placeholder id is refused by the production profile before anything is sent
+            return sites.check_compute_endpoint(str(self.endpoint_id)), self.function_id
+        site = sites[self.site]
+        function_id = self.function_id or site.function_ids.get(self.function_name)
+        return sites.check_compute_endpoint(str(site.compute_endpoint_id)), function_id
 
     def describe(self, state: dict[str, Any]) -> str:
         return f"Compute task {state.get('task_id')} ({self.function_name})"
@@ -100,9 +117,11 @@ class GlobusComputeOperator(RemoteWorkOperator):
     def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
         if state.get("submitting_at"):
             self.log.warning(
-                "An earlier try began submitting at %s but recorded no Compute task id (it died in between); "
-                "submitting again, so the function may run twice",
+                "An earlier try began submitting at %s but recorded no Compute task id (its answer was lost or "
+                "it died): submitting again; Compute cannot be asked whether the first reached it, so the "
+                "function may be called twice (run_key %s lets only one call write)",
                 state["submitting_at"],
+                self._kwargs.get(RUN_KEY_ARGUMENT, "not taken by this function"),
             )
         endpoint_id, function_id = self._endpoint_id, self._function_id
         if function_id is None:
@@ -110,7 +129,18 @@ class GlobusComputeOperator(RemoteWorkOperator):
             self.log.info("Registered %s as Compute function %s", self.function_name, function_id)
         # Compute takes no client-chosen id: mark the attempt, so a try that dies mid-submit is noticed
         self._save_state(context, {"submitting_at": time.time(), "function_id": function_id})
-        submitted = self.hook.submit(function_id, endpoint_id, self.function_kwargs)
+        try:
+            submitted = self.hook.submit(function_id, endpoint_id, self._kwargs)
+        except Exception as exc:
+            if is_refusal(exc):  # an unknown or forbidden endpoint or function: no retry can help
+                raise AirflowFailException(f"{self.function_name}: {describe_compute_error(exc)}") from None
+            if is_lost_answer(exc):
+                self.log.warning(
+                    "The Compute submit failed without an answer (%s): the task may exist; the retry submits "
+                    "again (Compute offers no look-up)",
+                    describe_compute_error(exc),
+                )
+            raise
         return {
             "task_id": submitted["task_id"],
             "task_group_id": submitted["task_group_id"],
@@ -123,11 +153,36 @@ class GlobusComputeOperator(RemoteWorkOperator):
         return GlobusComputeTaskTrigger(
             state["task_id"],
             function_name=self.function_name,
+            endpoint_id=state.get("endpoint_id"),
             globus_compute_conn_id=self.conn_id,
             poll_interval=self.poll_interval,
             deadline=float(state["submitted_at"]) + self.wait_timeout.total_seconds(),
         )
 
+    def failure(self, event: dict[str, Any]) -> Exception:
+        """A data error fails without retries, with the function's one line; anything else may be retried."""
+        if event.get("data_error"):
+            line = event["data_error"]  # the function's own line, e.g. "reconstruct: no flat fields"
+            return AirflowFailException(
+                line if line.startswith(f"{self.function_name}:") else f"{self.function_name}: {line}"
+            )
+        return super().failure(event)
+
     def result(self, context: Context, event: dict[str, Any]) -> Any:
         self.log.info("Compute task %s (%s) succeeded: %s", event["task_id"], self.function_name, event["result"])
         return event["result"]
+
+
+def run_key(context: Context) -> str:
+    """A key naming this task instance (dag, run, task, map index) and its run since the last Clear."""
+    ti = context["ti"]
+    parts = [ti.dag_id, ti.run_id, ti.task_id, str(getattr(ti, "map_index", -1)), str(generation(context))]
+    return "airflow-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Compute refused the submit itself: 403 ``EndpointAccessForbidden``/``FunctionNotPermitted`` or 404
+    ``EndpointNotFound``/``FunctionNotFound`` (not a lost answer, not a transient error)."""
+    import globus_sdk
+
+    return isinstance(exc, globus_sdk.GlobusAPIError) and exc.http_status in (403, 404)

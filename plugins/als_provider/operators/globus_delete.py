@@ -8,31 +8,127 @@ manifest. See docs/pruning.md for the design and the safety rules.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from als_provider.hooks.globus_transfer import GlobusTransferHook, describe_globus_error
+from als_provider.hooks.globus_transfer import GlobusTransferHook, describe_globus_error, globus_label
 from als_provider.operators.globus_transfer import GlobusTaskOperator
 from include import manifests, pruning
-
-# Moved to include.pruning; still importable from here for code outside the provider that has not moved yet.
+from include.paths import EndpointPath
 
 #: task_state_store keys: the plan (report + batch count), then one key per delete batch.
 PLAN_KEY = "prune_plan"
 BATCH_KEY = "prune_batch/{}"
+#: Most items in one checksum sync task.
+SYNC_ITEMS = 10_000
 #: Conf keys the prune DAG accepts (Airflow has no DAG-level additionalProperties: checked here).
 CONF_KEYS = frozenset({"dry_run", "as_of"})
+
+
+class GlobusChecksumSync:
+    """Content verification through Globus (:class:`include.pruning.ContentVerifier`).
+
+    One transfer task per pair of collections (and per ``SYNC_ITEMS`` items), target → check copy,
+    ``sync_level="checksum"`` and ``verify_checksum``: Globus checksums both sides of every file and
+    transfers only those that differ. A task that transferred nothing proves every check copy holds the
+    target's content. A file it had to transfer means that check copy differed: the sync repaired it from
+    the target (which the listing had just shown unchanged since its record); the entry is kept and
+    verified again on the next run. A failed or timed-out task keeps its pairs' entries as "could not
+    check" (the run fails with Globus's message).
+    """
+
+    def __init__(self, hook: GlobusTransferHook, *, label: str, timeout: timedelta, poll_seconds: float = 2.0) -> None:
+        self.hook, self.label, self.timeout, self.poll_seconds = hook, label, timeout, poll_seconds
+        self.tasks: list[str] = []
+
+    def differing(self, pairs: Sequence[tuple[EndpointPath, EndpointPath, bool]]) -> dict[int, str]:
+        import globus_sdk
+
+        groups: dict[tuple[str, str], list[tuple[int, str, str]]] = defaultdict(list)
+        for index, (target, check, _) in enumerate(pairs):
+            (src, src_path), (dst, dst_path) = self.hook.locate(target), self.hook.locate(check)
+            groups[(src, dst)].append((index, src_path, dst_path))
+        submitted: list[tuple[list[tuple[int, str, str]], str | BaseException]] = []
+        for (src, dst), items in groups.items():
+            for start in range(0, len(items), SYNC_ITEMS):
+                chunk = items[start : start + SYNC_ITEMS]
+                data = globus_sdk.TransferData(
+                    source_endpoint=src,
+                    destination_endpoint=dst,
+                    label=globus_label(f"{self.label} checksum sync"),
+                    submission_id=self.hook.new_submission_id(),
+                    sync_level="checksum",
+                    verify_checksum=True,
+                    preserve_timestamp=True,
+                )
+                for index, src_path, dst_path in chunk:
+                    data.add_item(src_path, dst_path, recursive=pairs[index][2])
+                try:
+                    submitted.append((chunk, self.hook.client.submit_transfer(data)["task_id"]))
+                except Exception as exc:
+                    submitted.append((chunk, exc))
+        found: dict[int, str] = {}
+        deadline = time.monotonic() + self.timeout.total_seconds()
+        for chunk, task_id in submitted:  # the tasks run side by side; wait for each in turn
+            try:
+                if isinstance(task_id, BaseException):
+                    raise task_id
+                task = self._wait(task_id, deadline)
+            except Exception as exc:  # these pairs could not be compared; the others still are
+                for index, _, _ in chunk:
+                    found[index] = f"could not check: content: {describe_globus_error(exc)}"
+                continue
+            if task.get("files_transferred"):
+                found.update(self._differing(pairs, chunk, task["task_id"]))
+        return found
+
+    def _differing(
+        self, pairs: Sequence[tuple[EndpointPath, EndpointPath, bool]], chunk: list[tuple[int, str, str]], task_id: str
+    ) -> dict[int, str]:
+        """The pairs of ``chunk`` whose check copy the sync task had to write to."""
+        copied = [t["destination_path"] for t in self.hook.client.task_successful_transfers(task_id)]
+        exact = set(copied)
+        found = {}
+        for index, _, dst_path in chunk:
+            target, check, folder = pairs[index]
+            prefix = dst_path.rstrip("/") + "/"
+            count = sum(1 for path in copied if path.startswith(prefix)) if folder else int(dst_path in exact)
+            if count:
+                found[index] = (
+                    f"content differs: a Globus checksum sync had to copy {count} file(s) of {target} to "
+                    f"{check} (task {task_id}); verified again on the next run"
+                )
+        return found
+
+    def _wait(self, task_id: str, deadline: float) -> dict[str, Any]:
+        self.tasks.append(task_id)
+        while True:
+            task = self.hook.get_task(task_id)
+            if task["status"] == "SUCCEEDED":
+                return task
+            if task["status"] == "FAILED":
+                fatal = task.get("fatal_error") or {}
+                raise pruning.PruneError(
+                    f"checksum sync task {task_id} FAILED: {fatal.get('code')} {fatal.get('description')}"
+                )
+            if time.monotonic() > deadline:
+                self.hook.cancel(task_id)
+                raise pruning.PruneError(f"checksum sync task {task_id} still {task['status']} after {self.timeout}")
+            time.sleep(self.poll_seconds)
 
 
 class PruneManifestsOperator(GlobusTaskOperator):
     """Delete every due manifest entry whose check copy is verified, one Globus delete task per batch.
 
     Reads ``dry_run`` and ``as_of`` from the run's Params. For each due entry: the path is re-validated
-    (inside its endpoint, not a protected long-term copy, check copy elsewhere); the target and check copy
-    are compared through Globus; a mismatch keeps the entry and is reported. Verified paths are deleted in
+    (inside its endpoint, not a protected long-term copy, check copy elsewhere); the target is compared with
+    its record and its check copy by one listing per folder, then by content (:class:`GlobusChecksumSync`);
+    a mismatch keeps the entry and is reported (include.pruning.check_entries). Verified paths are deleted in
     batches of ``batch_size`` per endpoint (``ignore_missing``: a path deleted by an earlier, crashed run is
     done). Each batch's submission id is kept in the task state store before submitting and each batch's
     entries leave the manifest only after its task SUCCEEDED, so a retry re-attaches instead of deleting
@@ -71,13 +167,25 @@ class PruneManifestsOperator(GlobusTaskOperator):
             self.log.info(
                 "%d due manifest entr(y/ies) as of %s (read in %.1fs)", len(items), as_of, time.monotonic() - started
             )
+            ti = context["ti"]
+            content = GlobusChecksumSync(
+                self.hook, label=f"{ti.dag_id} {ti.run_id}", timeout=self.wait_timeout or timedelta(hours=6)
+            )
             checked = pruning.check_entries(
                 self.hook,
                 items,
                 self.hook.endpoints,
+                content=content,
                 log=self.log,
                 describe_error=describe_globus_error,
                 max_tree_entries=self.max_tree_entries,
+            )
+            self.log.info(
+                "Checked with %d folder listing(s) and %d checksum sync task(s) for %d path(s) in %.1fs",
+                checked.listings,
+                len(content.tasks),
+                checked.content_checked,
+                time.monotonic() - started,
             )
             batches = pruning.make_batches(checked, self.batch_size)
             report = pruning.plan_report(as_of, dry_run, len(items), checked, batches)

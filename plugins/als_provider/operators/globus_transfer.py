@@ -89,6 +89,10 @@ class GlobusTransferOperator(GlobusTaskOperator):
     modification time (Globus preserves it), nothing is submitted; for immutable raw scans this makes a
     second run of the same scan copy nothing.
 
+    ``replace_destination`` (results folders): before a fresh copy, what the destination holds (an earlier
+    run's results) is deleted, so the destination ends up holding exactly the new copy, never a mix (Globus
+    never deletes extra files at the destination). A retry that re-attaches to its copy deletes nothing.
+
     ``transfer_timeout`` bounds each try's wait. Returns a summary (task id, files, bytes, rate, duration,
     source and destination).
     """
@@ -113,6 +117,7 @@ class GlobusTransferOperator(GlobusTaskOperator):
         destination_path: str,
         recursive: bool | None = None,
         skip_if_present: bool = False,
+        replace_destination: bool = False,
         transfer_label: str | None = None,
         sync_level: str = "checksum",
         verify_checksum: bool = True,
@@ -125,6 +130,7 @@ class GlobusTransferOperator(GlobusTaskOperator):
         self.destination_endpoint, self.destination_path = destination_endpoint, destination_path
         self.recursive, self.skip_if_present, self.transfer_label = recursive, skip_if_present, transfer_label
         self.sync_level, self.verify_checksum = sync_level, verify_checksum
+        self.replace_destination = replace_destination
 
     def prepare(self, context: Context) -> None:
         self._source = EndpointPath(self.source_endpoint, endpoint_relative(self.source_path))
@@ -150,6 +156,35 @@ class GlobusTransferOperator(GlobusTaskOperator):
         )
         skipped = {"task_id": None, "status": "SKIPPED", "files": 1, "files_transferred": 0, "files_skipped": 1}
         return {"status": "success", "task": {**skipped, "bytes_transferred": 0, "duration_seconds": 0.0}}
+
+    def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        if self.replace_destination and not state.get("submission_id"):
+            self._clear_destination(context)
+        return super().submit(context, state)
+
+    def _clear_destination(self, context: Context) -> None:
+        """Delete the destination (one Globus delete task, waited for here) if it exists."""
+        if self.hook.stat(self._destination) is None:
+            return
+        ti = context["ti"]
+        answer = self.hook.submit_delete(
+            self._destination.endpoint,
+            [str(self._destination.path)],
+            submission_id=self.hook.new_submission_id(),
+            label=f"{ti.dag_id} {ti.task_id} replace {self._destination.path.name}",
+            recursive=True,
+            ignore_missing=True,
+        )
+        self.log.info(
+            "Deleting the earlier %s before copying anew (Globus task %s)", self._destination, answer["task_id"]
+        )
+        deadline = time.monotonic() + (self.wait_timeout.total_seconds() if self.wait_timeout else 3600)
+        while (status := self.hook.get_task(answer["task_id"]).get("status")) in LIVE_STATUSES:
+            if time.monotonic() > deadline:
+                raise GlobusTransferError(f"deleting the earlier {self._destination} did not end in time")
+            time.sleep(min(self.poll_interval, 2.0))
+        if status != "SUCCEEDED":
+            raise GlobusTransferError(f"deleting the earlier {self._destination} ended {status}; nothing was copied")
 
     def submit_task(self, context: Context, state: dict[str, Any], submission_id: str) -> dict[str, Any]:
         recursive = self.recursive

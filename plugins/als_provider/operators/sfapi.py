@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from als_provider.hooks.sfapi import FAILURE_STATES, SUCCESS_STATE, SFAPIHook, SFAPIJobNotFound
-from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator
+from als_provider.hooks.sfapi import FAILURE_STATES, SUCCESS_STATE, SFAPIHook, SFAPIJobNotFound, exit_status
+from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator, generation
 from als_provider.triggers.sfapi import SFAPIJobTrigger
 
 if TYPE_CHECKING:
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 #: task_state_store key holding the submitted job across tries (renaming it breaks in-flight retries).
 STATE_KEY = "sfapi_job"
+#: The exit status of ``python -m compute_functions.reconstruct`` on a data error (compute_functions.errors).
+EXIT_DATA_ERROR = 2
 
 
 class SFAPIJobOperator(RemoteWorkOperator):
@@ -31,9 +33,14 @@ class SFAPIJobOperator(RemoteWorkOperator):
 
     The job id goes to XCom (key ``job_id``) and to the task state store as soon as the job exists; a new
     try re-attaches to that job while it is queued, running or COMPLETED, and submits afresh only if it
-    ended in failure. If a try died between submitting and storing the id, the next try finds the job by
-    its name and comment among the user's queued jobs. COMPLETED succeeds; any other end fails the task
-    with the state and the tail of the job's error log. Killing the task cancels the job.
+    ended in failure. The job is submitted with one POST (SFAPI has no de-duplication key, so the SDK's resends
+    are off): if its answer is lost, or a try died between submitting and storing the id, the job is found by
+    its name and comment among the user's queued, running and finished (sacct) jobs before anything is
+    submitted again; extra copies are cancelled and logged. The comment names the task instance and its run
+    (a Clear starts a new one). COMPLETED succeeds; a job that FAILED with ``data_error_exit_status`` (a data
+    error: bad scan or option) fails the task at once, without retries, with the program's one-line reason;
+    any other end fails the task with the state and the tail of the job's error log. Killing the task cancels
+    the job.
 
     :param template: job template: a file name in include/jobs/ or an absolute path to one.
     :param values: template values (templated); each is shell-quoted where the template prints it.
@@ -45,6 +52,9 @@ class SFAPIJobOperator(RemoteWorkOperator):
     :param poll_interval: seconds between job state polls.
     :param wait_timeout: longest wait for the job to end (queue time included), then the task fails.
     :param tail_lines: lines of the error log quoted in a failure.
+    :param data_error_exit_status: the script's exit status that means a data error (retrying cannot help),
+        e.g. :data:`EXIT_DATA_ERROR` for a script ending in ``python -m compute_functions.reconstruct``;
+        ``None`` (default): every failure may be retried.
     :return: ``{"job_id", "job_name", "machine", "state", "output_log", "error_log"}``
     """
 
@@ -67,20 +77,23 @@ class SFAPIJobOperator(RemoteWorkOperator):
         poll_interval: float = 30.0,
         wait_timeout: timedelta | None = timedelta(hours=6),
         tail_lines: int = 40,
+        data_error_exit_status: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=sfapi_conn_id, poll_interval=poll_interval, wait_timeout=wait_timeout, **kwargs)
         self.template, self.values, self.job_name = template, values, job_name
         self.directives, self.machine, self.tail_lines = directives, machine, tail_lines
+        self.data_error_exit_status = data_error_exit_status
 
     # --- building the job
 
     @staticmethod
     def task_marker(context: Context) -> str:
-        """A ``--comment`` naming this task instance (dag, run, task, map index), stable across tries."""
+        """A ``--comment`` naming this task instance (dag, run, task, map index) and its run since the last
+        Clear: the same across retries, new after a Clear."""
         ti = context["ti"]
-        key = "\x1f".join([ti.dag_id, ti.run_id, ti.task_id, str(getattr(ti, "map_index", -1))])
-        return "airflow-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+        parts = [ti.dag_id, ti.run_id, ti.task_id, str(getattr(ti, "map_index", -1)), str(generation(context))]
+        return "airflow-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
     def _plan(self, context: Context) -> dict[str, Any]:
         """Machine, job name, directives and log paths of this task's job (no network)."""
@@ -138,15 +151,48 @@ class SFAPIJobOperator(RemoteWorkOperator):
         return SUCCEEDED if slurm_state == SUCCESS_STATE else LIVE
 
     def find_lost(self, context: Context) -> dict[str, Any] | None:
-        """The queued or running job with this task's name and comment (a try died before storing its id)."""
+        """The job with this task's name and comment, queued, running or finished (its id was never stored).
+
+        A job that ended in failure does not count. Of several others the oldest is kept and the rest,
+        duplicates of one submission, are cancelled and logged.
+        """
         plan = self._job_plan
-        found = self.hook.find_active_job(plan["machine"], plan["name"], plan["directives"]["comment"])
-        return None if found is None else self._record(plan, found.jobid)
+        jobs = self.hook.find_jobs(plan["machine"], plan["name"], plan["directives"]["comment"])
+        usable = [job for job in jobs if job.state not in FAILURE_STATES]
+        if not usable:
+            return None
+        kept, *extra = usable
+        for job in extra:
+            self.log.warning(
+                "Duplicate Slurm job %s (%s) of this task's submission next to job %s: cancelling it",
+                job.jobid,
+                job.state,
+                kept.jobid,
+            )
+            if not job.terminal:
+                self.hook.cancel_job(plan["machine"], job.jobid)
+        return self._record(plan, kept.jobid)
 
     def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
         plan = self._job_plan
         self.log.info("Submitting job %s to %s:\n%s", plan["name"], plan["machine"], self._script)
-        return self._record(plan, self.hook.submit_job(plan["machine"], self._script))
+        self._save_state(context, {"submitting_at": time.time()})  # a retry then looks for the job first
+        try:
+            return self._record(plan, self.hook.submit_job(plan["machine"], self._script))
+        except AirflowException as exc:
+            found = self._find_after_lost_answer(context)
+            if found is None:
+                raise
+            self.log.warning("The submission failed (%s), but SFAPI has its job: %s", exc, self.describe(found))
+            return found
+
+    def _find_after_lost_answer(self, context: Context) -> dict[str, Any] | None:
+        """The job a failed submission may have created anyway (its answer lost); ``None`` if none shows."""
+        try:
+            return self.find_lost(context)
+        except AirflowException as exc:
+            self.log.warning("Cannot look for the job of the failed submission (%s); a retry looks again", exc)
+            return None
 
     def attached(self, context: Context, state: dict[str, Any]) -> None:
         context["ti"].xcom_push(key="job_id", value=state["job_id"])
@@ -176,7 +222,10 @@ class SFAPIJobOperator(RemoteWorkOperator):
         return {**job, "state": event.get("state", SUCCESS_STATE)}
 
     def failure(self, event: dict[str, Any]) -> Exception:
-        """The state and the tail of the job's error log."""
+        """The state and the tail of the job's error log; a data error fails without retries."""
+        data_error = self.data_error_exit_status is not None and event.get("state") == "FAILED"
+        if data_error and exit_status(event.get("exit_code")) == self.data_error_exit_status:
+            return AirflowFailException(f"Slurm job {event.get('job_id')}: {data_error_line(event.get('log_tail'))}")
         message = event.get("message") or f"job {event.get('job_id')} ended {event.get('state')}"
         if event.get("log_tail"):
             message += f"\n--- last lines of {event.get('error_log')} ---\n{event['log_tail']}"
@@ -184,3 +233,12 @@ class SFAPIJobOperator(RemoteWorkOperator):
 
     def cancel(self, state: dict[str, Any]) -> None:
         self.hook.cancel_job(state["machine"], state["job_id"])
+
+
+def data_error_line(log_tail: str | None) -> str:
+    """The program's one-line reason from a job's error log: its last ``<program>: <reason>`` line."""
+    lines = [line.strip() for line in (log_tail or "").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith(("reconstruct:", "multiscale:", "param_line:")):
+            return line
+    return lines[-1] if lines else "data error (exit status 2; the error log is empty)"

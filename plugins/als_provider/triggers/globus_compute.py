@@ -14,16 +14,35 @@ def describe_task(task_id: str, function_name: str | None = None) -> str:
     return f"Globus Compute task {task_id}" + (f" ({function_name})" if function_name else "")
 
 
+#: The remote exception type of a data error (compute_functions.errors.ScanError): retrying cannot help.
+DATA_ERROR_TYPE = "ScanError"
+
+
+def data_error(exception: str | None) -> str | None:
+    """The one-line message of a remote :data:`DATA_ERROR_TYPE` from a traceback's text, else ``None``."""
+    for line in reversed((exception or "").strip().splitlines()):
+        kind, sep, message = line.partition(": ")
+        if sep and kind.rsplit(".", 1)[-1] == DATA_ERROR_TYPE:
+            return message.strip()
+    return None
+
+
 def task_event(task: dict[str, Any], function_name: str | None = None) -> dict[str, Any]:
     """The final event of a finished task (a :meth:`GlobusComputeHook.get_task` document).
 
     ``{"status": "success", "task_id", "result", "completion_t"}`` when the function returned a JSON-compatible
-    result, else ``{"status": "error", "task_id", "message"}`` with the remote traceback or the reason.
+    result, else ``{"status": "error", "task_id", "message", "data_error"}`` with the remote traceback or the
+    reason (``data_error``: the one-line message when the function raised a data error, else ``None``).
     """
     task_id, what = task["task_id"], describe_task(task["task_id"], function_name)
     if task["status"] != "success":
         message = f"{what} failed at the endpoint:\n{task.get('exception') or 'no traceback given'}"
-        return {"status": "error", "task_id": task_id, "message": message}
+        return {
+            "status": "error",
+            "task_id": task_id,
+            "message": message,
+            "data_error": data_error(task.get("exception")),
+        }
     try:
         result = json.loads(json.dumps(task["result"]))
     except (TypeError, ValueError) as exc:
@@ -45,11 +64,13 @@ class GlobusComputeTaskTrigger(PollingTrigger):
     """
 
     hook_class = GlobusComputeHook
-    fields = ("task_id", "function_name")
+    fields = ("task_id", "function_name", "endpoint_id")
     renamed = {"task_id": "compute_task_id"}
 
-    def __init__(self, task_id: str, *, function_name: str | None = None, **settings: Any) -> None:
-        super().__init__(task_id=task_id, function_name=function_name, **settings)
+    def __init__(
+        self, task_id: str, *, function_name: str | None = None, endpoint_id: str | None = None, **settings: Any
+    ) -> None:
+        super().__init__(task_id=task_id, function_name=function_name, endpoint_id=endpoint_id, **settings)
 
     @property
     def what(self) -> str:
@@ -57,7 +78,12 @@ class GlobusComputeTaskTrigger(PollingTrigger):
 
     def poll(self) -> dict[str, Any] | None:
         task = self.hook.get_task(self.compute_task_id)
-        self.progress(f"{self.what} is {task['status']}")
+        status = task["status"]
+        if status == "waiting-for-ep" and self.endpoint_id:  # say why it waits: the endpoint may be offline
+            endpoint = self.hook.endpoint_status(self.endpoint_id)
+            if endpoint.get("status") != "online":
+                status += f": endpoint {self.endpoint_id} is {endpoint.get('status') or 'not reporting'}"
+        self.progress(f"{self.what} is {status}")
         return None if task["pending"] else task_event(task, self.function_name)
 
     def is_transient(self, exc: BaseException) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -9,8 +10,9 @@ from als_provider.hooks.globus_transfer import GlobusTransferHook, describe_glob
 from als_provider.triggers.base import PollingTrigger
 from include.paths import EndpointPath
 
-#: Events after which Globus would only keep retrying a task that cannot succeed.
-FATAL_EVENT_CODES = frozenset({"PERMISSION_DENIED", "FILE_NOT_FOUND", "ENDPOINT_ERROR", "NO_SPACE_LEFT"})
+#: ``nice_status`` values of a task that is working normally; anything else names the fault Globus is retrying
+#: (``NO_SPACE_LEFT``, ``PERMISSION_DENIED``, ``FILE_NOT_FOUND``, ``VERIFY_CHECKSUM``, ...).
+HEALTHY_NICE_STATUS = frozenset({None, "OK", "Queued"})
 SUMMARY_FIELDS = (
     "task_id",
     "type",
@@ -50,6 +52,26 @@ def progress_line(task: dict[str, Any]) -> str:
     )
 
 
+def healthy(task: dict[str, Any]) -> bool:
+    """Whether Globus reports no fault on the task right now."""
+    return task.get("nice_status") in HEALTHY_NICE_STATUS and task.get("is_ok") is not False
+
+
+def stall_reason(task: dict[str, Any], errors: list[dict[str, Any]]) -> str | None:
+    """Why an ACTIVE task is not progressing, in Globus's code and words, or None when it is healthy.
+
+    Only ``nice_status``/``is_ok`` say whether the fault is current: error events stay in the list after
+    Globus got past them, so they only supply the words when ``nice_status_details`` has none.
+    """
+    if healthy(task):
+        return None
+    nice = task.get("nice_status")
+    details = task.get("nice_status_details") or (
+        errors[0].get("details") or errors[0].get("description") if errors else None
+    )
+    return f"{nice}: {details}" if details else str(nice)
+
+
 def failure_message(task: dict[str, Any], errors: list[dict[str, Any]]) -> str:
     """Globus's own words for why a task failed: its fatal error, else its latest error event."""
     head = f"Globus task {task.get('task_id')} {task.get('status')}"
@@ -75,22 +97,36 @@ class GlobusTaskTrigger(_GlobusTrigger):
     """Wait for a Globus transfer or delete task to end.
 
     Fires ``{"status": "success", "task": summary}`` when it SUCCEEDED, and
-    ``{"status": "error", "message": ...}`` when it FAILED, showed a fatal error event (the task is
-    then cancelled, since Globus would retry it for days), or outlived ``deadline`` (epoch seconds; the
-    task is cancelled too). Transient API errors are retried until the deadline.
+    ``{"status": "error", "message": ...}`` when it FAILED, stayed ACTIVE but stalled on a fault (Globus
+    retries NO_SPACE_LEFT, PERMISSION_DENIED, FILE_NOT_FOUND... until the task's deadline, days away) for
+    ``stall_timeout`` seconds in a row (default: ``transfer_stall_seconds`` of include/config/runtime.yaml;
+    the task is then cancelled and the message is Globus's), or outlived ``deadline`` (epoch seconds; the
+    task is cancelled too). Transient API errors are retried until the deadline. ``cancel_on_fatal=False``
+    waits out a stall instead.
 
     The Globus task id is kept as ``globus_task_id``: the triggerer sets ``task_id`` to the Airflow task's id.
     """
 
-    fields = ("task_id", "cancel_on_fatal")
+    fields = ("task_id", "cancel_on_fatal", "stall_timeout")
     renamed = {"task_id": "globus_task_id"}
 
-    def __init__(self, task_id: str, *, cancel_on_fatal: bool = True, **settings: Any) -> None:
-        super().__init__(task_id=task_id, cancel_on_fatal=cancel_on_fatal, **settings)
+    def __init__(
+        self, task_id: str, *, cancel_on_fatal: bool = True, stall_timeout: float | None = None, **settings: Any
+    ) -> None:
+        super().__init__(task_id=task_id, cancel_on_fatal=cancel_on_fatal, stall_timeout=stall_timeout, **settings)
+        self._stalled_since: float | None = None
 
     @property
     def what(self) -> str:
         return f"Globus task {self.globus_task_id}"
+
+    @property
+    def stall_limit(self) -> float:
+        if self.stall_timeout is not None:
+            return float(self.stall_timeout)
+        from include.runtime import load_runtime
+
+        return load_runtime().transfer_stall_seconds
 
     def poll(self) -> dict[str, Any] | None:
         hook, task_id = self.hook, self.globus_task_id
@@ -101,12 +137,22 @@ class GlobusTaskTrigger(_GlobusTrigger):
             return {"status": "success", "task": task_summary(task)}
         if status == "FAILED":
             return self.failure(failure_message(task, hook.error_events(task_id)))
-        errors = hook.error_events(task_id) if task.get("faults") else []
-        fatal = [event for event in errors if event.get("code") in FATAL_EVENT_CODES]
-        if fatal and self.cancel_on_fatal:
-            hook.cancel(task_id)
-            return self.failure(failure_message(task, fatal) + " (cancelled)")
-        return None
+        errors = [] if healthy(task) else hook.error_events(task_id)
+        reason = stall_reason(task, errors)
+        if reason is None or not self.cancel_on_fatal:
+            self._stalled_since = None
+            return None
+        now = time.monotonic()
+        self._stalled_since = self._stalled_since or now
+        stalled_for = now - self._stalled_since
+        if stalled_for < self.stall_limit:
+            self.progress(f"{self.what} ACTIVE but stalled on {reason} for {stalled_for:.0f} s (Globus retries it)")
+            return None
+        hook.cancel(task_id)
+        return self.failure(
+            f"Globus task {task_id} stalled on {reason} for {stalled_for:.0f} s "
+            f"(limit {self.stall_limit:.0f} s; cancelled)"
+        )
 
     def on_deadline(self) -> dict[str, Any]:
         try:

@@ -13,10 +13,10 @@ class SFAPIJobTrigger(PollingTrigger):
     """Poll a Slurm job (squeue, then sacct) until it reaches a terminal state.
 
     Yields one event: ``{"status": "success"|"error"|"timeout", "job_id", "job_name", "machine", "state",
-    "message", "log_tail", "error_log"}``. ``status`` is ``success`` only for COMPLETED; for any other end (or
-    when SFAPI keeps failing ``max_poll_errors`` polls in a row, or never finds the job, or ``deadline`` passes: the job
-    then keeps running) the event carries the reason and, when ``error_log`` is known, the tail of the job's
-    error log.
+    "exit_code", "message", "log_tail", "error_log"}``. ``status`` is ``success`` only for COMPLETED; for any
+    other end (or when SFAPI keeps failing ``max_poll_errors`` polls in a row, or never finds the job, or
+    ``deadline`` passes: the job then keeps running) the event carries the reason and, when ``error_log`` is
+    known, the tail of the job's error log.
 
     :param job_id: Slurm job id.
     :param machine: SFAPI machine name.
@@ -58,7 +58,7 @@ class SFAPIJobTrigger(PollingTrigger):
             poll_interval=poll_interval,
             **settings,
         )
-        self._state = "UNKNOWN"
+        self._state, self._exit_code = "UNKNOWN", None
 
     @property
     def what(self) -> str:
@@ -66,7 +66,7 @@ class SFAPIJobTrigger(PollingTrigger):
 
     def poll(self) -> dict[str, Any] | None:
         job = self.hook.job_state(self.machine, self.job_id)
-        self._state = job.state
+        self._state, self._exit_code = job.state, job.exit_code
         self.progress(f"{self.what} on {self.machine} is {job.state}")
         if not job.terminal:
             return None
@@ -103,6 +103,7 @@ class SFAPIJobTrigger(PollingTrigger):
             "job_name": self.job_name,
             "machine": self.machine,
             "state": self._state,
+            "exit_code": self._exit_code,
             "message": message,
             "log_tail": tail,
             "error_log": self.error_log,

@@ -1,0 +1,519 @@
+"""Months of pruning, simulated on the local facility: scans, copies, health checks, daily prune, faults.
+
+    .venv/bin/python benchmarks/bench_prune_months.py                    # 90 days, 50 scans a day, plot
+    .venv/bin/python benchmarks/bench_prune_months.py --days 10 --scans 5 --plot ''
+
+Every simulated day: ``--scans`` new scans on spot832, copied by Globus (one task per hop per day) to
+data832 and nersc832; each scan reconstructed at one site in turn (alcf, nersc, local: results written where
+the site writes them, then copied by Globus as its plan says); each pipeline's deletions recorded exactly as
+``finish`` records them (``include.plans`` → ``include.pruning.record_copies`` → ``include.manifests``, in an
+in-memory Variable store, at simulated time); the transfer health check every 12 h (probe → data832 →
+nersc832, then the DAG's own ``remove_probes``); one prune a day: the prune operator's steps (due entries →
+``include.pruning.check_entries`` with the Globus checksum sync → delete batches through Globus → entries
+removed only after their task SUCCEEDED). Simulated time is the manifests' clock; files keep real times.
+
+Faults: NERSC CFS (nersc832's storage) offline for a week — nersc832's listings answer 502 and every Globus
+task touching CFS paths fails (through either NERSC collection); the day's NERSC copies wait and are made when
+it is back — a failed delete task, a spot832 scan edited in place between its copy and the prune.
+Checked every day: every scan has a verified raw copy (a file with its original bytes on spot832, data832
+or nersc832); nothing that changed after its copy is deleted. Reported: each location's bytes and the
+manifest's size per day (a PNG with ``--plot``), and whether any location or the manifest grows without
+bound (temporary locations must stay under their retention window's worth of scans).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "plugins")]
+
+START = datetime(2027, 1, 4, tzinfo=UTC)
+SITES = ("alcf", "nersc", "local")
+#: Where bytes are counted (endpoint, relative root): temporary copies, then the long-term ones.
+LOCATIONS = {
+    "spot832 raw": ("spot832", "raw"),
+    "data832 raw": ("data832_raw", "."),
+    "data832_scratch": ("data832_scratch", "."),
+    "alcf raw": ("alcf832_raw", "."),
+    "alcf scratch": ("alcf832_scratch", "."),
+    "pscratch raw": ("nersc832_alsdev_pscratch_raw", "."),
+    "pscratch scratch": ("nersc832_alsdev_pscratch_scratch", "."),
+    "nersc832 raw (long-term)": ("nersc832", "raw"),
+    "NERSC results archive (long-term)": ("nersc832_alsdev_scratch", "."),
+}
+LONG_TERM = ("nersc832 raw (long-term)", "NERSC results archive (long-term)")
+#: Locations whose copies are checked against NERSC CFS (nersc832 raw, the alsdev CFS copies).
+CFS_DEPENDENT = frozenset({"data832", "data832_scratch", "nersc_pscratch"})
+#: The days of als_retention_days each temporary location follows (airflow_settings.yaml defaults).
+WINDOW = {
+    "spot832 raw": "spot832",
+    "data832 raw": "data832",
+    "data832_scratch": "data832_scratch",
+    "alcf raw": "alcf",
+    "alcf scratch": "alcf",
+    "pscratch raw": "nersc_pscratch",
+    "pscratch scratch": "nersc_pscratch",
+}
+
+
+class MemoryStore:
+    """The manifests' Variable store in memory (the real manifest code on top)."""
+
+    def __init__(self, retention: str) -> None:
+        self.values: dict[str, str] = {"als_retention_days": retention}
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def set(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.values if k.startswith(prefix))
+
+
+@dataclass
+class Faults:
+    """When each fault happens (simulated days from the start)."""
+
+    offline: tuple[int, int] | None = (20, 27)  # NERSC CFS down from day a to day b (exclusive)
+    failed_delete_day: int | None = 40
+    edited_scan_day: int | None = 10
+
+
+@dataclass
+class Day:
+    day: int
+    bytes: dict[str, int]
+    manifest_entries: int
+    manifest_bytes: int
+    deleted: int
+    kept: int
+    check_errors: int
+    failed_delete_tasks: int
+    health: list[str]
+    seconds: float
+
+
+@dataclass
+class Result:
+    days: list[Day] = field(default_factory=list)
+    scans: int = 0
+    violations: list[str] = field(default_factory=list)
+    edited: str | None = None
+    globus_tasks: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        last = self.days[-1]
+        return {
+            "days": len(self.days),
+            "scans": self.scans,
+            "violations": self.violations,
+            "bytes_last_day": last.bytes,
+            "max_bytes": {name: max(d.bytes[name] for d in self.days) for name in LOCATIONS},
+            "manifest_entries_max": max(d.manifest_entries for d in self.days),
+            "manifest_entries_last": last.manifest_entries,
+            "deleted": sum(d.deleted for d in self.days),
+            "check_errors": sum(d.check_errors for d in self.days),
+            "failed_delete_tasks": sum(d.failed_delete_tasks for d in self.days),
+            "health_failures": sum(1 for d in self.days for h in d.health if h != "ok"),
+            "globus_tasks": self.globus_tasks,
+            "seconds_per_day": round(sum(d.seconds for d in self.days) / len(self.days), 2),
+        }
+
+
+class Simulation:
+    def __init__(self, facility, endpoints, *, scans: int, faults: Faults, retention: dict[str, int]) -> None:
+        from als_provider.hooks.globus_transfer import GlobusTransferHook
+
+        # no SDK back-off on the offline week's 502s (every hook made in this process, the DAG's too); put
+        # back by restore_retries() (the tests run in one process with tests that count the SDK's retries)
+        self._default_retries = GlobusTransferHook.__init__.__kwdefaults__["max_retries"]
+        GlobusTransferHook.__init__.__kwdefaults__["max_retries"] = 0
+        self.facility, self.endpoints, self.scans, self.faults = facility, endpoints, scans, faults
+        self.retention = retention
+        self.hook = GlobusTransferHook()
+        self.store = MemoryStore(json.dumps(retention))
+        self.originals: dict[str, str] = {}  # scan -> md5 of its bytes
+        self.changed: set[str] = set()  # spot832 paths edited after their copy
+        self.waiting_for_nersc: list[str] = []
+        self.result = Result()
+
+    # -- Globus helpers ------------------------------------------------------------------------------
+    def copy(self, source: str, destination: str, items: Iterable[tuple[str, str, bool]], label: str) -> None:
+        """One Globus transfer task (checksum-verified) for several items; fails loudly."""
+        import globus_sdk
+
+        items = list(items)
+        if not items:
+            return
+        src, dst = self.endpoints[source], self.endpoints[destination]
+        data = globus_sdk.TransferData(
+            source_endpoint=src.uuid,
+            destination_endpoint=dst.uuid,
+            label=label,
+            submission_id=self.hook.new_submission_id(),
+            sync_level="checksum",
+            verify_checksum=True,
+            preserve_timestamp=True,
+        )
+        for a, b, recursive in items:
+            data.add_item(src.globus_path(a), dst.globus_path(b), recursive=recursive)
+        task = self.wait(self.hook.client.submit_transfer(data)["task_id"])
+        if task["status"] != "SUCCEEDED":
+            raise RuntimeError(f"{label}: transfer {task['task_id']} {task['status']} {task.get('fatal_error')}")
+
+    def wait(self, task_id: str) -> dict[str, Any]:
+        self.result.globus_tasks += 1
+        while (task := self.hook.get_task(task_id))["status"] not in ("SUCCEEDED", "FAILED"):
+            time.sleep(0.02)
+        return task
+
+    def write(self, endpoint: str, rel: str, payload: bytes) -> None:
+        path = self.endpoints[endpoint].posix_path(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+
+    def record(self, plan_deletions: list[dict], now: datetime, dag_id: str, run_id: str) -> None:
+        """What ``finish`` does: record each copy that exists, with what it holds now."""
+        from include.manifests import DeletionRequest, schedule_deletions
+        from include.pruning import record_copies
+
+        requests = [DeletionRequest.from_dict(d) for d in plan_deletions]
+        schedule_deletions(record_copies(self.hook, requests), dag_id=dag_id, run_id=run_id, now=now, store=self.store)
+
+    # -- a day ---------------------------------------------------------------------------------------
+    def nersc_offline(self, day: int) -> bool:
+        window = self.faults.offline
+        return window is not None and window[0] <= day < window[1]
+
+    def new_scans(self, day: int, now: datetime) -> None:
+        """Scans written on spot832, copied to data832 (and nersc832 unless offline), then reconstructed."""
+        from include.paths import parse_scan
+        from include.plans import TO_DATA832, TO_NERSC, due_requests, new_file_plan, site_plan
+        from include.sites import load_sites
+
+        sites = load_sites()
+        scans = [parse_scan(f"sim_d{day:03d}/{now:%Y%m%d}_{i:06d}_s{i:03d}.h5") for i in range(self.scans)]
+        for scan in scans:
+            payload = os.urandom(4096 + (hash(str(scan.relative_path)) % 4096))
+            self.write("spot832", f"raw/{scan.relative_path}", payload)
+            self.originals[str(scan.relative_path)] = hashlib.md5(payload).hexdigest()
+        self.result.scans += len(scans)
+        rel = [str(s.relative_path) for s in scans]
+        self.copy("spot832", "data832", [(f"raw/{r}", f"raw/{r}", False) for r in rel], f"sim d{day} to data832")
+        to_nersc = [*self.waiting_for_nersc, *rel] if not self.nersc_offline(day) else []
+        if self.nersc_offline(day):
+            self.waiting_for_nersc += rel
+        else:
+            self.copy("data832", "nersc832", [(f"raw/{r}", f"raw/{r}", False) for r in to_nersc], f"sim d{day} nersc")
+            self.waiting_for_nersc = []
+        for scan in scans:
+            r = str(scan.relative_path)
+            done = {TO_DATA832} | ({TO_NERSC} if r in to_nersc else set())
+            plan = new_file_plan(scan, offsite=True)
+            self.record([d.to_dict() for d in due_requests(plan, done)], now, "new_832_file", f"sim_{r}")
+        for backlog in (r for r in to_nersc if r not in rel):  # the earlier days' scans copied now
+            plan = new_file_plan(parse_scan(backlog), offsite=True)
+            requests = [d.to_dict() for d in due_requests(plan, {TO_DATA832, TO_NERSC}) if d.endpoint == "data832"]
+            self.record(requests, now, "new_832_file", f"sim_{backlog}_retry")
+        # reconstructions: one site per scan in turn (nersc needs the NERSC copy)
+        by_site: dict[str, list] = {name: [] for name in SITES}
+        for i, scan in enumerate(scans):
+            site = SITES[i % len(SITES)]
+            if site == "nersc" and str(scan.relative_path) not in to_nersc:
+                site = "alcf"
+            by_site[site].append(scan)
+        for name, site_scans in by_site.items():
+            site = sites[name]
+            if site.stages_raw and site.runner == "globus_compute":
+                self.copy(
+                    site.source_endpoint,
+                    site.raw_endpoint,
+                    [(str(s.relative_path), str(s.relative_path), False) for s in site_scans],
+                    f"sim {name}",
+                )
+            for scan in site_scans:
+                if site.runner == "sfapi":  # the job stages the scan itself
+                    source = self.endpoints[site.source_endpoint].posix_path(str(scan.relative_path))
+                    self.write(site.raw_endpoint, str(scan.relative_path), source.read_bytes())
+                for folder in scan.results(site).folders():
+                    for k in range(2):
+                        self.write(site.scratch_endpoint, f"{folder}/x_{k:05d}.tiff", os.urandom(1024))
+            for destination in site.result_destinations():
+                items = [(str(f), str(f), True) for s in site_scans for f in s.results(site).folders()]
+                self.copy(site.scratch_endpoint, destination, items, f"sim {name} results")
+            for scan in site_scans:
+                plan = site_plan(site, scan, {})
+                self.record(plan["deletions"], now, site.dag_id, f"sim_{scan.relative_path}")
+
+    def edit_a_scan(self, day: int) -> None:
+        """A spot832 scan rewritten in place after its copy: same size, other bytes, newer time."""
+        rel = f"sim_d{day:03d}/" + sorted(os.listdir(self.endpoints["spot832"].posix_path(f"raw/sim_d{day:03d}")))[0]
+        path = self.endpoints["spot832"].posix_path(f"raw/{rel}")
+        size = path.stat().st_size
+        time.sleep(1.1)  # a newer modification time, at Globus's one-second resolution
+        path.write_bytes(os.urandom(size))
+        self.changed.add(rel)
+        self.result.edited = f"spot832:raw/{rel}"
+
+    def health_check(self) -> str:
+        """The transfer health check: probe → data832 → nersc832, then the DAG's own remove_probes."""
+        import uuid
+
+        from dags.bl832_transfer_check import PROBE_FOLDER, remove_probes
+
+        name = f"{uuid.uuid4().hex[:12]}.probe"
+        self.write("spot832", f"raw/{PROBE_FOLDER}/{name}", os.urandom(1024))
+        status = "ok"
+        try:
+            self.copy("spot832", "data832_raw", [(f"raw/{PROBE_FOLDER}/{name}", f"{PROBE_FOLDER}/{name}", False)], "hc")
+            self.copy("data832_raw", "nersc832", [(f"{PROBE_FOLDER}/{name}", f"{PROBE_FOLDER}/{name}", False)], "hc")
+        except Exception as exc:
+            status = f"failed: {exc}"[:120]
+        try:
+            remove_probes.function()
+        except Exception as exc:
+            status = f"{status}; clean-up failed: {exc}"[:200]
+        return status
+
+    def prune(self, as_of: datetime, day: int) -> tuple[int, int, int, int]:
+        """The prune operator's steps (include.pruning + Globus deletes + manifest updates)."""
+        from als_provider.hooks.globus_transfer import describe_globus_error
+        from als_provider.operators.globus_delete import GlobusChecksumSync
+        from include import manifests, pruning
+
+        items = list(manifests.due_entries(as_of, store=self.store))
+        content = GlobusChecksumSync(
+            self.hook, label=f"sim prune d{day}", timeout=timedelta(minutes=5), poll_seconds=0.02
+        )
+        plan = pruning.check_entries(
+            self.hook, items, self.endpoints, content=content, describe_error=describe_globus_error, log=_quiet()
+        )
+        self.result.globus_tasks += len(content.tasks)
+        if plan.absent:
+            manifests.remove_entries(plan.absent, store=self.store)
+        deleted = failed = 0
+        if self.faults.failed_delete_day == day:
+            self.facility.inject(
+                "transfer", kind="task_failed", match=r"^/raw/sim_", times=1, message="injected: delete task failed"
+            )
+        for batch in pruning.make_batches(plan, 500):
+            task = self.hook.submit_delete(
+                batch["endpoint"],
+                batch["paths"],
+                submission_id=self.hook.new_submission_id(),
+                label=f"sim prune d{day}",
+                recursive=True,
+                ignore_missing=True,
+            )
+            if self.wait(task["task_id"])["status"] == "SUCCEEDED":
+                manifests.remove_entries(batch["keys"], store=self.store)
+                deleted += len(batch["keys"])
+            else:
+                failed += 1
+        return deleted, len(plan.kept), plan.errors, failed
+
+    # -- checks ---------------------------------------------------------------------------------------
+    def measure(self) -> dict[str, int]:
+        out = {}
+        for name, (endpoint, rel) in LOCATIONS.items():
+            root = self.endpoints[endpoint].posix_path(rel)
+            out[name] = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+        return out
+
+    def check_invariants(self, day: int) -> None:
+        v = self.result.violations
+        for rel, md5 in self.originals.items():
+            copies = [
+                self.endpoints[e].posix_path(p)
+                for e, p in (("spot832", f"raw/{rel}"), ("data832", f"raw/{rel}"), ("nersc832", f"raw/{rel}"))
+            ]
+            if not any(c.is_file() and hashlib.md5(c.read_bytes()).hexdigest() == md5 for c in copies):
+                v.append(f"day {day}: {rel} has no verified raw copy")
+        for rel in self.changed:
+            if not self.endpoints["spot832"].posix_path(f"raw/{rel}").is_file():
+                v.append(f"day {day}: spot832:raw/{rel} changed after its copy and was deleted")
+
+    def check_bounded(self, day: int, as_of: datetime) -> None:
+        """No location or manifest grows without bound: every temporary copy is gone within its retention
+        plus one daily run, and no entry stays overdue, except what is kept for a stated reason: the edited
+        scan, and copies checked against NERSC CFS while it is offline (until their retention has passed
+        again after it is back: the day's NERSC copies are made, and recorded, only then)."""
+        from include import manifests
+
+        v = self.result.violations
+
+        def excused(location: str) -> bool:
+            window = self.faults.offline
+            return (
+                window is not None
+                and location in CFS_DEPENDENT
+                and window[0] <= day <= window[1] + self.retention[location] + 1
+            )
+
+        for name, location in WINDOW.items():
+            if excused(location):
+                continue
+            endpoint, rel = LOCATIONS[name]
+            root = self.endpoints[endpoint].posix_path(rel)
+            for folder in root.glob("sim_d*") if root.exists() else ():
+                made = int(folder.name[len("sim_d") :])
+                if day - made <= self.retention[location] + 1:
+                    continue
+                for path in (p for p in folder.rglob("*") if p.is_file()):
+                    if name == "spot832 raw" and str(path.relative_to(root)) in self.changed:
+                        continue
+                    v.append(f"day {day}: {name} still holds {path.relative_to(root)} from day {made}")
+        overdue = [
+            e
+            for e in manifests.due_entries(as_of - timedelta(days=1, hours=1), store=self.store)
+            if not excused(e.location) and not (e.endpoint == "spot832" and e.path.removeprefix("raw/") in self.changed)
+        ]
+        if overdue:
+            v.append(f"day {day}: {len(overdue)} overdue manifest entr(y/ies), e.g. {overdue[0]}")
+
+    # -- run -------------------------------------------------------------------------------------------
+    def restore_retries(self) -> None:
+        """Give hooks made from now on the SDK's own retries again (undo the constructor's change)."""
+        from als_provider.hooks.globus_transfer import GlobusTransferHook
+
+        GlobusTransferHook.__init__.__kwdefaults__["max_retries"] = self._default_retries
+
+    def run(self, days: int, *, health_every_hours: int = 12, log=print) -> Result:
+        try:
+            return self._run(days, health_every_hours=health_every_hours, log=log)
+        finally:
+            self.restore_retries()
+
+    def _run(self, days: int, *, health_every_hours: int, log) -> Result:
+        from include import manifests
+
+        nersc_uuid = self.endpoints["nersc832"].uuid
+        for day in range(days):
+            started = time.monotonic()
+            now = START + timedelta(days=day)
+            if self.faults.offline and day == self.faults.offline[0]:  # CFS: nersc832 lists 502, CFS tasks fail
+                root = self.endpoints["nersc832"].globus_path(".")
+                self.facility.inject(
+                    "transfer",
+                    kind="task_failed",
+                    match=f"^{root}",
+                    times=10**9,
+                    message="nersc_cfs endpoint offline (GCDisconnected)",
+                )
+                self.facility.inject(
+                    "transfer",
+                    status=502,
+                    match=f"/v0.10/operation/endpoint/{nersc_uuid}/",
+                    times=10**9,
+                    message="nersc_cfs endpoint offline (GCDisconnected)",
+                )
+            if self.faults.offline and day == self.faults.offline[1]:
+                self.facility.reset()
+            self.new_scans(day, now + timedelta(hours=1))
+            if self.faults.edited_scan_day == day:
+                self.edit_a_scan(day)
+            health = [self.health_check() for _ in range(24 // health_every_hours)]
+            deleted, kept, errors, failed = self.prune(now + timedelta(hours=23), day)
+            self.check_invariants(day)
+            self.check_bounded(day, now + timedelta(hours=23))
+            entries = manifests.pending_count(store=self.store)
+            size = sum(len(v) for k, v in self.store.values.items() if k.startswith(manifests.KEY_PREFIX))
+            record = Day(
+                day,
+                self.measure(),
+                entries,
+                size,
+                deleted,
+                kept,
+                errors,
+                failed,
+                health,
+                round(time.monotonic() - started, 2),
+            )
+            self.result.days.append(record)
+            log(
+                f"day {day:3d}: {entries:6d} entries, deleted {deleted:4d}, kept {kept:4d}, errors {errors}, "
+                f"failed deletes {failed}, health {health}, {record.seconds}s"
+            )
+        return self.result
+
+
+def _quiet():
+    import logging
+
+    log = logging.getLogger("bench_prune_months")
+    log.setLevel(logging.ERROR)
+    return log
+
+
+def plot(result: Result, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    days = [d.day for d in result.days]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for name in LOCATIONS:
+        style = "--" if name in LONG_TERM else "-"
+        top.plot(days, [d.bytes[name] / 2**20 for d in result.days], style, label=name)
+    top.set_ylabel("bytes held (MiB)")
+    top.set_yscale("symlog", linthresh=0.1)
+    top.legend(fontsize=8, ncol=2)
+    top.set_title(f"{len(days)} simulated days, {result.scans} scans: bytes per location (long-term dashed)")
+    bottom.plot(days, [d.manifest_entries for d in result.days], color="black", label="manifest entries")
+    bottom.set_ylabel("manifest entries")
+    bottom.set_xlabel("simulated day")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--scans", type=int, default=50, help="scans a day")
+    parser.add_argument("--plot", default=str(REPO / "docs" / "img" / "prune_months.png"))
+    args = parser.parse_args()
+
+    from include.facility.process import Facility, free_port
+    from include.tools.local_airflow import configure_environment
+
+    work = Path(tempfile.mkdtemp(prefix="bench-prune-months-"))
+    port = free_port()
+    configure_environment(work / "airflow", facility_url=f"http://127.0.0.1:{port}", facility_root=work / "facility")
+    from include.endpoints import load_endpoints
+    from include.tools.local_airflow import seed_database
+
+    seed_database()
+    retention = json.loads(__import__("airflow.models", fromlist=["Variable"]).Variable.get("als_retention_days"))
+    with Facility(work / "facility", port=port, log_file=work / "facility.log") as facility:
+        endpoints = load_endpoints("local", facility_root=work / "facility")
+        sim = Simulation(facility, endpoints, scans=args.scans, faults=Faults(), retention=retention)
+        result = sim.run(args.days)
+    if args.plot:
+        plot(result, Path(args.plot))
+    print(json.dumps(result.summary(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

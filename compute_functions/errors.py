@@ -1,0 +1,20 @@
+"""The one exception class for bad scans and bad options (a data error: retrying cannot help).
+
+``python -m compute_functions.reconstruct`` turns it into one stderr line ``reconstruct: <reason>`` and exit
+status 2; the Airflow side fails the task once, without retries. Any other exception is a bug or an
+infrastructure fault: traceback and exit status 1.
+"""
+
+from __future__ import annotations
+
+
+class ScanError(ValueError):
+    """A scan or an option that cannot be reconstructed; the message is one line naming the reason."""
+
+    def __init__(self, message: object = ""):
+        text = " ".join(str(message).split())  # always one line
+        super().__init__(text)
+
+
+#: Exit status of ``python -m compute_functions.reconstruct`` (and ``param_line``) for a ScanError.
+EXIT_DATA_ERROR = 2

@@ -1,0 +1,394 @@
+"""The per-scan reconstruction options (the ``recon`` conf): JSON schema, defaults and validation.
+
+Imported by the DAG files at parse time, so this module imports nothing beyond the standard library (no
+numpy, no h5py). Every property names the upstream option of beamline 8.3.2's tomopy script (the parameter
+sheets, ``shared/RECON-OPTIONS.md``) in its description; ``docs/recon-options.md`` has the full table.
+
+Contract:
+- :data:`RECON_SCHEMA`: a JSON-schema object (``additionalProperties: false``), JSON-serialisable, for Airflow
+  Params (the UI form shows each ``description``).
+- :func:`validate_options` checks what the schema says *and* what it cannot express (ranges ``A:B`` with
+  ``A < B``, exclusive pairs, list lengths), fills nothing in, and raises ``ValueError("<key>: <why>")``
+  (a :class:`compute_functions.errors.ScanError`) on the first problem, unknown keys included.
+- :func:`resolved_options` returns the validated options with every default filled in: what a run used.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from typing import Any
+
+from compute_functions.errors import ScanError
+
+ENGINES = ["auto", "nufft", "fbp", "dfi", "tomopy"]
+RING_METHODS = ["sorting", "fw", "ti", "sf", "all", "none"]
+CENTRE_METHODS = ["auto", "pc", "vo", "nm"]
+FILTERS = ["shepp", "ramp", "cosine", "hann", "butterworth"]
+
+_RANGE = r"^\d*:\d*(:[1-9]\d*)?$"
+
+
+def _num(description: str, default: Any = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "number", "description": description, **extra}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _int(description: str, default: Any = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "integer", "description": description, **extra}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _bool(description: str, default: bool = False) -> dict[str, Any]:
+    return {"type": "boolean", "default": default, "description": description}
+
+
+PROPERTIES: dict[str, dict[str, Any]] = {
+    # --- which data ---------------------------------------------------------------------------------------
+    "rows": {
+        "type": "string",
+        "pattern": _RANGE,
+        "description": "Detector rows A:B (half-open, either side optional) or A:B:S (every S-th row); default all. "
+        "Upstream: sinoused (start, end, step) with a non-negative start.",
+    },
+    "middle_rows": _int(
+        "Reconstruct this many rows around the detector middle (instead of rows). Upstream: sinoused with a "
+        "negative start (-N: N rows from the middle).",
+        minimum=1,
+    ),
+    "projections": {
+        "type": "string",
+        "pattern": _RANGE,
+        "description": "Projections used, A:B or A:B:S over the projection index; default all. Upstream: projused.",
+    },
+    "ignore_projections": {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 0},
+        "description": "Projection indices left out of the reconstruction (bad frames). Upstream: projIgnoreList "
+        "(upstream zeroes them; here they are dropped, which leaves no streak).",
+    },
+    "angle_offset": _num("Added to every angle, in degrees. Upstream: angle_offset.", 0.0),
+    "binning": _int(
+        "Average b x b detector pixels first (quick previews), 1-8. Upstream: none.", 1, minimum=1, maximum=8
+    ),
+    # --- centre -------------------------------------------------------------------------------------------
+    "center": _num(
+        "Rotation axis in detector columns (unbinned); omit to find it. Upstream: cor.",
+        minimum=0,
+    ),
+    "center_method": {
+        "type": "string",
+        "enum": CENTRE_METHODS,
+        "default": "auto",
+        "description": "How the axis is found when center is omitted: pc = phase correlation of the 0 and 180 "
+        "degree views; vo = Vo's Fourier metric on a sinogram (any angles); nm = Nelder-Mead on the entropy of "
+        "a reconstructed slice; auto = pc when a 0/180 pair exists, else vo. Half-acquisition scans always "
+        "use the 360-degree overlap search. Upstream: corFunction (pc, vo, nm).",
+    },
+    "center_row": _int(
+        "Detector row whose sinogram vo and nm use; default the middle of the rows reconstructed. "
+        "Upstream: voInd, nmInd.",
+        minimum=0,
+    ),
+    "center_search": _num(
+        "vo and nm search half-width around the first guess, in columns. Upstream: voSMin/voSMax (-150, 150).",
+        150,
+        minimum=1,
+    ),
+    # --- outliers (zingers) -------------------------------------------------------------------------------
+    "outliers_1d": _bool("Replace outliers by the median along detector columns. Upstream: doOutliers1D."),
+    "outlier_diff_1d": _num("Counts above the 1-D median make an outlier. Upstream: outlier_diff1D.", 750, minimum=0),
+    "outlier_size_1d": _int("Width of the 1-D median (pixels). Upstream: outlier_size1D.", 3, minimum=2, maximum=51),
+    "outliers_2d": _bool("Replace outliers by the 2-D median of each projection. Upstream: doOutliers2D."),
+    "outlier_diff_2d": _num("Counts above the 2-D median make an outlier. Upstream: outlier_diff2D.", 750, minimum=0),
+    "outlier_size_2d": _int("Size of the 2-D median (pixels). Upstream: outlier_size2D.", 3, minimum=2, maximum=51),
+    # --- normalisation ------------------------------------------------------------------------------------
+    "min_transmission": _num(
+        "Transmission clamp before -log. Upstream: minimum_transmission.", 0.01, exclusiveMinimum=0, maximum=1
+    ),
+    "flat_exposure_ratio": _num(
+        "Flat exposure / projection exposure (flats are divided by it). Upstream: bfexposureratio.",
+        1.0,
+        exclusiveMinimum=0,
+    ),
+    # --- beam hardening -----------------------------------------------------------------------------------
+    "beam_hardening": _bool(
+        "Correct beam hardening: t -> a0 + a1 t + ... + a5 t^5 on the -log data. Upstream: doBeamHardening."
+    ),
+    "beam_hardening_coefficients": {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 2,
+        "maxItems": 6,
+        "default": [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        "description": "a0..a5 of the correction polynomial (fewer than 6: higher terms zero). "
+        "Upstream: BeamHardeningCoefficients.",
+    },
+    # --- rings --------------------------------------------------------------------------------------------
+    "ring_removal": _bool(
+        "Remove ring (stripe) artefacts; false is the same as ring_method none (kept for older confs). "
+        "Upstream: doFWringremoval / doTIringremoval / doSFringremoval all 0 when false.",
+        True,
+    ),
+    "ring_method": {
+        "type": "string",
+        "enum": RING_METHODS,
+        "default": "sorting",
+        "description": "Sinogram ring filter: sorting = Vo's sorting-based filter (default); fw = Fourier-wavelet "
+        "(upstream doFWringremoval, the upstream default); ti = Titarenko (doTIringremoval); sf = smoothing "
+        "filter (doSFringremoval); all = algotom's combined method (dead, large and small stripes); none. "
+        "Upstream: doFWringremoval, doTIringremoval, doSFringremoval.",
+    },
+    "ring_sort_size": _int("sorting: median window (pixels). algotom size.", 21, minimum=3, maximum=201),
+    "ring_sigma": _num("fw: damping sigma. Upstream: ringSigma.", 3.0, exclusiveMinimum=0),
+    "ring_level": _int("fw: wavelet levels. Upstream: ringLevel.", 8, minimum=1, maximum=16),
+    "ring_wavelet": {
+        "type": "string",
+        "pattern": r"^[a-z]+[0-9.]*$",
+        "default": "db5",
+        "description": "fw: wavelet name (PyWavelets). Upstream: ringWavelet.",
+    },
+    "ring_nblock": _int("ti: number of angular blocks (0 = whole sinogram). Upstream: ringNBlock.", 0, minimum=0),
+    "ring_alpha": _num("ti: damping factor. Upstream: ringAlpha.", 1.5, minimum=0),
+    "ring_sf_size": _int("sf: smoothing window (pixels). Upstream: ringSize.", 5, minimum=3, maximum=201),
+    "ring_snr": _num("all: stripe detection ratio. algotom snr.", 3.0, exclusiveMinimum=0),
+    "ring_large_size": _int("all: window for large stripes (pixels). algotom la_size.", 51, minimum=3, maximum=401),
+    "polar_ring_passes": _int(
+        "Ring filter on the reconstructed slices in polar coordinates: 0, 1 or 2 passes. "
+        "Upstream: doPolarRing, doPolarRing2.",
+        0,
+        minimum=0,
+        maximum=2,
+    ),
+    "polar_ring_arc": _num(
+        "Polar filter: arc (degrees) a ring is averaged over. Upstream: Rarc.", 30, minimum=1, maximum=360
+    ),
+    "polar_ring_max_width": _int("Polar filter: widest ring (pixels). Upstream: Rmaxwidth.", 100, minimum=3),
+    "polar_ring_tmax": _num("Polar filter: values above are ignored (output units). Upstream: Rtmax.", 3000),
+    "polar_ring_threshold": _num(
+        "Polar filter: ring/structure threshold (output units); larger departures are structure. Upstream: Rthr.",
+        3000,
+        exclusiveMinimum=0,
+    ),
+    "polar_ring_tmin": _num("Polar filter: values below are ignored (output units). Upstream: Rtmin.", -3000),
+    # --- geometry -----------------------------------------------------------------------------------------
+    "tilt": _num(
+        "Rotate each projection by this angle (degrees, counter-clockwise on the detector image) about "
+        "tilt_center to make the axis vertical. Upstream: correcttilt.",
+        0.0,
+        minimum=-10,
+        maximum=10,
+    ),
+    "tilt_center": {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 2,
+        "maxItems": 2,
+        "description": "[row, column] the tilt turns about; default the detector middle. "
+        "Upstream: tiltcenter_slice, tiltcenter_det.",
+    },
+    "lens_distortion": _bool("Correct radial lens distortion of the projections. Upstream: dolensdistortion."),
+    "lens_distortion_center": {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 2,
+        "maxItems": 2,
+        "default": [1280.0, 1080.0],
+        "description": "[x (column), y (row)] of the distortion centre. Upstream: lensdistortioncenter.",
+    },
+    "lens_distortion_factors": {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 1,
+        "maxItems": 5,
+        "default": [1.0, 0.0, 0.0, 0.0, 0.0],
+        "description": "Backward model k0..k4: an undistorted point at radius r comes from radius "
+        "r (k0 + k1 r + ... + k4 r^4) (algotom/discorpy convention). Upstream: lensdistortionfactors.",
+    },
+    "half_acquisition": _bool(
+        "A 360-degree scan with the axis near one edge: stitch each pair of opposite views into a 180-degree "
+        "sinogram of about twice the width (overlap and side found from the data, or from center). "
+        "Upstream: use360to180."
+    ),
+    # --- phase retrieval ----------------------------------------------------------------------------------
+    "phase_retrieval": _bool("Single-material Paganin phase retrieval of each projection. Upstream: doPhaseRetrieval."),
+    "delta_beta": _num(
+        "delta/beta of the material for Paganin's filter; use this or phase_alpha. Upstream: none (alphaReg).",
+        exclusiveMinimum=0,
+    ),
+    "phase_alpha": _num(
+        "Upstream regularisation (smaller = smoother): tomopy's (pre-2021) filter, Paganin with "
+        "delta/beta = 4 / alpha. Used when delta_beta is omitted; default 1e-5. Upstream: alphaReg.",
+        exclusiveMinimum=0,
+    ),
+    "energy_kev": _num(
+        "Beam energy (keV) for phase retrieval; default the scan's monochromator energy, else 24. Upstream: kev.",
+        exclusiveMinimum=0,
+    ),
+    "propagation_distance_mm": _num(
+        "Sample-scintillator distance (mm) for phase retrieval; default the scan's camera_distance, else 75. "
+        "Upstream: propagation_dist.",
+        exclusiveMinimum=0,
+    ),
+    "pixel_size_um": _num(
+        "Detector pixel size (um) overriding the scan's: phase retrieval and the 1/cm scale. "
+        "Upstream: read from the scan.",
+        exclusiveMinimum=0,
+    ),
+    # --- reconstruction -----------------------------------------------------------------------------------
+    "engine": {
+        "type": "string",
+        "enum": ENGINES,
+        "default": "auto",
+        "description": "Reconstruction engine: nufft (Fourier gridding), fbp (numpy), dfi (algotom), tomopy "
+        "(gridrec, where installed); auto = tomopy if importable else nufft. Upstream: recon_algorithm (gridrec).",
+    },
+    "filter": {
+        "type": "string",
+        "enum": FILTERS,
+        "default": "shepp",
+        "description": "Reconstruction filter window; butterworth = tomopy's 0.25 / order 2. "
+        "Upstream: butterworth_cutoff, butterworth_order (gridrec).",
+    },
+    "mask_ratio": _num(
+        "Circular mask radius as a fraction of half the slice width (0 = no mask). Upstream: circ_mask ratio.",
+        1.0,
+        minimum=0,
+        maximum=1,
+    ),
+    # --- output -------------------------------------------------------------------------------------------
+    "cast": {
+        "type": "string",
+        "enum": ["float32", "uint8", "uint16"],
+        "default": "float32",
+        "description": "Output type: float32 (1/cm), or uint8/uint16 scaled linearly from [cast_min, cast_max]. "
+        "Upstream: castTo8bit (uint8).",
+    },
+    "cast_min": _num("Value (1/cm) mapped to 0 by cast. Upstream: cast8bit_min.", -10.0),
+    "cast_max": _num("Value (1/cm) mapped to the top of the range by cast. Upstream: cast8bit_max.", 30.0),
+}
+
+RECON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": PROPERTIES,
+}
+
+#: Defaults of the options the run always reports (the schema's ``default`` values).
+DEFAULTS: dict[str, Any] = {key: spec["default"] for key, spec in PROPERTIES.items() if "default" in spec}
+
+
+def _fail(key: str, why: str) -> None:
+    raise ScanError(f"{key}: {why}")
+
+
+def _check_type(key: str, value: Any, spec: dict[str, Any]) -> None:
+    kind = spec["type"]
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            _fail(key, f"expected true or false, got {json.dumps(value)}")
+        return
+    if kind == "string":
+        if not isinstance(value, str):
+            _fail(key, f"expected a string, got {json.dumps(value)}")
+        if "enum" in spec and value not in spec["enum"]:
+            _fail(key, f"{value!r} is not one of {', '.join(spec['enum'])}")
+        if "pattern" in spec and not re.match(spec["pattern"], value):
+            _fail(key, f"{value!r} does not match {spec['pattern']}")
+        return
+    if kind == "array":
+        if not isinstance(value, list | tuple):
+            _fail(key, f"expected a list, got {json.dumps(value)}")
+        if len(value) < spec.get("minItems", 0) or len(value) > spec.get("maxItems", 10**9):
+            _fail(key, f"expected {spec.get('minItems', 0)} to {spec.get('maxItems', 'any')} values, got {len(value)}")
+        for i, item in enumerate(value):
+            _check_type(f"{key}[{i}]", item, spec["items"])
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(key, f"expected a number, got {json.dumps(value)}")
+    if kind == "integer" and not (isinstance(value, int) or float(value).is_integer()):
+        _fail(key, f"expected an integer, got {value}")
+    if not math.isfinite(value):
+        _fail(key, f"expected a finite number, got {value}")
+    if "minimum" in spec and value < spec["minimum"]:
+        _fail(key, f"{value} is below the minimum {spec['minimum']}")
+    if "maximum" in spec and value > spec["maximum"]:
+        _fail(key, f"{value} is above the maximum {spec['maximum']}")
+    if "exclusiveMinimum" in spec and value <= spec["exclusiveMinimum"]:
+        _fail(key, f"{value} must be above {spec['exclusiveMinimum']}")
+
+
+def parse_range(text: str, n: int, key: str = "rows") -> tuple[int, int, int]:
+    """``"A:B"`` or ``"A:B:S"`` (A, B optional) -> ``(start, stop, step)`` inside ``[0, n)``; ScanError if empty."""
+    if not isinstance(text, str) or not re.match(_RANGE, text):
+        _fail(key, f"{text!r}: expected A:B or A:B:S")
+    parts = text.split(":")
+    start = int(parts[0]) if parts[0] else 0
+    stop = int(parts[1]) if parts[1] else n
+    step = int(parts[2]) if len(parts) > 2 else 1
+    if not 0 <= start < stop <= n:
+        _fail(key, f"{text!r}: need 0 <= A < B <= {n}")
+    return start, stop, step
+
+
+def validate_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The options, checked; raises ``ScanError("<key>: <why>")`` (a ValueError) on the first problem.
+
+    Returns a new dict with the same keys (integers given as 3.0 become 3; lists stay lists).
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ScanError(f"recon: expected a JSON object, got {type(options).__name__}")
+    out: dict[str, Any] = {}
+    for key in options:
+        if key not in PROPERTIES:
+            _fail(key, "unknown option")
+    for key, value in options.items():
+        spec = PROPERTIES[key]
+        if value is None:  # an explicit null means "the default"
+            continue
+        _check_type(key, value, spec)
+        if spec["type"] == "integer":
+            value = int(value)
+        elif spec["type"] == "array":
+            value = [int(v) if spec["items"]["type"] == "integer" else v for v in value]
+        out[key] = value
+    for key in ("rows", "projections"):
+        if key in out:
+            parts = out[key].split(":")
+            if parts[0] and parts[1] and int(parts[0]) >= int(parts[1]):
+                _fail(key, f"{out[key]!r}: A must be smaller than B")
+    if "rows" in out and "middle_rows" in out:
+        _fail("middle_rows", "give rows or middle_rows, not both")
+    if "delta_beta" in out and "phase_alpha" in out:
+        _fail("delta_beta", "give delta_beta or phase_alpha, not both")
+    if out.get("cast_min", -10.0) >= out.get("cast_max", 30.0):
+        _fail("cast_max", "must be above cast_min")
+    if out.get("polar_ring_tmin", -3000) >= out.get("polar_ring_tmax", 3000):
+        _fail("polar_ring_tmax", "must be above polar_ring_tmin")
+    if out.get("ring_removal") is False and out.get("ring_method", "none") != "none":
+        _fail("ring_removal", f"false contradicts ring_method {out['ring_method']!r}")
+    return out
+
+
+def resolved_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Validated options with every default filled in (``ring_removal`` folded into ``ring_method``)."""
+    given = validate_options(options)
+    out = copy.deepcopy(DEFAULTS)
+    out.update(given)
+    if given.get("ring_removal") is False:
+        out["ring_method"] = "none"
+    out["ring_removal"] = out["ring_method"] != "none"
+    return out
+
+
+def schema_json() -> str:
+    """The schema as JSON text (for the UI, docs and tests)."""
+    return json.dumps(RECON_SCHEMA, indent=2, sort_keys=False)

@@ -1,0 +1,177 @@
+"""Results that are complete or absent: a manifest written last into a results folder, one writer per run.
+
+A producer (a reconstruction's TIFF folder ``rec<ds>/``, a multiscale ``rec<ds>.zarr/``) ends by calling
+:func:`write`: it lists every file under the folder (relative path and size) into
+``results-manifest-<count>-files-<bytes>-bytes.json``, written under a temporary name and renamed, so the
+manifest exists only once everything it names does. Its name carries the totals, so anything that can list
+the folder (a Globus listing on the Airflow side: include/results.py) can tell a complete copy from a partial
+or mixed one without reading a file. ``python -m compute_functions.results_manifest DIR...`` writes them
+from a job script.
+
+:func:`run_once` keeps two calls of one run (the same ``key``: a Compute submit whose answer was lost, then
+sent again) from both writing: the first takes a lock beside the output, a second waits for it and returns
+its result without running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PREFIX = "results-manifest"
+#: ``results-manifest-<count>-files-<bytes>-bytes.json`` (the same contract: include/results.py).
+NAME = re.compile(rf"^{PREFIX}-(\d+)-files-(\d+)-bytes\.json$")
+#: A lock older than this whose holder cannot be checked (another host) is taken over.
+STALE_SECONDS = 6 * 3600
+
+
+class ManifestError(RuntimeError):
+    """A results folder does not match its manifest, or has none."""
+
+
+def manifest_name(count: int, nbytes: int) -> str:
+    return f"{PREFIX}-{count}-files-{nbytes}-bytes.json"
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` (hidden ones too: a Zarr's ``.zattrs``) but manifests and their temporary
+    files: relative POSIX path -> size."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not (
+            path.parent == folder and (NAME.match(path.name) or path.name.startswith(f".{PREFIX}"))
+        ):
+            found[path.relative_to(folder).as_posix()] = path.stat().st_size
+    return found
+
+
+def write(folder: str | os.PathLike) -> dict[str, Any]:
+    """Write the manifest of ``folder`` (replacing an older one); ``{"manifest", "count", "bytes"}``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ManifestError(f"{folder}: no such results folder")
+    files = _files(folder)
+    count, nbytes = len(files), sum(files.values())
+    name = manifest_name(count, nbytes)
+    document = {"folder": folder.name, "count": count, "bytes": nbytes, "files": files, "written_at": time.time()}
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(document, indent=1, sort_keys=True))
+    for old in folder.iterdir():
+        if NAME.match(old.name) and old.name != name:
+            old.unlink()
+    os.replace(tmp, folder / name)
+    return {"manifest": name, "count": count, "bytes": nbytes}
+
+
+def check(folder: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of ``folder`` if the files match it; :class:`ManifestError` naming the difference."""
+    folder = Path(folder)
+    names = [p.name for p in folder.iterdir() if NAME.match(p.name)] if folder.is_dir() else []
+    if len(names) != 1:
+        raise ManifestError(f"{folder}: {len(names)} results manifests (want 1)")
+    document = json.loads((folder / names[0]).read_text())
+    files = _files(folder)
+    if files != document["files"]:
+        extra = sorted(set(files) - set(document["files"]))[:3]
+        missing = sorted(set(document["files"]) - set(files))[:3]
+        raise ManifestError(f"{folder}: files differ from {names[0]} (extra {extra}, missing or changed {missing})")
+    return {"manifest": names[0], "count": document["count"], "bytes": document["bytes"]}
+
+
+def produce_once(run_key: str | None, output: str | os.PathLike, folder_key: str, produce: Callable[[], dict]) -> dict:
+    """:func:`run_once` of ``produce``, then the manifest of the folder its summary names (``folder_key``).
+
+    The summary gains ``manifest`` (:func:`write`'s answer). The one call each Compute function makes.
+    """
+
+    def produce_with_manifest() -> dict:
+        summary = produce()
+        if not isinstance(summary, dict) or folder_key not in summary:
+            return summary
+        return {**summary, "manifest": write(summary[folder_key])}
+
+    return run_once(output, run_key, produce_with_manifest)
+
+
+def run_once(output: str | os.PathLike, key: str | None, produce: Callable[[], dict]) -> dict:
+    """``produce()`` unless another call with the same ``key`` wrote ``output``; then that call's result.
+
+    The lock ``.<output name>.run-lock`` beside ``output`` holds the key, host and pid of the writer; the result
+    of a finished call is kept in ``.<output name>.run-result`` for calls of the same key. A later call of
+    another key (a re-run) waits for a live writer, then runs. ``key=None``: just ``produce()``.
+    """
+    if not key:
+        return produce()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock, done = output.parent / f".{output.name}.run-lock", output.parent / f".{output.name}.run-result"
+    while True:
+        previous = _read(done)
+        if previous.get("key") == key:
+            print(f"run_once: {output} was written by an earlier call of {key}; not running again", file=sys.stderr)
+            return {**previous["result"], "duplicate_of_earlier_call": True}
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read(lock)
+            if _stale(lock, holder):
+                lock.unlink(missing_ok=True)
+            else:
+                time.sleep(1.0)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"key": key, "host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}, handle)
+        try:
+            result = produce()
+            tmp = done.with_name(done.name + f".{os.getpid()}")
+            tmp.write_text(json.dumps({"key": key, "result": result}, default=str))
+            os.replace(tmp, done)
+            return result
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _stale(lock: Path, holder: dict) -> bool:
+    """Whether the lock's writer is gone: a dead pid on this host, or an old lock from elsewhere."""
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        return time.time() - lock.stat().st_mtime > STALE_SECONDS
+    except FileNotFoundError:
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m compute_functions.results_manifest DIR...``: write each folder's manifest, print it."""
+    folders = sys.argv[1:] if argv is None else argv
+    if not folders:
+        print("usage: python -m compute_functions.results_manifest DIR...", file=sys.stderr)
+        return 2
+    for folder in folders:
+        written = write(folder)
+        print(f"{folder}: {written['manifest']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Whether a results folder is complete, from a listing alone (a Globus listing on the Airflow side).
+
+A producer writes its results manifest last (compute_functions/results_manifest.py); the manifest's name,
+``results-manifest-<count>-files-<bytes>-bytes.json``, carries how many files the folder holds besides it and
+their total size. A folder is complete when it holds exactly one manifest and the other files add up to it:
+a copy still under way, a partial result and a mix of two runs all differ.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from include.paths import EndpointPath
+
+#: The manifest's name (the same contract: compute_functions/results_manifest.py NAME).
+MANIFEST_NAME = re.compile(r"^results-manifest-(\d+)-files-(\d+)-bytes\.json$")
+#: A manifest being written (renamed into place when complete).
+TEMPORARY = ".results-manifest"
+
+
+class Lister(Protocol):
+    """What reading a folder needs of a Globus Transfer hook (``listdir``: FileNotFoundError when missing)."""
+
+    def listdir(self, where: EndpointPath) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """How a results folder stands: ``complete``, and why not (``reason``)."""
+
+    where: EndpointPath
+    complete: bool
+    reason: str
+    count: int = 0
+    nbytes: int = 0
+
+
+def files_under(hook: Lister, where: EndpointPath) -> dict[str, int]:
+    """Every file under ``where`` (relative path -> size), listing folder by folder."""
+    found: dict[str, int] = {}
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        folder = EndpointPath(where.endpoint, f"{where.path}/{relative}" if relative else str(where.path))
+        for entry in hook.listdir(folder):
+            name = f"{relative}/{entry['name']}" if relative else entry["name"]
+            if entry.get("type") == "dir":
+                pending.append(name)
+            else:
+                found[name] = int(entry.get("size") or 0)
+    return found
+
+
+def completeness(hook: Lister, where: EndpointPath) -> Completeness:
+    """Whether ``where`` holds one manifest and exactly the files it counts (a missing folder: not complete)."""
+    try:
+        files = files_under(hook, where)
+    except FileNotFoundError:
+        return Completeness(where, False, "absent")
+    manifests = [name for name in files if MANIFEST_NAME.match(name)]
+    others = {name: size for name, size in files.items() if name not in manifests and not name.startswith(TEMPORARY)}
+    count, nbytes = len(others), sum(others.values())
+    if len(manifests) != 1:
+        return Completeness(where, False, f"{len(manifests)} results manifests among {count} files", count, nbytes)
+    want_count, want_bytes = (int(n) for n in MANIFEST_NAME.match(manifests[0]).groups())
+    if (count, nbytes) != (want_count, want_bytes):
+        reason = f"{count} files, {nbytes} bytes where {manifests[0]} counts {want_count} files, {want_bytes} bytes"
+        return Completeness(where, False, reason, count, nbytes)
+    return Completeness(where, True, f"complete: {count} files, {nbytes} bytes", count, nbytes)

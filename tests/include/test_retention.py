@@ -1,0 +1,61 @@
+"""Retention by construction: every plan's deletions keep a check copy that outlives its target (no Airflow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from include.beamlines import load_beamlines
+from include.manifests import RETENTION_VARIABLE, ManifestError, check_retention_order, retention_map
+from include.paths import parse_scan
+from include.plans import LONG_TERM_RAW, SCRATCH_LOCATION, beamline_plan, new_file_plan, site_plan
+from include.sites import HOME_SCRATCH, load_sites
+from include.tools.local_airflow import load_settings
+
+SCAN = parse_scan("BLS-00564_dyparkinson/20230224_132553_sea_shell.h5")
+
+
+def default_days() -> dict[str, int]:
+    """The retention days of airflow_settings.yaml (the Variable's defaults)."""
+    [value] = [v["variable_value"] for v in load_settings()["variables"] if v["variable_name"] == RETENTION_VARIABLE]
+    return json.loads(value)
+
+
+def every_plan() -> list[tuple[str, dict]]:
+    plans = [("new_file", new_file_plan(SCAN, offsite=True)), ("new_file local", new_file_plan(SCAN, offsite=False))]
+    plans += [(site.name, site_plan(site, SCAN, {})) for site in load_sites().enabled()]
+    plans += [(b.key, beamline_plan(b, SCAN, hpss_mode="hsi")) for b in load_beamlines().beamlines.values()]
+    return plans
+
+
+@pytest.mark.parametrize(("name", "plan"), every_plan(), ids=[name for name, _ in every_plan()])
+def test_finding_3_every_planned_check_copy_outlives_its_target(name, plan):
+    """Found 3: pscratch results were checked against data832_scratch, pruned first, and kept forever."""
+    days = default_days()
+    for deletion in plan["deletions"]:
+        check_retention_order(deletion["endpoint"], deletion["location"], deletion["check_endpoint"], days)
+
+
+def test_the_order_is_checked_against_the_days_of_the_variable():
+    days = {**default_days(), SCRATCH_LOCATION: 1}  # data832_scratch shortened below ALCF's 2 days
+    with pytest.raises(ManifestError, match="falls due first"):
+        check_retention_order("alcf832_scratch", "alcf", HOME_SCRATCH, days)
+
+
+def test_finding_6_results_on_data832_scratch_are_pruned_for_every_site():
+    """Found 6: ALCF and local results on data832_scratch were never pruned (the seeds purge it after 3 days)."""
+    assert default_days()[SCRATCH_LOCATION] == 3
+    regenerable = retention_map()[1]
+    for site in load_sites().enabled():
+        plan = site_plan(site, SCAN, {})
+        home = {d["path"]: d for d in plan["deletions"] if d["endpoint"] == HOME_SCRATCH}
+        assert set(home) == {o["path"] for o in plan["outputs"]}, site.name  # every results folder brought home
+        for deletion in home.values():
+            assert deletion["location"] == SCRATCH_LOCATION
+            if site.archive_endpoint:  # a copy of the results at NERSC
+                assert (deletion["check_endpoint"], deletion["check_path"]) == (site.archive_endpoint, None)
+            else:  # opted in: the long-term raw copy they can be regenerated from
+                assert site.name in regenerable
+                raw = f"raw/{SCAN.relative_path}"
+                assert (deletion["check_endpoint"], deletion["check_path"]) == (LONG_TERM_RAW, raw)
