@@ -257,14 +257,16 @@ def verify_results(hook: Listing, checks: list[dict[str, Any]], counts: dict[str
     return lines
 
 
+def _exists(item: dict[str, Any], succeeded: set[str]) -> bool:
+    """Whether a planned copy or output exists: it belongs to no step, or its step (``after``) succeeded."""
+    return item.get("after") is None or item["after"] in succeeded
+
+
 def due_requests(plan: dict[str, Any], succeeded: set[str]) -> list[DeletionRequest]:
-    """The plan's deletion requests whose copy exists: those of no step, or of a step that succeeded."""
-    requests = [DeletionRequest.from_dict(d) for d in plan.get("deletions", [])]
-    return [r for r in requests if r.after is None or r.after in succeeded]
+    """The plan's deletion requests whose copy exists."""
+    return [DeletionRequest.from_dict(d) for d in plan.get("deletions", []) if _exists(d, succeeded)]
 
 
 def due_outputs(plan: dict[str, Any], succeeded: set[str]) -> list[EndpointPath]:
-    """The plan's outputs that exist: those of no step, or of a step that succeeded."""
-    return [
-        EndpointPath.from_dict(o) for o in plan.get("outputs", []) if o.get("after") is None or o["after"] in succeeded
-    ]
+    """The plan's outputs that exist."""
+    return [EndpointPath.from_dict(o) for o in plan.get("outputs", []) if _exists(o, succeeded)]

@@ -119,16 +119,23 @@ class Folders:
             return None
         if top.get("type") != "dir":
             return {".": top}
+        return self.walk(where, limit=limit) or {}
+
+    def walk(self, folder: EndpointPath, *, limit: int | None = 200_000) -> dict[str, dict[str, Any]] | None:
+        """Every entry below ``folder`` (relative paths), folder by folder, or ``None`` if it is missing;
+        ``limit``: most entries (:class:`TreeTooLarge` beyond), ``None`` for no bound."""
+        if self.children(folder) is None:
+            return None
         found: dict[str, dict[str, Any]] = {}
         pending = [PurePosixPath(".")]
         while pending:
             rel = pending.pop()
-            below = self.children(where if str(rel) == "." else where.child(str(rel)))
+            below = self.children(folder if str(rel) == "." else folder.child(str(rel)))
             for name, item in (below or {}).items():
                 child = str(rel / name) if str(rel) != "." else name
                 found[child] = item
-                if len(found) > limit:
-                    raise TreeTooLarge(f"{where} holds more than {limit} entries; raise max_tree_entries to check it")
+                if limit is not None and len(found) > limit:
+                    raise TreeTooLarge(f"{folder} holds more than {limit} entries; raise max_tree_entries to check it")
                 if item.get("type") == "dir":
                     pending.append(PurePosixPath(child))
         return found

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from include.paths import EndpointPath
+from include.records import FolderLister, Folders
 
 #: The manifest's name (the same contract: compute_functions/results_manifest.py NAME).
 MANIFEST_NAME = re.compile(r"^results-manifest-(\d+)-files-(\d+)-bytes\.json$")
 #: A manifest being written (renamed into place when complete).
 TEMPORARY = ".results-manifest"
-
-
-class Lister(Protocol):
-    """What reading a folder needs of a Globus Transfer hook (``listdir``: FileNotFoundError when missing)."""
-
-    def listdir(self, where: EndpointPath) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -37,23 +31,15 @@ class Completeness:
     nbytes: int = 0
 
 
-def files_under(hook: Lister, where: EndpointPath) -> dict[str, int]:
-    """Every file under ``where`` (relative path -> size), listing folder by folder."""
-    found: dict[str, int] = {}
-    pending = [""]
-    while pending:
-        relative = pending.pop()
-        folder = EndpointPath(where.endpoint, f"{where.path}/{relative}" if relative else str(where.path))
-        for entry in hook.listdir(folder):
-            name = f"{relative}/{entry['name']}" if relative else entry["name"]
-            if entry.get("type") == "dir":
-                pending.append(name)
-            else:
-                found[name] = int(entry.get("size") or 0)
-    return found
+def files_under(hook: FolderLister, where: EndpointPath) -> dict[str, int]:
+    """Every file under ``where`` (relative path -> size), listing folder by folder (include.records)."""
+    entries = Folders(hook).walk(where, limit=None)
+    if entries is None:
+        raise FileNotFoundError(str(where))
+    return {name: int(entry.get("size") or 0) for name, entry in entries.items() if entry.get("type") != "dir"}
 
 
-def completeness(hook: Lister, where: EndpointPath) -> Completeness:
+def completeness(hook: FolderLister, where: EndpointPath) -> Completeness:
     """Whether ``where`` holds one manifest and exactly the files it counts (a missing folder: not complete)."""
     try:
         files = files_under(hook, where)
