@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from compute_functions.permissions import makedirs
 from compute_functions.preview import write_preview
 from compute_functions.tiff_stack import StackError, TiffStack, open_tiff_stack
 
@@ -362,7 +363,7 @@ def write_multiscale(
     out = Path(zarr_path) if zarr_path is not None else stack.directory.parent / f"rec{stack.dataset}.zarr"
     out = out.absolute()
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(out.parent)  # folders made above the store are shared (compute_functions/permissions.py)
     _remove_leftovers(out)
     shapes = level_shapes(stack.shape, levels)
     try:

@@ -40,6 +40,7 @@ import numpy as np
 
 from compute_functions import options as opts
 from compute_functions.errors import EXIT_DATA_ERROR, ScanError
+from compute_functions.permissions import makedirs
 from compute_functions.scan_io import DATA, Scan, open_scan
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,9 @@ def circular_mask(size: int, ratio: float = 1.0) -> np.ndarray:
 
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """A fresh hidden sibling of ``final`` that replaces ``final`` when the block succeeds; removed otherwise."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+    """A fresh hidden sibling of ``final`` that replaces ``final`` when the block succeeds; removed otherwise.
+    Folders made above ``final`` are shared (2775: compute_functions/permissions.py)."""
+    makedirs(final.parent)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from compute_functions.permissions import makedirs, share_file, share_tree
+
 PREFIX = "results-manifest"
 #: ``results-manifest-<count>-files-<bytes>-bytes.json`` (the same contract: include/results.py).
 NAME = re.compile(rf"^{PREFIX}-(\d+)-files-(\d+)-bytes\.json$")
@@ -53,16 +55,21 @@ def _files(folder: Path) -> dict[str, int]:
 
 
 def write(folder: str | os.PathLike) -> dict[str, Any]:
-    """Write the manifest of ``folder`` (replacing an older one); ``{"manifest", "count", "bytes"}``."""
+    """Write the manifest of ``folder`` (replacing an older one); ``{"manifest", "count", "bytes"}``.
+
+    The complete tree is shared first (folders 2775, files 664: compute_functions/permissions.py), and the
+    manifest is written 664, so the service account of the group can delete the results."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ManifestError(f"{folder}: no such results folder")
+    share_tree(folder)
     files = _files(folder)
     count, nbytes = len(files), sum(files.values())
     name = manifest_name(count, nbytes)
     document = {"folder": folder.name, "count": count, "bytes": nbytes, "files": files, "written_at": time.time()}
     tmp = folder / f".{name}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(document, indent=1, sort_keys=True))
+    share_file(tmp)
     for old in folder.iterdir():
         if NAME.match(old.name) and old.name != name:
             old.unlink()
@@ -110,7 +117,7 @@ def run_once(output: str | os.PathLike, key: str | None, produce: Callable[[], d
     if not key:
         return produce()
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(output.parent)
     lock, done = output.parent / f".{output.name}.run-lock", output.parent / f".{output.name}.run-result"
     while True:
         previous = _read(done)
@@ -132,6 +139,7 @@ def run_once(output: str | os.PathLike, key: str | None, produce: Callable[[], d
             result = produce()
             tmp = done.with_name(done.name + f".{os.getpid()}")
             tmp.write_text(json.dumps({"key": key, "result": result}, default=str))
+            share_file(tmp)
             os.replace(tmp, done)
             return result
         finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+
 import pytest
 
 from include.paths import parse_scan
@@ -25,6 +27,13 @@ def place_scan(local_endpoints, file_name: str) -> str:
     return f"/global/raw/{FOLDER}/{file_name}"
 
 
+_SHARED = {True: 0o2775, False: 0o664}  # folder, file
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 def tis_of(dag_run) -> dict:
     return {ti.task_id: ti for ti in dag_run.get_task_instances()}
 
@@ -46,6 +55,15 @@ def test_reconstructs_a_nastily_named_scan_without_running_anything_else(nersc_d
     assert len(tiffs) == 4  # the tiny scan has 4 detector rows
     assert (home / scan.zarr_dir_name).is_dir()
     assert local_endpoints["nersc832_alsdev_scratch"].posix_path(f"{FOLDER}/nersc/{scan.recon_dir_name}").is_dir()
+
+    # Issue 16, finding 4: the jobs leave what they made shared (folders 2775, files 664), so the service account
+    # of the group can prune it.
+    staged = local_endpoints["nersc832_alsdev_pscratch_raw"].posix_path(f"{FOLDER}/{NASTY}")
+    at_site = local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(f"{FOLDER}/nersc")
+    assert _mode(staged) == 0o664 and _mode(staged.parent) == 0o2775 and _mode(at_site) == 0o2775
+    for tree in (at_site / scan.recon_dir_name, at_site / scan.zarr_dir_name):
+        wrong = {p.name: oct(_mode(p)) for p in [tree, *tree.rglob("*")] if _mode(p) != _SHARED[p.is_dir()]}
+        assert wrong == {}, tree.name
 
     canaries = [
         p for p in local_endpoints.facility_root.rglob("canary_*") if p.name in {"canary_a", "canary_b", "canary_c"}
