@@ -39,6 +39,7 @@ Design and limits: docs/pruning.md.
     doc_md=DOC,
     tags=["bl832", "prune", "globus", "retention"],
     **dag_defaults(
+        notify=True,
         schedule="@daily",
         max_active_runs=1,  # the only remover of manifest entries: never two at once
         default_args={"retry_delay": pendulum.duration(minutes=2)},

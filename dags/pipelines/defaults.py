@@ -7,23 +7,31 @@ from typing import Any
 
 import pendulum
 
+from als_provider.notifications import failure_notifiers
+
 #: Deferrable tasks need retries >= 1 (apache/airflow#72716); a retry re-attaches to remote work.
 RETRIES = 2
 RETRY_DELAY = timedelta(seconds=30)
 
 
-def dag_defaults(*, owner: str = "bl832-computing", max_active_runs: int = 16, **overrides: Any) -> dict[str, Any]:
+def dag_defaults(
+    *, owner: str = "bl832-computing", max_active_runs: int = 16, notify: bool = False, **overrides: Any
+) -> dict[str, Any]:
     """Keyword arguments for ``DAG(...)``: manual schedule, no catch-up, fixed start date, owner and retries.
 
-    ``overrides`` replace any key (``schedule="@daily"``, ``default_args={...}`` merged into the defaults).
+    ``notify=True``: a failed run is mailed (and posted to the chat webhook, if configured) to the beamline
+    team (``on_failure_callback``; docs/notifications.md). ``overrides`` replace any key (``schedule="@daily"``,
+    ``default_args={...}`` merged into the defaults).
     """
     default_args = {"owner": owner, "retries": RETRIES, "retry_delay": RETRY_DELAY}
     default_args.update(overrides.pop("default_args", {}))
-    return {
+    kwargs: dict[str, Any] = {
         "schedule": None,
         "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
         "catchup": False,
         "max_active_runs": max_active_runs,
         "default_args": default_args,
-        **overrides,
     }
+    if notify:
+        kwargs["on_failure_callback"] = failure_notifiers()
+    return {**kwargs, **overrides}
