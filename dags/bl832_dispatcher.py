@@ -45,7 +45,7 @@ with DAG(
     doc_md=DOC,
     tags=["bl832", "dispatcher", "new-scan", "reconstruction"],
     params={**new_scan_params(), "recon": recon_param()},
-    **dag_defaults(),
+    **dag_defaults(notify=True),
 ) as dag:
     planned = plan(PIPELINES, True)
     with TaskGroup(NEW_FILE):

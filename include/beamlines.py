@@ -22,10 +22,24 @@ BEAMLINES_FILE = REPO_ROOT / "include" / "config" / "beamlines.yaml"
 JOBS_DIR = REPO_ROOT / "include" / "jobs"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 _NUMBER = re.compile(r"^\d+(\.\d+)+$")
-_KEYS = {"beamline", "description", "owner", "source_endpoint", "nersc_endpoint", "source_retention", "pipelines"}
+_KEYS = {
+    "beamline",
+    "description",
+    "owner",
+    "source_endpoint",
+    "nersc_endpoint",
+    "source_retention",
+    "pipelines",
+    "transfer_check",
+    "file_suffixes",
+}
+#: A file suffix: a dot and lower-case letters or digits (``.h5``, ``.edf``).
+_SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
+#: Where the health check's probes go (docs/beamlines.md): never a folder that holds scans.
+PROBE_FOLDER = "transfer_check"
 #: Pipeline kind -> (required keys, optional keys with defaults).
 PIPELINES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "scicat": ((), {}),
+    "scicat": ((), {"ingester": "als_832_dx_4"}),
     "ptycho": (("results_endpoint",), {"template": "ptycho_recon.sh.j2", "directives": {}}),
     "hpss_archive": (
         ("archive_endpoint", "retention_location"),
@@ -47,10 +61,18 @@ class Beamline:
     nersc_endpoint: str
     source_retention: str
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The health check's NERSC end (``endpoint``: one outside the raw copy's tree), or None: no check.
+    transfer_check: dict[str, str] | None = None
+    #: What a run's files may end with (7.3.3: SAXS ``.txt`` headers and ``.edf`` images).
+    file_suffixes: tuple[str, ...] = (".h5",)
 
     @property
     def dag_id(self) -> str:
         return f"{self.key}_new_file"
+
+    @property
+    def transfer_check_dag_id(self) -> str:
+        return f"{self.key}_transfer_check"
 
     def pipeline(self, kind: str) -> dict[str, Any] | None:
         """The options of pipeline ``kind``, or None when this beamline does not run it."""
@@ -111,6 +133,13 @@ def _pipeline(kind: str, entry: object, where: str, source: Path, endpoint_names
         template = options["template"]
         if "/" in template or not (JOBS_DIR / template).is_file():
             raise ConfigError(f"{source}: {where}.template: no job template {template!r} in include/jobs/")
+    if "ingester" in entry:
+        from include.scicat_ingesters import ingester_name
+
+        try:
+            options["ingester"] = ingester_name(_string(entry, "ingester", where, source))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {where}.ingester: {exc}") from None
     if "directives" in entry:
         directives = entry["directives"] or {}
         if not isinstance(directives, dict):
@@ -121,6 +150,32 @@ def _pipeline(kind: str, entry: object, where: str, source: Path, endpoint_names
             raise ConfigError(f"{source}: {where}.directives: {exc}") from None
         options["directives"] = dict(directives)
     return options
+
+
+def _transfer_check(
+    entry: object, values: dict[str, str], where: str, source: Path, endpoint_names: set[str]
+) -> dict[str, str] | None:
+    """The health check's settings: ``endpoint`` (the NERSC end, not the raw copy's endpoint, whose tree holds
+    scans only) and the probe ``folder`` on both ends (default ``transfer_check``)."""
+    if entry is None:
+        return None
+    where = f"{where}.transfer_check"
+    if not isinstance(entry, dict) or set(entry) - {"endpoint", "folder"}:
+        raise ConfigError(f"{source}: {where}: expected a mapping with endpoint (and folder)")
+    endpoint = _string(entry, "endpoint", where, source)
+    _check_endpoint(endpoint, f"{where}.endpoint", source, endpoint_names)
+    if endpoint in (values["source_endpoint"], values["nersc_endpoint"]):
+        raise ConfigError(f"{source}: {where}.endpoint: the check's NERSC end must not be the raw copy's endpoint")
+    folder = _string(entry, "folder", where, source) if "folder" in entry else PROBE_FOLDER
+    if "/" in folder or folder.startswith("."):
+        raise ConfigError(f"{source}: {where}.folder: one folder name, got {folder!r}")
+    return {"endpoint": endpoint, "folder": folder}
+
+
+def _suffixes(value: object, where: str, source: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and _SUFFIX.match(v) for v in value):
+        raise ConfigError(f'{source}: {where}: a non-empty list of suffixes like [".h5", ".edf"], got {value!r}')
+    return tuple(dict.fromkeys(value))
 
 
 def parse_beamlines(document: object, *, source: Path, endpoint_names: set[str]) -> Beamlines:
@@ -155,6 +210,8 @@ def parse_beamlines(document: object, *, source: Path, endpoint_names: set[str])
             raise ConfigError(f"{source}: {where}.pipelines: expected a mapping of pipeline name to options")
         beamlines[key] = Beamline(
             key=key,
+            transfer_check=_transfer_check(entry.get("transfer_check"), values, where, source, endpoint_names),
+            file_suffixes=_suffixes(entry.get("file_suffixes", [".h5"]), f"{where}.file_suffixes", source),
             beamline=number,
             description=str(entry.get("description") or f"beamline {number}"),
             pipelines={

@@ -21,6 +21,8 @@ BEAMLINE_RAW_PREFIX = PurePosixPath("/global/raw")
 #: Where spot832 keeps scans (over SFTP too) unless configured otherwise.
 DEFAULT_RAW_ROOT = str(BEAMLINE_RAW_PREFIX)
 SCAN_FILE_RE = re.compile(r"^(?P<stem>[^/\x00]+)\.h5$")
+#: What a scan file ends with, by default (8.3.2, 7.0.1.2); a beamline may list others (beamlines.yaml).
+SCAN_SUFFIXES = (".h5",)
 #: The scan DAGs' ``file_path`` Param pattern: ``/global/raw/<folder>/<file>.h5`` or ``<folder>/<file>.h5``;
 #: no ``.``/``..`` names (:func:`parse_scan` checks the rest).
 FILE_PATH_PATTERN = r"^(/global/raw/)?(?!\.\.?/)[^/]+/(?!\.)[^/]+\.h5$"
@@ -125,7 +127,7 @@ class Scan:
     @property
     def dataset(self) -> str:
         """The dataset name: the file stem (SPEC §1)."""
-        return self.file_name[: -len(".h5")]
+        return self.file_name.rpartition(".")[0]
 
     @property
     def recon_dir_name(self) -> str:
@@ -143,11 +145,12 @@ class Scan:
         return str(self.relative_path)
 
 
-def parse_scan(file_path: str) -> Scan:
+def parse_scan(file_path: str, *, suffixes: tuple[str, ...] = SCAN_SUFFIXES) -> Scan:
     """Parse a scan path as the beamline reports it.
 
     Accepts ``/global/raw/<folder>/<file>.h5`` (exactly that prefix, compared component by
-    component, so a folder named ``global…`` is never mistaken for it) or ``<folder>/<file>.h5``.
+    component, so a folder named ``global…`` is never mistaken for it) or ``<folder>/<file>.h5``;
+    ``suffixes``: what the file may end with (a beamline's ``file_suffixes``; default ``.h5``).
     """
     if not isinstance(file_path, str) or not file_path.strip():
         raise InvalidPathError("file_path is empty")
@@ -167,9 +170,36 @@ def parse_scan(file_path: str) -> Scan:
             f"file_path {file_path!r} must name exactly <folder>/<file>.h5, got {len(relative.parts)} part(s)"
         )
     folder, file_name = relative.parts
-    if not SCAN_FILE_RE.match(file_name):
+    if suffixes == SCAN_SUFFIXES and not SCAN_FILE_RE.match(file_name):
         raise InvalidPathError(f"file_path {file_path!r} does not name an HDF5 scan (<name>.h5)")
+    if not any(file_name.endswith(suffix) and len(file_name) > len(suffix) for suffix in suffixes):
+        raise InvalidPathError(f"file_path {file_path!r} does not end with {' or '.join(suffixes)}")
     return Scan(folder=folder, file_name=file_name)
+
+
+def parse_scans(file_path: object, *, suffixes: tuple[str, ...] = SCAN_SUFFIXES) -> list[Scan]:
+    """The scans of ``file_path``: one path, or a non-empty list of them (upstream's shape for 7.3.3), each
+    checked by :func:`parse_scan`; an error names the bad entry by its index."""
+    if isinstance(file_path, str):
+        return [parse_scan(file_path, suffixes=suffixes)]
+    if not isinstance(file_path, list | tuple) or not file_path:
+        raise InvalidPathError(
+            f"file_path must be <folder>/<file> or a non-empty list of them, got {type(file_path).__name__}"
+            + (" (empty)" if isinstance(file_path, list | tuple) else "")
+        )
+    scans = []
+    for index, entry in enumerate(file_path):
+        try:
+            scans.append(parse_scan(entry, suffixes=suffixes))
+        except InvalidPathError as exc:
+            raise InvalidPathError(f"file_path[{index}] {entry!r}: {exc}") from None
+    return scans
+
+
+def relative_file_pattern(suffixes: tuple[str, ...] = SCAN_SUFFIXES) -> str:
+    """The Param pattern of ``<folder>/<file><suffix>`` (no ``.``/``..`` names, nothing absolute)."""
+    ends = "|".join(re.escape(suffix) for suffix in suffixes)
+    return rf"^(?!\.\.?/)[^/]+/(?!\.)[^/]+({ends})$"
 
 
 def beamline_path(scan: Scan) -> str:

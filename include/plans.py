@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from include.beamlines import Beamline
@@ -73,9 +74,23 @@ def new_file_plan(scan: Scan, *, offsite: bool) -> dict[str, Any]:
         "offsite": offsite,
         "skip_steps": [] if offsite else [TO_NERSC, SCICAT_INGEST],
         "notes": [] if offsite else ["the scan stays at the beamline: no nersc832 copy, no SciCat record"],
+        # SciCat sourceFolder: the long-term copy (data832 raw is pruned after days), docs/scicat.md.
+        "scicat_source_folder": raw_source_folder(scan),
         "deletions": [d.to_dict() for d in deletions],
         "outputs": outputs,
     }
+
+
+def raw_source_folder(scan: Scan, endpoints: Endpoints | None = None) -> str:
+    """The SciCat ``sourceFolder`` of an 8.3.2 scan: its folder's long-term copy, nersc832 ``raw/<folder>``."""
+    return (endpoints or load_endpoints())[LONG_TERM_RAW].globus_path(f"raw/{scan.folder}")
+
+
+def results_source_folder(site: Site, scan: Scan, endpoints: Endpoints | None = None) -> str:
+    """The SciCat ``sourceFolder`` of a site's results: their archive copy (long-term) when the site has one,
+    else their copy on data832_scratch (the only one that stays)."""
+    endpoint = site.archive_endpoint or HOME_SCRATCH
+    return (endpoints or load_endpoints())[endpoint].globus_path(str(scan.results(site).folder))
 
 
 def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoints | None = None) -> dict[str, Any]:
@@ -115,6 +130,8 @@ def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoint
         "tiff_path": str(results.tiff),
         "zarr_path": str(results.zarr),
         "preview_path": str(results.preview),
+        "scicat_source_folder": results_source_folder(site, scan, endpoints),
+        "scicat_raw_source_folder": raw_source_folder(scan, endpoints),
         "recon": recon,
         "deletions": [d.to_dict() for d in deletions],
         "outputs": [output(HOME_SCRATCH, str(folder)) for folder in results.folders()],
@@ -148,63 +165,94 @@ def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoint
 
 
 def beamline_plan(
-    beamline: Beamline, scan: Scan, *, hpss_mode: str, endpoints: Endpoints | None = None
+    beamline: Beamline, scans: Scan | Sequence[Scan], *, hpss_mode: str, endpoints: Endpoints | None = None
 ) -> dict[str, Any]:
-    """A configured beamline's new-scan pipeline: the move to NERSC CFS, then its pipelines' jobs; the
-    beamline's copy may go once the NERSC copy exists, the NERSC copy once the tape copy is verified.
-    ``hpss_mode``: how the archive job copies (include/config/runtime.yaml)."""
+    """A configured beamline's new-scan pipeline for one scan or several (one run, upstream's list of files):
+    one move of every file to NERSC CFS, one SciCat step (a raw dataset per file), one Slurm job per pipeline
+    that works through the files in order; a beamline's copy may go once the NERSC copy exists, a NERSC copy
+    once its tape copy is verified. ``hpss_mode``: how the archive job copies (include/config/runtime.yaml).
 
+    ``scans`` lists the files (``scan`` is the first); the jobs' values hold one entry per file, in that
+    order (``scans``/``out_dirs``, ``sources``/``destinations``). The files of a run share one folder when
+    the beamline catalogues them (``scicat_source_folder``: that folder's NERSC copy, the record's
+    ``sourceFolder``)."""
+
+    scans = [scans] if isinstance(scans, Scan) else list(scans)
+    if not scans:
+        raise ValueError("no scan to move: file_path is an empty list")
     endpoints = endpoints or load_endpoints()
-    relative = str(scan.relative_path)
+    relatives = [str(scan.relative_path) for scan in scans]
+    repeated = sorted({r for r in relatives if relatives.count(r) > 1})
+    if repeated:
+        raise ValueError(f"file_path lists {', '.join(repeated)} more than once")
     nersc = endpoints[beamline.nersc_endpoint]
-    deletions = [
-        DeletionRequest(
-            beamline.source_endpoint, relative, beamline.nersc_endpoint, beamline.source_retention, after=MOVE_TO_NERSC
-        )
-    ]
-    outputs = [output(beamline.nersc_endpoint, relative, after=MOVE_TO_NERSC)]
-    plan: dict[str, Any] = {"pipeline": beamline.key, "scan": relative, "checks": {}}
-    ptycho = beamline.pipeline("ptycho")
+    ptycho, archive = beamline.pipeline("ptycho"), beamline.pipeline("hpss_archive")
+    plan: dict[str, Any] = {"pipeline": beamline.key, "scan": relatives[0], "scans": relatives, "checks": {}}
+    folders = sorted({scan.folder for scan in scans})
+    if beamline.pipeline("scicat") is not None:
+        if len(folders) > 1:
+            raise ValueError(f"file_path lists files of several folders ({', '.join(folders)}); one run, one folder")
+        plan["scicat_source_folder"] = nersc.globus_path(folders[0])
+    first = scans[0]
+    more = f"_and_{len(scans) - 1}_more" if len(scans) > 1 else ""
     if ptycho is not None:
-        results_endpoint = endpoints[ptycho["results_endpoint"]]
-        results_path = f"{scan.folder}/{PTYCHO_FOLDER}/rec{scan.dataset}"
-        plan["ptycho_job_name"] = f"ptycho_{scan.folder}_{scan.dataset}"
+        plan["ptycho_job_name"] = f"ptycho_{first.folder}_{first.dataset}{more}"
         plan["ptycho_job_values"] = {
-            "scan": str(nersc.posix_path(relative)),
-            "out_dir": str(results_endpoint.posix_path(results_path)),
+            "scans": [],
+            "out_dirs": [],
             "launcher": load_nersc_config().launcher(
-                (str(nersc.posix_root), str(results_endpoint.posix_root)), gpu=True
+                (str(nersc.posix_root), str(endpoints[ptycho["results_endpoint"]].posix_root)), gpu=True
             ),
         }
-        plan["checks"][PTYCHO_CHECK] = [tiff_check(ptycho["results_endpoint"], results_path)]
-        outputs.append(output(ptycho["results_endpoint"], results_path, after=PTYCHO_CHECK))
-    archive = beamline.pipeline("hpss_archive")
     if archive is not None:
-        source = nersc.posix_path(relative)
-        destination = endpoints[archive["archive_endpoint"]].posix_path(relative)
-        if hpss_mode == "hsi":
-            for path in (source, destination):
-                if not _HSI_SAFE.match(str(path)):
-                    raise ValueError(f"{path}: characters hsi would split or interpret; archive it by hand")
-        plan["hpss_archive_job_name"] = f"hpss_archive_{scan.folder}_{scan.dataset}"
-        plan["hpss_archive_job_values"] = {"source": str(source), "destination": str(destination), "mode": hpss_mode}
-        plan["checks"][ARCHIVE_CHECK] = [
-            {
-                "kind": "copy",
-                **EndpointPath(archive["archive_endpoint"], relative).to_dict(),
-                "of": EndpointPath(beamline.nersc_endpoint, relative).to_dict(),
-            }
-        ]
+        plan["hpss_archive_job_name"] = f"hpss_archive_{first.folder}_{first.dataset}{more}"
+        plan["hpss_archive_job_values"] = {"sources": [], "destinations": [], "mode": hpss_mode}
+    deletions: list[DeletionRequest] = []
+    outputs: list[dict[str, Any]] = []
+    for scan, relative in zip(scans, relatives, strict=True):
         deletions.append(
             DeletionRequest(
-                beamline.nersc_endpoint,
+                beamline.source_endpoint,
                 relative,
-                archive["archive_endpoint"],
-                archive["retention_location"],
-                after=ARCHIVE_CHECK,
+                beamline.nersc_endpoint,
+                beamline.source_retention,
+                after=MOVE_TO_NERSC,
             )
         )
-        outputs.append(output(archive["archive_endpoint"], relative, after=ARCHIVE_CHECK))
+        outputs.append(output(beamline.nersc_endpoint, relative, after=MOVE_TO_NERSC))
+        if ptycho is not None:
+            results_endpoint = endpoints[ptycho["results_endpoint"]]
+            results_path = f"{scan.folder}/{PTYCHO_FOLDER}/rec{scan.dataset}"
+            plan["ptycho_job_values"]["scans"].append(str(nersc.posix_path(relative)))
+            plan["ptycho_job_values"]["out_dirs"].append(str(results_endpoint.posix_path(results_path)))
+            plan["checks"].setdefault(PTYCHO_CHECK, []).append(tiff_check(ptycho["results_endpoint"], results_path))
+            outputs.append(output(ptycho["results_endpoint"], results_path, after=PTYCHO_CHECK))
+        if archive is not None:
+            source = nersc.posix_path(relative)
+            destination = endpoints[archive["archive_endpoint"]].posix_path(relative)
+            if hpss_mode == "hsi":
+                for path in (source, destination):
+                    if not _HSI_SAFE.match(str(path)):
+                        raise ValueError(f"{path}: characters hsi would split or interpret; archive it by hand")
+            plan["hpss_archive_job_values"]["sources"].append(str(source))
+            plan["hpss_archive_job_values"]["destinations"].append(str(destination))
+            plan["checks"].setdefault(ARCHIVE_CHECK, []).append(
+                {
+                    "kind": "copy",
+                    **EndpointPath(archive["archive_endpoint"], relative).to_dict(),
+                    "of": EndpointPath(beamline.nersc_endpoint, relative).to_dict(),
+                }
+            )
+            deletions.append(
+                DeletionRequest(
+                    beamline.nersc_endpoint,
+                    relative,
+                    archive["archive_endpoint"],
+                    archive["retention_location"],
+                    after=ARCHIVE_CHECK,
+                )
+            )
+            outputs.append(output(archive["archive_endpoint"], relative, after=ARCHIVE_CHECK))
     plan["deletions"] = [d.to_dict() for d in deletions]
     plan["outputs"] = outputs
     return plan

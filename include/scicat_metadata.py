@@ -1,9 +1,12 @@
-"""SciCat documents for beamline 8.3.2 scans and their reconstructions (SPEC §4). Plain Python, no Airflow.
+"""SciCat documents for beamline 8.3.2 scans and their reconstructions. Plain Python, no Airflow.
 
-:func:`build_raw` reads a Data Exchange scan and returns the RawDataset fields, the OrigDatablock and a
-thumbnail; :func:`build_derived` does the same for a reconstruction. Both collect what they could not map
-as ``warnings`` (missing optional keys, a bad email) instead of raising: only an unreadable scan raises.
-Documents are JSON-ready dicts in the shape of pyscicat's models (``RawDataset(**fields)`` etc.).
+The raw mapping follows the upstream ingester ``als_832_dx_4`` (als-computing/scicat_beamline,
+``src/scicat_beamline/ingesters/als_832_dx_4.py`` and ``utils.py``) field by field; docs/scicat.md has
+the table and the differences left. :func:`build_raw` reads a Data Exchange scan and returns the
+RawDataset fields, the OrigDatablock and a thumbnail; :func:`build_derived` does the same for a
+reconstruction. Both collect what they could not map as ``warnings`` (missing optional keys, a bad email)
+instead of raising: only an unreadable scan raises. Documents are JSON-ready dicts in the shape of
+pyscicat's models (``RawDataset(**fields)`` etc.). The 7.3.3 SAXS mapping is in :mod:`include.scicat_733`.
 
 A dataset document never sets ``size`` or ``numberOfFiles``: SciCat adds each OrigDatablock's size and file
 count to its dataset when the datablock is created (scicat-backend-next ``createOrigDatablock``), so setting
@@ -24,30 +27,91 @@ from typing import Any
 import h5py
 import numpy as np
 
-#: SciCat fields read from the scan (SPEC §4).
+#: SciCat fields read from the scan (upstream ``scicat_metadata_keys``).
 INSTRUMENT_NAME = "/measurement/instrument/instrument_name"
+BEAMLINE = "/measurement/sample/experiment/beamline"
+EXPERIMENT_LEAD = "/measurement/sample/experiment/experiment_lead"
 PI = "/measurement/sample/experiment/pi"
 PROPOSAL = "/measurement/sample/experiment/proposal"
-BEAMLINE = "/measurement/sample/experiment/beamline"
 EMAIL = "/measurement/sample/experimenter/email"
+EXPERIMENTER_NAME = "/measurement/sample/experimenter/name"
 FILE_NAME = "/measurement/sample/file_name"
+SCICAT_KEYS = (INSTRUMENT_NAME, BEAMLINE, EXPERIMENT_LEAD, PI, PROPOSAL, EMAIL, EXPERIMENTER_NAME, FILE_NAME)
 PROJECTIONS = "/exchange/data"
-#: Groups whose settings go to scientificMetadata.
-SCIENTIFIC_GROUPS = ("/measurement/instrument", "/process/acquisition")
+#: Settings copied to scientificMetadata, keyed by their full HDF5 path (upstream ``scientific_metadata_keys``;
+#: saved searches in SciCat use these keys).
+SCIENTIFIC_KEYS = (
+    "/measurement/instrument/attenuator/setup/filter_y",
+    "/measurement/instrument/camera_motor_stack/setup/tilt_motor",
+    "/measurement/instrument/detection_system/objective/camera_objective",
+    "/measurement/instrument/detection_system/scintillator/scintillator_type",
+    "/measurement/instrument/detector/binning_x",
+    "/measurement/instrument/detector/binning_y",
+    "/measurement/instrument/detector/dark_field_value",
+    "/measurement/instrument/detector/delay_time",
+    "/measurement/instrument/detector/dimension_x",
+    "/measurement/instrument/detector/dimension_y",
+    "/measurement/instrument/detector/model",
+    "/measurement/instrument/detector/pixel_size",
+    "/measurement/instrument/detector/temperature",
+    "/measurement/instrument/monochromator/setup/Z2",
+    "/measurement/instrument/slits/setup/hslits_center",
+    "/measurement/instrument/slits/setup/hslits_size",
+    "/measurement/instrument/slits/setup/vslits_Lead_Flag",
+    "/measurement/instrument/source/source_name",
+    "/process/acquisition/dark_fields/dark_num_avg_of",
+    "/process/acquisition/dark_fields/num_dark_fields",
+    "/process/acquisition/flat_fields/i0_move_x",
+    "/process/acquisition/flat_fields/i0_move_y",
+    "/process/acquisition/flat_fields/i0cycle",
+    "/process/acquisition/flat_fields/num_flat_fields",
+    "/process/acquisition/flat_fields/usebrightexpose",
+    "/process/acquisition/mosaic/tile_xmovedist",
+    "/process/acquisition/mosaic/tile_xnumimg",
+    "/process/acquisition/mosaic/tile_xorig",
+    "/process/acquisition/mosaic/tile_xoverlap",
+    "/process/acquisition/mosaic/tile_ymovedist",
+    "/process/acquisition/mosaic/tile_ynumimg",
+    "/process/acquisition/mosaic/tile_yorig",
+    "/process/acquisition/mosaic/tile_yoverlap",
+    "/process/acquisition/name",
+    "/process/acquisition/rotation/blur_limit",
+    "/process/acquisition/rotation/multiRev",
+    "/process/acquisition/rotation/nhalfCir",
+    "/process/acquisition/rotation/num_angles",
+    "/process/acquisition/rotation/range",
+)
+#: Per-frame arrays sampled (every len/10-th value) into scientificMetadata["data_sample"] (upstream
+#: ``data_sample_keys``).
+DATA_SAMPLE_KEYS = (
+    "/measurement/instrument/sample_motor_stack/setup/axis1pos",
+    "/measurement/instrument/sample_motor_stack/setup/axis2pos",
+    "/measurement/instrument/sample_motor_stack/setup/sample_x",
+    "/measurement/instrument/sample_motor_stack/setup/axis5pos",
+    "/measurement/instrument/camera_motor_stack/setup/camera_elevation",
+    "/measurement/instrument/source/current",
+    "/measurement/instrument/camera_motor_stack/setup/camera_distance",
+    "/measurement/instrument/source/beam_intensity_incident",
+    "/measurement/instrument/monochromator/energy",
+    "/measurement/instrument/detector/exposure_time",
+    "/measurement/instrument/time_stamp",
+    "/measurement/instrument/monochromator/setup/turret2",
+    "/measurement/instrument/monochromator/setup/turret1",
+)
+DATA_SAMPLE_SIZE = 10
 
+#: Upstream's ``DEFAULT_USER``: ownerGroup when the scan has no proposal, and the staff group added to
+#: accessGroups (so beamline staff see every dataset).
 DEFAULT_GROUP = "8.3.2"
-UNKNOWN = "unknown"
+#: Upstream's fallback for a missing PI or instrument name.
+UNKNOWN = "Unknown"
 DEFAULT_CONTACT_EMAIL = "unknown@example.com"
-N_SAMPLES = 10
-#: Arrays longer than this (values, not frames) are sampled rather than stored whole.
-MAX_STORED_VALUES = 16
-#: Skip datasets larger than this (images such as a stored flat field): they are data, not settings.
-MAX_SETTING_ELEMENTS = 100_000
 THUMBNAIL_MAX_SIDE = 512
 SOFTWARE = "als-tomography-orchestration"
 
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
 _TERM_SPLIT = re.compile(r"[^0-9a-z]+")
+_EDGE_JUNK = re.compile(r"^[\"'\s,]+|[\"'\s,]+$")
 
 
 @dataclass
@@ -74,7 +138,10 @@ class DerivedDocuments:
 
 
 def json_safe(value: Any) -> Any:
-    """A JSON- and Mongo-safe copy: numpy → Python, bytes → str, NaN/inf → None, '.'/'$' out of keys."""
+    """A JSON- and Mongo-safe copy: numpy → Python, bytes → str, NaN/inf → None, '.'/'$' out of keys.
+
+    Keys keep their '/' (the HDF5 paths of scientificMetadata); MongoDB refuses '.' and a leading '$'.
+    """
     if isinstance(value, dict):
         return {str(k).replace(".", "_").replace("$", "_"): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
@@ -92,9 +159,13 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _values(ds: h5py.Dataset) -> list[Any]:
-    """All values of a small dataset as a flat JSON-safe list (strings decoded)."""
-    return json_safe(np.asarray(ds[()]).reshape(-1))
+def dataset_value(ds: h5py.Dataset) -> Any:
+    """A dataset's value as upstream's ``_get_dataset_value`` reads it: a 1-element dataset as its value,
+    a longer one as a list; strings decoded. JSON-safe."""
+    value = ds[()]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.reshape(-1)[0]) if value.size == 1 else json_safe(value)
+    return json_safe(value)
 
 
 def read_scalar(f: h5py.File, path: str) -> Any:
@@ -102,61 +173,59 @@ def read_scalar(f: h5py.File, path: str) -> Any:
     ds = f.get(path)
     if not isinstance(ds, h5py.Dataset) or ds.size == 0:
         return None
-    value = _values(ds)[0] if ds.shape else json_safe(ds[()])
+    value = json_safe(np.asarray(ds[()]).reshape(-1)[0]) if ds.shape else json_safe(ds[()])
     return None if value in ("", None) else value
 
 
-def _quantity(value: Any, ds: h5py.Dataset) -> Any:
-    units = ds.attrs.get("units", ds.attrs.get("unit"))
-    if units is None:
-        return value
-    return {"value": value, "unit": json_safe(units)}
-
-
-def _sample(ds: h5py.Dataset, n: int = N_SAMPLES) -> dict[str, Any]:
-    count = int(ds.shape[0])
-    idx = sorted({round(i) for i in np.linspace(0, count - 1, min(n, count))})
-    return {"count": count, "indices": idx, "values": json_safe(np.asarray(ds[idx]).reshape(len(idx), -1)[:, 0])}
-
-
-def scientific_metadata(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Settings under SCIENTIFIC_GROUPS as nested dicts, and ~10 samples of every per-frame array.
-
-    A 1-element (or short) dataset is a setting; a longer 1-D dataset is per-frame and is sampled;
-    multi-dimensional or huge datasets (images) are skipped. Values carry their ``units`` attribute.
-    """
-    settings: dict[str, Any] = {}
-    samples: dict[str, Any] = {}
-
-    def visit(name: str, obj: Any) -> None:
-        if not isinstance(obj, h5py.Dataset) or obj.size == 0 or obj.size > MAX_SETTING_ELEMENTS:
-            return
-        path = f"{group}/{name}"
+def extract_fields(f: h5py.File, keys: tuple[str, ...], warnings: list[str], where: str) -> dict[str, Any]:
+    """``{path: value}`` of every key present; the missing ones are one warning (upstream ``_extract_fields``
+    records one issue per key)."""
+    found: dict[str, Any] = {}
+    missing = []
+    for key in keys:
+        ds = f.get(key)
+        if not isinstance(ds, h5py.Dataset) or ds.size == 0:
+            missing.append(key)
+            continue
         try:
-            if obj.ndim == 0 or obj.size == 1:
-                value: Any = read_scalar(f, path)
-            elif obj.ndim == 1 and obj.size > MAX_STORED_VALUES:
-                samples[path.lstrip("/")] = _sample(obj)
-                return
-            elif obj.ndim == 1:
-                value = _values(obj)
-            else:
-                return
-        except (OSError, TypeError, ValueError):  # unreadable (e.g. an exotic dtype): not worth failing for
-            return
-        node = settings
-        parts = path.lstrip("/").split("/")[1:]  # drop "measurement"/"process"
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                return
-        node[parts[-1]] = _quantity(value, obj)
+            found[key] = dataset_value(ds)
+        except (OSError, TypeError, ValueError) as exc:  # an exotic dtype: not worth failing for
+            warnings.append(f"{where}: {key} unreadable: {exc}")
+    if missing:
+        warnings.append(f"{where}: {len(missing)} optional key(s) missing: {', '.join(missing)}")
+    return found
 
-    for group in SCIENTIFIC_GROUPS:
-        obj = f.get(group)
-        if isinstance(obj, h5py.Group):
-            obj.visititems(visit)
-    return json_safe(settings), json_safe(samples)
+
+def data_sample(f: h5py.File, n: int = DATA_SAMPLE_SIZE) -> dict[str, Any]:
+    """Every ``len // n``-th value (at least every one) of each per-frame array present (upstream
+    ``_get_data_sample``), keyed by its full path."""
+    samples: dict[str, Any] = {}
+    for key in DATA_SAMPLE_KEYS:
+        ds = f.get(key)
+        if not isinstance(ds, h5py.Dataset) or ds.size == 0 or ds.ndim != 1:
+            continue
+        step = max(1, len(ds) // n)
+        samples[key] = json_safe(ds[::step])
+    return samples
+
+
+def access_controls(username: str, beamline: str | None, proposal: str | None) -> tuple[str, list[str]]:
+    """``(ownerGroup, accessGroups)`` by upstream's ``calculate_access_controls``.
+
+    ownerGroup is the proposal, or ``username`` when there is none (or it is the text "None").
+    accessGroups is the beamline, lower-cased without surrounding quotes, spaces or commas (``bl832`` is
+    mapped to ``8.3.2``), plus ``username`` (the staff group) when it differs; empty without a beamline.
+    """
+    owner_group = proposal if proposal and proposal != "None" else username
+    access_groups: list[str] = []
+    if beamline:
+        name = _EDGE_JUNK.sub("", beamline.lower())
+        if name == "bl832":
+            name = "8.3.2"
+        access_groups.append(name)
+        if username != name:
+            access_groups.append(username)
+    return owner_group, access_groups
 
 
 # -- mapping helpers --------------------------------------------------------------------------------
@@ -179,8 +248,9 @@ def clean_email(raw: Any) -> str | None:
 
 
 def search_terms(name: str) -> list[str]:
-    """Lower-cased search terms of a dataset name, in order, without duplicates."""
-    return list(dict.fromkeys(t for t in _TERM_SPLIT.split(name.lower()) if t))
+    """Lower-cased search terms of a name, in order (upstream ``build_search_terms``, as a list: split at
+    every character that is not a letter or digit, duplicates kept)."""
+    return [t for t in _TERM_SPLIT.split(name.lower()) if t]
 
 
 def iso_mtime(path: Path) -> str:
@@ -191,8 +261,11 @@ def data_url_png(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def thumbnail_png(image: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
-    """A PNG of a projection: log-scaled, auto-contrast (0.5 to 99.5 percentiles), at most ``max_side`` px."""
+def thumbnail_png(
+    image: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE, percentiles: tuple[float, float] = (0.5, 99.5)
+) -> bytes:
+    """A PNG of an image: log-scaled, auto-contrast (between the ``percentiles`` of the log image, 0.5 to
+    99.5 by default), at most ``max_side`` px."""
     from PIL import Image
 
     img = np.asarray(image, dtype=np.float64)
@@ -201,7 +274,7 @@ def thumbnail_png(image: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> byte
     finite = np.isfinite(img)
     floor = img[finite & (img > 0)].min() if np.any(finite & (img > 0)) else 1.0
     img = np.log(np.where(finite & (img > 0), img, floor))
-    lo, hi = np.percentile(img, (0.5, 99.5))
+    lo, hi = np.percentile(img, percentiles)
     scaled = np.clip((img - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(img)
     pil = Image.fromarray((scaled * 255).astype(np.uint8), mode="L")
     pil.thumbnail((max_side, max_side))
@@ -222,28 +295,23 @@ def build_raw(
     fallback_email: str = DEFAULT_CONTACT_EMAIL,
     default_group: str = DEFAULT_GROUP,
 ) -> RawDocuments:
-    """RawDataset fields, OrigDatablock and thumbnail of a scan, with the SPEC §4 mapping.
+    """RawDataset fields, OrigDatablock and thumbnail of a scan, mapped as upstream's ``als_832_dx_4``.
 
-    ``source_folder`` is where the scan's folder lives on storage (SciCat ``sourceFolder``); the datablock
-    lists the file relative to it. ``datasetName`` is the scan's file stem (the scan's identity, SPEC §1):
-    a ``file_name`` in the scan that disagrees is a warning. Raises ``OSError``/``ValueError`` only when
-    the file is not a readable HDF5 scan.
+    ``source_folder`` is where the scan's folder lives on long-term storage (SciCat ``sourceFolder``); the
+    datablock lists the file relative to it. ``datasetName`` is ``/measurement/sample/file_name`` (the file
+    stem when the scan has none, with a warning). ``default_group`` is upstream's ``DEFAULT_USER``. Raises
+    ``OSError``/``ValueError`` only when the file is not a readable HDF5 scan.
     """
     path = Path(scan_path)
     stat = path.stat()
     warnings: list[str] = []
-
-    def missing(key: str, fallback: Any) -> None:
-        warnings.append(f"{path.name}: optional key {key} missing; using {fallback!r}")
-
     with h5py.File(path, "r") as f:
-        values = {key: read_scalar(f, key) for key in (INSTRUMENT_NAME, PI, PROPOSAL, BEAMLINE, EMAIL, FILE_NAME)}
-        values = {k: (str(v).strip() if v is not None else None) or None for k, v in values.items()}
-        settings, samples = scientific_metadata(f)
-        thumbnail, shape = None, None
+        found = extract_fields(f, SCICAT_KEYS, warnings, path.name)
+        scientific = extract_fields(f, SCIENTIFIC_KEYS, warnings, path.name)
+        scientific["data_sample"] = data_sample(f)
+        thumbnail = None
         data = f.get(PROJECTIONS)
         if isinstance(data, h5py.Dataset) and data.ndim == 3 and data.shape[0] > 0:
-            shape = list(data.shape)
             try:
                 thumbnail = data_url_png(thumbnail_png(data[0]))
             except (ValueError, OSError) as exc:
@@ -251,66 +319,61 @@ def build_raw(
         else:
             warnings.append(f"{path.name}: no {PROJECTIONS} [angle, row, column]; no thumbnail")
 
-    dataset_name = path.stem
-    file_name = values[FILE_NAME]
-    if file_name is None:
-        missing(FILE_NAME, dataset_name)
-    elif file_name.removesuffix(".h5") != dataset_name:
-        warnings.append(f"{path.name}: {FILE_NAME} is {file_name!r}; the dataset is named after the file")
+    def text(key: str) -> str | None:
+        value = found.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        return (str(value).strip() or None) if value is not None else None
 
-    instrument = values[INSTRUMENT_NAME]
-    if instrument is None:
-        instrument = default_group
-        missing(INSTRUMENT_NAME, instrument)
-    pi = values[PI]
-    if pi is None:
-        pi = UNKNOWN
-        missing(PI, pi)
-    proposal = values[PROPOSAL]
-    if proposal is None:
-        missing(PROPOSAL, f"ownerGroup {default_group}")
-    beamline = values[BEAMLINE]
-    if beamline is None:
-        missing(BEAMLINE, f"accessGroups [{default_group}]")
-    email = clean_email(values[EMAIL])
+    dataset_name = text(FILE_NAME)
+    if dataset_name is None:
+        dataset_name = path.stem
+        warnings.append(f"{path.name}: datasetName is the file stem {dataset_name!r} ({FILE_NAME} missing)")
+    instrument = text(INSTRUMENT_NAME) or UNKNOWN
+    pi = text(PI) or UNKNOWN
+    proposal = text(PROPOSAL)
+    email = clean_email(found.get(EMAIL))
     if email is None:
-        if values[EMAIL] is None:
-            missing(EMAIL, fallback_email)
-        else:
-            warnings.append(f"{path.name}: {EMAIL} {values[EMAIL]!r} is not an email; using {fallback_email!r}")
+        if EMAIL in found:
+            warnings.append(f"{path.name}: {EMAIL} {found[EMAIL]!r} is not an email; using {fallback_email!r}")
         email = fallback_email
-
+    owner_group, access_groups = access_controls(default_group, text(BEAMLINE), proposal)
     terms = search_terms(dataset_name)
+    description = " ".join(terms)
     dataset: dict[str, Any] = {
         "type": "raw",
         "datasetName": dataset_name,
-        "description": " ".join(terms),
+        "description": description,
         "keywords": terms,
+        "sampleId": description,
         "owner": pi,
         "principalInvestigator": pi,
         "contactEmail": email,
         "creationLocation": instrument,
         "instrumentId": instrument,
-        "ownerGroup": proposal or default_group,
-        "accessGroups": [beamline or default_group],
+        "ownerGroup": owner_group,
+        "accessGroups": access_groups,
         "dataFormat": "DX",
         "sourceFolder": source_folder,
         "creationTime": iso_mtime(path),
         "isPublished": False,
-        "scientificMetadata": {
-            "file_name": path.name,
-            "shape": shape,
-            **settings,
-            "frame_samples": samples,
-        },
+        "scientificMetadata": scientific,
     }
-    if proposal:
+    if proposal and proposal != "None":
         dataset["proposalId"] = proposal
     datablock = {
         "size": stat.st_size,
         "dataFileList": [{"path": path.name, "size": stat.st_size, "time": iso_mtime(path)}],
     }
     return RawDocuments(json_safe(dataset), datablock, thumbnail, warnings)
+
+
+def raw_dataset_name(scan_path: str | Path) -> str:
+    """The ``datasetName`` :func:`build_raw` gives a scan (to find its raw dataset again)."""
+    path = Path(scan_path)
+    with h5py.File(path, "r") as f:
+        value = read_scalar(f, FILE_NAME)
+    return str(value).strip() if value is not None and str(value).strip() else path.stem
 
 
 # -- derived ----------------------------------------------------------------------------------------
@@ -345,8 +408,10 @@ def build_derived(
 ) -> DerivedDocuments:
     """DerivedDataset fields for a reconstruction of the raw dataset ``raw`` (as SciCat returned it).
 
-    Ownership, contact and access come from the raw dataset. ``tiff_location``/``zarr_location`` are the
-    results' storage paths (folders under ``source_folder``). ``parameters`` is the reconstruction's
+    Ownership, contact and access come from the raw dataset, which it links (``inputDatasets``, and
+    ``scientificMetadata.raw_dataset``: pid, name, sourceFolder, proposal). ``source_folder`` is the
+    results' long-term copy; ``tiff_location``/``zarr_location`` are the results' storage paths (folders
+    under ``source_folder``). ``parameters`` is the reconstruction's
     summary; it goes to jobParameters and scientificMetadata. ``local_folder``, where ``source_folder``
     is readable here, lets the datablock list the result files; ``preview_path`` becomes the thumbnail.
     """
@@ -371,7 +436,7 @@ def build_derived(
         except (OSError, ValueError) as exc:
             warnings.append(f"{dataset_name}: preview {preview_path} not attached: {exc}")
     terms = search_terms(dataset_name)
-    dataset = {
+    dataset: dict[str, Any] = {
         "type": "derived",
         "datasetName": dataset_name,
         "description": f"Reconstruction of {raw.get('datasetName', raw['pid'])} at {site}",
@@ -392,7 +457,12 @@ def build_derived(
             "tiff": {"location": tiff_location, "format": "TIFF stack, float32, one file per detector row"},
             "zarr": {"location": zarr_location, "format": "OME-Zarr multiscale"},
             "reconstruction": params,
-            "raw_dataset": {"pid": raw["pid"], "datasetName": raw.get("datasetName")},
+            "raw_dataset": {
+                "pid": raw["pid"],
+                "datasetName": raw.get("datasetName"),
+                "sourceFolder": raw.get("sourceFolder"),
+                "proposalId": raw.get("proposalId"),
+            },
         },
     }
     return DerivedDocuments(json_safe(dataset), datablock, thumbnail, warnings)

@@ -52,9 +52,10 @@ def facility(facility_session):
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated metadata database with the variables and pools of airflow_settings.yaml."""
-    from include.tools.local_airflow import seed_database
+    from include.tools.local_airflow import seed_database, tolerate_dag_test_callback_context
 
     seed_database()
+    tolerate_dag_test_callback_context()
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,21 @@ from airflow.sdk import DAG, Param
 from dags.pipelines.defaults import dag_defaults
 from dags.pipelines.steps import beamline_steps, plan
 from include.beamlines import Beamline
+from include.paths import relative_file_pattern
 from include.plans import PTYCHO_FOLDER
 
-FILE_PATTERN = r"^(?!\.\.?/)[^/]+/(?!\.)[^/]+\.h5$"
+
+def file_path_schema(beamline: Beamline) -> dict:
+    """The conf's ``file_path``: one file, or a non-empty list of files (upstream's shape), each
+    ``<folder>/<file>`` ending with one of the beamline's ``file_suffixes``."""
+    pattern = relative_file_pattern(beamline.file_suffixes)
+    return {
+        "type": ["string", "array"],
+        "anyOf": [
+            {"type": "string", "pattern": pattern},
+            {"type": "array", "items": {"type": "string", "pattern": pattern}, "minItems": 1},
+        ],
+    }
 
 
 def make_beamline_dag(beamline: Beamline) -> DAG:
@@ -26,11 +38,11 @@ def make_beamline_dag(beamline: Beamline) -> DAG:
         tags=[beamline.key, "new-scan", "globus", *beamline.pipelines],
         params={
             "file_path": Param(
-                type="string",
-                pattern=FILE_PATTERN,
-                title="Scan",
-                description=f"The new scan, <folder>/<file>.h5 relative to {beamline.source_endpoint} "
-                "(beamline storage)",
+                **file_path_schema(beamline),
+                title="Scan(s)",
+                description=f"The new scan, <folder>/<file>({'|'.join(beamline.file_suffixes)}) relative to "
+                f"{beamline.source_endpoint} "
+                "(beamline storage), or a non-empty list of them moved and processed in one run",
             )
         },
         **dag_defaults(owner=beamline.owner),
@@ -46,14 +58,21 @@ def beamline_doc(beamline: Beamline) -> str:
         f"{beamline.description}. Configured in include/config/beamlines.yaml (`{beamline.key}`); built by "
         "dags/pipelines/beamline.py.",
         "",
-        f"**Conf**: `file_path` — `<folder>/<file>.h5` on `{beamline.source_endpoint}`. Unknown keys, `..` and "
+        f"**Conf**: `file_path` — `<folder>/<file>` ending {' or '.join(beamline.file_suffixes)} on "
+        f"`{beamline.source_endpoint}`, or a non-empty list of "
+        "them (one run for all; each entry checked, an error names it by index). Unknown keys, `..` and "
         "absolute paths are refused by `plan` before anything moves.",
         "",
-        f"**Move**: `{beamline.source_endpoint}` → `{beamline.nersc_endpoint}` (Globus, checksums verified; a scan "
-        "already there with the same size and mtime is not copied again). Then, in parallel:",
+        f"**Move**: `{beamline.source_endpoint}` → `{beamline.nersc_endpoint}`, every file in one Globus task "
+        "(checksums verified; when every file is already there with the same size and mtime nothing is copied). "
+        "Then, in parallel (each step once for all the files):",
     ]
     if beamline.pipeline("scicat") is not None:
-        lines.append(f"- **scicat**: SciCat raw dataset of the scan (read at `{beamline.source_endpoint}`).")
+        lines.append(
+            f"- **scicat**: a SciCat raw dataset per file (mapping `{beamline.pipeline('scicat').get('ingester')}`; "
+            f"read at `{beamline.source_endpoint}`, `sourceFolder` the `{beamline.nersc_endpoint}` copy; the "
+            "files of one run share one folder)."
+        )
     ptycho = beamline.pipeline("ptycho")
     if ptycho is not None:
         lines.append(

@@ -18,3 +18,5 @@ PRUNE_DAG_ID = "prune"
 TRANSFER_CHECK_DAG_ID = "bl832_transfer_check"
 #: Watches spot832 over SFTP and starts the dispatcher once per finished scan.
 WATCH_SPOT832_DAG_ID = "bl832_watch_spot832"
+#: Registers in SciCat what runs could not (daily and on demand).
+SCICAT_CATCHUP_DAG_ID = "scicat_catchup"

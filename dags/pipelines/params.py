@@ -2,7 +2,8 @@
 
 Params refuse bad types, patterns and bounds before any task runs (UI form, REST API, CLI and
 ``dag.test`` alike). Airflow lets unknown top-level conf keys through, so every scan DAG starts with a
-task that calls :func:`check_conf` (unknown keys), parses the scan path strictly and checks the
+task that calls :func:`effective_params` (unknown keys refused; the upstream callers' ``is_export_control``
+and ``config`` read as include/callers.py says), parses the scan path strictly and checks the
 reconstruction options with :func:`recon_options`, before anything moves.
 """
 
@@ -18,7 +19,7 @@ from include.paths import FILE_PATH_PATTERN
 __all__ = [
     "ENGINES",
     "RECON_SCHEMA",
-    "check_conf",
+    "effective_params",
     "file_path_param",
     "new_scan_params",
     "recon_options",
@@ -72,9 +73,25 @@ def recon_options(recon: dict[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"recon.{exc}") from None
 
 
-def check_conf(conf: dict[str, Any] | None, allowed: set[str] | frozenset[str]) -> None:
-    unknown = set(conf or {}) - set(allowed)
+def effective_params(
+    conf: dict[str, Any] | None, params: dict[str, Any], declared: set[str] | frozenset[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The run's settings (``params`` of the ``declared`` keys, with the upstream callers' names mapped) and
+    the lines to log; refuses unknown keys (upstream's ``is_export_control`` and ``config`` are known)."""
+    from include.callers import UPSTREAM_KEYS, read_config, read_export_control
+    from include.endpoints import load_endpoints
+
+    conf = dict(conf or {})
+    unknown = set(conf) - set(declared) - UPSTREAM_KEYS
     if unknown:
         raise ValueError(
-            f"unknown conf key(s) {', '.join(sorted(unknown))}; this DAG takes {', '.join(sorted(allowed))}"
+            f"unknown conf key(s) {', '.join(sorted(unknown))}; this DAG takes {', '.join(sorted(declared))} "
+            f"(and upstream's {', '.join(sorted(UPSTREAM_KEYS))})"
         )
+    settings = {key: params[key] for key in declared if key in params}
+    export_controlled, notes = read_export_control(conf, declared)
+    if export_controlled is not None:
+        settings["is_export_controlled"] = export_controlled
+    if "config" in conf:
+        notes += read_config(conf["config"], load_endpoints())
+    return settings, notes

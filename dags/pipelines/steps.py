@@ -26,6 +26,7 @@ from als_provider.operators.globus_compute import GlobusComputeOperator
 from als_provider.operators.globus_transfer import GlobusTransferOperator
 from als_provider.operators.scicat import SciCatIngestDerivedOperator, SciCatIngestRawOperator
 from als_provider.operators.sfapi import EXIT_DATA_ERROR, SFAPIJobOperator
+from dags.pipelines.dag_ids import SCICAT_CATCHUP_DAG_ID
 from include.beamlines import Beamline
 from include.plans import (
     ARCHIVE_CHECK,
@@ -81,11 +82,15 @@ def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=No
     followed one, and every reconstruction waits for the new-scan copies.)"""
     from airflow.sdk.exceptions import DownstreamTasksSkipped
 
-    from dags.pipelines.params import check_conf, recon_options
-    from include.paths import parse_scan
+    from dags.pipelines.params import effective_params, recon_options
+    from include.paths import parse_scans
 
-    check_conf(dag_run.conf, set(dag.params))  # the DAG's declared params; the run's also hold unknown keys
-    scan = parse_scan(params["file_path"])
+    # the DAG's declared params; the run's also hold unknown keys
+    params, notes = effective_params(dag_run.conf, params, set(dag.params))
+    for note in notes:
+        print(note)
+    scans = parse_scans(params["file_path"], suffixes=_file_suffixes(pipelines))  # a beamline takes a list
+    scan = scans[0]
     recon = recon_options(params.get("recon")) if "recon" in params else {}
     offsite = not params.get("is_export_controlled", False) and params.get("send_to_nersc", True)
     chosen, skipped = _choose(pipelines, scan, params) if dispatch else (list(pipelines), {})
@@ -94,7 +99,7 @@ def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=No
     print(f"running: {', '.join(chosen) or 'nothing'}")
     skip_steps = {}
     for name in chosen:
-        planned = _plan_of(name, scan, recon, offsite=offsite, check_input=not dispatch)
+        planned = _plan_of(name, scans, recon, offsite=offsite, check_input=not dispatch)
         skip_steps[name] = set(planned.get("skip_steps", ()))
         for reason in planned.get("notes", ()):
             print(f"{name}: {reason}")
@@ -113,20 +118,32 @@ def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=No
     return chosen
 
 
-def _plan_of(name: str, scan, recon: dict, *, offsite: bool, check_input: bool) -> dict:
+def _file_suffixes(pipelines: list[str]) -> tuple[str, ...]:
+    """What the scan files of these pipelines end with: a configured beamline's ``file_suffixes``, else .h5."""
+    from include.beamlines import load_beamlines
+    from include.paths import SCAN_SUFFIXES
+
+    beamlines = load_beamlines().beamlines
+    return beamlines[pipelines[0]].file_suffixes if pipelines and pipelines[0] in beamlines else SCAN_SUFFIXES
+
+
+def _plan_of(name: str, scans: list, recon: dict, *, offsite: bool, check_input: bool) -> dict:
     from include.beamlines import load_beamlines
     from include.plans import beamline_plan, new_file_plan, site_plan
     from include.sites import load_sites
 
+    sites, beamlines = load_sites(), load_beamlines()
+    if name not in beamlines.beamlines and len(scans) != 1:
+        raise ValueError(f"{name} takes one scan per run; file_path lists {len(scans)}")
+    scan = scans[0]
     if name == NEW_FILE:
         return new_file_plan(scan, offsite=offsite)
-    sites, beamlines = load_sites(), load_beamlines()
     if name in sites.sites:
         site = sites[name]
         if check_input:  # alone, the reconstruction reads a copy an earlier run made: say so before anything
             _require(site.source_endpoint, str(scan.relative_path))
         return site_plan(site, scan, recon)
-    return beamline_plan(beamlines[name], scan, hpss_mode=load_runtime().hpss_mode)
+    return beamline_plan(beamlines[name], scans, hpss_mode=load_runtime().hpss_mode)
 
 
 def _require(endpoint: str, path: str) -> None:
@@ -207,11 +224,54 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     copies = record_copies(GlobusTransferHook(), due_requests(planned, succeeded))
     recorded = schedule_deletions(copies, dag_id=dag_run.dag_id, run_id=dag_run.run_id)
     failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
-    if failed:
+    dag = ti.task.dag
+    unregistered = [t for t in failed if catalogue_kind(dag.get_task(t)) is not None]
+    if set(failed) - set(unregistered):
         raise RuntimeError(f"{name} failed: {', '.join(failed)} (copies made so far are recorded for pruning)")
     outputs = [o.to_dict() for o in due_outputs(planned, succeeded)]
     ti.xcom_push(key="outputs", value=outputs)
+    if unregistered:  # the data and the reconstruction are done; only the catalogue is owed
+        from airflow.sdk.exceptions import AirflowFailException
+
+        owed = _owe_registrations(dag, unregistered, dag_run)
+        raise AirflowFailException(  # no retry: what is owed is recorded
+            f"{name}: SciCat could not register {'; '.join(o.describe() for o in owed)}. Everything else "
+            f"finished (outputs published); the {SCICAT_CATCHUP_DAG_ID} DAG registers them once SciCat answers "
+            "(daily, or trigger it)"
+        )
     return {"outputs": outputs, "recorded": recorded}
+
+
+def catalogue_kind(task) -> str | None:
+    """``raw``/``derived`` for a SciCat step, else None: the steps a run never waits for (SciCat may be down)."""
+    if isinstance(task, SciCatIngestRawOperator):
+        return "raw"
+    if isinstance(task, SciCatIngestDerivedOperator):
+        return "derived"
+    return None
+
+
+def _owe_registrations(dag, task_ids: list[str], dag_run) -> list:
+    """Record each failed SciCat step, with its arguments rendered as in this run, for the catch-up."""
+    from airflow.sdk import get_current_context
+
+    from include.catalogue_backlog import OwedRegistration, record
+
+    context = get_current_context()
+    owed = []
+    for task_id in task_ids:
+        task = dag.get_task(task_id)
+        task.render_template_fields(context)  # plan XComs and the reconstruction's summary, as the step saw them
+        kwargs = {field: getattr(task, field) for field in task.template_fields}
+        if isinstance(task, SciCatIngestDerivedOperator):
+            kwargs["skip_uncatalogued"] = False  # owed means its raw dataset must exist: fail, never skip
+        owed.append(
+            OwedRegistration(
+                kind=catalogue_kind(task), kwargs=kwargs, dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id
+            )
+        )
+    record(owed)
+    return owed
 
 
 @task
@@ -261,7 +321,12 @@ def new_file_steps(planned) -> Pipeline:
     scan = plan_text(NEW_FILE, "scan")
     to_data832 = copy_scan(TO_DATA832, ("spot832", f"raw/{scan}"), (HOME_RAW, scan))
     to_nersc = copy_scan(TO_NERSC, (HOME_RAW, scan), ("nersc832", f"raw/{scan}"))
-    ingest = SciCatIngestRawOperator(task_id=SCICAT_INGEST, file_path=scan, endpoint=HOME_RAW)
+    ingest = SciCatIngestRawOperator(
+        task_id=SCICAT_INGEST,
+        file_path=scan,
+        endpoint=HOME_RAW,
+        source_folder=plan_text(NEW_FILE, "scicat_source_folder"),
+    )
     planned >> [to_data832, to_nersc, ingest]
     to_data832 >> [to_nersc, ingest]
     pipeline = Pipeline(NEW_FILE, inputs=[to_data832, to_nersc], catalogue=ingest, steps=[to_data832, to_nersc, ingest])
@@ -337,6 +402,8 @@ def site_steps(site: Site, planned, *, after: Pipeline | None = None) -> Pipelin
         site=name,
         parameters=parameters,
         preview_path=plan_text(name, "preview_path"),
+        source_folder=plan_text(name, "scicat_source_folder"),
+        raw_source_folder=plan_text(name, "scicat_raw_source_folder"),
         skip_uncatalogued=True,
     )
     checked >> derived
@@ -361,14 +428,36 @@ def _timeout(site: Site):
 
 # -- a configured beamline ----------------------------------------------------------------------------
 def beamline_steps(beamline: Beamline, planned) -> Pipeline:
-    """Move the scan to NERSC CFS, then in parallel: SciCat, the ptychography job, the HPSS archive job."""
+    """Move the run's scans (one or several, the plan's ``scans``) to NERSC CFS, then in parallel: SciCat, the
+    ptychography job, the HPSS archive job.
+
+    Each step is one task instance for all the files, so ``finish`` and the exactly-once core see one state
+    per step: the move is one Globus task holding every file (one submission id: a retry re-attaches to it;
+    it succeeds only once every file arrived), SciCat makes one raw dataset per file (idempotent), each job
+    works through the files in order and its check covers every file."""
     name, runtime = beamline.key, load_runtime()
-    scan = plan_text(name, "scan")
-    move = copy_scan(MOVE_TO_NERSC, (beamline.source_endpoint, scan), (beamline.nersc_endpoint, scan))
+    scans = from_plan(planned, name, "scans")
+    move = GlobusTransferOperator(
+        task_id=MOVE_TO_NERSC,
+        source_endpoint=beamline.source_endpoint,
+        source_path=scans,
+        destination_endpoint=beamline.nersc_endpoint,
+        destination_path=scans,
+        recursive=False,
+        skip_if_present=True,
+        poll_interval=runtime.poll("transfer"),
+    )
     planned >> move
     steps: list[Any] = [move]
-    if beamline.pipeline("scicat") is not None:
-        ingest = SciCatIngestRawOperator(task_id=SCICAT_INGEST, file_path=scan, endpoint=beamline.source_endpoint)
+    options = beamline.pipeline("scicat")
+    if options is not None:
+        ingest = SciCatIngestRawOperator(
+            task_id=SCICAT_INGEST,
+            file_path=scans,
+            endpoint=beamline.source_endpoint,
+            source_folder=plan_text(name, "scicat_source_folder"),
+            ingester=options.get("ingester", "als_832_dx_4"),
+        )
         move >> ingest
         steps.append(ingest)
     for kind, job_task, check_step, poll in (
@@ -399,15 +488,31 @@ def report(pipelines: list[str], ti=None, dag_run=None) -> dict:
     chosen = ti.xcom_pull(task_ids=PLAN_TASK, key="chosen")
     if chosen is None:
         raise RuntimeError("the conf or the settings were refused (plan): nothing was dispatched")
-    failed = {}
+    failed, unregistered = {}, {}
+    dag = ti.task.dag
     for name in chosen:
         states = ti.get_task_states(dag_id=dag_run.dag_id, task_group_id=name, run_ids=[dag_run.run_id])
         bad = sorted(t for t, state in states.get(dag_run.run_id, {}).items() if state in ("failed", "upstream_failed"))
-        if bad:
-            failed[name] = bad
-    if failed:
-        detail = "; ".join(f"{name} ({', '.join(tasks)})" for name, tasks in failed.items())
-        raise RuntimeError(f"pipeline(s) failed: {detail}")
+        catalogue = [t for t in bad if catalogue_kind(dag.get_task(t)) is not None]
+        rest = [t for t in bad if t not in catalogue]
+        if catalogue and rest == [f"{name}.{FINISH_TASK}"]:  # finish failed only to say SciCat is owed
+            rest = []
+        if rest:
+            failed[name] = rest
+        if catalogue:
+            unregistered[name] = catalogue
     outputs = [o for name in chosen for o in ti.xcom_pull(task_ids=f"{name}.{FINISH_TASK}", key="outputs") or []]
+    problems = []
+    if failed:
+        problems.append("pipeline(s) failed: " + "; ".join(f"{n} ({', '.join(t)})" for n, t in failed.items()))
+    if unregistered:
+        problems.append(
+            "SciCat: not registered: "
+            + "; ".join(f"{n} ({', '.join(t.rpartition('.')[2] for t in ts)})" for n, ts in unregistered.items())
+            + f"; the {SCICAT_CATCHUP_DAG_ID} DAG registers them once SciCat answers"
+        )
+    if problems:
+        print(f"outputs published: {len(outputs)}")
+        raise RuntimeError(". ".join(problems))
     print(f"all chosen pipelines succeeded: {', '.join(chosen) or 'none'}")
     return {"pipelines": chosen, "outputs": outputs}

@@ -6,7 +6,9 @@ Every route but login needs the token (``Authorization: Bearer`` or ``?access_to
 are validated as the backend (scicat-backend-next) does: a dataset against the v3 create DTO of its type
 (``whitelist`` + ``forbidNonWhitelisted``: an unknown field is refused), answering 400
 ``{"status": 400, "message": "<JSON text of class-validator's ValidationError array>"}`` as
-``DatasetsController.validateDatasetObsolete`` does; an origdatablock against ``CreateDatasetOrigDatablockDto``
+``DatasetsController.validateDatasetObsolete`` does (a scientificMetadata or jobParameters key with a '.' or a
+leading '$', which MongoDB cannot store or query, is refused too; '/' is fine); an origdatablock against
+``CreateDatasetOrigDatablockDto``
 (each data file needs ``path``, ``size`` and an ISO 8601 ``time``), answering NestJS's ``ValidationPipe`` shape
 ``{"statusCode": 400, "message": [...], "error": "Bad Request"}``. Creating an origdatablock adds its ``size``
 and file count to its dataset's ``size`` and ``numberOfFiles`` (``createOrigDatablock``), so an ingest must not
@@ -150,6 +152,22 @@ def _is_date(value: Any) -> bool:
     return True
 
 
+def _unstorable_keys(value: Any, prefix: str = "") -> list[str]:
+    """Keys (at any depth) MongoDB cannot store or query as field names: with a '.', or starting with '$'.
+
+    Keys with '/' (the full HDF5 paths of the upstream ingester's scientificMetadata) are fine."""
+    bad: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "." in key or key.startswith("$"):
+                bad.append(prefix + key)
+            bad += _unstorable_keys(item, f"{prefix}{key}/")
+    elif isinstance(value, list):
+        for item in value:
+            bad += _unstorable_keys(item, prefix)
+    return bad
+
+
 def _check_dataset(body: Any) -> dict:
     """Validate a dataset like the backend's v3 create DTO of its type (class-validator, whitelist)."""
     if not isinstance(body, dict):
@@ -178,6 +196,8 @@ def _check_dataset(body: Any) -> dict:
     for key in ("scientificMetadata", "jobParameters"):
         if key in body and not isinstance(body[key], dict):
             errors.append((key, "isObject", f"{key} must be an object"))
+        elif key in body and (bad := _unstorable_keys(body[key])):
+            errors.append((key, "isStorable", f"{key} keys must not contain '.' or start with '$': {bad[:5]}"))
     for key in ("creationTime", "endTime", "startTime"):
         if body.get(key) not in (None, "") and not _is_date(body[key]):
             errors.append((key, "isDateString", f"{key} must be a valid ISO 8601 date string"))

@@ -83,12 +83,13 @@ def facility_at(url: str | None, facility_root: Path, log_file: Path) -> Iterato
 
 
 def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path, facility_url: str | None = None) -> int:
-    from include.tools.local_airflow import configure_environment, seed_database
+    from include.tools.local_airflow import configure_environment, seed_database, tolerate_dag_test_callback_context
 
     home.mkdir(parents=True, exist_ok=True)
     with facility_at(facility_url, facility_root, home / "facility.log") as (url, facility_root):
         configure_environment(home, facility_url=url, facility_root=facility_root)
         seed_database()
+        tolerate_dag_test_callback_context()
         from airflow.dag_processing.dagbag import DagBag
 
         bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))

@@ -101,3 +101,26 @@ def test_unknown_conf_keys_fail_before_anything_moves(dag, facility):
     assert dag_run.state == "failed" and got["plan"] == "failed", got
     assert got["move_to_nersc"] == "upstream_failed" and got["finish"] == "failed"
     assert facility.stats().get("transfer.task_created", 0) == 0
+
+
+def test_a_list_of_scans_moves_in_one_task_and_one_job_reconstructs_each(dag, facility, local_endpoints):
+    """Issue 16 finding 8 (lists of files, upstream's conf shape) for a beamline with a reconstruction."""
+    from compute_functions.ptycho import write_sample
+
+    folder = f"ALS-07012_list{uuid.uuid4().hex[:6]}"
+    scans = [f"{folder}/20260301_10150{i}_cell.h5" for i in range(2)]
+    for relative in scans:
+        write_sample(local_endpoints["data7012"].posix_path(relative))
+    dag_run = dag.test(run_conf={"file_path": scans})
+    assert dag_run.state == "success", states(dag_run)
+    results = [f"{folder}/ptycho/rec20260301_10150{i}_cell" for i in range(2)]
+    assert xcom(dag_run, "finish", "outputs") == [
+        {"endpoint": endpoint, "path": path}
+        for scan, result in zip(scans, results, strict=True)
+        for endpoint, path in (("nersc7012_raw", scan), ("nersc7012_scratch", result))
+    ]
+    for result in results:
+        assert any(local_endpoints["nersc7012_scratch"].posix_path(result).glob("*.tiff"))
+    stats = facility.stats()
+    assert stats["sfapi.job_created"] == 1 and stats["transfer.task_created"] == 1
+    assert sorted(r["path"] for r in recorded(dag_run)) == sorted(scans)

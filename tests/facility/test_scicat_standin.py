@@ -195,3 +195,18 @@ def test_data_files_need_a_time_and_errors_are_a_list(facility, api, client):
     }
     assert client.datasets_get_one(pid)["numberOfFiles"] == 0
     assert "scicat.origdatablock_created" not in facility.stats()
+
+
+def test_upstream_shaped_raw_dataset_is_accepted(client):
+    """sampleId and scientificMetadata keyed by full HDF5 paths ('/' in keys), as upstream's ingester sends."""
+    sci = {"/measurement/instrument/detector/pixel_size": 0.00325, "data_sample": {"/x/y": [1.0, 2.0]}}
+    pid = client.datasets_create(raw(sampleId="20230224 132553 sea shell", scientificMetadata=sci))
+    stored = client.datasets_get_one(pid)
+    assert stored["sampleId"] == "20230224 132553 sea shell" and stored["scientificMetadata"] == sci
+
+
+@pytest.mark.parametrize("key", ["detector.model", "$where", "ok/but/nested.dot"])
+def test_metadata_keys_mongodb_cannot_store_are_refused(api, client, key):
+    body = {**raw().model_dump(exclude_none=True), "type": "raw", "scientificMetadata": {"a": {key: 1}}}
+    answer = post(api, client, "Datasets", body)
+    assert answer.status_code == 400 and "must not contain '.' or start with '$'" in answer.text

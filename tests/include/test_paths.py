@@ -146,3 +146,23 @@ def test_experiment_folders_hold_scans():
     for name in ("scratch", "..", ".BLS-00564_x", "BLS-0056_x", "BLS-00564_"):
         assert not is_scan_folder(name), name
     assert is_scan_folder("scratch", folder_pattern=r"^scratch$")
+
+
+def test_a_beamline_may_take_other_file_suffixes():
+    """7.3.3 runs list SAXS .txt headers and .edf images (issue 16, finding 8); 8.3.2 stays .h5 only."""
+    import re
+
+    from include.errors import InvalidPathError
+    from include.paths import parse_scan, parse_scans, relative_file_pattern
+
+    suffixes = (".txt", ".edf", ".h5")
+    scans = parse_scans(["F/AgB_00001.txt", "F/AgB_00001.edf"], suffixes=suffixes)
+    assert [s.dataset for s in scans] == ["AgB_00001", "AgB_00001"]
+    with pytest.raises(InvalidPathError, match=r"file_path\[1\].*\.txt or \.edf or \.h5"):
+        parse_scans(["F/a.txt", "F/a.tiff"], suffixes=suffixes)
+    with pytest.raises(InvalidPathError, match="HDF5"):
+        parse_scan("F/a.txt")
+    with pytest.raises(InvalidPathError):
+        parse_scan("F/.txt", suffixes=suffixes)
+    pattern = re.compile(relative_file_pattern(suffixes))
+    assert pattern.match("F/a.edf") and not pattern.match("F/a.tiff") and not pattern.match("../a.edf")

@@ -118,6 +118,34 @@ def test_the_beamline_plans_check_what_their_jobs_wrote_and_refuse_paths_hsi_wou
     assert beamline_plan(beamlines["bl733"], parse_scan("f/a b.h5"), hpss_mode="copy")["pipeline"] == "bl733"
 
 
+def test_a_beamline_plan_of_several_files_moves_archives_and_records_each():
+    """Issue 16 finding 8: a run of 7.3.3 is a list of files (upstream); each gets its copies and deletions."""
+    beamline = load_beamlines()["bl733"]
+    files = ["f/a.h5", "f/b.h5", "f/c.h5"]
+    plan = beamline_plan(beamline, [parse_scan(f) for f in files], hpss_mode="hsi")
+    assert plan["scans"] == files and plan["scan"] == "f/a.h5"
+    assert plan["hpss_archive_job_name"] == "hpss_archive_f_a_and_2_more"
+    values = plan["hpss_archive_job_values"]
+    assert [v.rsplit("/", 2)[-2:] for v in values["sources"]] == [["f", n] for n in ("a.h5", "b.h5", "c.h5")]
+    assert len(values["destinations"]) == 3 and values["mode"] == "hsi"
+    assert [(c["endpoint"], c["path"]) for c in plan["checks"]["verify_archive"]] == [
+        ("nersc733_hpss", f) for f in files
+    ]
+    assert sorted((d["endpoint"], d["path"], d["after"]) for d in plan["deletions"]) == sorted(
+        [("data733", f, "move_to_nersc") for f in files] + [("nersc733_raw", f, "verify_archive") for f in files]
+    )
+    assert plan["scicat_source_folder"] == load_endpoints()["nersc733_raw"].globus_path("f")
+    with pytest.raises(ValueError, match=r"f/a\.h5 more than once"):
+        beamline_plan(beamline, [parse_scan("f/a.h5"), parse_scan("f/a.h5")], hpss_mode="copy")
+    with pytest.raises(ValueError, match="several folders"):
+        beamline_plan(beamline, [parse_scan("f/a.h5"), parse_scan("g/a.h5")], hpss_mode="copy")
+    with pytest.raises(ValueError, match="empty list"):
+        beamline_plan(beamline, [], hpss_mode="copy")
+    # a beamline that catalogues nothing takes files of several folders
+    ptycho = beamline_plan(load_beamlines()["bl7012"], [parse_scan("f/a.h5"), parse_scan("g/a.h5")], hpss_mode="hsi")
+    assert len(ptycho["ptycho_job_values"]["scans"]) == len(ptycho["ptycho_job_values"]["out_dirs"]) == 2
+
+
 class Listing:
     """The calls results checking makes, over a dict of {(endpoint, path): entry or [children]} (files of 1 byte)."""
 

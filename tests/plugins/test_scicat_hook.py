@@ -54,9 +54,10 @@ def test_raw_ingest_of_a_full_scan(facility, scan, folder):
     assert stored["type"] == "raw" and stored["datasetName"] == "20230224_132553_sea_shell"
     assert stored["sourceFolder"] == folder and stored["ownerGroup"] == "ALS-11234"
     assert stored["creationLocation"] == "8.3.2 micro-tomography" and stored["contactEmail"] == "DYParkinson@lbl.gov"
-    sci = stored["scientificMetadata"]
-    assert sci["instrument"]["detector"]["pixel_size"] == pytest.approx(0.00325)
-    assert len(sci["frame_samples"]["measurement/instrument/source/current"]["values"]) == 10
+    assert stored["sampleId"] == "20230224 132553 sea shell" and stored["accessGroups"] == ["8.3.2"]
+    sci = stored["scientificMetadata"]  # keyed by full HDF5 paths, '/' kept (upstream's saved searches)
+    assert sci["/measurement/instrument/detector/pixel_size"] == pytest.approx(0.00325)
+    assert len(sci["data_sample"]["/measurement/instrument/source/current"]) == 11
     blocks = client.datasets_origdatablocks_get_one(pid)
     assert [[f["path"] for f in b["dataFileList"]] for b in blocks] == [[scan.name]]
     attachments = h.get_conn().get_json(f"Datasets/{pid.replace('/', '%2F')}/attachments", "t")
@@ -203,9 +204,9 @@ def test_missing_optional_keys_are_warnings_and_still_ingested(facility, tmp_pat
     path = Path(shutil.copy(TOOTH, tmp_path / "tooth.h5"))
     with caplog.at_level(logging.WARNING):
         pid = hook().ingest_raw(path, f"/data/raw/aps-{uuid.uuid4().hex[:8]}")
-    assert "/measurement/sample/experiment/pi missing" in caplog.text
+    assert "optional key(s) missing" in caplog.text and "/measurement/sample/experiment/pi" in caplog.text
     stored = hook().get_dataset(pid)
-    assert stored["ownerGroup"] == "8.3.2" and stored["principalInvestigator"] == "unknown"
+    assert stored["ownerGroup"] == "8.3.2" and stored["principalInvestigator"] == "Unknown"
     assert facility.stats()["scicat.attachment_created"] == 1
 
 

@@ -7,13 +7,16 @@ import shutil
 import uuid
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
+from als_provider.hooks.scicat import SciCatHook
 from als_provider.operators.scicat import SciCatIngestDerivedOperator, SciCatIngestRawOperator
 from compute_functions.sample_scan import write_sample_scan
 from include.errors import InvalidPathError
-from include.scicat_metadata import thumbnail_png
+from include.facility.scicat_samples import write_saxs_exposure
+from include.scicat_metadata import FILE_NAME, thumbnail_png
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,104 @@ def test_derived_operator_without_a_catalogued_scan_fails(facility):
 
 
 def test_templated_fields():
-    assert {"file_path", "endpoint"} <= set(SciCatIngestRawOperator.template_fields)
-    assert {"file_path", "raw_pid", "results_folder", "parameters", "preview_path", "site"} <= set(
-        SciCatIngestDerivedOperator.template_fields
+    assert {"file_path", "endpoint", "source_folder", "ingester"} <= set(SciCatIngestRawOperator.template_fields)
+    assert {
+        "file_path",
+        "raw_pid",
+        "results_folder",
+        "parameters",
+        "preview_path",
+        "site",
+        "source_folder",
+        "raw_source_folder",
+    } <= set(SciCatIngestDerivedOperator.template_fields)
+
+
+def test_raw_operator_records_the_long_term_source_folder(facility, on_data832, local_endpoints):
+    """Finding 2: sourceFolder names the long-term copy (nersc832 raw/<folder>), not data832's pruned one."""
+    folder = on_data832.split("/")[3]
+    long_term = local_endpoints["nersc832"].globus_path(f"raw/{folder}")
+    out = SciCatIngestRawOperator(task_id="r", file_path=on_data832, source_folder=long_term).execute(context={})
+    assert out["source_folder"] == long_term == "/global/cfs/cdirs/als/data_mover/8.3.2/raw/" + folder
+    assert SciCatHook().get_dataset(out["pid"])["sourceFolder"] == long_term
+
+
+def test_unknown_ingester_is_refused_before_anything_is_sent(facility, on_data832):
+    with pytest.raises(ValueError, match="unknown SciCat ingester 'als_999'"):
+        SciCatIngestRawOperator(task_id="r", file_path=on_data832, ingester="als_999")
+    templated = SciCatIngestRawOperator(task_id="r", file_path=on_data832, ingester="{{ params.x }}")
+    templated.ingester = "als_999"  # as rendered
+    with pytest.raises(ValueError, match="known: als_733_saxs, als_832_dx_4"):
+        templated.execute(context={})
+    assert not {"scicat.login", "scicat.dataset_created"} & set(facility.stats())
+
+
+def test_733_run_is_one_dataset_per_exposure_with_the_saxs_mapping(facility, local_endpoints):
+    """Finding 8 (SciCat half): 7.3.3 uses its own mapping; a run's files are grouped into exposures."""
+    folder = f"ALS-07330_saxs{uuid.uuid4().hex[:6]}"
+    root = local_endpoints["data733"].posix_path(folder)
+    first = write_saxs_exposure(root, "texas_B19_2_3_2m_00001")
+    second = write_saxs_exposure(root, "texas_kapton_ctrl_2m_00002", seed=1)
+    autoexpose = write_saxs_exposure(root, "autoexpose_00003", seed=2)
+    files = [f"{folder}/{p.name}" for p in (*first, *second, *autoexpose)]
+    long_term = local_endpoints["nersc733_raw"].globus_path(folder)
+    op = SciCatIngestRawOperator(
+        task_id="r",
+        file_path=json.dumps(files),
+        endpoint="data733",
+        source_folder=long_term,
+        ingester="als733_saxs",  # upstream's spelling
     )
+    out = op.execute(context={})
+    assert out["dataset_names"] == ["texas_B19_2_3_2m_00001", "texas_kapton_ctrl_2m_00002"]
+    first_ds, second_ds = (SciCatHook().get_dataset(pid) for pid in out["pids"])
+    assert first_ds["dataFormat"] == "733" and first_ds["instrumentId"] == "ALS 7.3.3"
+    assert first_ds["sampleId"] == "B19_2_3" and second_ds["sampleId"] == "kapton_ctrl"
+    assert first_ds["sourceFolder"] == long_term and "edf headers" in first_ds["scientificMetadata"]
+    assert first_ds["scientificMetadata"]["Exposure time (s)"] == " 2.0"
+    blocks = SciCatHook().get_conn().datasets_origdatablocks_get_one(out["pids"][0])
+    assert [f["path"] for f in blocks[0]["dataFileList"]] == [p.name for p in first]
+    assert op.execute(context={}) == out  # idempotent
+    assert facility.stats()["scicat.dataset_created"] == 2
+
+
+def test_derived_operator_links_the_raw_dataset_at_its_long_term_folder(facility, on_data832, local_endpoints):
+    """Finding 2: the derived dataset finds its raw dataset where the raw ingest recorded it (the long-term
+    copy), links it, and names the results' long-term copy as its sourceFolder."""
+    folder, name = on_data832.split("/")[3:5]
+    stem = name[: -len(".h5")]
+    raw_folder = local_endpoints["nersc832"].globus_path(f"raw/{folder}")
+    raw = SciCatIngestRawOperator(task_id="r", file_path=on_data832, source_folder=raw_folder).execute(context={})
+    results = local_endpoints["data832_scratch"].posix_path(f"{folder}/nersc")
+    (results / f"rec{stem}").mkdir(parents=True)
+    (results / f"rec{stem}" / f"{stem}_00000.tiff").write_bytes(b"\0" * 8)
+    archive = local_endpoints["nersc832_alsdev_scratch"].globus_path(f"{folder}/nersc")
+    out = SciCatIngestDerivedOperator(
+        task_id="d",
+        file_path=on_data832,
+        results_folder=f"{folder}/nersc",
+        site="nersc",
+        source_folder=archive,
+        raw_source_folder=raw_folder,
+    ).execute(context={})
+    derived = SciCatHook().get_dataset(out["pid"])
+    assert out["raw_pid"] == raw["pid"] and derived["inputDatasets"] == [raw["pid"]]
+    assert derived["sourceFolder"] == archive
+    link = derived["scientificMetadata"]["raw_dataset"]
+    assert (link["sourceFolder"], link["proposalId"]) == (raw_folder, "ALS-11234")
+    assert derived["scientificMetadata"]["tiff"]["location"] == f"{archive}/rec{stem}"
+    assert derived["accessGroups"] == ["8.3.2"]
+
+
+def test_derived_operator_finds_a_raw_dataset_named_by_the_scans_file_name(facility, on_data832, local_endpoints):
+    folder, name = on_data832.split("/")[3:5]
+    with h5py.File(local_endpoints["data832_raw"].posix_path(f"{folder}/{name}"), "a") as f:
+        del f[FILE_NAME]
+        f[FILE_NAME] = np.array([b"sea_shell_as_named_by_the_beamline"])
+    raw = SciCatIngestRawOperator(task_id="r", file_path=on_data832).execute(context={})
+    assert raw["dataset_name"] == "sea_shell_as_named_by_the_beamline"
+    (local_endpoints["data832_scratch"].posix_path(f"{folder}/alcf")).mkdir(parents=True)
+    out = SciCatIngestDerivedOperator(
+        task_id="d", file_path=on_data832, results_folder=f"{folder}/alcf", site="alcf"
+    ).execute(context={})
+    assert out["raw_pid"] == raw["pid"]

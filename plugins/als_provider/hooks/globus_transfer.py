@@ -114,12 +114,19 @@ class GlobusTransferHook(BaseHook):
         label: str,
         sync_level: str = "checksum",
         verify_checksum: bool = True,
+        more: Sequence[tuple[EndpointPath, EndpointPath]] = (),
     ) -> dict[str, Any]:
-        """Submit one transfer item; the same ``submission_id`` never starts a second task."""
+        """Submit one transfer task: ``source`` → ``destination`` and the pairs in ``more`` (same two
+        endpoints); the same ``submission_id`` never starts a second task."""
         import globus_sdk
 
         src_uuid, src_path = self.locate(source)
         dst_uuid, dst_path = self.locate(destination)
+        pairs = [(src_path, dst_path)]
+        for extra_source, extra_destination in more:
+            if (extra_source.endpoint, extra_destination.endpoint) != (source.endpoint, destination.endpoint):
+                raise ValueError(f"one transfer task joins two endpoints: {extra_source} -> {extra_destination}")
+            pairs.append((self.locate(extra_source)[1], self.locate(extra_destination)[1]))
         data = globus_sdk.TransferData(
             source_endpoint=src_uuid,
             destination_endpoint=dst_uuid,
@@ -129,7 +136,8 @@ class GlobusTransferHook(BaseHook):
             verify_checksum=verify_checksum,
             preserve_timestamp=True,
         )
-        data.add_item(src_path, dst_path, recursive=recursive)
+        for item_source, item_destination in pairs:
+            data.add_item(item_source, item_destination, recursive=recursive)
         return dict(self.client.submit_transfer(data).data)
 
     def submit_delete(

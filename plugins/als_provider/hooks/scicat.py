@@ -28,6 +28,7 @@ from pyscicat.client import ScicatClient
 from pyscicat.model import Attachment, CreateDatasetOrigDatablockDto, DataFile, DerivedDataset, RawDataset
 
 from include import scicat_metadata
+from include.scicat_ingesters import ingester_name
 
 T = TypeVar("T")
 #: stdlib logger (not ``self.log``): reaches task logs through Airflow's logging and any stdlib handler.
@@ -117,7 +118,7 @@ class _Client(ScicatClient):
 
 
 class SciCatHook(BaseHook):
-    """Ingest 8.3.2 scans (raw) and their reconstructions (derived) into SciCat, idempotently.
+    """Ingest scans (raw; 8.3.2 and 7.3.3 mappings) and reconstructions (derived) into SciCat, idempotently.
 
     :param scicat_conn_id: the connection (host = API base URL, login/password = ingestor account).
     :param timeout: seconds per request (overrides the ``timeout`` extra).
@@ -143,6 +144,8 @@ class SciCatHook(BaseHook):
         self._overrides = {"timeout": timeout, "max_attempts": max_attempts, "retry_delay": retry_delay}
         self._settings: dict[str, Any] | None = None
         self._client: _Client | None = None
+        #: The datasetName of the last :meth:`ingest_raw` (what the mapping made of the scan).
+        self.last_dataset_name: str | None = None
 
     # -- connection -----------------------------------------------------------------------------------
 
@@ -269,23 +272,37 @@ class SciCatHook(BaseHook):
             )
         return matches[0] if matches else None
 
-    def find_raw(self, source_folder: str, dataset_name: str) -> str | None:
-        """The pid of the raw dataset of a scan, or None."""
-        found = self.find_dataset(dataset_type="raw", source_folder=source_folder, dataset_name=dataset_name)
-        return found["pid"] if found else None
+    def find_raw(self, source_folder: str, dataset_name: str | list[str]) -> str | None:
+        """The pid of the raw dataset of a scan, or None. ``dataset_name`` may list candidates (the scan's
+        ``file_name``, its stem...): the first that matches wins."""
+        for name in [dataset_name] if isinstance(dataset_name, str) else list(dict.fromkeys(dataset_name)):
+            found = self.find_dataset(dataset_type="raw", source_folder=source_folder, dataset_name=name)
+            if found:
+                return found["pid"]
+        return None
 
     # -- ingestion ------------------------------------------------------------------------------------
 
-    def ingest_raw(self, scan_path: str | Path, source_folder: str, *, fallback_email: str | None = None) -> str:
+    def ingest_raw(
+        self,
+        scan_path: str | Path,
+        source_folder: str,
+        *,
+        fallback_email: str | None = None,
+        ingester: str = "als_832_dx_4",
+    ) -> str:
         """Catalogue a scan as a raw dataset with its OrigDatablock and thumbnail; return its pid.
 
-        ``scan_path`` is the file as readable here, ``source_folder`` the scan's folder on storage
-        (sourceFolder; part of the idempotency key). A re-run returns the same pid and adds only what is
-        missing. Raises before the dataset exists (unreadable scan, SciCat down after retries, refused
-        document) and when the datablock cannot be added (a re-run completes it); missing metadata, a bad
-        email and a failed thumbnail are warnings.
+        ``scan_path`` is the file as readable here, ``source_folder`` the scan's folder on its long-term
+        storage (sourceFolder; with datasetName the idempotency key). ``ingester`` picks the mapping:
+        ``als_832_dx_4`` (include/scicat_metadata.py) or ``als_733_saxs`` (include/scicat_733.py; the
+        path is one exposure's ``.txt`` or ``.edf``). A re-run returns the same pid and adds only what is
+        missing. Raises before the dataset exists (unknown ingester, unreadable scan, SciCat down after
+        retries, refused document) and when the datablock cannot be added (a re-run completes it); missing
+        metadata, a bad email and a failed thumbnail are warnings.
         """
-        docs = scicat_metadata.build_raw(
+        build = _builder(ingester)
+        docs = build(
             scan_path,
             source_folder,
             fallback_email=fallback_email or self.settings["fallback_contact_email"],
@@ -293,7 +310,7 @@ class SciCatHook(BaseHook):
         for warning in docs.warnings:
             log.warning("%s", warning)
         model = RawDataset(**docs.dataset)
-        name = docs.dataset["datasetName"]
+        name = self.last_dataset_name = docs.dataset["datasetName"]
         pid = self._ensure_dataset(
             model, lambda: self.find_dataset(dataset_type="raw", source_folder=source_folder, dataset_name=name)
         )
@@ -426,6 +443,16 @@ class SciCatHook(BaseHook):
             log.warning(
                 "SciCat dataset %s: %s not attached (the dataset is fine; a re-run adds it): %s", pid, caption, exc
             )
+
+
+def _builder(ingester: str) -> Callable[..., scicat_metadata.RawDocuments]:
+    """The raw-document builder of an ingester (ValueError for an unknown one)."""
+    name = ingester_name(ingester)
+    if name == "als_733_saxs":
+        from include import scicat_733
+
+        return scicat_733.build_raw
+    return scicat_metadata.build_raw
 
 
 def _filter_path(where: dict[str, Any], limit: int | None = None) -> str:

@@ -85,6 +85,10 @@ class GlobusTransferOperator(GlobusTaskOperator):
     already started (Globus answers a reused submission id with the same task); only a task that ended
     FAILED is submitted afresh. Deferrable by default: the wait holds no worker slot.
 
+    ``source_path`` and ``destination_path`` may be lists of the same length (templated, or an XComArg that
+    resolves to a list): the pairs go as the items of one Globus task (one submission id, so a retry still
+    re-attaches to the one task); the task succeeds only when every item arrived.
+
     ``skip_if_present`` (single files): when the destination already holds a file of the source's size and
     modification time (Globus preserves it), nothing is submitted; for immutable raw scans this makes a
     second run of the same scan copy nothing.
@@ -112,9 +116,9 @@ class GlobusTransferOperator(GlobusTaskOperator):
         self,
         *,
         source_endpoint: str,
-        source_path: str,
+        source_path: str | list[str],
         destination_endpoint: str,
-        destination_path: str,
+        destination_path: str | list[str],
         recursive: bool | None = None,
         skip_if_present: bool = False,
         replace_destination: bool = False,
@@ -133,28 +137,41 @@ class GlobusTransferOperator(GlobusTaskOperator):
         self.replace_destination = replace_destination
 
     def prepare(self, context: Context) -> None:
-        self._source = EndpointPath(self.source_endpoint, endpoint_relative(self.source_path))
-        self._destination = EndpointPath(self.destination_endpoint, endpoint_relative(self.destination_path))
-        for where in (self._source, self._destination):  # unknown endpoints fail here, before anything moves
-            self.hook.locate(where)
+        sources, destinations = _paths(self.source_path), _paths(self.destination_path)
+        if not sources or len(sources) != len(destinations):
+            raise GlobusTransferError(
+                f"{len(sources)} source path(s) for {len(destinations)} destination path(s); nothing was transferred"
+            )
+        if len(sources) > 1 and self.replace_destination:
+            raise GlobusTransferError("replace_destination takes one source and one destination")
+        self._pairs = [
+            (EndpointPath(self.source_endpoint, source), EndpointPath(self.destination_endpoint, destination))
+            for source, destination in zip(sources, destinations, strict=True)
+        ]
+        self._source, self._destination = self._pairs[0]
+        for pair in self._pairs:  # unknown endpoints and bad paths fail here, before anything moves
+            for where in pair:
+                self.hook.locate(where)
 
     def already_done(self, context: Context) -> dict[str, Any] | None:
         """A SKIPPED summary if ``skip_if_present`` and the destination already holds the same file."""
         if not self.skip_if_present:
             return None
-        there = self.hook.stat(self._destination)
-        if not there or there.get("type") != "file":
-            return None
-        here = self._source_stat()
-        if here.get("size") != there.get("size") or here.get("last_modified") != there.get("last_modified"):
-            return None
-        self.log.info(
-            "%s already holds %s (%s bytes, same mtime): nothing to transfer",
-            self._destination,
-            self._source,
-            there.get("size"),
-        )
-        skipped = {"task_id": None, "status": "SKIPPED", "files": 1, "files_transferred": 0, "files_skipped": 1}
+        for source, destination in self._pairs:
+            there = self.hook.stat(destination)
+            if not there or there.get("type") != "file":
+                return None
+            here = self._source_stat(source)
+            if here.get("size") != there.get("size") or here.get("last_modified") != there.get("last_modified"):
+                return None
+            self.log.info(
+                "%s already holds %s (%s bytes, same mtime): nothing to transfer",
+                destination,
+                source,
+                there.get("size"),
+            )
+        count = len(self._pairs)
+        skipped = {"task_id": None, "status": "SKIPPED", "files": count, "files_transferred": 0, "files_skipped": count}
         return {"status": "success", "task": {**skipped, "bytes_transferred": 0, "duration_seconds": 0.0}}
 
     def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
@@ -189,31 +206,36 @@ class GlobusTransferOperator(GlobusTaskOperator):
     def submit_task(self, context: Context, state: dict[str, Any], submission_id: str) -> dict[str, Any]:
         recursive = self.recursive
         if recursive is None:
-            recursive = self._source_stat().get("type") == "dir"
+            recursive = self._source_stat(self._source).get("type") == "dir"
         ti = context["ti"]
-        self.log.info("Copying %s -> %s, recursive=%s", self._source, self._destination, recursive)
+        for source, destination in self._pairs:
+            self.log.info("Copying %s -> %s, recursive=%s", source, destination, recursive)
+        more = f" +{len(self._pairs) - 1}" if len(self._pairs) > 1 else ""
         return self.hook.submit_transfer(
             self._source,
             self._destination,
             submission_id=submission_id,
             recursive=recursive,
-            label=self.transfer_label or f"{ti.dag_id} {ti.task_id} {self._source.path.name}",
+            label=self.transfer_label or f"{ti.dag_id} {ti.task_id} {self._source.path.name}{more}",
             sync_level=self.sync_level,
             verify_checksum=self.verify_checksum,
+            more=self._pairs[1:],
         )
 
-    def _source_stat(self) -> dict[str, Any]:
-        found = self.hook.stat(self._source)
+    def _source_stat(self, source: EndpointPath) -> dict[str, Any]:
+        found = self.hook.stat(source)
         if found is None:
-            raise GlobusTransferError(f"source {self._source} does not exist; nothing was transferred")
+            raise GlobusTransferError(f"source {source} does not exist; nothing was transferred")
         return found
 
     def result(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         summary = dict(event["task"])
-        summary["source"] = {"endpoint": self.source_endpoint, "path": str(endpoint_relative(self.source_path))}
+        sources, destinations = _paths(self.source_path), _paths(self.destination_path)
+        single = isinstance(self.source_path, str)
+        summary["source"] = {"endpoint": self.source_endpoint, "path": sources[0] if single else sources}
         summary["destination"] = {
             "endpoint": self.destination_endpoint,
-            "path": str(endpoint_relative(self.destination_path)),
+            "path": destinations[0] if single else destinations,
         }
         self.log.info(
             "Globus task %s %s: %s files, %s bytes in %ss",
@@ -225,3 +247,9 @@ class GlobusTransferOperator(GlobusTaskOperator):
         )
         summary["metrics"] = record_transfer(summary, self.log)
         return summary
+
+
+def _paths(value: str | Sequence[str]) -> list[str]:
+    """Endpoint-relative paths of a path argument (one path, or a list of them)."""
+    values = [value] if isinstance(value, str) else list(value)
+    return [str(endpoint_relative(v)) for v in values]

@@ -6,8 +6,10 @@ Both are idempotent (a retry or re-run finds the dataset it made), so plain task
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -17,41 +19,115 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+def _paths(file_path: str | list[str]) -> list[str]:
+    """The run's file(s): one path, a list, or a list's JSON text (a rendered template)."""
+    value: Any = file_path
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"file_path is not a JSON list: {exc}") from None
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p.strip() for p in paths):
+        raise ValueError(f"file_path must be a path or a non-empty list of paths, got {file_path!r}")
+    return paths
+
+
+def _relative(file_path: str) -> PurePosixPath:
+    """``<folder>/<file>`` of any file of a run (``/global/raw/`` prefix accepted, as for scans)."""
+    from include.paths import BEAMLINE_RAW_PREFIX, InvalidPathError, endpoint_relative
+
+    raw = file_path
+    if raw.startswith(f"{BEAMLINE_RAW_PREFIX}/"):
+        raw = raw[len(str(BEAMLINE_RAW_PREFIX)) + 1 :]
+    relative = endpoint_relative(raw)
+    if len(relative.parts) < 2:
+        raise InvalidPathError(f"file_path {file_path!r} must name <folder>/<file>")
+    return relative
+
+
 class SciCatIngestRawOperator(BaseOperator):
-    """Ingest a scan that is on ``endpoint`` as a SciCat raw dataset (SPEC §4 mapping, datablock, thumbnail).
+    """Ingest a scan that is on ``endpoint`` as SciCat raw dataset(s) (mapping, datablock, thumbnail).
 
     :param file_path: the scan as the beamline reports it (``/global/raw/<folder>/<file>.h5`` or
-        ``<folder>/<file>.h5``); read at ``endpoint``. Templated.
+        ``<folder>/<file>.h5``), or for ``als_733_saxs`` a run's files (a path, a list, or a list's JSON
+        text; each ``.txt``/``.edf`` pair is one dataset); read at ``endpoint``. Templated.
     :param endpoint: endpoint name holding the raw tree (default ``data832_raw``). Templated.
+    :param source_folder: the ``sourceFolder`` to record: the scan folder's long-term copy (e.g. nersc832
+        ``raw/<folder>``); default the folder at ``endpoint``. Templated.
+    :param ingester: the mapping, ``als_832_dx_4`` (default) or ``als_733_saxs`` (upstream's ``als733_saxs``
+        accepted); an unknown one raises ValueError before anything is sent. Templated.
     :param scicat_conn_id: SciCat connection.
 
-    Returns (XCom) ``{"pid": ..., "dataset_name": ..., "source_folder": ...}``.
+    Returns (XCom) ``{"pid": ..., "dataset_name": ..., "source_folder": ..., "pids": [...],
+    "dataset_names": [...]}`` (``pid``/``dataset_name``: the first dataset).
     """
 
-    template_fields: Sequence[str] = ("file_path", "endpoint")
+    template_fields: Sequence[str] = ("file_path", "endpoint", "source_folder", "ingester")
     ui_color = "#d9e7ff"
 
     def __init__(
-        self, *, file_path: str, endpoint: str = "data832_raw", scicat_conn_id: str = "scicat_default", **kwargs: Any
+        self,
+        *,
+        file_path: str | list[str],
+        endpoint: str = "data832_raw",
+        source_folder: str | None = None,
+        ingester: str = "als_832_dx_4",
+        scicat_conn_id: str = "scicat_default",
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(ingester, str) and "{{" not in ingester:
+            from include.scicat_ingesters import ingester_name
+
+            ingester_name(ingester)  # a typo fails when the DAG is parsed
         self.file_path = file_path
         self.endpoint = endpoint
+        self.source_folder = source_folder
+        self.ingester = ingester
         self.scicat_conn_id = scicat_conn_id
 
-    def execute(self, context: Context) -> dict[str, str]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from als_provider.hooks.scicat import SciCatHook
         from include.endpoints import load_endpoints
         from include.paths import parse_scan
+        from include.scicat_ingesters import ingester_name
 
-        scan = parse_scan(self.file_path)
+        ingester = ingester_name(self.ingester)
         endpoint = load_endpoints()[self.endpoint]
-        local = endpoint.posix_path(scan.relative_path)
-        if not local.is_file():
-            raise FileNotFoundError(f"scan {scan} is not on {self.endpoint} ({local}); nothing catalogued")
-        source_folder = endpoint.globus_path(scan.folder)
-        pid = SciCatHook(self.scicat_conn_id).ingest_raw(local, source_folder)
-        return {"pid": pid, "dataset_name": scan.dataset, "source_folder": source_folder}
+        if ingester == "als_832_dx_4":
+            relatives = [parse_scan(p).relative_path for p in _paths(self.file_path)]
+        else:
+            relatives = [_relative(p) for p in _paths(self.file_path)]
+        folders = {r.parent for r in relatives}
+        if self.source_folder and len(folders) > 1:
+            raise ValueError(f"files in several folders ({sorted(map(str, folders))}) but one source_folder")
+        locals_ = []
+        for relative in relatives:
+            local = endpoint.posix_path(relative)
+            if not local.is_file():
+                raise FileNotFoundError(f"{relative} is not on {self.endpoint} ({local}); nothing catalogued")
+            locals_.append(local)
+        if ingester == "als_733_saxs":
+            from include.scicat_733 import exposures
+
+            locals_ = exposures(locals_)
+            if not locals_:
+                raise ValueError(f"no exposure to catalogue in {self.file_path!r} (only beamline test shots)")
+        hook = SciCatHook(self.scicat_conn_id)
+        pids, names, source_folder = [], [], ""
+        for local in locals_:
+            folder = PurePosixPath(*local.parent.relative_to(endpoint.posix_root).parts)
+            source_folder = self.source_folder or endpoint.globus_path(folder)
+            pids.append(hook.ingest_raw(local, source_folder, ingester=ingester))
+            names.append(hook.last_dataset_name)
+        return {
+            "pid": pids[0],
+            "dataset_name": names[0],
+            "source_folder": source_folder,
+            "pids": pids,
+            "dataset_names": names,
+        }
 
 
 class SciCatIngestDerivedOperator(BaseOperator):
@@ -66,8 +142,13 @@ class SciCatIngestDerivedOperator(BaseOperator):
     :param raw_pid: the raw dataset's pid; when empty, the raw dataset is looked up by its key on
         ``raw_endpoint`` (fails if the scan was never catalogued, or skips with ``skip_uncatalogued``,
         for scans that are never catalogued, such as export-controlled ones). Templated.
-    :param endpoint: where the results are (default ``data832_scratch``).
+    :param endpoint: where the results are read here (default ``data832_scratch``).
     :param raw_endpoint: where the raw scan is (default ``data832_raw``).
+    :param source_folder: the ``sourceFolder`` to record: the results folder's long-term copy (e.g. the
+        site's archive endpoint, same relative path); default ``results_folder`` on ``endpoint``. The
+        TIFF and Zarr locations are recorded under it. Templated.
+    :param raw_source_folder: the ``sourceFolder`` the raw ingest recorded (e.g. nersc832 ``raw/<folder>``),
+        where the raw dataset is looked up; default the scan's folder on ``raw_endpoint``. Templated.
 
     Returns (XCom) ``{"pid": ..., "raw_pid": ..., "dataset_name": ..., "source_folder": ...}``.
     """
@@ -81,6 +162,8 @@ class SciCatIngestDerivedOperator(BaseOperator):
         "raw_pid",
         "endpoint",
         "raw_endpoint",
+        "source_folder",
+        "raw_source_folder",
     )
     ui_color = "#d9e7ff"
 
@@ -96,10 +179,13 @@ class SciCatIngestDerivedOperator(BaseOperator):
         endpoint: str = "data832_scratch",
         raw_endpoint: str = "data832_raw",
         skip_uncatalogued: bool = False,
+        source_folder: str | None = None,
+        raw_source_folder: str | None = None,
         scicat_conn_id: str = "scicat_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.source_folder, self.raw_source_folder = source_folder, raw_source_folder
         self.file_path, self.results_folder, self.site = file_path, results_folder, site
         self.parameters, self.preview_path, self.raw_pid = parameters, preview_path, raw_pid
         self.endpoint, self.raw_endpoint, self.scicat_conn_id = endpoint, raw_endpoint, scicat_conn_id
@@ -125,21 +211,22 @@ class SciCatIngestDerivedOperator(BaseOperator):
         hook = SciCatHook(self.scicat_conn_id)
         raw_pid = self.raw_pid
         if not raw_pid:
-            raw_folder = endpoints[self.raw_endpoint].globus_path(scan.folder)
-            raw_pid = hook.find_raw(raw_folder, scan.dataset)
+            raw = endpoints[self.raw_endpoint]
+            raw_folder = self.raw_source_folder or raw.globus_path(scan.folder)
+            raw_pid = hook.find_raw(raw_folder, _raw_names(raw.posix_path(scan.relative_path), scan.dataset))
             if raw_pid is None and self.skip_uncatalogued:
                 raise AirflowSkipException(f"{scan} is not in SciCat (export-controlled?): no derived dataset")
             if raw_pid is None:
                 raise LookupError(f"no SciCat raw dataset for {scan} ({raw_folder}); ingest the scan first")
-        source_folder = results.globus_path(folder)
+        source_folder = self.source_folder or results.globus_path(folder)
         dataset_name = f"{scan.recon_dir_name}_{self.site}"
         preview = results.posix_path(endpoint_relative(self.preview_path)) if self.preview_path else None
         pid = hook.ingest_derived(
             raw_pid,
             dataset_name=dataset_name,
             source_folder=source_folder,
-            tiff_location=results.globus_path(folder / scan.recon_dir_name),
-            zarr_location=results.globus_path(folder / scan.zarr_dir_name),
+            tiff_location=str(PurePosixPath(source_folder, scan.recon_dir_name)),
+            zarr_location=str(PurePosixPath(source_folder, scan.zarr_dir_name)),
             parameters=parameters,
             site=self.site,
             preview_path=preview,
@@ -151,3 +238,15 @@ class SciCatIngestDerivedOperator(BaseOperator):
             "dataset_name": dataset_name,
             "source_folder": source_folder,
         }
+
+
+def _raw_names(local: Path, stem: str) -> list[str]:
+    """The datasetName(s) the raw ingest may have given a scan: its ``file_name`` when the scan is readable
+    here, then its stem (the 8.3.2 mapping's fallback, and the usual ``file_name``)."""
+    from include.scicat_metadata import raw_dataset_name
+
+    names = []
+    if local.is_file():
+        with contextlib.suppress(OSError, ValueError):  # unreadable: the stem is the best guess
+            names.append(raw_dataset_name(local))
+    return [*names, stem]
