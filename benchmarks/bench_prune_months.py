@@ -276,7 +276,8 @@ class Simulation:
         """The transfer health check: probe → data832 → nersc832, then the DAG's own remove_probes."""
         import uuid
 
-        from dags.bl832_transfer_check import PROBE_FOLDER, remove_probes
+        from dags.bl832_transfer_check import PROBE_FOLDER, ROUTE
+        from dags.pipelines.transfer_check import remove_probes
 
         name = f"{uuid.uuid4().hex[:12]}.probe"
         self.write("spot832", f"raw/{PROBE_FOLDER}/{name}", os.urandom(1024))
@@ -287,7 +288,7 @@ class Simulation:
         except Exception as exc:
             status = f"failed: {exc}"[:120]
         try:
-            remove_probes.function()
+            remove_probes.function({stop.endpoint: stop.folder for stop in ROUTE})
         except Exception as exc:
             status = f"{status}; clean-up failed: {exc}"[:200]
         return status

@@ -8,18 +8,16 @@ import re
 import pytest
 
 from include.beamlines import load_beamlines
-from include.endpoints import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 CHECKS = ["bl733", "bl7012"]
 
 
 def load(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
+    """The DAG, its retries kept in number but not in delay."""
+    from tests.dags.dag_helpers import load_dag
 
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{dag_id}.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.dags[dag_id]
+    return load_dag(dag_id)
 
 
 def probe_folders(key: str) -> dict[str, str]:

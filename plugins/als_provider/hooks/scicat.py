@@ -182,6 +182,11 @@ class SciCatHook(BaseHook):
             self._client = self._retry("login", lambda _: self._login(), client_needed=False)
         return self._client
 
+    def _logged_in(self) -> _Client:
+        if self._client is None:
+            self._client = self._login()
+        return self._client
+
     def _login(self) -> _Client:
         s = self.settings
         url = f"{s['base_url']}/auth/login"
@@ -219,7 +224,8 @@ class SciCatHook(BaseHook):
         while True:
             attempt += 1
             try:
-                return fn(self.get_conn() if client_needed else None)  # type: ignore[arg-type]
+                # one login per attempt of this call (not a retried login inside each attempt)
+                return fn(self._logged_in() if client_needed else None)  # type: ignore[arg-type]
             except SciCatAuthError:
                 raise
             except SciCatError as exc:
