@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
 def new_scan(local_endpoints) -> tuple[str, str]:
     """A tiny sample scan on spot832; returns (its conf file_path, its <folder>/<file>.h5)."""
-    folder, name = f"BLS-{uuid.uuid4().int % 10**5:05d}_tester", "20261122_101500_phantom.h5"
+    token = uuid.uuid4()  # unique per call: two scans of a session never share a folder (and its results)
+    folder, name = f"BLS-{token.int % 10**5:05d}_tester{token.hex[:8]}", "20261122_101500_phantom.h5"
     write_scan(local_endpoints, "spot832", f"raw/{folder}/{name}")
     return f"/global/raw/{folder}/{name}", f"{folder}/{name}"
 
