@@ -225,8 +225,8 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     recorded = schedule_deletions(copies, dag_id=dag_run.dag_id, run_id=dag_run.run_id)
     failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
     dag = ti.task.dag
-    unregistered = [t for t in failed if catalogue_kind(dag.get_task(t)) is not None]
-    if set(failed) - set(unregistered):
+    unregistered, others = split_catalogue(dag, failed)
+    if others:
         raise RuntimeError(f"{name} failed: {', '.join(failed)} (copies made so far are recorded for pruning)")
     outputs = [o.to_dict() for o in due_outputs(planned, succeeded)]
     ti.xcom_push(key="outputs", value=outputs)
@@ -240,6 +240,12 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
             "(daily, or trigger it)"
         )
     return {"outputs": outputs, "recorded": recorded}
+
+
+def split_catalogue(dag, task_ids: list[str]) -> tuple[list[str], list[str]]:
+    """``task_ids`` split into the SciCat steps (a run never waits for them) and the others, in order."""
+    catalogue = [t for t in task_ids if catalogue_kind(dag.get_task(t)) is not None]
+    return catalogue, [t for t in task_ids if t not in catalogue]
 
 
 def catalogue_kind(task) -> str | None:
@@ -493,8 +499,7 @@ def report(pipelines: list[str], ti=None, dag_run=None) -> dict:
     for name in chosen:
         states = ti.get_task_states(dag_id=dag_run.dag_id, task_group_id=name, run_ids=[dag_run.run_id])
         bad = sorted(t for t, state in states.get(dag_run.run_id, {}).items() if state in ("failed", "upstream_failed"))
-        catalogue = [t for t in bad if catalogue_kind(dag.get_task(t)) is not None]
-        rest = [t for t in bad if t not in catalogue]
+        catalogue, rest = split_catalogue(dag, bad)
         if catalogue and rest == [f"{name}.{FINISH_TASK}"]:  # finish failed only to say SciCat is owed
             rest = []
         if rest:
