@@ -1,4 +1,4 @@
-"""Checking N due entries on the facility: one listing per folder and one checksum sync, against two stats each.
+"""Checking N due entries on the facility: one listing per folder and a side-folder content comparison.
 
     .venv/bin/python benchmarks/bench_prune_check.py                      # 100 000 entries, 100 per folder
     .venv/bin/python benchmarks/bench_prune_check.py --entries 5000 --per-folder 50
@@ -6,8 +6,10 @@
 N small scans on spot832 ``raw/``, each copied to data832 ``raw/`` (same bytes), each with the manifest entry
 its pipeline's ``finish`` records (``include.pruning.record_copies`` through the real Globus hook). Then
 ``include.pruning.check_entries`` exactly as the prune operator calls it: one listing per folder on each side
-through globus-sdk and the Transfer stand-in, then the content verified by ``GlobusChecksumSync`` (checksum
-sync tasks, target → check copy, that must transfer nothing). For comparison the former check (two
+through globus-sdk and the Transfer stand-in, then the content compared by ``SideFolderComparison`` (per group
+of ≤ 10 000 pairs: a copy task check copy → side folder on spot832, a checksum sync task target → side folder
+that must transfer nothing, then the side folder deleted: nothing writes into a copy). For comparison the
+former check (two
 ``stat`` calls per entry) is timed on ``--sample`` entries and extrapolated. The manifest side (reading and
 removing 100 000 Variables) is measured by benchmarks/bench_manifests.py. Prints one JSON document.
 """
@@ -50,7 +52,7 @@ def main() -> None:
 
 def run(args, root: Path) -> dict:
     from als_provider.hooks.globus_transfer import GlobusTransferHook, describe_globus_error
-    from als_provider.operators.globus_delete import GlobusChecksumSync
+    from als_provider.operators.globus_delete import SideFolderComparison
     from include import pruning
     from include.endpoints import load_endpoints
     from include.manifests import DeletionRequest, ManifestEntry
@@ -94,7 +96,7 @@ def run(args, root: Path) -> dict:
         for i, (request, record) in enumerate(recorded)
     ]
 
-    sync = GlobusChecksumSync(hook, label="bench", timeout=timedelta(hours=1), poll_seconds=0.5)
+    sync = SideFolderComparison(hook, label="bench", timeout=timedelta(hours=1), poll_interval=0.5)
     content_seconds = []
 
     class Timed:
@@ -117,8 +119,13 @@ def run(args, root: Path) -> dict:
         check_listing_s=round(total - sum(content_seconds), 1),
         check_content_s=round(sum(content_seconds), 1),
         listings=plan.listings,
-        sync_tasks=len(sync.tasks),
-        files_transferred_by_sync=sum(hook.get_task(t)["files_transferred"] for t in sync.tasks),
+        globus_tasks=len(sync.tasks),
+        files_transferred_by_sync=sum(
+            t["files_transferred"]
+            for t in map(hook.get_task, sync.tasks)
+            if t["type"] == "TRANSFER" and t["sync_level"]
+        ),
+        side_folder_cleanup_failures=sync.cleanup_failures,
         deletable=len(plan.deletable),
         kept=len(plan.kept),
         errors=plan.errors,

@@ -19,17 +19,23 @@ and data832_scratch 3, NERSC pscratch 7, spot832 once its data832 copy is verifi
 For each entry due by `as_of` (default: now) this DAG
 1. re-validates the path (inside its endpoint; nersc832 `raw/`, the long-term copy, is never pruned);
 2. lists each folder once through Globus: the target must be unchanged since its record and the check copy
-   hold every file with the same size; then a checksum-verified Globus sync from target to check copy must
-   find nothing to transfer (not for tape) — otherwise the entry is **kept** and the reason reported. A
-   target is "already absent" only when Globus says the path is missing on a known collection;
-3. never deletes every copy of a loop of checks (places compared by containment, across collections);
-4. deletes the verified paths, one Globus delete task per endpoint per batch, and drops an entry from
+   hold every file with the same size; then (not for tape) the **content is compared, never written**: the
+   check copy is copied into a side folder on the target's own collection and the target synced onto it by
+   checksum — a file the sync transfers differs. The side folders are deleted afterwards. Otherwise the
+   entry is **kept** and the reason reported. A target is "already absent" only when Globus says the path is
+   missing on a known collection;
+3. on a content mismatch keeps **both** copies (delete neither until a person decides) and fails the run,
+   naming them (the failure mail);
+4. never deletes every copy of a loop of checks (places compared by containment, across collections);
+5. deletes the verified paths, one Globus delete task per endpoint per batch, and drops an entry from
    the manifest only after its delete task SUCCEEDED.
 
-`dry_run` checks and reports without deleting or changing the manifest. The summary (deleted, kept and
-why, bytes freed) is in the task log and its return value (XCom). A failed delete task or a check that
-could not be made fails the run after the rest is done; those entries stay for the next run.
-Design and limits: docs/pruning.md.
+Every Globus task is deferred (no worker waits) and re-attached to on a retry; a retry checks again the
+entries a service error left unchecked. `dry_run` lists and reports only: it starts no Globus task and
+changes no entry (its would-delete list says "content not verified (dry run)"). `as_of` may not lie in the
+future. The summary (deleted, kept and why, bytes freed) is in the task log and its return value (XCom). A
+failed delete task or a check that could not be made fails the run after the rest is done; those entries
+stay for the next run. Design and limits: docs/pruning.md.
 """
 
 
@@ -56,7 +62,7 @@ Design and limits: docs/pruning.md.
             type=["null", "string"],
             format="date-time",
             title="As of",
-            description="Act as if it were this time (ISO 8601, UTC if no zone); empty means now.",
+            description="Act as if it were this (past) time (ISO 8601, UTC if no zone); empty means now.",
         ),
     },
 )

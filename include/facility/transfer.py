@@ -28,7 +28,8 @@ cancelled or past its deadline; a quota code fails at once with ``fail_on_quota_
 ``PERMISSION_DENIED``/``FILE_NOT_FOUND`` is skipped with ``skip_source_errors``), ``slow`` (the task stays
 ACTIVE for ``params["seconds"]`` before its work), ``checksum_mismatch`` (per file, per attempt: verification
 fails, a ``VERIFY_CHECKSUM`` error event, the file is transferred again; the destination is not written
-until a copy verifies).
+until a copy verifies); ``page_size`` (not a fault: the next ``times`` pages of
+``successful_transfers`` hold ``params["size"]`` records, to test paging).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ SKIPPABLE_CODES = frozenset({"PERMISSION_DENIED", "FILE_NOT_FOUND", "AMBIGUOUS_P
 #: Seconds between two attempts of a task retrying a fault (each one an error event).
 RETRY_SECONDS = 1.0
 CHECKSUM_ALGORITHMS = frozenset({"md5", "sha1", "sha256", "sha512"})
+#: Records per page of ``successful_transfers`` (a ``page_size`` fault sets another for tests).
+SUCCESSFUL_PAGE = 1000
 _ERRNO_CODES = {
     errno.ENOENT: ("FILE_NOT_FOUND", "file not found"),
     errno.EACCES: ("PERMISSION_DENIED", "permission denied"),
@@ -938,18 +941,28 @@ def register(app: FastAPI, state: FacilityState) -> None:
         }
 
     @app.get("/v0.10/task/{task_id}/successful_transfers")
-    def successful_transfers(task_id: str, request: Request, marker: int = 0) -> dict:
+    def successful_transfers(task_id: str, request: Request, marker: int | None = None) -> dict:
+        """Marker paging as the service pages it (globus-sdk's ``NullableMarkerPaginator``): ``marker`` and
+        ``next_marker`` are opaque integers (not offsets: they start at a per-task value), ``next_marker`` is
+        null on the last page. A ``page_size`` fault (``params={"size": n}``) makes pages of ``n`` records."""
         authorized(request)
-        task = service.task(task_id, request.url.path)
+        resource = request.url.path
+        task = service.task(task_id, resource)
         with service.lock:
             done = list(task.successful)
-        page = done[marker : marker + 1000]
-        after = marker + len(page)
+        base = int(task.task_id.replace("-", "")[:6], 16) + 1
+        start = 0 if marker is None else marker - base
+        if not 0 <= start <= len(done):
+            raise _error(400, "ClientError.BadRequest", f"Invalid marker {marker}", resource)
+        sized = state.take_fault("transfer", "page_size", "successful_transfers")
+        size = int(sized.params.get("size", SUCCESSFUL_PAGE)) if sized else SUCCESSFUL_PAGE
+        page = done[start : start + size]
+        after = start + len(page)
         return {
             "DATA_TYPE": "successful_transfers",
             "DATA": page,
-            "marker": marker,
-            "next_marker": after if after < len(done) else None,
+            "marker": 0 if marker is None else marker,
+            "next_marker": base + after if after < len(done) else None,
         }
 
     @app.post("/v0.10/task/{task_id}/cancel")
@@ -1119,6 +1132,31 @@ def register(app: FastAPI, state: FacilityState) -> None:
             "DATA_TYPE": "mkdir_result",
             "code": "DirectoryCreated",
             "message": "The directory was created successfully",
+            "request_id": request_id(),
+            "resource": resource,
+        }
+
+    @app.post("/v0.10/operation/endpoint/{endpoint_id}/rename")
+    async def operation_rename(endpoint_id: str, request: Request) -> dict:
+        """Rename a file or folder within one collection (``TransferClient.operation_rename``); as the service,
+        it never replaces: an existing new path is refused."""
+        authorized(request)
+        resource = request.url.path
+        body = await json_body(request)
+        collection = service.collection(endpoint_id, resource)
+        old = local_path(collection, _field(body, "old_path", resource), resource)
+        new = local_path(collection, _field(body, "new_path", resource), resource)
+        if not old.exists() and not old.is_symlink():
+            raise _error(404, "ClientError.NotFound", f"'{body['old_path']}' not found", resource)
+        if new.exists() or new.is_symlink():
+            raise _error(502, "ExternalError.RenameFailed.Exists", f"'{body['new_path']}' already exists", resource)
+        if not new.parent.is_dir():
+            raise _error(404, "ClientError.NotFound", f"Parent directory of '{body['new_path']}' not found", resource)
+        old.rename(new)
+        return {
+            "DATA_TYPE": "result",
+            "code": "FileRenamed",
+            "message": "File or directory renamed successfully",
             "request_id": request_id(),
             "resource": resource,
         }

@@ -58,3 +58,24 @@ def recorded(dag_run) -> list[dict]:
         for e in load_entries(store.keys(KEY_PREFIX), store=store)
         if isinstance(e, ManifestEntry) and e.dag_id == dag_run.dag_id and e.run_id == dag_run.run_id
     ]
+
+
+def backdate(dag_run, days: int):
+    """Record again, ``days`` ago, every deletion the run's ``finish`` tasks recorded (prune refuses a future
+    ``as_of``, so the run is moved into the past instead); returns that moment."""
+    from datetime import UTC, datetime
+
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.manifests import DeletionRequest, schedule_deletions
+    from include.pruning import record_copies
+
+    then = datetime.now(UTC) - timedelta(days=days)
+    requests = [
+        DeletionRequest(r["endpoint"], r["path"], r["check_endpoint"], r["location"], check_path=r.get("check_path"))
+        for ti in dag_run.get_task_instances()
+        if ti.task_id.endswith("finish")
+        for r in (ti.xcom_pull(task_ids=ti.task_id) or {}).get("recorded", [])
+    ]
+    copies = record_copies(GlobusTransferHook(), requests)
+    schedule_deletions(copies, dag_id=dag_run.dag_id, run_id=f"{dag_run.run_id}-backdated", now=then)
+    return then

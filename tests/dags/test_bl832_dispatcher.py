@@ -4,12 +4,11 @@ and the prune that follows (issues 5 and 6)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from include.tools.run_dag import run_outputs
-from tests.dags.dag_helpers import load_dag, states, write_scan
+from tests.dags.dag_helpers import backdate, load_dag, states, write_scan
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
@@ -57,8 +56,8 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
     cfs_check = local_endpoints["nersc832_alsdev_scratch"].posix_path(f"{folder}/nersc/rec{dataset}")
     for tiff in cfs_check.glob("*.tiff"):
         tiff.unlink()
-    as_of = (datetime.now(UTC) + timedelta(days=30)).isoformat()
-    pruned = load_dag("prune").test(run_conf={"as_of": as_of, "dry_run": False})
+    backdate(first, days=30)  # prune refuses a future as_of: the run's deletions move 30 days into the past
+    pruned = load_dag("prune").test(run_conf={"dry_run": False})
     assert pruned.state == "success", states(pruned)
     assert not local_endpoints["spot832"].posix_path(f"raw/{scan}").exists()
     assert not local_endpoints["alcf832_raw"].posix_path(scan).exists()

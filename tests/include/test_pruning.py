@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -12,18 +12,27 @@ import pytest
 from include.manifests import BadEntry, ManifestEntry
 from include.paths import EndpointPath
 from include.pruning import (
+    DRY_RUN_NOTE,
     EXAMPLES,
+    NotCompared,
     Plan,
+    StoredContent,
     check_entries,
     close_report,
     failure_text,
+    group_results,
     keep_copies_that_check_each_other,
     make_batches,
+    merge_reports,
+    pair_key,
     parse_as_of,
     plan_report,
     reason_kind,
+    recheck_keys,
+    refuse_future_as_of,
     summary_text,
     verify_copy,
+    verify_groups,
 )
 from include.records import Folders, Record, record_of
 
@@ -231,7 +240,7 @@ def test_check_entries_sorts_every_entry_and_checks_each_path_once(listing, loca
     assert plan.deletable == {("alcf832_raw", "f/ok.h5"): twice} and plan.bytes == {("alcf832_raw", "f/ok.h5"): 4}
     assert plan.absent == [items[3].key]
     assert [reason_kind(reason) for _, _, reason in plan.kept] == ["check copy missing", "refused", "malformed"]
-    assert plan.errors == 0
+    assert plan.errors == 2  # a refused or malformed entry fails the run (issue 26 finding 2)
     assert len(content.calls) == 1 and len(content.calls[0]) == 1  # two entries, one content check
     assert not any(call.startswith("nersc832:") for call in listing.calls)  # refused before any look
 
@@ -395,3 +404,94 @@ def test_the_report_lists_a_bounded_number_of_examples():
     plan = Plan(kept=[(f"k{i}", f"w{i}", "refused: no") for i in range(EXAMPLES + 5)])
     report = plan_report(NOW, False, EXAMPLES + 5, plan, [])
     assert report["kept"] == EXAMPLES + 5 and len(report["kept_examples"]) == EXAMPLES
+
+
+# -- issue 21 -----------------------------------------------------------------------------------------------
+def test_i21_finding_1_a_content_mismatch_keeps_both_copies_and_fails_the_run(listing, local_endpoints):
+    """Found 1: a differing pair kept the target but its check copy could go (or be "repaired"); now both stay:
+    the target, and the check copy even where it is due itself in the same run; the run fails naming them."""
+    for endpoint in ("spot832", "data832", "nersc832"):
+        listing.put(endpoint, "raw/f/s.h5", 10)
+    spot = entry("spot832", "raw/f/s.h5", "data832", listing=listing)
+    data = entry("data832", "raw/f/s.h5", "nersc832", listing=listing, n=1)
+    content = Content(listing)
+    content.sums = {
+        ("spot832", "raw/f/s.h5"): "aa",
+        ("data832", "raw/f/s.h5"): "rot",
+        ("nersc832", "raw/f/s.h5"): "rot",
+    }
+    plan = check_entries(listing, [spot, data], local_endpoints, content=content, log=LOG)
+    assert plan.deletable == {}
+    assert sorted(reason_kind(r) for _, _, r in plan.kept) == ["content differs", "held"]
+    assert plan.mismatches and "spot832:raw/f/s.h5 -> data832:raw/f/s.h5" in plan.mismatches[0]
+    report = close_report(plan_report(NOW, False, 2, plan, []), [])
+    assert report["content_mismatch_count"] == 1
+    assert failure_text(report, []).startswith("CONTENT DIFFERS for 1 pair(s) of copies, e.g. spot832:raw/f/s.h5")
+    assert recheck_keys(plan) == []  # a mismatch is not a transient error: a retry does not re-run it
+
+
+def test_i21_finding_2_a_dry_run_compares_nothing_and_says_so(listing, local_endpoints):
+    """Found 2: a dry run ran the checksum syncs (which wrote); it now starts no comparison and says so."""
+    listing.put("alcf832_raw", "f/a.h5", 4)
+    listing.put("data832_raw", "f/a.h5", 4)
+    due = entry("alcf832_raw", "f/a.h5", "data832_raw", listing=listing)
+    plan = check_entries(listing, [due], local_endpoints, content=NotCompared(), log=LOG)
+    report = plan_report(NOW, True, 1, plan, make_batches(plan, 10))
+    assert report["would_delete"] == [f"alcf832_raw:f/a.h5 ({DRY_RUN_NOTE})"] and report["content_not_verified"] == 1
+
+
+def test_i21_finding_10_as_of_beyond_now_is_refused():
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    assert refuse_future_as_of(now + timedelta(minutes=4), now) == now + timedelta(minutes=4)
+    assert refuse_future_as_of(now - timedelta(days=30), now) == now - timedelta(days=30)
+    with pytest.raises(ValueError, match=r"^as_of 2026-12-10T12:00:00\+00:00 is in the future .*leave as_of empty"):
+        refuse_future_as_of(now + timedelta(days=3), now)
+
+
+def test_i21_finding_3_group_results_count_every_transferred_file_of_every_pair(local_endpoints):
+    """Found 3: the transferred files were read from the first page only; every path given here counts."""
+    pairs = [
+        (EndpointPath("alcf832_scratch", f"f/rec{i}"), EndpointPath("data832_scratch", f"f/rec{i}"), True)
+        for i in range(12)
+    ]
+    groups, refused = verify_groups(pairs, "t0", local_endpoints, max_items=5)
+    assert refused == {} and [len(g["items"]) for g in groups] == [5, 5, 2]
+    sides = [item[3] for g in groups for item in g["items"]]
+    assert all(side.startswith(".als-verify/t0/") for side in sides) and len(set(sides)) == 12
+    last = groups[2]
+    found = group_results(last, [f"{last['items'][1][3]}/x_{k}.tiff" for k in range(3)], "task-9")
+    assert found[last["items"][0][0]] == "" and reason_kind(found[last["items"][1][0]]) == "content differs"
+    assert "3 file(s) of alcf832_scratch:f/rec11 differ" in found[last["items"][1][0]]
+    # a pair that was not compared in this round is kept, never deleted
+    answer = StoredContent(found).differing([pairs[0], pairs[11]])
+    assert reason_kind(answer[0]) == "could not check" and reason_kind(answer[1]) == "content differs"
+    assert pair_key(*pairs[11][:2]) in found
+
+
+def test_a_side_folder_that_would_overlap_a_copy_is_refused(local_endpoints):
+    """The comparison writes only side folders: one that overlaps a compared copy is never used."""
+    pair = (EndpointPath("alcf832_raw", ".als-verify/t1/x.h5"), EndpointPath("data832_raw", "x.h5"), False)
+    groups, refused = verify_groups([pair], "t1", local_endpoints)
+    assert groups == [] and "overlaps" in refused[pair_key(*pair[:2])]
+
+
+def test_i21_finding_15_a_retry_round_rechecks_only_what_could_not_be_checked(listing, local_endpoints):
+    """Found 15: a retry resumed the saved plan, so a transient check error was never checked again."""
+    listing.put("alcf832_raw", "f/a.h5", 4)
+    listing.put("data832_raw", "f/a.h5", 4)
+    listing.put("alcf832_raw", "f/b.h5", 4)
+    ok = entry("alcf832_raw", "f/a.h5", "data832_raw", listing=listing)
+    broken = entry("alcf832_raw", "f/b.h5", "data832_raw", listing=listing, n=1)
+    listing.broken.add("data832_raw")
+    first = check_entries(listing, [ok, broken], local_endpoints, content=Content(listing), log=LOG)
+    assert sorted(recheck_keys(first)) == sorted([ok.key, broken.key]) and first.errors == 2
+    earlier = close_report(plan_report(NOW, False, 2, first, []), [])
+    listing.broken.clear()
+    listing.put("data832_raw", "f/b.h5", 4)
+    second = check_entries(listing, load_again := [ok, broken], local_endpoints, content=Content(listing), log=LOG)
+    batches = make_batches(second, 10)
+    later = close_report(plan_report(NOW, False, len(load_again), second, batches),
+                         [dict(b, status="succeeded") for b in batches])  # fmt: skip
+    merged = merge_reports(earlier, later, rechecked=2)
+    assert (merged["deleted"], merged["kept"], merged["check_errors"], merged["rounds"]) == (2, 0, 0, 2)
+    assert merged["kept_reasons"] == {} and failure_text(merged, []) is None

@@ -112,12 +112,12 @@ class GlobusTransferHook(BaseHook):
         submission_id: str,
         recursive: bool,
         label: str,
-        sync_level: str = "checksum",
+        sync_level: str | None = "checksum",
         verify_checksum: bool = True,
         more: Sequence[tuple[EndpointPath, EndpointPath]] = (),
     ) -> dict[str, Any]:
         """Submit one transfer task: ``source`` → ``destination`` and the pairs in ``more`` (same two
-        endpoints); the same ``submission_id`` never starts a second task."""
+        endpoints); the same ``submission_id`` never starts a second task. ``sync_level=None``: copy every file."""
         import globus_sdk
 
         src_uuid, src_path = self.locate(source)
@@ -177,6 +177,13 @@ class GlobusTransferHook(BaseHook):
     def cancel(self, task_id: str) -> None:
         self.client.cancel_task(task_id)
 
+    def transferred(self, task_id: str, endpoint: str) -> list[str]:
+        """Every file a task transferred, as paths relative to its destination ``endpoint``: all pages of
+        ``task_successful_transfers`` (the SDK's marker paginator); a page that cannot be read raises."""
+        found = self.endpoints[endpoint]
+        pages = self.client.paginated.task_successful_transfers(task_id)
+        return [str(found.relative_of(item["destination_path"])) for item in pages.items()]
+
     # -- listings -----------------------------------------------------------------------------
     def stat(self, where: EndpointPath) -> dict[str, Any] | None:
         """``{name, type, size, last_modified, ...}`` of a path, or ``None`` if it does not exist
@@ -206,6 +213,13 @@ class GlobusTransferHook(BaseHook):
             if is_missing(exc):
                 raise FileNotFoundError(f"{where}: {exc.message}") from None
             raise
+
+    def rename(self, old: EndpointPath, new: EndpointPath) -> None:
+        """Rename ``old`` to ``new`` on one endpoint (Globus refuses an existing ``new``: nothing is replaced)."""
+        if old.endpoint != new.endpoint:
+            raise ValueError(f"a rename stays on one endpoint: {old} -> {new}")
+        uuid, old_path = self.locate(old)
+        self.client.operation_rename(uuid, old_path, self.locate(new)[1])
 
 
 def is_missing(exc: BaseException) -> bool:
