@@ -4,13 +4,22 @@ Every function is self-contained: Compute ships its source (``AllCodeStrategies`
 from this module, and imports what it needs inside its body. The science lives in ``compute_functions``,
 which must be installed in the endpoint's Python environment (same Python major.minor as the submitter).
 Each returns a small JSON-compatible summary (paths, counts, timings), never array data, and raises on
-any failure so the Airflow task fails with the remote traceback.
+any failure so the Airflow task fails with the remote traceback. Airflow asks for the result as JSON data and
+refuses anything else (plugins/als_provider/hooks/globus_compute.py), so a summary must be plain JSON.
 """
 
 from __future__ import annotations
 
 
-def reconstruct(scan_path: str, out_dir: str, options: dict | None = None, run_key: str | None = None, **kwargs):
+def reconstruct(
+    scan_path: str,
+    out_dir: str,
+    options: dict | None = None,
+    run_key: str | None = None,
+    private: bool = False,
+    run_lease_seconds: float | None = None,
+    **kwargs,
+):
     """Reconstruct one scan into a TIFF stack under ``out_dir`` (``compute_functions.reconstruct.reconstruct_scan``).
 
     ``options`` is the ``recon`` conf (``compute_functions.options.RECON_SCHEMA``); its keys may also come as
@@ -19,7 +28,9 @@ def reconstruct(scan_path: str, out_dir: str, options: dict | None = None, run_k
     ``workers``, ``chunk_rows``). A bad scan or option raises ``compute_functions.errors.ScanError`` (a
     ValueError) whose one-line message starts ``reconstruct: ``; the summary's ``options`` is what was used.
     The TIFF folder gets its results manifest last; ``run_key`` (from Airflow) lets one call per run write
-    (``compute_functions.results_manifest.produce_once``).
+    (``compute_functions.results_manifest.produce_once``), under a lease of ``run_lease_seconds`` (the task's
+    timeout) that the writer renews while it lives. ``private`` (an export-controlled scan): what it
+    writes is 2770/660 (``compute_functions.permissions.private_modes``).
     """
     import json
     import platform
@@ -30,11 +41,19 @@ def reconstruct(scan_path: str, out_dir: str, options: dict | None = None, run_k
 
     started = time.time()
     try:
+        from compute_functions.permissions import private_modes
         from compute_functions.results_manifest import produce_once
 
         output = f"{out_dir}/rec{scan_path.rsplit('/', 1)[-1].rsplit('.', 1)[0]}"
         recon = compute_functions.reconstruct.reconstruct_scan
-        summary = produce_once(run_key, output, "tiff_dir", lambda: recon(scan_path, out_dir, options, **kwargs))
+        with private_modes(private):
+            summary = produce_once(
+                run_key,
+                output,
+                "tiff_dir",
+                lambda: recon(scan_path, out_dir, options, **kwargs),
+                lease_seconds=run_lease_seconds,
+            )
     except ScanError as exc:
         raise ScanError(f"reconstruct: {exc}") from None
     if not isinstance(summary, dict):
@@ -47,9 +66,17 @@ def reconstruct(scan_path: str, out_dir: str, options: dict | None = None, run_k
     return summary
 
 
-def multiscale(tiff_dir: str, zarr_path: str, run_key: str | None = None, **options):
+def multiscale(
+    tiff_dir: str,
+    zarr_path: str,
+    run_key: str | None = None,
+    private: bool = False,
+    run_lease_seconds: float | None = None,
+    **options,
+):
     """Write a multiscale OME-Zarr beside a TIFF stack (``compute_functions.multiscale.write_multiscale``), its
-    results manifest last; ``run_key``: one call per run writes (as :func:`reconstruct`)."""
+    results manifest last; ``run_key``: one call per run writes (leased for ``run_lease_seconds``),
+    ``private``: 2770/660 (as :func:`reconstruct`)."""
     import json
     import platform
     import time
@@ -57,10 +84,14 @@ def multiscale(tiff_dir: str, zarr_path: str, run_key: str | None = None, **opti
     import compute_functions.multiscale
 
     started = time.time()
+    from compute_functions.permissions import private_modes
     from compute_functions.results_manifest import produce_once
 
     write = compute_functions.multiscale.write_multiscale
-    summary = produce_once(run_key, zarr_path, "zarr", lambda: write(tiff_dir, zarr_path, **options))
+    with private_modes(private):
+        summary = produce_once(
+            run_key, zarr_path, "zarr", lambda: write(tiff_dir, zarr_path, **options), lease_seconds=run_lease_seconds
+        )
     if not isinstance(summary, dict):
         raise TypeError(f"write_multiscale returned {type(summary).__name__}, expected a dict")
     summary = json.loads(json.dumps(summary, default=str))
@@ -102,3 +133,9 @@ def check_environment(paths: list[str] | None = None, require: bool = True):
         "packages": packages,
         "paths": found,
     }
+
+
+def open_task_group():
+    """Do nothing: the call that opens a Compute task group for one run of an Airflow task (its real call is
+    then submitted into that group, so a lost answer can be looked up there). Returns ``{"opened": True}``."""
+    return {"opened": True}

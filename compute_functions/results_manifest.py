@@ -10,7 +10,8 @@ from a job script.
 
 :func:`run_once` keeps two calls of one run (the same ``key``: a Compute submit whose answer was lost, then
 sent again) from both writing: the first takes a lock beside the output, a second waits for it and returns
-its result without running.
+its result without running. The lock is a lease (the caller's own timeout) that its writer renews while it
+lives, so the lock of a writer that died elsewhere (OOM, walltime) expires within that lease.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +32,10 @@ from compute_functions.permissions import makedirs, share_file, share_tree
 PREFIX = "results-manifest"
 #: ``results-manifest-<count>-files-<bytes>-bytes.json`` (the same contract: include/results.py).
 NAME = re.compile(rf"^{PREFIX}-(\d+)-files-(\d+)-bytes\.json$")
-#: A lock older than this whose holder cannot be checked (another host) is taken over.
-STALE_SECONDS = 6 * 3600
+#: The run-once lease when the caller gives none: the Globus Compute task timeout (GlobusComputeOperator).
+DEFAULT_LEASE_SECONDS = 2 * 3600
+#: The writer renews its lease this often at most (and at least 10 times per lease).
+RENEW_SECONDS = 60.0
 
 
 class ManifestError(RuntimeError):
@@ -92,8 +96,16 @@ def check(folder: str | os.PathLike) -> dict[str, Any]:
     return {"manifest": names[0], "count": document["count"], "bytes": document["bytes"]}
 
 
-def produce_once(run_key: str | None, output: str | os.PathLike, folder_key: str, produce: Callable[[], dict]) -> dict:
-    """:func:`run_once` of ``produce``, then the manifest of the folder its summary names (``folder_key``).
+def produce_once(
+    run_key: str | None,
+    output: str | os.PathLike,
+    folder_key: str,
+    produce: Callable[[], dict],
+    *,
+    lease_seconds: float | None = None,
+) -> dict:
+    """:func:`run_once` of ``produce`` (leased for ``lease_seconds``), then the manifest of the folder its summary
+    names (``folder_key``).
 
     The summary gains ``manifest`` (:func:`write`'s answer). The one call each Compute function makes.
     """
@@ -104,15 +116,21 @@ def produce_once(run_key: str | None, output: str | os.PathLike, folder_key: str
             return summary
         return {**summary, "manifest": write(summary[folder_key])}
 
-    return run_once(output, run_key, produce_with_manifest)
+    return run_once(output, run_key, produce_with_manifest, lease_seconds=lease_seconds)
 
 
-def run_once(output: str | os.PathLike, key: str | None, produce: Callable[[], dict]) -> dict:
+def run_once(
+    output: str | os.PathLike, key: str | None, produce: Callable[[], dict], *, lease_seconds: float | None = None
+) -> dict:
     """``produce()`` unless another call with the same ``key`` wrote ``output``; then that call's result.
 
-    The lock ``.<output name>.run-lock`` beside ``output`` holds the key, host and pid of the writer; the result
-    of a finished call is kept in ``.<output name>.run-result`` for calls of the same key. A later call of
+    The lock ``.<output name>.run-lock`` beside ``output`` holds the key, host, pid and lease of the writer; the
+    result of a finished call is kept in ``.<output name>.run-result`` for calls of the same key. A later call of
     another key (a re-run) waits for a live writer, then runs. ``key=None``: just ``produce()``.
+
+    The lock is a lease of ``lease_seconds`` (the task's own timeout; default :data:`DEFAULT_LEASE_SECONDS`):
+    the writer renews it (the lock's mtime) every ``min(RENEW_SECONDS, lease / 10)`` s while it runs; a lock not
+    renewed for its lease (its writer died on another host) is taken over, as is one of a dead pid here.
     """
     if not key:
         return produce()
@@ -133,8 +151,13 @@ def run_once(output: str | os.PathLike, key: str | None, produce: Callable[[], d
             else:
                 time.sleep(1.0)
             continue
+        lease = float(lease_seconds or DEFAULT_LEASE_SECONDS)
         with os.fdopen(fd, "w") as handle:
-            json.dump({"key": key, "host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}, handle)
+            holder = {"key": key, "host": socket.gethostname(), "pid": os.getpid(), "at": time.time(), "lease": lease}
+            json.dump(holder, handle)
+        stop = threading.Event()
+        renewer = threading.Thread(target=_renew, args=(lock, lease, stop), name="run-once-lease", daemon=True)
+        renewer.start()
         try:
             result = produce()
             tmp = done.with_name(done.name + f".{os.getpid()}")
@@ -143,6 +166,8 @@ def run_once(output: str | os.PathLike, key: str | None, produce: Callable[[], d
             os.replace(tmp, done)
             return result
         finally:
+            stop.set()
+            renewer.join()
             lock.unlink(missing_ok=True)
 
 
@@ -153,8 +178,17 @@ def _read(path: Path) -> dict:
         return {}
 
 
+def _renew(lock: Path, lease: float, stop: threading.Event) -> None:
+    """Touch ``lock`` every ``min(RENEW_SECONDS, lease / 10)`` s until ``stop``: the writer's lease lives on."""
+    while not stop.wait(min(RENEW_SECONDS, lease / 10)):
+        try:
+            os.utime(lock)
+        except FileNotFoundError:
+            return
+
+
 def _stale(lock: Path, holder: dict) -> bool:
-    """Whether the lock's writer is gone: a dead pid on this host, or an old lock from elsewhere."""
+    """Whether the lock's writer is gone: a dead pid on this host, or a lease not renewed in time elsewhere."""
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         try:
             os.kill(holder["pid"], 0)
@@ -164,7 +198,8 @@ def _stale(lock: Path, holder: dict) -> bool:
             return False
         return False
     try:
-        return time.time() - lock.stat().st_mtime > STALE_SECONDS
+        lease = float(holder.get("lease") or DEFAULT_LEASE_SECONDS)
+        return time.time() - lock.stat().st_mtime > lease
     except FileNotFoundError:
         return True
 

@@ -15,15 +15,25 @@ function and arguments are deserialised there with the SDK's own ``ComputeSerial
 (or the remote traceback, as text) is sent back as the real endpoint does. The facility process never
 imports the SDK (it starts a non-daemon thread); only the workers do.
 
-Counters: ``compute.register``, ``compute.submit`` (requests), ``compute.task_created``,
-``compute.executed`` and ``compute.executed.<function name>`` (runs that reached the function).
-Faults (``service="compute"``, ``match`` on the function name): ``raise`` (the function raises
-``RuntimeError(message)`` at the endpoint), ``slow`` (sleep ``params.seconds``, default 5, before running),
-``crash`` (the worker process dies, as a lost worker). Endpoint faults (``match`` on the endpoint id):
-``endpoint_offline`` (from the first request that names the endpoint, it is offline for ``params.seconds``,
-default 5), ``endpoint_forbidden`` (403 ``EndpointAccessForbidden``: the endpoint exists but this client may
-not use it; ``times`` requests); ``function_not_permitted`` (``match`` on the function name: 403
-``FunctionNotPermitted``, as from an endpoint whose allowed-functions list leaves it out).
+Task groups as the service keeps them: a submit without ``task_group_id`` opens a new group, a submit naming
+a group the service does not know is refused (404 ``TASK_GROUP_NOT_FOUND``), and ``GET /v2/taskgroup/{id}``
+lists a group's tasks (``{"taskgroup_id", "create_websockets_queue", "tasks": [{"id", "created_at"}]}``, the
+shape ``Executor.reload_tasks`` reads). Results are serialised as the endpoint does: with the submit's
+``result_serializers`` in order (``ComputeSerializer.serialize_from_list``), else the SDK's default (dill);
+a result none of them can serialise fails the task.
+
+Counters: ``compute.register``, ``compute.submit`` (requests), ``compute.task_created`` and
+``compute.task_created.<function name>``, ``compute.executed`` and ``compute.executed.<function name>`` (runs
+that reached the function). Faults (``service="compute"``, ``match`` on the function name): ``raise`` (the
+function raises ``RuntimeError(message)`` at the endpoint), ``slow`` (sleep ``params.seconds``, default 5,
+before running), ``crash`` (the worker process dies, as a lost worker), ``forge_result`` (the task succeeds
+with ``params.payload`` as its serialised result, as from a compromised endpoint: e.g. a dill payload),
+``lost_submit`` (the submit that creates a task of that function is performed and answered ``status`` instead,
+as a gateway timing out; the generic ``lost_response`` matches ``METHOD path`` and so every submit alike).
+Endpoint faults (``match`` on the endpoint id): ``endpoint_offline`` (from the first request that names the
+endpoint, it is offline for ``params.seconds``, default 5), ``endpoint_forbidden`` (403 ``EndpointAccessForbidden``:
+the endpoint exists but this client may not use it; ``times`` requests); ``function_not_permitted`` (``match`` on
+the function name: 403 ``FunctionNotPermitted``, as from an endpoint whose allowed-functions list leaves it out).
 """
 
 from __future__ import annotations
@@ -82,6 +92,7 @@ class Task:
     function_name: str
     endpoint_id: str
     task_group_id: str
+    result_serializers: list[str] | None = None
     status: str = "waiting-for-ep"
     result: str | None = None
     exception: str | None = None
@@ -106,7 +117,9 @@ class Task:
         return doc
 
 
-def execute_task(function_code: str, payload: str, fault: dict | None) -> dict[str, Any]:
+def execute_task(
+    function_code: str, payload: str, fault: dict | None, result_serializers: list[str] | None = None
+) -> dict[str, Any]:
     """Run one task in a worker process; returns ``{"result"}`` or ``{"exception"}`` (traceback text)."""
     import platform
 
@@ -139,7 +152,11 @@ def execute_task(function_code: str, payload: str, fault: dict | None) -> dict[s
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
         return {"exception": text, "ran": True, "details": details}
     details["task_transitions"]["execution-end"] = time.time()
+    if kind == "forge_result":  # a compromised endpoint answers whatever it likes
+        return {"result": str((fault or {}).get("params", {}).get("payload", "")), "ran": True, "details": details}
     try:
+        if result_serializers:
+            return {"result": serde.serialize_from_list(result, result_serializers), "ran": True, "details": details}
         return {"result": serde.serialize(result), "ran": True, "details": details}
     except Exception:
         return {"exception": "Result serialization failed:\n" + traceback.format_exc(), "ran": True, "details": details}
@@ -218,17 +235,18 @@ class ComputeService:
         fault = self.state.take_fault("compute", "raise", function.function_name)
         fault = fault or self.state.take_fault("compute", "slow", function.function_name)
         fault = fault or self.state.take_fault("compute", "crash", function.function_name)
+        fault = fault or self.state.take_fault("compute", "forge_result", function.function_name)
         fault_doc = None if fault is None else {"kind": fault.kind, "message": fault.message, "params": fault.params}
         if fault is not None:
             self.state.count(f"fault.compute.{fault.kind}")
         payload = self.payloads.pop(task.task_id)
         pool = self.pool()
         try:
-            future = pool.submit(execute_task, function.function_code, payload, fault_doc)
+            future = pool.submit(execute_task, function.function_code, payload, fault_doc, task.result_serializers)
         except (BrokenProcessPool, RuntimeError):
             self._drop_broken_pool(pool)
             pool = self.pool()
-            future = pool.submit(execute_task, function.function_code, payload, fault_doc)
+            future = pool.submit(execute_task, function.function_code, payload, fault_doc, task.result_serializers)
         task.future = future
         future.add_done_callback(lambda f: self._finish(task, f, pool))
 
@@ -347,6 +365,11 @@ def register(app: FastAPI, state: FacilityState) -> None:
                 if not isinstance(payloads, list) or not all(isinstance(p, str) for p in payloads):
                     raise _error(400, "BAD_REQUEST", f"tasks.{function_id}: expected a list of strings", resource)
                 functions[function_id] = function
+            serializers = body.get("result_serializers")
+            if serializers is not None and (
+                not isinstance(serializers, list) or not all(isinstance(x, str) for x in serializers)
+            ):
+                raise _error(400, "BAD_REQUEST", "result_serializers: expected a list of import paths", resource)
             group_id = body.get("task_group_id")
             if group_id is not None and group_id not in service.task_groups:
                 raise _error(404, "TASK_GROUP_NOT_FOUND", f"Task group {group_id} not found", resource)
@@ -357,15 +380,25 @@ def register(app: FastAPI, state: FacilityState) -> None:
             for function_id, payloads in tasks_in.items():
                 function = functions[function_id]
                 for payload in payloads:
-                    task = Task(str(uuid.uuid4()), function_id, function.function_name, endpoint_id, group_id)
+                    task = Task(
+                        str(uuid.uuid4()), function_id, function.function_name, endpoint_id, group_id, serializers
+                    )
                     service.tasks[task.task_id] = task
                     service.payloads[task.task_id] = payload
                     group.append(task.task_id)
                     created.setdefault(function_id, []).append(task.task_id)
                     new_tasks.append((task, function))
+        lost = None
         for task, function in new_tasks:
             state.count("compute.task_created")
+            state.count(f"compute.task_created.{function.function_name}")
             service.start_or_wait(task, function)
+            lost = lost or state.take_fault("compute", "lost_submit", function.function_name)
+        if lost is not None:  # performed; the answer is lost on the way back
+            state.count(f"fault.lost_response.{lost.status}")
+            raise ServiceError(
+                lost.status, {"code": "InjectedFault", "message": lost.message, "request_id": "facility"}
+            )
         return {"request_id": request_id(), "task_group_id": group_id, "endpoint_id": endpoint_id, "tasks": created}
 
     @app.get("/v2/tasks/{task_id}")

@@ -25,7 +25,12 @@ Counters: ``sfapi.submit`` (every submit request), ``sfapi.job_created``, ``sfap
 (e.g. TIMEOUT, OUT_OF_MEMORY, PREEMPTED, NODE_FAIL, FAILED) after ``params.get("after", 0.5)`` s of running,
 writing Slurm's message to the error log; ``slow`` keeps the job PENDING ``params.get("seconds", 3)`` s;
 ``query_error`` (subject ``squeue <jobids>`` or ``sacct <jobids>``) answers a job query
-``{"status": "ERROR", "output": [], "error": message}``, as SFAPI does when it cannot reach Slurm.
+``{"status": "ERROR", "output": [], "error": message}``, as SFAPI does when it cannot reach Slurm; ``clock``
+(not consumed; ``params.offset_seconds``) moves the stand-in's clock forward, e.g. past midnight.
+
+sacct's time window is honoured as Slurm does: ``kwargs=starttime=``/``endtime=`` (``YYYY-MM-DD[THH:MM[:SS]]``,
+local time) select jobs that were pending or running at some moment in the window; without ``starttime`` the
+window starts at midnight today (by the clock above), unless a ``jobid`` is asked for.
 """
 
 from __future__ import annotations
@@ -126,6 +131,28 @@ _SHORT_OPTIONS = {
 
 def _now() -> str:
     return dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_slurm_time(value: str) -> float:
+    """Slurm's ``YYYY-MM-DD[THH:MM[:SS]]`` (local time) as epoch seconds; ValueError otherwise."""
+    for layout in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return dt.datetime.strptime(value, layout).timestamp()
+        except ValueError:
+            continue
+    raise ValueError(f"Invalid time specification: {value}")
+
+
+def sacct_window(filters: dict[str, str], now: float) -> tuple[float, float]:
+    """sacct's ``--starttime``/``--endtime`` window (defaults: midnight today, or the epoch for a jobid; now)."""
+    if "starttime" in filters:
+        start = parse_slurm_time(filters["starttime"])
+    elif filters.get("jobid"):
+        start = 0.0
+    else:
+        start = dt.datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    end = parse_slurm_time(filters["endtime"]) if "endtime" in filters else now
+    return start, end
 
 
 def parse_time_limit(value: str) -> float:
@@ -438,6 +465,16 @@ class Slurm:
         with self.lock:
             return self.tokens.get(token, 0) > time.time()
 
+    def now(self) -> float:
+        """The stand-in's clock: real time, moved forward by a live ``clock`` fault (tests cross midnight)."""
+        with self.facility.lock:
+            offsets = [
+                float(f.params.get("offset_seconds", 0))
+                for f in self.facility.faults
+                if f.service in ("sfapi", "*") and f.kind == "clock" and f.hits < f.times
+            ]
+        return time.time() + sum(offsets)
+
 
 def _kill_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -549,8 +586,15 @@ def register(app: FastAPI, state: FacilityState) -> None:
             return {"status": "ERROR", "output": [], "error": fault.message}
         if filters.get("user") and filters["user"] != USER:
             return {"status": "OK", "output": [], "error": None}
+        now = slurm.now()
+        try:
+            start, end = sacct_window(filters, now)
+        except ValueError as exc:
+            return {"status": "ERROR", "output": [], "error": f"sacct: error: {exc}"}
         with slurm.lock:
             selected = [j for j in slurm.jobs.values() if jobids is None or j.jobid in jobids]
+            if sacct:  # pending or running at some moment of the window
+                selected = [j for j in selected if (j.ended or now) >= start and j.submitted <= end]
             if filters.get("name"):
                 selected = [j for j in selected if j.name == filters["name"]]
             rows = [j.sacct_row() if sacct else j.squeue_row() for j in selected if sacct or j.state in ACTIVE_STATES]

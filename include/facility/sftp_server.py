@@ -1,7 +1,10 @@
 """A small SFTP server (asyncssh) serving one local folder on 127.0.0.1: spot832's file system for tests.
 
 The folder is the server's ``/`` (chroot), so serving ``<facility root>/spot832`` shows the local
-facility's raw tree at ``/raw``. Password and/or public-key authentication for one user; an Ed25519 host
+facility's raw tree at ``/raw``. Symbolic links are resolved as a kernel chroot resolves them (what
+OpenSSH's ``ChrootDirectory`` gives): an absolute target starts at the served folder and ``..`` stops there,
+so no link, however it points, reaches a file outside it (asyncssh's own ``chroot`` maps the client's path
+but lets the OS follow links out of it). Password and/or public-key authentication for one user; an Ed25519 host
 key generated at start unless one is given. Development and test tool only: DAG code never imports it.
 
 In a test::
@@ -19,7 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import hmac
+import os
+import posixpath
 import threading
 from pathlib import Path
 
@@ -56,6 +62,74 @@ class _Auth(asyncssh.SSHServer):
         ok = bool(ok)
         self._server.count("auth_ok" if ok else "auth_failed")
         return ok
+
+
+#: Symbolic links followed in one path at most (the kernel's ELOOP limit).
+MAX_SYMLINKS = 40
+
+
+def resolve_in_root(root: bytes, path: bytes, *, follow_last: bool) -> bytes:
+    """The local path of the client's ``path`` under ``root``, every symlink resolved inside ``root`` (as a
+    chroot would); the last component's own link is kept unless ``follow_last``. Components that do not exist
+    are kept as given."""
+    pending = [part for part in path.split(b"/") if part and part != b"."]
+    parts: list[bytes] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == b"..":
+            if parts:
+                parts.pop()
+            continue
+        local = posixpath.join(root, *parts, part)
+        if (pending or follow_last) and os.path.islink(local):
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, "Too many levels of symbolic links", path.decode(errors="replace"))
+            target = os.readlink(local)
+            if target.startswith(b"/"):
+                parts = []
+            pending = [p for p in target.split(b"/") if p and p != b"."] + pending
+            continue
+        parts.append(part)
+    return posixpath.join(root, *parts) if parts else root
+
+
+class ChrootSFTPServer(asyncssh.SFTPServer):
+    """asyncssh's SFTP server with every path resolved inside the served folder (:func:`resolve_in_root`)."""
+
+    def map_path(self, path: bytes) -> bytes:
+        assert self._chroot
+        return resolve_in_root(self._chroot, path, follow_last=False)
+
+    def _followed(self, path: bytes) -> bytes:
+        """The client path of ``path`` with its last link resolved too (for calls that follow it)."""
+        assert self._chroot
+        return self.reverse_map_path(resolve_in_root(self._chroot, path, follow_last=True))
+
+    def open(self, path, pflags, attrs):
+        return super().open(self._followed(path), pflags, attrs)
+
+    def open56(self, path, desired_access, flags, attrs):
+        return super().open56(self._followed(path), desired_access, flags, attrs)
+
+    def stat(self, path):
+        return super().stat(self._followed(path))
+
+    def setstat(self, path, attrs):
+        return super().setstat(self._followed(path), attrs)
+
+    def scandir(self, path):
+        return super().scandir(self._followed(path))
+
+    def statvfs(self, path):
+        return super().statvfs(self._followed(path))
+
+    def realpath(self, path):
+        return super().realpath(self._followed(path))
+
+    def link(self, oldpath, newpath):
+        return super().link(self._followed(oldpath), newpath)
 
 
 class SFTPServer:
@@ -108,7 +182,7 @@ class SFTPServer:
 
     def _sftp_factory(self, chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
         self.count("sftp_sessions")
-        return asyncssh.SFTPServer(chan, chroot=str(self.root).encode())
+        return ChrootSFTPServer(chan, chroot=str(self.root).encode())
 
     async def _listen(self) -> asyncssh.SSHAcceptor:
         return await asyncssh.listen(

@@ -116,3 +116,42 @@ def test_produce_once_writes_the_manifest_of_the_produced_folder(tmp_path):
     summary = rm.produce_once("k", folder, "tiff_dir", produce)
     assert summary["manifest"]["manifest"] == "results-manifest-1-files-3-bytes.json"
     assert rm.check(folder)["bytes"] == 3
+
+
+def test_i21_finding_8_a_dead_writers_lease_expires_with_the_tasks_timeout(tmp_path):
+    """Issue 21 finding 8: the lock of a writer that died on another host (OOM, walltime) blocked for 6 h,
+    longer than the 2 h Compute timeout. It is a lease of the task's own timeout now."""
+    output, lock = tmp_path / "out", tmp_path / ".out.run-lock"
+    lock.write_text(json.dumps({"key": "k", "host": "another-node", "pid": 1, "lease": 1.0}))
+    old = time.time() - 2
+    os.utime(lock, (old, old))  # not renewed for longer than its lease: the writer is gone
+    started = time.monotonic()
+    assert rm.run_once(output, "k", lambda: {"ran": True}, lease_seconds=1.0) == {"ran": True}
+    assert time.monotonic() - started < 5
+
+
+def test_i21_finding_8_a_live_writer_renews_its_lease(tmp_path):
+    """A writer running longer than its lease keeps the lock: a second call waits and takes its result."""
+    output, writing, calls = tmp_path / "out", threading.Event(), []
+
+    def produce():
+        calls.append(threading.current_thread().name)
+        writing.set()
+        time.sleep(3)  # three leases long
+        return {"by": threading.current_thread().name}
+
+    answers = {}
+
+    def first_call():
+        answers["a"] = rm.run_once(output, "k", produce, lease_seconds=1.0)
+
+    first = threading.Thread(target=first_call, name="a")
+    first.start()
+    writing.wait(5)
+    lock = tmp_path / ".out.run-lock"
+    real_host = json.loads(lock.read_text())
+    lock.write_text(json.dumps({**real_host, "host": "another-node"}))  # as seen from another host: lease only
+    answers["b"] = rm.run_once(output, "k", produce, lease_seconds=1.0)
+    first.join()
+    assert calls == ["a"]
+    assert answers["b"] == {"by": "a", "duplicate_of_earlier_call": True}

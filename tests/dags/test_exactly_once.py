@@ -109,3 +109,54 @@ def test_a_data_error_fails_the_reconstruction_once_with_its_line(facility, loca
     assert tis["reconstruct"].state == "failed" and tis["reconstruct"].try_number == 1
     captured = capfd.readouterr()
     assert "reconstruct: center: bad center 99999" in captured.out + captured.err
+
+
+COUNTED = ("compute.task_created", "compute.executed", "sfapi.job_created")
+
+
+def _recon_runs(facility, local_endpoints, tag: str, faults: list[dict]) -> dict[str, int]:
+    """Run bl832_local_recon (Compute) and bl832_nersc_recon (SFAPI) on fresh scans under ``faults``."""
+    facility.reset()
+    for fault in faults:
+        facility.inject(**fault)
+    for site, endpoint in (("local", "data832_raw"), ("nersc", "nersc832_alsdev_raw")):
+        name = f"20230224_16{len(tag):02d}00_{tag}{site}.h5"
+        write_scan(local_endpoints, endpoint, f"{FOLDER}/{name}")
+        dag_run = load_dag(f"bl832_{site}_recon", "bl832_recon.py").test(run_conf={"file_path": f"{FOLDER}/{name}"})
+        assert dag_run.state == "success", states(dag_run)
+    stats = facility.stats()
+    return {counter: stats.get(counter, 0) for counter in (*COUNTED, "fault.lost_response.504")}
+
+
+def test_i21_finding_11_lost_submit_answers_cost_no_extra_task_or_job(facility, local_endpoints):
+    """Issue 21 finding 11 (done when): with the answer of the first Compute submit of the reconstruction and
+    of the first SFAPI job submit lost, the facility counts as many Compute tasks, Compute executions and Slurm
+    jobs as a clean run."""
+    clean = _recon_runs(facility, local_endpoints, "clean", [])
+    lost = _recon_runs(
+        facility,
+        local_endpoints,
+        "lost",
+        [
+            {"service": "compute", "kind": "lost_submit", "status": 504, "match": "^reconstruct$"},
+            {"service": "sfapi", "kind": "lost_response", "status": 504, "match": SFAPI_SUBMIT},
+        ],
+    )
+    assert lost.pop("fault.lost_response.504") == 2 and clean.pop("fault.lost_response.504") == 0
+    assert lost == clean
+    assert clean["sfapi.job_created"] == 2  # reconstruct and multiscale
+
+
+def test_i21_finding_11_a_lost_answer_to_the_group_opening_costs_one_empty_call(facility, local_endpoints):
+    """The first submit of a Compute step opens its task group; its answer lost leaves an orphan group with one
+    call of ``open_task_group`` (which does nothing); the science still runs once."""
+    facility.inject("compute", "lost_response", status=504, match=r"^POST /v3/endpoints/[^/]+/submit$")
+    name = "20230224_170000_opener.h5"
+    write_scan(local_endpoints, "data832_raw", f"{FOLDER}/{name}")
+    dag_run = load_dag("bl832_local_recon", "bl832_recon.py").test(run_conf={"file_path": f"{FOLDER}/{name}"})
+    assert dag_run.state == "success", states(dag_run)
+    stats = facility.stats()
+    assert stats["fault.lost_response.504"] == 1
+    assert stats["compute.task_created.reconstruct"] == stats["compute.executed.reconstruct"] == 1
+    assert stats["compute.task_created.multiscale"] == stats["compute.executed.multiscale"] == 1
+    assert stats["compute.task_created.open_task_group"] == 3  # one per step, and the orphan

@@ -170,3 +170,40 @@ def test_an_offline_endpoint_keeps_tasks_waiting_for_ep(hook, facility):
     online = hook.endpoint_status(ENDPOINT)
     assert online["status"] == "online" and online["details"]["total_workers"] >= 1
     assert {"idle_workers", "pending_tasks", "outstanding_tasks", "managers"} <= set(online["details"])
+
+
+def test_i21_finding_11_task_groups_as_the_service_keeps_them(hook, facility):
+    """A submit opens a group, a submit may name an existing one, an unknown one is refused, and
+    ``GET /v2/taskgroup/{id}`` lists a group's tasks (the shape Executor.reload_tasks reads)."""
+    import uuid
+
+    import globus_sdk
+
+    function_id = hook.register_function(remote.open_task_group)
+    with pytest.raises(globus_sdk.GlobusAPIError) as raised:
+        hook.submit(function_id, ENDPOINT, {}, task_group_id=str(uuid.uuid4()))
+    assert raised.value.http_status == 404 and "GROUP" in raised.value.code
+    assert facility.stats().get("compute.task_created", 0) == 0
+    opened = hook.submit(function_id, ENDPOINT, {})
+    second = hook.submit(function_id, ENDPOINT, {}, task_group_id=opened["task_group_id"])
+    assert second["task_group_id"] == opened["task_group_id"]
+    assert hook.task_group(opened["task_group_id"]) == [opened["task_id"], second["task_id"]]
+    assert facility.stats()["compute.task_created.open_task_group"] == 2
+
+
+def test_i26_finding_4_results_are_serialised_as_the_submit_asks(hook, facility):
+    """The endpoint serialises a result with the submit's ``result_serializers`` (JSON for our hook); without
+    them it uses the SDK default (dill), which the hook refuses to read."""
+    function_id = hook.register_function(remote.check_environment)
+    task_id = hook.run(function_id, ENDPOINT, {})
+    wait(hook, task_id)
+    raw = hook.client._compute_web_client.v2.get_task(task_id).data["result"]
+    assert raw.startswith("11\n")  # JSONData
+    headers = {"Authorization": f"Bearer {token(facility)}"}
+    batch = hook.client.create_batch()  # no result_serializers: the endpoint's default
+    batch.add(function_id, (), {})
+    answer = httpx.post(f"{facility.url}/v3/endpoints/{ENDPOINT}/submit", json=batch.prepare(), headers=headers)
+    dill_task = answer.json()["tasks"][function_id][0]
+    task = wait(hook, dill_task)
+    assert task["status"] == "failed" and task["unsafe_result"] is True
+    assert "DillDataBase64" in task["exception"]

@@ -155,3 +155,27 @@ def test_a_job_query_can_answer_error(api, facility):
     answer = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": f"jobid={jobid}"}).json()
     assert answer == {"status": "ERROR", "output": [], "error": "sacct: error: slurmdbd down"}
     assert api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": f"jobid={jobid}"}).json()["output"]
+
+
+def test_i21_finding_13_sacct_honours_its_window_like_slurm(api, facility):
+    """sacct without ``starttime`` shows jobs since midnight; a jobid is found whenever it ran; ``starttime``
+    reaches back."""
+    import datetime as dt
+
+    jobid = submit(api, "#!/bin/bash\n#SBATCH -J window --comment=w -t 5\ntrue\n")
+    time.sleep(1.5)
+
+    def sacct(*kwargs):
+        answer = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": list(kwargs)}).json()
+        return [row["jobid"] for row in answer["output"]]
+
+    assert jobid in sacct("name=window")
+    tomorrow = (dt.datetime.now() + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    facility.inject("sfapi", "clock", times=10**9, params={"offset_seconds": tomorrow.timestamp() - time.time() + 60})
+    assert jobid not in sacct("name=window")  # the stand-in's clock is past midnight: not in today's window
+    assert jobid in sacct(f"jobid={jobid}")
+    yesterday = (dt.datetime.now() - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert jobid in sacct("name=window", f"starttime={yesterday}")
+    assert jobid not in sacct("name=window", f"starttime={yesterday}", f"endtime={yesterday}")
+    bad = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": ["starttime=soon"]}).json()
+    assert bad["status"] == "ERROR" and "Invalid time specification" in bad["error"]

@@ -75,7 +75,8 @@ def test_success_puts_the_summary_in_xcom(facility, tmp_path):
     result = xcom(dag_run)
     assert result["paths"][str(scan)] == {"size": 10, "is_dir": False}
     stats = facility.stats()
-    assert stats["compute.submit"] == 1
+    assert stats["compute.submit"] == 2  # the call that opens the run's task group, then the function's
+    assert stats["compute.task_created.open_task_group"] == 1
     assert stats["compute.executed.check_environment"] == 1
 
 
@@ -129,9 +130,9 @@ def test_retry_after_a_worker_crash_reattaches_instead_of_running_again(facility
     assert tis["compute"].try_number == 2
     assert xcom(dag_run)["python"]
     stats = facility.stats()
-    assert stats["compute.submit"] == 1
-    assert stats["compute.task_created"] == 1
-    assert stats["compute.executed"] == 1
+    assert stats["compute.task_created.check_environment"] == 1
+    assert stats["compute.executed.check_environment"] == 1
+    assert stats["compute.task_created.open_task_group"] == 1
 
 
 class CrashAfterTheRun(GlobusComputeOperator):
@@ -159,7 +160,8 @@ def test_retry_after_the_task_succeeded_takes_its_result_without_running_again(f
     assert tis["compute"].state == "success" and tis["compute"].try_number == 2
     assert xcom(dag_run)["python"]
     stats = facility.stats()
-    assert stats["compute.submit"] == 1 and stats["compute.executed"] == 1
+    assert stats["compute.task_created.check_environment"] == 1
+    assert stats["compute.executed.check_environment"] == 1
 
 
 def test_retry_after_a_remote_failure_submits_afresh(facility):
@@ -167,7 +169,9 @@ def test_retry_after_a_remote_failure_submits_afresh(facility):
     dag = make_dag("test_compute_failed_retry", function_name="check_environment", endpoint_id=ENDPOINT)
     _, tis = run_dag(dag)
     assert tis["compute"].state == "success"
-    assert facility.stats()["compute.submit"] == 2
+    stats = facility.stats()
+    assert stats["compute.task_created.check_environment"] == 2
+    assert stats["compute.task_created.open_task_group"] == 1  # the retry submits into the run's group
 
 
 SUBMIT = r"^POST /v3/endpoints/[^/]+/submit$"
@@ -183,6 +187,109 @@ def test_lost_submit_answer_is_not_resent_by_the_sdk(facility, capfd):
     assert stats["compute.submit"] == 1 and stats["compute.task_created"] == 1
     assert tis["compute"].state == "failed"
     assert "failed without an answer" in task_log(capfd)
+
+
+def test_i21_finding_11_a_lost_submit_answer_is_found_in_the_task_group(facility, capfd):
+    """Issue 21 finding 11: a lost answer still created a second task (the function ran twice). The call now
+    goes into the run's own task group, which is read before anything is sent again."""
+    facility.inject("compute", "lost_submit", status=504, match="^check_environment$")
+    dag = make_dag("test_compute_lost_in_group", function_name="check_environment", endpoint_id=ENDPOINT, retries=1)
+    dag_run, tis = run_dag(dag)
+    assert tis["compute"].state == "success" and tis["compute"].try_number == 1
+    assert xcom(dag_run)["python"]
+    stats = facility.stats()
+    assert stats["fault.lost_response.504"] == 1
+    assert stats["compute.task_created.check_environment"] == 1
+    assert stats["compute.executed.check_environment"] == 1
+    assert "its task group holds it" in task_log(capfd)
+
+
+class DieAfterTheLostAnswer(GlobusComputeOperator):
+    """The first try's submit answer is lost and the try dies before it can look in the group."""
+
+    def _lookup_after_lost_answer(self, state):
+        from airflow.sdk import get_current_context
+
+        if get_current_context()["ti"].try_number == 1:
+            raise RuntimeError("simulated worker crash after a lost submit answer")
+        return super()._lookup_after_lost_answer(state)
+
+
+def test_i21_finding_11_the_retry_finds_the_lost_task_before_sending_again(facility, capfd):
+    facility.inject("compute", "lost_submit", status=504, match="^check_environment$")
+    dag = make_dag(
+        "test_compute_lost_retry",
+        operator_cls=DieAfterTheLostAnswer,
+        function_name="check_environment",
+        endpoint_id=ENDPOINT,
+    )
+    _, tis = run_dag(dag)
+    assert tis["compute"].state == "success" and tis["compute"].try_number == 2
+    stats = facility.stats()
+    assert stats["compute.task_created.check_environment"] == 1
+    assert stats["compute.executed.check_environment"] == 1
+    assert stats["compute.task_created.open_task_group"] == 1
+    assert "submitted by an earlier try; re-attaching" in task_log(capfd)
+
+
+def test_i26_finding_4_a_pickled_result_is_refused_unread(facility, tmp_path, capfd):
+    """Issue 26 finding 4: a dill payload returned as a task result was unpickled in the worker (code ran in a
+    process holding every secret). Only JSON data is read now; the task fails at once, without retries."""
+    import os
+
+    from globus_compute_sdk.serialize import DillDataBase64
+
+    canary = tmp_path / "canary"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.mkdir, (str(canary),))
+
+    payload = DillDataBase64().serialize(Exploit())
+    facility.inject("compute", "forge_result", match="^check_environment$", params={"payload": payload})
+    dag = make_dag("test_compute_forged_result", function_name="check_environment", endpoint_id=ENDPOINT, retries=2)
+    dag_run, tis = run_dag(dag)
+    assert not canary.exists()
+    assert tis["compute"].state == "failed" and tis["compute"].try_number == 1
+    assert dag_run.state == "failed"
+    logged = task_log(capfd)
+    assert "refused a task result serialised with DillDataBase64" in logged
+    assert facility.stats()["fault.compute.forge_result"] == 1
+
+
+def test_i21_finding_15_a_function_is_registered_once_per_code_version(facility):
+    """Issue 21 finding 15: an unpinned function was registered on every submit."""
+    first = make_dag("test_compute_register_once_a", function_name="check_environment", endpoint_id=ENDPOINT)
+    assert run_dag(first)[1]["compute"].state == "success"
+    facility.reset()
+    second = make_dag("test_compute_register_once_b", function_name="check_environment", endpoint_id=ENDPOINT)
+    dag_run, tis = run_dag(second)
+    assert tis["compute"].state == "success" and xcom(dag_run)["python"]
+    stats = facility.stats()
+    assert stats["compute.executed.check_environment"] == 1
+    assert stats.get("compute.register", 0) == 0  # the same code: the id pinned by the first run
+
+
+def test_i21_finding_15_a_pinned_id_naming_other_code_is_not_used(facility):
+    """The Variable pinning a function is checked against Compute: an id whose code differs (an edited
+    Variable) is not run; the function is registered again and the Variable rewritten."""
+    from airflow.models.variable import Variable
+
+    from als_provider.hooks.globus_compute import FUNCTION_VARIABLE_PREFIX
+    from compute_functions import remote
+    from include.compute_registry import code_version
+
+    hook = GlobusComputeHook()
+    other = hook.register_function(remote.open_task_group)
+    version = code_version(hook.function_code(remote.check_environment))
+    key = "__".join((FUNCTION_VARIABLE_PREFIX, hook.globus_compute_conn_id, "check_environment", version[:16]))
+    Variable.set(key, other)
+    facility.reset()
+    dag = make_dag("test_compute_pinned_other_code", function_name="check_environment", endpoint_id=ENDPOINT)
+    dag_run, tis = run_dag(dag)
+    assert tis["compute"].state == "success" and xcom(dag_run)["python"]  # check_environment ran, not the other
+    assert facility.stats()["compute.register"] >= 1
+    assert Variable.get(key) not in (None, other)
 
 
 def test_other_calls_keep_the_sdks_retries(facility):
@@ -208,7 +315,7 @@ def test_data_error_fails_once_with_the_functions_line(facility, tmp_path, capfd
     dag_run, tis = run_dag(dag)
     assert dag_run.state == "failed"
     assert tis["compute"].try_number == 1
-    assert facility.stats()["compute.task_created"] == 1
+    assert facility.stats()["compute.task_created.reconstruct"] == 1
     logged = task_log(capfd)
     assert "AirflowFailException: reconstruct: " in logged and "not an HDF5 file" in logged
 

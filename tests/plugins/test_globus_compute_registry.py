@@ -56,7 +56,7 @@ def test_registry_command_fails_loudly_on_bad_credentials(facility):
 
 def test_resolve_refuses_unknown_names():
     assert resolve("reconstruct").__name__ == "reconstruct"
-    with pytest.raises(ValueError, match="known: check_environment, multiscale, reconstruct"):
+    with pytest.raises(ValueError, match="known: check_environment, multiscale, open_task_group, reconstruct"):
         resolve("rm_rf")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from als_provider.operators.sfapi import SFAPIJobOperator
 from tests.fixture_dags.sfapi_operator_dags import DAGS, FORCED_STATES
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
@@ -173,3 +174,118 @@ def test_sensor_fails_on_a_failed_job(facility, capfd):
     _, tis = run("sensor_fail")
     assert tis["wait"].state == "failed"
     assert "ended FAILED" in task_log(capfd)
+
+
+# --- issue 21 finding 9: a generation that only a Clear changes
+
+
+class RetriesRaisedBetweenTries(SFAPIJobOperator):
+    """The code says ``retries=2`` in the first try and ``retries=3`` in the next (a deploy between tries); the
+    first try dies after its job was submitted and its id stored."""
+
+    code_retries = 2
+
+    @property
+    def retries(self):
+        return type(self).code_retries
+
+    @retries.setter
+    def retries(self, value):
+        pass
+
+    def execute(self, context):
+        self._first_try = context["ti"].try_number == 1
+        return super().execute(context)
+
+    def defer(self, *args, **kwargs):
+        if self._first_try:
+            type(self).code_retries = 3
+            raise RuntimeError("worker died after submitting; the next try runs code with retries=3")
+        return super().defer(*args, **kwargs)
+
+
+def run_in_db(dag):
+    """dag.test() of a DAG defined here (serialised to the metadata DB first, as dag.test() needs)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+        session.flush()
+        update_dag_parsing_results_in_db(
+            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
+        )
+    dag_run = dag.test()
+    return dag_run, {ti.task_id: ti for ti in dag_run.get_task_instances()}
+
+
+def test_i21_finding_9_changing_retries_between_tries_reattaches(facility, capfd):
+    """Issue 21 finding 9: ``generation`` used the current ``task.retries``, so retries 2 -> 3 between tries
+    looked like a Clear and a second Slurm job was submitted after the first completed."""
+    from datetime import timedelta
+
+    import pendulum
+    from airflow.sdk import DAG
+
+    RetriesRaisedBetweenTries.code_retries = 2
+    with DAG(
+        dag_id="test_sfapi_retries_raised",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        default_args={"retry_delay": timedelta(seconds=0)},
+    ) as dag:
+        RetriesRaisedBetweenTries(
+            task_id="job",
+            template="command.sh.j2",
+            values={"command": ["sleep", "1"]},
+            job_name="test_retries_raised",
+            poll_interval=0.3,
+        )
+    dag_run, tis = run_in_db(dag)
+    assert dag_run.state == "success" and tis["job"].try_number == 2
+    assert "Re-attaching to job" in task_log(capfd)
+    assert facility.stats()["sfapi.job_created"] == 1
+
+
+def test_i21_finding_9_generation_is_kept_across_a_retries_change_and_renewed_by_a_clear():
+    from types import SimpleNamespace
+
+    from als_provider.operators.base import end_run, generation
+
+    class Store(dict):
+        def set(self, key, value):
+            self[key] = value
+
+    store = Store()
+
+    def context(try_number, max_tries, retries):
+        ti = SimpleNamespace(try_number=try_number, max_tries=max_tries, task=SimpleNamespace(retries=retries))
+        return {"ti": ti, "task_state_store": store}
+
+    assert generation(context(1, 2, 2)) == 1
+    assert generation(context(2, 2, 3)) == 1  # the code's retries changed: still a retry of run 1
+    end_run(context(2, 2, 3))  # succeeded
+    # retries lowered to 0, then a Clear: max_tries = 2 + 0 = 2, unchanged; the ended run makes it a new one
+    assert generation(context(3, 2, 0)) == 3
+    assert generation(context(4, 5, 2)) == 4  # a Clear that raised max_tries
+
+
+def seconds_past_next_midnight(extra: float = 60.0) -> float:
+    """How far the stand-in's clock must move so that it reads ``extra`` seconds after the next midnight."""
+    import datetime as dt
+    import time
+
+    tomorrow = (dt.datetime.now() + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return tomorrow.timestamp() - time.time() + extra
+
+
+def test_i21_finding_13_a_job_from_before_midnight_is_found_after_it(facility, capfd):
+    """Issue 21 finding 13: sacct's default window starts at midnight, so a finished job of a try that died
+    before midnight was not found by the retry after midnight, and was submitted again."""
+    facility.inject("sfapi", "clock", times=10**9, params={"offset_seconds": seconds_past_next_midnight()})
+    dag_run, tis = run("lost_done")
+    assert "submitted by an earlier try; re-attaching" in task_log(capfd)
+    assert dag_run.state == "success" and tis["job"].try_number == 2
+    assert facility.stats()["sfapi.job_created"] == 1

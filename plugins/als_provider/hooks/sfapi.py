@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,6 +27,10 @@ FAILURE_STATES = frozenset(
 )
 TERMINAL_STATES = FAILURE_STATES | {SUCCESS_STATE}
 DEFAULT_MACHINE = "perlmutter"
+#: sacct reads ``--starttime`` in the cluster's own time zone: a look-up starts this much earlier than asked.
+SACCT_MARGIN_SECONDS = 24 * 3600
+#: How far back a look-up without a known submission time reaches (before the margin).
+SACCT_LOOKBACK_SECONDS = 2 * 24 * 3600
 
 
 class SFAPIJobNotFound(AirflowException):
@@ -224,16 +229,21 @@ class SFAPIHook(BaseHook):
             raise AirflowException(f"{len(matches)} active jobs named {name!r} on {machine} ({ids}); cancel extras")
         return matches[0] if matches else None
 
-    def find_jobs(self, machine: str, name: str, comment: str) -> list[SlurmJob]:
+    def find_jobs(self, machine: str, name: str, comment: str, *, since: float | None = None) -> list[SlurmJob]:
         """Every job of the client's user with this name and comment: queued, running or finished (sacct).
 
-        sacct lists jobs in every state (since midnight by default, as Slurm does); squeue is asked too, for a
-        job sacct does not show yet. Oldest first; one entry per job id.
+        sacct lists jobs in every state, but by default only since midnight (Slurm's default window): a job
+        submitted before midnight and looked up after would be missed and submitted again. So sacct is asked
+        from ``since`` (epoch seconds: when the task first began submitting; default two days ago) less a day
+        of margin, since ``--starttime`` is read in the cluster's time zone. squeue is asked too, for a job sacct
+        does not show yet. Oldest first; one entry per job id.
         """
         user = self.user_name()
+        since = time.time() - SACCT_LOOKBACK_SECONDS if since is None else min(float(since), time.time())
+        window = {"starttime": sacct_time(since - SACCT_MARGIN_SECONDS)}
         found: dict[str, SlurmJob] = {}
         for sacct in (True, False):
-            for job in self.query_jobs(machine, sacct=sacct, user=user, name=name):
+            for job in self.query_jobs(machine, sacct=sacct, user=user, name=name, **(window if sacct else {})):
                 if job.name == name and job.comment == comment:
                     found.setdefault(job.jobid, job)
         return sorted(found.values(), key=lambda j: int(j.jobid) if j.jobid.isdigit() else 0)
@@ -303,6 +313,11 @@ class SFAPIHook(BaseHook):
         if isinstance(exc, SfApiError | ClientKeyError):
             return str(exc.message)
         return f"{type(exc).__name__}: {exc}"
+
+
+def sacct_time(epoch: float) -> str:
+    """``--starttime``/``--endtime`` text (``YYYY-MM-DDTHH:MM:SS``, UTC wall clock) for an epoch time."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
 
 
 def _credentials(login: str | None, password: str | None, conn_id: str) -> tuple[str, Any]:

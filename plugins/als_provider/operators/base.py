@@ -28,6 +28,8 @@ DEFER_GRACE = timedelta(minutes=10)
 
 #: State field naming the run of the task instance the state belongs to (see :func:`generation`).
 GENERATION_KEY = "generation"
+#: task_state_store key of the record of the task instance's current run: ``{"max_tries", "first_try", "ended"}``.
+RUN_KEY = "run_of_task_instance"
 
 
 class RemoteWorkError(RuntimeError):
@@ -37,13 +39,45 @@ class RemoteWorkError(RuntimeError):
 def generation(context: Context) -> int:
     """The first try number of this run of the task instance: the same for its retries, new after a Clear.
 
-    Airflow keeps ``max_tries - retries + 1`` as the first try since the task instance was last cleared (a
-    Clear sets ``max_tries = try_number + retries``; a retry leaves it), as the task SDK reads it in
-    ``RuntimeTaskInstance.get_first_reschedule_date``. A Clear of a running task (RESTARTING) is a retry.
+    Only a Clear changes ``max_tries`` (it sets ``max_tries = try_number + retries``; a retry, and a change of
+    the code's ``retries`` between tries, leave it), so the task state store keeps a record of the current run
+    (:data:`RUN_KEY`): the ``max_tries`` it saw and its first try. A try that finds another ``max_tries``, or a
+    record whose run ended (succeeded, or failed for good: only a Clear runs the task instance again, even where
+    the Clear left ``max_tries`` as it was), starts a new run at its own try number. The first record is seeded
+    with ``max_tries - retries + 1`` (how earlier versions counted, as the task SDK's
+    ``get_first_reschedule_date`` does), so tasks in flight keep their generation. A Clear of a running task
+    (RESTARTING) is a retry. Without a task state store: ``max_tries - retries + 1``.
     """
     ti = context["ti"]
-    retries = int(getattr(ti.task, "retries", 0) or 0)
-    return int(ti.max_tries) - retries + 1
+    store = context.get("task_state_store")
+    legacy = int(ti.max_tries) - int(getattr(ti.task, "retries", 0) or 0) + 1
+    if store is None:
+        return legacy
+    record = store.get(RUN_KEY) or {}
+    if record.get("max_tries") == int(ti.max_tries) and not record.get("ended") and record.get("first_try"):
+        return int(record["first_try"])
+    first_try = int(ti.try_number) if record else min(max(legacy, 1), int(ti.try_number))
+    store.set(RUN_KEY, {"max_tries": int(ti.max_tries), "first_try": first_try, "ended": False})
+    return first_try
+
+
+def end_run(context: Context) -> None:
+    """Record that this run of the task instance ended (success, or a failure with no retry left): whatever
+    runs it next is a Clear, and starts a new generation."""
+    store = context.get("task_state_store")
+    if store is not None:
+        first_try = generation(context)
+        store.set(RUN_KEY, {"max_tries": int(context["ti"].max_tries), "first_try": first_try, "ended": True})
+
+
+def ends_the_run(context: Context, exc: BaseException) -> bool:
+    """Whether ``exc`` fails the task instance for good (no retry follows)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    ti = context.get("ti")
+    if isinstance(exc, AirflowFailException) or ti is None:
+        return isinstance(exc, AirflowFailException)
+    return int(ti.try_number) > int(ti.max_tries)
 
 
 def is_retry(context: Context) -> bool:
@@ -129,8 +163,13 @@ class RemoteWorkOperator(BaseOperator):
     # -- the core ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         self.__dict__.pop("hook", None)
-        self.prepare(context)
-        state, status = self.start(context)
+        try:
+            self.prepare(context)
+            state, status = self.start(context)
+        except Exception as exc:
+            if ends_the_run(context, exc):
+                end_run(context)
+            raise
         if status is None:  # nothing needed doing remotely
             return self.execute_complete(context, state)
         if status == SUCCEEDED:  # the trigger's first poll reads the final event
@@ -183,11 +222,20 @@ class RemoteWorkOperator(BaseOperator):
         return self.execute_complete(context, event)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Check the final event: the result on success, else the service's message as the task's error."""
+        """Check the final event: the result on success, else the service's message as the task's error.
+
+        A success, or a failure no retry follows, ends this run of the task instance (:func:`end_run`)."""
         self.__dict__.pop("hook", None)
-        if event.get("status") != "success":
-            raise self.failure(event)
-        return self.result(context, event)
+        try:
+            if event.get("status") != "success":
+                raise self.failure(event)
+            result = self.result(context, event)
+        except Exception as exc:
+            if ends_the_run(context, exc):
+                end_run(context)
+            raise
+        end_run(context)
+        return result
 
     def on_kill(self) -> None:
         """Cancel the remote work this worker waits for (a deferred wait is cancelled by its trigger)."""

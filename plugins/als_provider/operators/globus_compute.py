@@ -12,14 +12,20 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from als_provider.export_control import refuse_export_controlled
 from als_provider.hooks.globus_compute import FINAL_STATUSES, GlobusComputeHook, describe_compute_error, is_lost_answer
 from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator, generation
 from als_provider.triggers.globus_compute import GlobusComputeTaskTrigger
 
-#: task_state_store key holding {"task_id", "function_id", "endpoint_id", "submitted_at"} across tries.
+#: task_state_store key holding {"task_group_id", "known_tasks", "task_id", "function_id", "endpoint_id",
+#: "submitted_at"} across tries.
 STATE_KEY = "globus_compute"
 #: The keyword a function takes to know its run (compute_functions.results_manifest.run_once).
 RUN_KEY_ARGUMENT = "run_key"
+#: The keyword a function takes for its run-once lease, in seconds (the task's own timeout).
+LEASE_ARGUMENT = "run_lease_seconds"
+#: The function whose call opens a task group: it does nothing (compute_functions.remote.open_task_group).
+GROUP_OPENER = "open_task_group"
 
 
 class GlobusComputeTaskError(RuntimeError):
@@ -36,11 +42,14 @@ class GlobusComputeOperator(RemoteWorkOperator):
     running the function again; only a task that failed is submitted afresh. ``task_timeout`` bounds the
     wait from the first submission across tries. Deferrable by default (the wait holds no worker slot).
 
-    The submit is sent once (the SDK's resends are off for it). Compute takes no client-chosen id and lists
-    no tasks, so a submission whose answer was lost cannot be looked up: the try fails and the retry submits
-    again, logged as a possible duplicate. A function that takes ``run_key`` is given one naming this task
-    instance and its run (the same across retries, new after a Clear): ``compute_functions.results_manifest
-    .run_once`` lets only one call per key write its output, and a duplicate returns the first call's result.
+    Exactly once with task groups: Compute takes no client-chosen task id, but a submit may name an existing
+    task group and a group lists its tasks. So each run of the task instance first opens a group of its own
+    (a call of ``open_task_group``, which does nothing; its id is stored), then submits into it, once (the SDK's
+    resends are off). When an answer is lost, the group is read before anything is sent again: a task in it
+    that this run did not know is the lost one, and it is attached to. A function that takes ``run_key`` is
+    given one naming this task instance and its run (the same across retries, new after a Clear), and
+    ``run_lease_seconds`` (``task_timeout``): ``compute_functions.results_manifest.run_once`` lets only one call
+    per key write, under a lease its writer renews.
 
     Returns the function's result (a small JSON summary) as XCom; a failure at the endpoint fails the task
     with the remote traceback, and a data error (the function raised ``ScanError``) fails it at once, without
@@ -79,9 +88,14 @@ class GlobusComputeOperator(RemoteWorkOperator):
         if not isinstance(self.function_kwargs, dict):
             raise TypeError(f"function_kwargs must be a dict, got {type(self.function_kwargs).__name__}")
         self._endpoint_id, self._function_id = self._target()
+        where = {"site": self.site} if self.site is not None else {"compute_endpoint": self._endpoint_id}
+        refuse_export_controlled(context, self.task_id, self.function_kwargs, **where)  # stays on site (issue 26)
         self._kwargs = dict(self.function_kwargs)
-        if RUN_KEY_ARGUMENT in inspect.signature(self._function).parameters:
+        parameters = inspect.signature(self._function).parameters
+        if RUN_KEY_ARGUMENT in parameters:
             self._kwargs.setdefault(RUN_KEY_ARGUMENT, run_key(context))
+        if LEASE_ARGUMENT in parameters:
+            self._kwargs.setdefault(LEASE_ARGUMENT, self.wait_timeout.total_seconds())
 
     def _target(self) -> tuple[str, str | None]:
         """The endpoint id and the pinned function id (if any) to use."""
@@ -114,40 +128,121 @@ class GlobusComputeOperator(RemoteWorkOperator):
             return GONE
         return SUCCEEDED if task["status"] == "success" else LIVE
 
-    def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
-        if state.get("submitting_at"):
-            self.log.warning(
-                "An earlier try began submitting at %s but recorded no Compute task id (its answer was lost or "
-                "it died): submitting again; Compute cannot be asked whether the first reached it, so the "
-                "function may be called twice (run_key %s lets only one call write)",
-                state["submitting_at"],
-                self._kwargs.get(RUN_KEY_ARGUMENT, "not taken by this function"),
-            )
-        endpoint_id, function_id = self._endpoint_id, self._function_id
-        if function_id is None:
-            function_id = self.hook.register_function(self._function)
-            self.log.info("Registered %s as Compute function %s", self.function_name, function_id)
-        # Compute takes no client-chosen id: mark the attempt, so a try that dies mid-submit is noticed
-        self._save_state(context, {"submitting_at": time.time(), "function_id": function_id})
+    def _function_id_of(self, name: str) -> str:
+        """The id of a function of include/compute_registry.py: pinned for the site, else registered once per
+        code version (GlobusComputeHook.ensure_function)."""
+        from include.compute_registry import resolve
+        from include.sites import load_sites
+
+        if name == self.function_name and self._function_id is not None:
+            return self._function_id
+        if name != self.function_name and self.site is not None:
+            pinned = load_sites()[self.site].function_ids.get(name)
+            if pinned:
+                return pinned
+        return self.hook.ensure_function(self._function if name == self.function_name else resolve(name))
+
+    def _open_group(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        """Open this run's task group (a call of :data:`GROUP_OPENER`) and store its id.
+
+        A lost answer here leaves an orphan group holding one harmless call; the retry opens another.
+        """
+        self._save_state(context, {**state, "opening_group_at": time.time()})
+        opener = self._function_id_of(GROUP_OPENER)
         try:
-            submitted = self.hook.submit(function_id, endpoint_id, self._kwargs)
+            opened = self.hook.submit(opener, self._endpoint_id, {})
         except Exception as exc:
-            if is_refusal(exc):  # an unknown or forbidden endpoint or function: no retry can help
+            if is_refusal(exc):
                 raise AirflowFailException(f"{self.function_name}: {describe_compute_error(exc)}") from None
             if is_lost_answer(exc):
                 self.log.warning(
-                    "The Compute submit failed without an answer (%s): the task may exist; the retry submits "
-                    "again (Compute offers no look-up)",
+                    "The Compute submit that opens this run's task group failed without an answer (%s): the retry "
+                    "opens another (the orphan holds one call of %s, which does nothing)",
                     describe_compute_error(exc),
+                    GROUP_OPENER,
                 )
             raise
+        group = {"task_group_id": opened["task_group_id"], "known_tasks": [opened["task_id"]]}
+        self.log.info("Opened Compute task group %s for this run", group["task_group_id"])
+        state = {**group, "opened_group_at": time.time()}
+        self._save_state(context, state)
+        return state
+
+    def _find_in_group(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """The task this run submitted into its group without learning its id (its answer was lost)."""
+        if not state.get("task_group_id"):
+            return None
+        known = set(state.get("known_tasks") or [])
+        unknown = [task_id for task_id in self.hook.task_group(state["task_group_id"]) if task_id not in known]
+        if not unknown:
+            return None
+        if len(unknown) > 1:
+            self.log.warning(
+                "Task group %s holds %d tasks this run did not record (%s): attaching to the oldest; Compute "
+                "cannot cancel the others",
+                state["task_group_id"],
+                len(unknown),
+                ", ".join(unknown),
+            )
         return {
+            **state,
+            "task_id": unknown[0],
+            "known_tasks": [*(state.get("known_tasks") or []), unknown[0]],
+            "endpoint_id": self._endpoint_id,
+            "submitted_at": float(state.get("submitting_at") or time.time()),
+        }
+
+    def find_lost(self, context: Context) -> dict[str, Any] | None:
+        """A task of an earlier try that reached Compute unrecorded, found in this run's task group."""
+        return self._find_in_group(self._load_state(context))
+
+    def forget(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A failed task's group is kept: the next submission goes into it (its tasks are known)."""
+        return {key: state[key] for key in ("task_group_id", "known_tasks") if key in state}
+
+    def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        function_id = self._function_id_of(self.function_name)
+        if not state.get("task_group_id"):
+            state = self._open_group(context, state)
+        state = {**state, "submitting_at": time.time(), "function_id": function_id}
+        self._save_state(context, state)  # a try that dies now is found by find_lost in the group
+        try:
+            submitted = self.hook.submit(
+                function_id, self._endpoint_id, self._kwargs, task_group_id=state["task_group_id"]
+            )
+        except Exception as exc:
+            if is_group_unknown(exc):  # the service forgot the group: open another, send once more
+                self.log.warning("Compute no longer knows task group %s: opening another", state["task_group_id"])
+                return self.submit(context, {})
+            if is_refusal(exc):  # an unknown or forbidden endpoint or function: no retry can help
+                raise AirflowFailException(f"{self.function_name}: {describe_compute_error(exc)}") from None
+            if is_lost_answer(exc) and (found := self._lookup_after_lost_answer(state)) is not None:
+                self.log.warning(
+                    "The Compute submit failed without an answer (%s), but its task group holds it: %s",
+                    describe_compute_error(exc),
+                    self.describe(found),
+                )
+                return found
+            raise
+        return {
+            "task_group_id": state["task_group_id"],
+            "known_tasks": [*(state.get("known_tasks") or []), submitted["task_id"]],
             "task_id": submitted["task_id"],
-            "task_group_id": submitted["task_group_id"],
             "function_id": function_id,
-            "endpoint_id": endpoint_id,
+            "endpoint_id": self._endpoint_id,
             "submitted_at": time.time(),
         }
+
+    def _lookup_after_lost_answer(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """The task a failed submit may have created anyway; ``None`` if the group does not show one (the
+        retry looks again before it sends anything)."""
+        import globus_sdk
+
+        try:
+            return self._find_in_group(state)
+        except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as exc:
+            self.log.warning("Cannot read task group %s now (%s); the retry looks again", state["task_group_id"], exc)
+            return None
 
     def make_trigger(self, state: dict[str, Any]) -> GlobusComputeTaskTrigger:
         return GlobusComputeTaskTrigger(
@@ -160,7 +255,9 @@ class GlobusComputeOperator(RemoteWorkOperator):
         )
 
     def failure(self, event: dict[str, Any]) -> Exception:
-        """A data error fails without retries, with the function's one line; anything else may be retried."""
+        """A data error or a refused (non-JSON) result fails without retries; anything else may be retried."""
+        if event.get("unsafe_result"):
+            return AirflowFailException(event["message"])
         if event.get("data_error"):
             line = event["data_error"]  # the function's own line, e.g. "reconstruct: no flat fields"
             return AirflowFailException(
@@ -186,3 +283,12 @@ def is_refusal(exc: BaseException) -> bool:
     import globus_sdk
 
     return isinstance(exc, globus_sdk.GlobusAPIError) and exc.http_status in (403, 404)
+
+
+def is_group_unknown(exc: BaseException) -> bool:
+    """Compute refused a submit into a task group it does not know (404 naming the group)."""
+    import globus_sdk
+
+    if not isinstance(exc, globus_sdk.GlobusAPIError) or exc.http_status != 404:
+        return False
+    return "GROUP" in str(exc.code).upper() or "group" in str(exc.message).lower()

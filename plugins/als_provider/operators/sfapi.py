@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from als_provider.export_control import refuse_export_controlled
 from als_provider.hooks.sfapi import FAILURE_STATES, SUCCESS_STATE, SFAPIHook, SFAPIJobNotFound, exit_status
 from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator, generation
 from als_provider.triggers.sfapi import SFAPIJobTrigger
@@ -135,6 +136,7 @@ class SFAPIJobOperator(RemoteWorkOperator):
 
     # --- the core's service calls
     def prepare(self, context: Context) -> None:
+        refuse_export_controlled(context, self.task_id, self.values)  # NERSC is off-site (issue 26)
         self._job_plan, self._script = self.render(context)
 
     def describe(self, state: dict[str, Any]) -> str:
@@ -157,7 +159,8 @@ class SFAPIJobOperator(RemoteWorkOperator):
         duplicates of one submission, are cancelled and logged.
         """
         plan = self._job_plan
-        jobs = self.hook.find_jobs(plan["machine"], plan["name"], plan["directives"]["comment"])
+        since = self._load_state(context).get("submitting_at")  # sacct's window covers the task's submissions
+        jobs = self.hook.find_jobs(plan["machine"], plan["name"], plan["directives"]["comment"], since=since)
         usable = [job for job in jobs if job.state not in FAILURE_STATES]
         if not usable:
             return None
@@ -176,7 +179,9 @@ class SFAPIJobOperator(RemoteWorkOperator):
     def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
         plan = self._job_plan
         self.log.info("Submitting job %s to %s:\n%s", plan["name"], plan["machine"], self._script)
-        self._save_state(context, {"submitting_at": time.time()})  # a retry then looks for the job first
+        # a retry then looks for the job first, in a window from the first submission on (sacct's default
+        # window starts at midnight)
+        self._save_state(context, {"submitting_at": state.get("submitting_at") or time.time()})
         try:
             return self._record(plan, self.hook.submit_job(plan["machine"], self._script))
         except AirflowException as exc:

@@ -32,9 +32,12 @@ def task_event(task: dict[str, Any], function_name: str | None = None) -> dict[s
 
     ``{"status": "success", "task_id", "result", "completion_t"}`` when the function returned a JSON-compatible
     result, else ``{"status": "error", "task_id", "message", "data_error"}`` with the remote traceback or the
-    reason (``data_error``: the one-line message when the function raised a data error, else ``None``).
+    reason (``data_error``: the one-line message when the function raised a data error, else ``None``), or with
+    ``unsafe_result`` when the result was not JSON data and was refused unread.
     """
     task_id, what = task["task_id"], describe_task(task["task_id"], function_name)
+    if task.get("unsafe_result"):  # a compromised or outdated endpoint: never retried, never read
+        return {"status": "error", "task_id": task_id, "message": f"{what}: {task['exception']}", "unsafe_result": True}
     if task["status"] != "success":
         message = f"{what} failed at the endpoint:\n{task.get('exception') or 'no traceback given'}"
         return {
