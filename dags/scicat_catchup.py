@@ -18,7 +18,10 @@ the run ends failed, naming SciCat.
 This DAG (daily, or trigger it once SciCat is back) replays every owed registration with the same
 operators: raw datasets first (`register_raw`, one mapped task each), then derived datasets
 (`register_derived`, which link their raw dataset). The operators find a dataset an earlier attempt made,
-so a registration is never made twice. `settle` removes the entries that succeeded and fails the run,
+and every dataset is created with a pid computed from its key, which SciCat refuses to create twice: two
+tasks registering one scan at once (two entries for it, a Clear meanwhile) make one dataset. A raw entry
+whose data832 copy is gone reads the long-term copy it names; while an entry is owed the prune keeps the
+copies it reads (`held_copies`). `settle` removes the entries that succeeded and fails the run,
 naming the rest, if any is still owed (they stay for the next run). `dry_run` lists what is owed.
 """
 
@@ -37,14 +40,23 @@ with DAG(
     def owed(params=None) -> dict:
         """What is owed, raw registrations first; entries that cannot be read are reported (and kept)."""
         from include.catalogue_backlog import pending
+        from include.catalogue_backlog import settle as remove
+        from include.export_control import find_controlled
 
         entries, unreadable = pending()
         for key, reason in unreadable.items():
             print(f"kept, cannot be read: {key}: {reason}")
+        # an export-controlled scan is never catalogued, so nothing is owed for it (issue 26)
+        controlled = [key for key, item in entries if find_controlled(item.kwargs.get("file_path"))]
+        for key in controlled:
+            print(f"not owed, export-controlled (never catalogued): {key}")
+        entries = [(key, item) for key, item in entries if key not in controlled]
         for _, item in entries:
             print(f"owed: {item.describe()}")
         if params["dry_run"]:
             entries = []
+        else:
+            remove(controlled)
         by_kind = {
             kind: [(key, item.kwargs) for key, item in entries if item.kind == kind] for kind in ("raw", "derived")
         }

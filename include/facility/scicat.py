@@ -1,7 +1,8 @@
 """SciCat stand-in: the REST subset of the SciCat backend (API v3) that pyscicat 0.4.8 uses.
 
 Routes (prefix ``/scicat/api/v3``): ``POST auth/login``; ``POST Datasets``; ``GET Datasets?filter=``;
-``GET Datasets/{pid}``; ``POST|GET Datasets/{pid}/origdatablocks``; ``POST|GET Datasets/{pid}/attachments``.
+``GET|PATCH Datasets/{pid}``; ``POST|GET Datasets/{pid}/origdatablocks``; ``PATCH Datasets/{pid}/origdatablocks/{oid}``;
+``POST|GET Datasets/{pid}/attachments``; ``PUT Datasets/{pid}/attachments/{aid}``.
 Every route but login needs the token (``Authorization: Bearer`` or ``?access_token=``), else 401. Documents
 are validated as the backend (scicat-backend-next) does: a dataset against the v3 create DTO of its type
 (``whitelist`` + ``forbidNonWhitelisted``: an unknown field is refused), answering 400
@@ -12,11 +13,17 @@ leading '$', which MongoDB cannot store or query, is refused too; '/' is fine); 
 (each data file needs ``path``, ``size`` and an ISO 8601 ``time``), answering NestJS's ``ValidationPipe`` shape
 ``{"statusCode": 400, "message": [...], "error": "Bad Request"}``. Creating an origdatablock adds its ``size``
 and file count to its dataset's ``size`` and ``numberOfFiles`` (``createOrigDatablock``), so an ingest must not
-set them itself. A client-chosen ``pid`` is accepted and a duplicate answers 409. Data lives in SQLite at
-``<root>/scicat.sqlite``.
+set them itself. A client-chosen ``pid`` is accepted (the ingestor is in the backend's default ``ADMIN_GROUPS``)
+and a duplicate answers 409 ``A dataset with this this unique key already exists!`` (``ConflictException`` on
+MongoDB's duplicate key, the backend's wording). ``PATCH Datasets/{pid}`` validates against the partial update DTO of
+the dataset's type (``pid``, ``type`` and ``version`` are not in it: refused) and answers the updated dataset;
+``PATCH .../origdatablocks/{oid}`` replaces that datablock's fields and moves the dataset's ``size`` and
+``numberOfFiles`` by the difference (``findOneOrigDatablockAndUpdate``); an unknown ``oid`` answers 200 with no
+body, as the backend's ``return null``. Data lives in SQLite at ``<root>/scicat.sqlite``.
 
-Counters: ``scicat.login``, ``scicat.dataset_created``, ``scicat.origdatablock_created``,
-``scicat.attachment_created``. Service fault ``error_after_create`` (subject ``POST Datasets <datasetName>``,
+Counters: ``scicat.login``, ``scicat.dataset_created``, ``scicat.dataset_updated``,
+``scicat.origdatablock_created``, ``scicat.origdatablock_updated``, ``scicat.attachment_created``,
+``scicat.attachment_updated``. Service fault ``error_after_create`` (subject ``POST Datasets <datasetName>``,
 ``POST origdatablocks <pid>`` or ``POST attachments <pid>``): the object is stored, then the answer is
 ``status`` (default 500), as when a proxy drops the response of a request that did succeed.
 """
@@ -33,7 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from include.facility.state import FacilityState
 
@@ -70,6 +77,8 @@ DATASET_FIELDS = {
 #: Fields of ``CreateDatasetOrigDatablockDto`` and of its ``DataFileDto`` entries.
 ORIGDATABLOCK_FIELDS = frozenset({"size", "chkAlg", "dataFileList", "isPublished"})
 DATAFILE_FIELDS = frozenset({"path", "size", "time", "chk", "uid", "gid", "perm", "type"})
+#: What ``UpdateAttachmentDto`` may change.
+ATTACHMENT_UPDATE_FIELDS = frozenset({"thumbnail", "caption", "ownerGroup", "accessGroups", "instrumentGroup"})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, username TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (pid TEXT PRIMARY KEY, doc TEXT NOT NULL, created TEXT NOT NULL);
@@ -175,10 +184,20 @@ def _check_dataset(body: Any) -> dict:
     kind = body.get("type")
     if kind not in _TYPE_REQUIRED:
         raise SciCatError(400, "Invalid dataset type!")
+    errors = _dataset_errors(body, kind, allowed=DATASET_FIELDS[kind])
+    if errors:
+        raise ValidationFailed(errors, "dataset")
+    return body
+
+
+def _dataset_errors(body: dict, kind: str, *, allowed: frozenset[str], partial: bool = False) -> list:
+    """class-validator's findings on a dataset document (``partial``: required fields may be absent)."""
     errors: list[tuple[str, str, str]] = []
-    for key in sorted(set(body) - DATASET_FIELDS[kind]):
+    for key in sorted(set(body) - allowed):
         errors.append((key, "whitelistValidation", f"property {key} should not exist"))
     for key in (*_COMMON_REQUIRED, *_TYPE_REQUIRED[kind]):
+        if key == "type" or (partial and key not in body):
+            continue
         if body.get(key) in (None, "", []):
             errors.append((key, "isNotEmpty", f"{key} should not be empty"))
     for key in ("owner", "sourceFolder", "ownerGroup", "datasetName", "description", "pid", "creationLocation"):
@@ -203,23 +222,40 @@ def _check_dataset(body: Any) -> dict:
             errors.append((key, "isDateString", f"{key} must be a valid ISO 8601 date string"))
     if "isPublished" in body and not isinstance(body["isPublished"], bool):
         errors.append(("isPublished", "isBoolean", "isPublished must be a boolean value"))
+    return errors
+
+
+#: Fields a v3 PATCH may not carry (not in ``PartialUpdate*DatasetObsoleteDto``): the identity of the dataset.
+_NOT_UPDATABLE = frozenset({"pid", "type", "version"})
+
+
+def _check_dataset_update(body: Any, kind: str) -> dict:
+    """Validate a PATCH like ``validateDatasetObsolete`` with ``PartialUpdate<Kind>DatasetObsoleteDto``."""
+    if not isinstance(body, dict):
+        raise ValidationFailed([("", "isObject", "an instance of an object must be an object")], "dataset")
+    errors = _dataset_errors(body, kind, allowed=DATASET_FIELDS[kind] - _NOT_UPDATABLE, partial=True)
     if errors:
         raise ValidationFailed(errors, "dataset")
     return body
 
 
-def _check_origdatablock(body: Any) -> dict:
-    """Validate ``CreateDatasetOrigDatablockDto`` as the global ValidationPipe does."""
+def _check_origdatablock(body: Any, *, partial: bool = False) -> dict:
+    """Validate ``CreateDatasetOrigDatablockDto`` as the global ValidationPipe does (``partial``: the update
+    DTO, every field optional)."""
     if not isinstance(body, dict):
         raise ValidationFailed([("", "isObject", "an instance of an object must be an object")], "pipe")
     errors: list[tuple[str, str, str]] = []
     for key in sorted(set(body) - ORIGDATABLOCK_FIELDS):
         errors.append((key, "whitelistValidation", f"property {key} should not exist"))
-    if not _is_int(body.get("size")):
+    if partial and not body:
+        errors.append(("", "isNotEmpty", "the update must name a field"))
+    if not (partial and "size" not in body) and not _is_int(body.get("size")):
         errors.append(("size", "isInt", "size must be an integer number"))
     if body.get("chkAlg") is not None and not isinstance(body["chkAlg"], str):
         errors.append(("chkAlg", "isString", "chkAlg must be a string"))
     files = body.get("dataFileList")
+    if partial and "dataFileList" not in body:
+        files = [{"path": "", "size": 0, "time": "1970-01-01T00:00:00Z"}]  # not updated: nothing to check
     if not isinstance(files, list):
         errors.append(("dataFileList", "isArray", "dataFileList must be an array"))
     elif not files:
@@ -390,6 +426,25 @@ def register(app: FastAPI, state: FacilityState) -> None:
     def list_origdatablocks(pid: str, username: str = Depends(user)):
         return children("origdatablocks", pid)
 
+    @router.patch("/Datasets/{pid:path}/origdatablocks/{oid}")
+    async def update_origdatablock(pid: str, oid: str, request: Request, username: str = Depends(user)):
+        """``findOneOrigDatablockAndUpdate``: the datablock's fields replaced, the dataset's size and file count
+        moved by the difference; an unknown datablock answers 200 with no body (the backend returns null)."""
+        body = _check_origdatablock(await body_of(request), partial=True)
+        with state.lock:
+            dataset(pid)
+            rows = store.execute("SELECT doc FROM origdatablocks WHERE id = ? AND dataset_pid = ?", (oid, pid))
+            if not rows:
+                return Response(status_code=200)
+            before = json.loads(rows[0][0])
+            after = {**before, **body, "updatedBy": username, "updatedAt": _now()}
+            store.execute("UPDATE origdatablocks SET doc = ? WHERE id = ?", (json.dumps(after), oid))
+            add_to_dataset(
+                pid, after["size"] - before["size"], len(after["dataFileList"]) - len(before["dataFileList"])
+            )
+        state.count("scicat.origdatablock_updated")
+        return after
+
     @router.post("/Datasets/{pid:path}/attachments")
     async def create_attachment(pid: str, request: Request, username: str = Depends(user)):
         body = await body_of(request)
@@ -406,9 +461,40 @@ def register(app: FastAPI, state: FacilityState) -> None:
     def list_attachments(pid: str, username: str = Depends(user)):
         return children("attachments", pid)
 
+    @router.put("/Datasets/{pid:path}/attachments/{aid}")
+    async def update_attachment(pid: str, aid: str, request: Request, username: str = Depends(user)):
+        """``findOneAttachmentAndUpdate``: the attachment's fields replaced; unknown: 200, no body."""
+        body = await body_of(request)
+        if not isinstance(body, dict) or set(body) - ATTACHMENT_UPDATE_FIELDS:
+            raise SciCatError(400, f"only {sorted(ATTACHMENT_UPDATE_FIELDS)} may be updated")
+        if "thumbnail" in body and not str(body["thumbnail"]).startswith("data:image/"):
+            raise SciCatError(400, "thumbnail must be a data:image/... URL")
+        with state.lock:
+            dataset(pid)
+            rows = store.execute("SELECT doc FROM attachments WHERE id = ? AND dataset_pid = ?", (aid, pid))
+            if not rows:
+                return Response(status_code=200)
+            after = {**json.loads(rows[0][0]), **body, "updatedBy": username, "updatedAt": _now()}
+            store.execute("UPDATE attachments SET doc = ? WHERE id = ?", (json.dumps(after), aid))
+        state.count("scicat.attachment_updated")
+        return after
+
     @router.get("/Datasets/{pid:path}")
     def get_dataset(pid: str, username: str = Depends(user)):
         return dataset(pid)
+
+    @router.patch("/Datasets/{pid:path}")
+    async def update_dataset(pid: str, request: Request, username: str = Depends(user)):
+        """``findByIdAndUpdate``: 404 for an unknown pid, the partial update DTO of the dataset's type, the
+        updated dataset back (200)."""
+        body = await body_of(request)
+        with state.lock:
+            doc = dataset(pid)
+            _check_dataset_update(body, doc["type"])
+            doc = {**doc, **body, "updatedBy": username, "updatedAt": _now()}
+            store.execute("UPDATE datasets SET doc = ? WHERE pid = ?", (json.dumps(doc), pid))
+        state.count("scicat.dataset_updated")
+        return doc
 
     app.include_router(router)
 

@@ -3,10 +3,12 @@ report that names SciCat, and the catch-up DAG that registers the scan once SciC
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from include.tools.run_dag import run_outputs
-from tests.dags.dag_helpers import load_dag, states, xcom
+from tests.dags.dag_helpers import load_dag, states, write_scan, xcom
 from tests.dags.test_bl832_dispatcher import new_scan
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
@@ -23,12 +25,13 @@ def owed_keys() -> list[str]:
 
 @pytest.fixture(autouse=True)
 def scicat_gives_up_fast(monkeypatch):
-    """One request per call, no back-off: an outage fails each SciCat task in seconds, not minutes."""
+    """One request per call, no back-off: an outage fails each SciCat task in seconds, not minutes; a dataset
+    found again right after its creation is not waited for long."""
     import json
     import os
 
     conn = json.loads(os.environ["AIRFLOW_CONN_SCICAT_DEFAULT"])
-    conn["extra"] = {**(conn.get("extra") or {}), "max_attempts": 1, "retry_delay": 0}
+    conn["extra"] = {**(conn.get("extra") or {}), "max_attempts": 1, "retry_delay": 0, "completion_grace": 1}
     monkeypatch.setenv("AIRFLOW_CONN_SCICAT_DEFAULT", json.dumps(conn))
 
 
@@ -100,3 +103,90 @@ def test_a_failed_reconstruction_is_not_owed_to_scicat(facility, local_endpoints
     assert "new_file.scicat_ingest" in kinds
     assert "alcf.scicat_derived" not in kinds and "local.scicat_derived" not in kinds
     assert "nersc.scicat_derived" in kinds  # NERSC (Slurm jobs) reconstructed: its catalogue is owed
+
+
+def _owe_raw_as_finish_does(local_endpoints, folder: str, name: str, run_id: str) -> str:
+    """Record the raw registration of ``<folder>/<name>`` as the dispatcher's finish does after an outage:
+    the operator's rendered arguments (the scan at data832_raw, its long-term copy as sourceFolder)."""
+    from include.catalogue_backlog import OwedRegistration, record
+    from include.manifests import MetadataDbVariables
+
+    kwargs = {
+        "file_path": f"/global/raw/{folder}/{name}",
+        "endpoint": "data832_raw",
+        "source_folder": local_endpoints["nersc832"].globus_path(f"raw/{folder}"),
+        "ingester": "als_832_dx_4",
+    }
+    owed = OwedRegistration("raw", kwargs, "bl832_dispatcher", run_id, "new_file.scicat_ingest")
+    return record([owed], store=MetadataDbVariables())[0]
+
+
+def test_i21_finding_6_an_owed_registration_holds_the_copies_it_reads(local_endpoints, empty_backlog):
+    """What the prune asks before deleting (include/catalogue_backlog.held_copies): every copy an owed
+    registration reads, kept while it is owed, released once the catch-up settled it."""
+    from include.catalogue_backlog import OwedRegistration, held_copies, record, settle
+    from include.manifests import MetadataDbVariables
+
+    store = MetadataDbVariables()
+    key = _owe_raw_as_finish_does(local_endpoints, "BLS-1_hold", "20260101_000000_a.h5", "r1")
+    derived = OwedRegistration(
+        "derived",
+        {"file_path": "BLS-1_hold/20260101_000000_a.h5", "results_folder": "BLS-1_hold/alcf", "site": "alcf"},
+        "bl832_alcf_recon",
+        "r2",
+        "scicat_derived",
+    )
+    record([derived], store=store)
+    store.set("als_scicat_pending/x/y/z", "not json")  # unreadable: holds nothing, reported by the catch-up
+    held = held_copies(store=store)
+    assert held == {
+        ("data832_raw", "BLS-1_hold/20260101_000000_a.h5"): f"registration owed: {key}",
+        ("data832_scratch", "BLS-1_hold/alcf"): f"registration owed: {derived.key}",
+    }
+    settle([key, derived.key, "als_scicat_pending/x/y/z"], store=store)
+    assert held_copies(store=store) == {}
+
+
+def test_i21_finding_6_catchup_registers_from_the_long_term_copy_once_data832_is_pruned(
+    facility, local_endpoints, empty_backlog
+):
+    """An owed raw registration whose data832 copy is gone (pruned after its retention before this fix, or
+    lost) no longer fails forever: the catch-up reads the long-term copy its record names (nersc832 raw/)."""
+    token = uuid.uuid4().hex[:8]
+    folder, name = f"BLS-00007_pruned{token}", "20261122_101500_phantom.h5"
+    path = write_scan(local_endpoints, "nersc832", f"raw/{folder}/{name}")  # only the long-term copy is left
+    assert not local_endpoints["data832_raw"].posix_path(f"{folder}/{name}").exists()
+    _owe_raw_as_finish_does(local_endpoints, folder, name, f"r-{token}")
+
+    run = load_dag("scicat_catchup").test()
+    assert run.state == "success", states(run)
+    assert owed_keys() == []
+    assert facility.stats()["scicat.dataset_created"] == 1
+    from als_provider.hooks.scicat import SciCatHook
+
+    source = local_endpoints["nersc832"].globus_path(f"raw/{folder}")
+    pid = SciCatHook().find_raw(source, name[:-3])
+    assert pid and SciCatHook().get_dataset(pid)["size"] == path.stat().st_size
+
+
+def test_i21_finding_6_a_standalone_recon_of_a_scan_whose_raw_registration_is_owed_owes_its_derived_one(
+    facility, local_endpoints, empty_backlog
+):
+    """bl832_local_recon of a scan whose raw dataset is still owed: its derived registration is owed too
+    (never silently skipped), and the catch-up registers the raw one and then the derived one."""
+    token = uuid.uuid4().hex[:8]
+    folder, name = f"BLS-00008_owed{token}", "20261122_101500_phantom.h5"
+    write_scan(local_endpoints, "data832_raw", f"{folder}/{name}")
+    raw_key = _owe_raw_as_finish_does(local_endpoints, folder, name, f"r-{token}")
+
+    run = load_dag("bl832_local_recon", "bl832_recon.py").test(run_conf={"file_path": f"{folder}/{name}"})
+    got = states(run)
+    assert got["reconstruct"] == "success" and got["scicat_derived"] == "failed", got
+    assert run.state == "failed"
+    keys = owed_keys()
+    assert raw_key in keys and any(k.endswith("/scicat_derived") and "bl832_local_recon" in k for k in keys)
+    assert "scicat.dataset_created" not in facility.stats()
+
+    back = load_dag("scicat_catchup").test()
+    assert back.state == "success", states(back)
+    assert owed_keys() == [] and facility.stats()["scicat.dataset_created"] == 2

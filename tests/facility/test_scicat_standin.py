@@ -210,3 +210,79 @@ def test_metadata_keys_mongodb_cannot_store_are_refused(api, client, key):
     body = {**raw().model_dump(exclude_none=True), "type": "raw", "scientificMetadata": {"a": {key: 1}}}
     answer = post(api, client, "Datasets", body)
     assert answer.status_code == 400 and "must not contain '.' or start with '$'" in answer.text
+
+
+def send(method: str, api: str, client: ScicatClient, path: str, body: dict) -> httpx.Response:
+    return httpx.request(method, f"{api}/{path}", json=body, headers={"Authorization": f"Bearer {client._token}"})
+
+
+def test_a_second_create_of_a_pid_answers_the_backends_conflict(facility, api, client):
+    """scicat-backend-next answers MongoDB's duplicate key on POST Datasets with ConflictException: 409."""
+    pid = f"20.500.12269/{uuid.uuid4()}"
+    body = raw(pid=pid).model_dump(exclude_none=True)
+    assert post(api, client, "Datasets", body).status_code == 201
+    again = post(api, client, "Datasets", {**body, "datasetName": "another"})
+    assert again.status_code == 409
+    assert again.json() == {
+        "statusCode": 409,
+        "message": "A dataset with this this unique key already exists!",
+        "error": "Conflict",
+    }
+    assert client.datasets_get_one(pid)["datasetName"] == body["datasetName"]  # the first one stays
+    assert facility.stats()["scicat.dataset_created"] == 1
+
+
+def test_i21_finding_7_patch_updates_a_dataset_as_the_v3_update_dto_allows(facility, api, client):
+    pid = client.datasets_create(raw())
+    encoded = pid.replace("/", "%2F")
+    answer = send("PATCH", api, client, f"Datasets/{encoded}", {"description": "new", "keywords": ["a"]})
+    assert answer.status_code == 200 and answer.json()["description"] == "new"
+    assert client.datasets_get_one(pid)["keywords"] == ["a"]
+    for field in ("type", "pid", "version", "unknownField"):  # not in PartialUpdateRawDatasetObsoleteDto
+        refused = send("PATCH", api, client, f"Datasets/{encoded}", {field: "x"})
+        assert refused.status_code == 400 and f"property {field} should not exist" in refused.text
+    bad = send("PATCH", api, client, f"Datasets/{encoded}", {"contactEmail": "nobody"})
+    assert bad.status_code == 400 and "contactEmail must be an email" in bad.text
+    assert send("PATCH", api, client, "Datasets/20.500.1%2Fmissing", {"description": "x"}).status_code == 404
+    assert facility.stats()["scicat.dataset_updated"] == 1
+
+
+def test_i21_finding_7_an_origdatablock_update_moves_the_dataset_totals(facility, api, client):
+    """findOneOrigDatablockAndUpdate: size and numberOfFiles move by the difference; unknown oid: null."""
+    pid = client.datasets_create(raw())
+    block = CreateDatasetOrigDatablockDto(size=10, dataFileList=[DataFile(path="a", size=10, time=TIME)])
+    oid = client.datasets_origdatablock_create(pid, block)["id"]
+    encoded = pid.replace("/", "%2F")
+    files = [{"path": "b", "size": 30, "time": TIME}, {"path": "c", "size": 40, "time": TIME}]
+    answer = send("PATCH", api, client, f"Datasets/{encoded}/origdatablocks/{oid}", {"size": 70, "dataFileList": files})
+    assert answer.status_code == 200 and [f["path"] for f in answer.json()["dataFileList"]] == ["b", "c"]
+    stored = client.datasets_get_one(pid)
+    assert (stored["size"], stored["numberOfFiles"]) == (70, 2)
+    assert [b["size"] for b in client.datasets_origdatablocks_get_one(pid)] == [70]
+    refused = send("PATCH", api, client, f"Datasets/{encoded}/origdatablocks/{oid}", {"datasetId": "x"})
+    assert refused.status_code == 400 and "property datasetId should not exist" in refused.text
+    missing = send("PATCH", api, client, f"Datasets/{encoded}/origdatablocks/nope", {"size": 1})
+    assert missing.status_code == 200 and missing.content == b""
+    assert facility.stats()["scicat.origdatablock_updated"] == 1
+
+
+def test_answers_parse_as_pyscicats_models(api, client):
+    """Every answer, updates included, is what pyscicat's models describe (the fields it requires, typed)."""
+    from pyscicat.model import OrigDatablock
+
+    pid = client.datasets_create(raw())
+    encoded = pid.replace("/", "%2F")
+    RawDataset.model_validate(client.datasets_get_one(pid))
+    RawDataset.model_validate(send("PATCH", api, client, f"Datasets/{encoded}", {"description": "d"}).json())
+    block = CreateDatasetOrigDatablockDto(size=1, dataFileList=[DataFile(path="a", size=1, time=TIME)])
+    created = OrigDatablock.model_validate(client.datasets_origdatablock_create(pid, block))
+    files = {"size": 2, "dataFileList": [{"path": "b", "size": 2, "time": TIME}]}
+    patched = send("PATCH", api, client, f"Datasets/{encoded}/origdatablocks/{created.id}", files).json()
+    assert OrigDatablock.model_validate(patched).dataFileList[0].path == "b"
+    assert [OrigDatablock.model_validate(b).size for b in client.datasets_origdatablocks_get_one(pid)] == [2]
+    attachment = Attachment(datasetId=pid, thumbnail="data:image/png;base64,AAAA", caption="c", ownerGroup="g")
+    made = Attachment.model_validate(client.datasets_attachment_create(attachment))
+    thumb = {"thumbnail": "data:image/png;base64,BBBB"}
+    put = send("PUT", api, client, f"Datasets/{encoded}/attachments/{made.id}", thumb).json()
+    assert Attachment.model_validate(put).thumbnail.endswith("BBBB")
+    assert send("PUT", api, client, f"Datasets/{encoded}/attachments/{made.id}", {"x": 1}).status_code == 400

@@ -38,7 +38,7 @@ def folder() -> str:
 
 
 def hook(**kwargs) -> SciCatHook:
-    return SciCatHook(**{"retry_delay": 0.01, **kwargs})
+    return SciCatHook(**{"retry_delay": 0.01, "completion_grace": 0.2, **kwargs})
 
 
 def use_connection(monkeypatch, conn_id: str, url: str, password: str = LOCAL_CLIENT_SECRET) -> None:
@@ -285,3 +285,153 @@ def test_connection_without_a_url_is_a_configuration_error(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SCICAT_NOURL", json.dumps({"conn_type": "generic", "login": "a"}))
     with pytest.raises(ValueError, match=r"scicat_nourl.*host"):
         hook(scicat_conn_id="scicat_nourl").get_conn()
+
+
+def _at_once(n: int, fn) -> list:
+    """Run ``fn()`` in ``n`` threads released together; return the results (re-raise the first error)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    gate = threading.Barrier(n)
+
+    def run():
+        gate.wait()
+        return fn()
+
+    with ThreadPoolExecutor(n) as pool:
+        return [f.result() for f in [pool.submit(run) for _ in range(n)]]
+
+
+def test_i21_finding_6_concurrent_registrations_of_one_scan_make_one_dataset(facility, scan, folder, tmp_path):
+    """Mapped catch-up tasks, or a Clear during a catch-up: registrations of one scan at the same moment make
+    one raw dataset (SciCat refuses the second create of its pid) with one datablock, and one derived one."""
+    pids = _at_once(6, lambda: hook(completion_grace=5).ingest_raw(scan, folder))
+    assert len(set(pids)) == 1
+    h = hook()
+    assert pids[0] == h.pid_for("raw", folder, scan.stem)  # the pid is the scan's, whoever made it
+    from als_provider.hooks.scicat import _filter_path
+
+    assert [d["pid"] for d in h.get_conn().get_json(_filter_path({"sourceFolder": folder}), "t")] == pids[:1]
+    stats = facility.stats()
+    assert stats["scicat.dataset_created"] == 1 and stats["scicat.origdatablock_created"] == 1
+    assert stats["scicat.attachment_created"] == 1
+    assert h.get_dataset(pids[0])["size"] == scan.stat().st_size  # one datablock counted once
+
+    preview = make_results(tmp_path / "alcf", scan.stem)
+    results = f"/data/scratch/globus_share/{folder.rsplit('/', 1)[1]}/alcf"
+    args = dict(
+        dataset_name=f"rec{scan.stem}_alcf",
+        source_folder=results,
+        tiff_location=f"{results}/rec{scan.stem}",
+        zarr_location=f"{results}/rec{scan.stem}.zarr",
+        parameters={"engine": "gridrec"},
+        site="alcf",
+        preview_path=preview,
+        local_folder=tmp_path / "alcf",
+    )
+    derived = _at_once(4, lambda: hook(completion_grace=5).ingest_derived(pids[0], **args))
+    assert len(set(derived)) == 1
+    stats = facility.stats()
+    assert stats["scicat.dataset_created"] == 2 and stats["scicat.origdatablock_created"] == 2
+    assert stats["scicat.attachment_created"] == 2
+
+
+def test_i21_finding_6_a_create_refused_as_existing_is_read_back_as_success(facility, scan, folder, monkeypatch):
+    """The race made deterministic: another registration creates the dataset between our lookup and our
+    create; SciCat answers 409 for the pid, and the hook reads the dataset back instead of failing."""
+    other = hook()
+    pid = other.pid_for("raw", folder, scan.stem)
+    h = hook()
+    real_find = h.find_dataset
+    made = {}
+
+    def lookup_then_race(**kwargs):
+        found = real_find(**kwargs)
+        if not made:  # the other registration wins right after our lookup
+            made["pid"] = other.ingest_raw(scan, folder)
+        return found
+
+    monkeypatch.setattr(h, "find_dataset", lookup_then_race)
+    assert h.ingest_raw(scan, folder) == pid == made["pid"]
+    stats = facility.stats()
+    assert stats["scicat.dataset_created"] == 1 and stats["scicat.origdatablock_created"] == 1
+
+
+def test_i21_finding_6_a_pid_held_by_another_dataset_is_refused(facility, scan, folder):
+    """A dataset at our computed pid that is not this scan's is never taken for it (nor overwritten)."""
+    h = hook()
+    pid = h.pid_for("raw", folder, scan.stem)
+    other = dict(
+        pid=pid,
+        owner="x",
+        principalInvestigator="x",
+        contactEmail="x@example.org",
+        creationLocation="x",
+        creationTime="2023-02-24T13:25:53Z",
+        sourceFolder="/elsewhere",
+        ownerGroup="g",
+        datasetName="another",
+    )
+    from pyscicat.model import RawDataset
+
+    h.get_conn().datasets_create(RawDataset(**other))
+    with pytest.raises(SciCatError, match="pid collision"):
+        hook().ingest_raw(scan, folder)
+    assert h.get_dataset(pid)["datasetName"] == "another"
+
+
+def rewrite_results(root: Path, dataset: str, slices: int, size: int, seed: int) -> Path:
+    """A re-reconstruction's results in place of the earlier ones: other slice count, sizes and preview."""
+    shutil.rmtree(root, ignore_errors=True)
+    (root / f"rec{dataset}").mkdir(parents=True)
+    for i in range(slices):
+        (root / f"rec{dataset}" / f"{dataset}_{i:05d}.tiff").write_bytes(b"\1" * size)
+    (root / f"rec{dataset}.zarr").mkdir()
+    (root / f"rec{dataset}.zarr" / "zarr.json").write_text('{"zarr_format": 3}')
+    preview = root / "preview.png"
+    preview.write_bytes(thumbnail_png(np.random.default_rng(seed).random((32, 32)) + 1))
+    return preview
+
+
+def test_i21_finding_7_a_re_reconstruction_updates_the_derived_dataset(facility, scan, folder, tmp_path):
+    """A re-reconstruction's registration makes the derived dataset describe the new results: size, file list
+    (its OrigDatablock replaced, not a second one added), parameters and preview; a re-run changes nothing."""
+    raw_pid = hook().ingest_raw(scan, folder)
+    local = tmp_path / "nersc"
+    results = f"/data/scratch/globus_share/{folder.rsplit('/', 1)[1]}/nersc"
+    args = dict(
+        dataset_name=f"rec{scan.stem}_nersc",
+        source_folder=results,
+        tiff_location=f"{results}/rec{scan.stem}",
+        zarr_location=f"{results}/rec{scan.stem}.zarr",
+        site="nersc",
+        local_folder=local,
+    )
+    first_preview = rewrite_results(local, scan.stem, slices=3, size=100, seed=0)
+    pid = hook().ingest_derived(raw_pid, parameters={"center": 60.0}, preview_path=first_preview, **args)
+    first = hook().get_dataset(pid)
+    assert (first["size"], first["numberOfFiles"]) == (3 * 100 + 18, 4)
+
+    preview = rewrite_results(local, scan.stem, slices=5, size=300, seed=1)  # reconstructed again, new centre
+    assert hook().ingest_derived(raw_pid, parameters={"center": 63.5}, preview_path=preview, **args) == pid
+    h = hook()
+    now = h.get_dataset(pid)
+    new_size = 5 * 300 + len('{"zarr_format": 3}')
+    assert (now["size"], now["numberOfFiles"]) == (new_size, 6)
+    assert now["jobParameters"] == {"center": 63.5} and now["scientificMetadata"]["reconstruction"]["center"] == 63.5
+    blocks = h.get_conn().datasets_origdatablocks_get_one(pid)
+    assert len(blocks) == 1 and blocks[0]["size"] == new_size
+    assert sorted(f["path"] for f in blocks[0]["dataFileList"]) == sorted(
+        [f"rec{scan.stem}/{scan.stem}_{i:05d}.tiff" for i in range(5)] + [f"rec{scan.stem}.zarr/zarr.json"]
+    )
+    previews = h.get_conn().get_json(f"Datasets/{pid.replace('/', '%2F')}/attachments", "t")
+    from include.scicat_metadata import _png_bytes, data_url_png
+
+    assert [a["thumbnail"] for a in previews] == [data_url_png(_png_bytes(preview))]
+    stats = facility.stats()
+    assert stats["scicat.dataset_created"] == 2 and stats["scicat.origdatablock_created"] == 2
+    assert stats["scicat.dataset_updated"] == 1 and stats["scicat.origdatablock_updated"] == 1
+
+    assert hook().ingest_derived(raw_pid, parameters={"center": 63.5}, preview_path=preview, **args) == pid
+    assert facility.stats()["scicat.dataset_updated"] == 1  # nothing changed: nothing sent
+    assert facility.stats()["scicat.attachment_updated"] == 1

@@ -18,6 +18,9 @@ from include.errors import InvalidPathError
 from include.facility.scicat_samples import write_saxs_exposure
 from include.scicat_metadata import FILE_NAME, thumbnail_png
 
+#: The operators read Airflow Variables (export-control records, the SciCat backlog).
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
 
 @pytest.fixture(scope="module")
 def template_scan(tmp_path_factory) -> Path:
@@ -187,3 +190,59 @@ def test_derived_operator_finds_a_raw_dataset_named_by_the_scans_file_name(facil
         task_id="d", file_path=on_data832, results_folder=f"{folder}/alcf", site="alcf"
     ).execute(context={})
     assert out["raw_pid"] == raw["pid"]
+
+
+@pytest.fixture
+def backlog(airflow_db):
+    """The SciCat backlog (Airflow Variables), emptied before and after."""
+    from include.catalogue_backlog import KEY_PREFIX, settle
+    from include.manifests import MetadataDbVariables
+
+    store = MetadataDbVariables()
+    settle(store.keys(KEY_PREFIX), store=store)
+    yield store
+    settle(store.keys(KEY_PREFIX), store=store)
+
+
+def test_i21_finding_6_a_derived_step_of_a_scan_whose_raw_registration_is_owed_fails_not_skips(
+    facility, on_data832, local_endpoints, backlog
+):
+    """A standalone bl832_<site>_recon (skip_uncatalogued) of a scan whose raw registration is owed must not
+    skip its derived dataset: it fails without retry, so finish records it as owed too."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from include.catalogue_backlog import OwedRegistration, record
+
+    folder = on_data832.split("/")[3]
+    op = SciCatIngestDerivedOperator(
+        task_id="scicat_derived",
+        file_path=on_data832,
+        results_folder=f"{folder}/local",
+        site="local",
+        skip_uncatalogued=True,
+    )
+    with pytest.raises(AirflowSkipException):  # never catalogued, nothing owed (export-controlled): skipped
+        op.execute(context={})
+    owed = OwedRegistration("raw", {"file_path": on_data832, "endpoint": "data832_raw"}, "bl832_dispatcher", "r1", "t")
+    record([owed], store=backlog)
+    with pytest.raises(AirflowFailException, match=r"raw dataset of .* is still owed .*derived dataset is owed too"):
+        op.execute(context={})
+    assert "scicat.dataset_created" not in facility.stats()
+
+
+def test_i21_finding_6_the_raw_registration_reads_the_long_term_copy_when_data832_is_gone(
+    facility, on_data832, local_endpoints, airflow_db
+):
+    """An owed registration replayed after prune removed data832's copy reads the copy its record names."""
+    folder, name = on_data832.split("/")[3:5]
+    long_term = local_endpoints["nersc832"].posix_path(f"raw/{folder}/{name}")
+    long_term.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(local_endpoints["data832_raw"].posix_path(f"{folder}/{name}"), long_term)
+    raw_folder = local_endpoints["nersc832"].globus_path(f"raw/{folder}")
+    out = SciCatIngestRawOperator(task_id="r", file_path=on_data832, source_folder=raw_folder).execute(context={})
+    stored = SciCatHook().get_dataset(out["pid"])
+    assert stored["sourceFolder"] == raw_folder and stored["size"] == long_term.stat().st_size
+    with pytest.raises(FileNotFoundError, match=r"not on data832_raw .*nor at its long-term copy"):
+        SciCatIngestRawOperator(task_id="r", file_path=f"{folder}/other.h5", source_folder=raw_folder).execute(
+            context={}
+        )

@@ -2,12 +2,17 @@
 
 Connection (``scicat_default``): host = the API base URL (``https://.../api/v3``), login/password = the
 ingestor account. Optional extras: ``timeout`` (s per request, default 30), ``max_attempts`` (default 4),
-``retry_delay`` (s, first back-off, doubled each attempt, default 2), ``fallback_contact_email``.
+``retry_delay`` (s, first back-off, doubled each attempt, default 2), ``fallback_contact_email``, ``pid_prefix``
+(the backend's ``PID_PREFIX``, default ``20.500.12269``: the first part of every pid this hook computes),
+``completion_grace`` (s, default 10; see :meth:`SciCatHook._let_creator_finish`).
 
-Idempotency: a dataset is found again by its key (``type``, ``sourceFolder``, ``datasetName``; a derived one
-also by its input dataset) before anything is created, and a create whose answer was lost is followed by a
-lookup, never by a blind second create. The OrigDatablock and the thumbnail are added only when missing, so a
-re-run completes a partial ingest. See docs/scicat.md.
+Idempotency: every dataset gets a pid computed from its key (``type``, ``sourceFolder``, ``datasetName``; a
+derived one also its input dataset), so SciCat itself refuses a second create of it (409, MongoDB's duplicate
+key): two registrations racing make one dataset. Before creating, the dataset is looked up by that pid (and by
+its key, for datasets made before pids were computed); a create whose answer was lost is followed by a lookup,
+never by a blind second create. The OrigDatablock and the thumbnail are added only when missing, so a re-run
+completes a partial ingest; a derived dataset found again is updated to describe the results as they are now
+(a re-reconstruction). See docs/scicat.md.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +30,7 @@ from urllib.parse import quote, quote_plus
 
 import requests
 from airflow.sdk import BaseHook
+from pydantic import RootModel
 from pyscicat.client import ScicatClient
 from pyscicat.model import Attachment, CreateDatasetOrigDatablockDto, DataFile, DerivedDataset, RawDataset
 
@@ -38,8 +45,28 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_RETRY_DELAY = 2.0
 MAX_RETRY_DELAY = 30.0
+#: A dataset found this soon after its creation is still being completed by the registration that made it.
+DEFAULT_COMPLETION_GRACE = 10.0
 RAW_THUMBNAIL_CAPTION = "raw image"
 PREVIEW_CAPTION = "reconstruction preview"
+#: The backend's ``PID_PREFIX`` of the local stand-in; set the ``pid_prefix`` extra to the deployment's.
+DEFAULT_PID_PREFIX = "20.500.12269"
+#: uuid5 namespace of the pids this project computes (never change it: the pids of existing datasets follow).
+PID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://als.lbl.gov/airflow/scicat/dataset")
+#: Fields a dataset PATCH may not carry (identity) or must leave to SciCat (its datablocks' totals).
+_NOT_PATCHED = frozenset({"pid", "type", "version", "size", "numberOfFiles", "packedSize", "numberOfFilesArchived"})
+
+
+def dataset_pid(
+    kind: str, source_folder: str, dataset_name: str, input_dataset: str | None = None, *, prefix: str
+) -> str:
+    """The pid of a dataset, from its key: ``<prefix>/<uuid5>`` of (type, sourceFolder, datasetName[, input]).
+
+    ``sourceFolder`` names the beamline's long-term copy (and for results, the site's folder), so the key is
+    unique per scan, per exposure (7.3.3) and per reconstruction; the same registration always asks for the
+    same pid, and SciCat refuses a second create of it."""
+    key = json.dumps([kind, source_folder.rstrip("/") or "/", dataset_name, input_dataset], separators=(",", ":"))
+    return f"{prefix.rstrip('/')}/{uuid.uuid5(PID_NAMESPACE, key)}"
 
 
 def redact(text: str) -> str:
@@ -116,6 +143,13 @@ class _Client(ScicatClient):
         """GET a path (already URL-encoded) and return its JSON."""
         return self._call_endpoint(cmd="get", endpoint=endpoint, operation=operation)
 
+    def get_json_send(self, cmd: str, endpoint: str, body: dict[str, Any], operation: str) -> Any:
+        """Send a JSON object as is (``null`` values kept; pyscicat's models would add ``type``, which a v3
+        update refuses) and return the answer's JSON (None for an empty answer)."""
+        return self._call_endpoint(
+            cmd=cmd, endpoint=endpoint, data=RootModel[dict[str, Any]](body), operation=operation
+        )
+
 
 class SciCatHook(BaseHook):
     """Ingest scans (raw; 8.3.2 and 7.3.3 mappings) and reconstructions (derived) into SciCat, idempotently.
@@ -124,6 +158,8 @@ class SciCatHook(BaseHook):
     :param timeout: seconds per request (overrides the ``timeout`` extra).
     :param max_attempts: tries per request on transient errors: 5xx, 408, 429, connection errors, timeouts.
     :param retry_delay: first back-off in seconds, doubled per attempt (capped at 30 s).
+    :param completion_grace: seconds after its creation during which a dataset found again is left to the
+        registration that created it to complete (datablock, thumbnail) before this one checks them.
     """
 
     conn_name_attr = "scicat_conn_id"
@@ -138,10 +174,16 @@ class SciCatHook(BaseHook):
         timeout: float | None = None,
         max_attempts: int | None = None,
         retry_delay: float | None = None,
+        completion_grace: float | None = None,
     ) -> None:
         super().__init__()
         self.scicat_conn_id = scicat_conn_id
-        self._overrides = {"timeout": timeout, "max_attempts": max_attempts, "retry_delay": retry_delay}
+        self._overrides = {
+            "timeout": timeout,
+            "max_attempts": max_attempts,
+            "retry_delay": retry_delay,
+            "completion_grace": completion_grace,
+        }
         self._settings: dict[str, Any] | None = None
         self._client: _Client | None = None
         #: The datasetName of the last :meth:`ingest_raw` (what the mapping made of the scan).
@@ -172,7 +214,9 @@ class SciCatHook(BaseHook):
                 "timeout": pick("timeout", DEFAULT_TIMEOUT),
                 "max_attempts": max(1, int(pick("max_attempts", DEFAULT_MAX_ATTEMPTS))),
                 "retry_delay": pick("retry_delay", DEFAULT_RETRY_DELAY),
+                "completion_grace": pick("completion_grace", DEFAULT_COMPLETION_GRACE),
                 "fallback_contact_email": extra.get("fallback_contact_email") or scicat_metadata.DEFAULT_CONTACT_EMAIL,
+                "pid_prefix": str(extra.get("pid_prefix") or DEFAULT_PID_PREFIX),
             }
         return self._settings
 
@@ -257,6 +301,18 @@ class SciCatHook(BaseHook):
         """The dataset with this pid (SciCatError 404 when there is none)."""
         return self._retry(f"get dataset {pid}", lambda c: c.datasets_get_one(pid))
 
+    def dataset_or_none(self, pid: str) -> dict[str, Any] | None:
+        """The dataset with this pid, or None. Asked as ``GET Datasets?filter={"where": {"pid": ...}}``: an empty
+        list on every backend version, where ``GET Datasets/{pid}`` of an unknown pid answers 404, 500 (the v3
+        controller converts a null) or an empty 200 depending on the version."""
+        found = self._retry(f"find dataset {pid}", lambda c: c.get_json(_filter_path({"pid": pid}), "datasets_by_pid"))
+        matches = [d for d in found or [] if d.get("pid") == pid]
+        return matches[0] if matches else None
+
+    def pid_for(self, kind: str, source_folder: str, dataset_name: str, input_dataset: str | None = None) -> str:
+        """The pid this hook gives a dataset with this key (:func:`dataset_pid` with the connection's prefix)."""
+        return dataset_pid(kind, source_folder, dataset_name, input_dataset, prefix=self.settings["pid_prefix"])
+
     def find_dataset(
         self, *, dataset_type: str, source_folder: str, dataset_name: str, input_dataset: str | None = None
     ) -> dict[str, Any] | None:
@@ -282,10 +338,30 @@ class SciCatHook(BaseHook):
         """The pid of the raw dataset of a scan, or None. ``dataset_name`` may list candidates (the scan's
         ``file_name``, its stem...): the first that matches wins."""
         for name in [dataset_name] if isinstance(dataset_name, str) else list(dict.fromkeys(dataset_name)):
-            found = self.find_dataset(dataset_type="raw", source_folder=source_folder, dataset_name=name)
+            found = self._find_keyed(self.pid_for("raw", source_folder, name), "raw", source_folder, name)
             if found:
                 return found["pid"]
         return None
+
+    def _find_keyed(
+        self, pid: str, kind: str, source_folder: str, dataset_name: str, input_dataset: str | None = None
+    ) -> dict[str, Any] | None:
+        """The dataset of this key: by its computed pid, else by its key (datasets made before pids were
+        computed). A dataset at that pid with another key is a collision: refused, never overwritten."""
+        found = self.dataset_or_none(pid)
+        if found is not None:
+            key = (found.get("type"), found.get("sourceFolder"), found.get("datasetName"))
+            linked = input_dataset is None or input_dataset in (found.get("inputDatasets") or [])
+            if key != (kind, source_folder, dataset_name) or not linked:
+                raise SciCatError(
+                    f"SciCat dataset {pid} is {key}, not the {kind} dataset {dataset_name!r} of {source_folder}: "
+                    "pid collision, nothing registered (check the pid_prefix extra)",
+                    409,
+                )
+            return found
+        return self.find_dataset(
+            dataset_type=kind, source_folder=source_folder, dataset_name=dataset_name, input_dataset=input_dataset
+        )
 
     # -- ingestion ------------------------------------------------------------------------------------
 
@@ -315,11 +391,20 @@ class SciCatHook(BaseHook):
         )
         for warning in docs.warnings:
             log.warning("%s", warning)
-        model = RawDataset(**docs.dataset)
         name = self.last_dataset_name = docs.dataset["datasetName"]
-        pid = self._ensure_dataset(
-            model, lambda: self.find_dataset(dataset_type="raw", source_folder=source_folder, dataset_name=name)
-        )
+        wanted = self.pid_for("raw", source_folder, name)
+        model = RawDataset(**{**docs.dataset, "pid": wanted})
+        found: dict[str, Any] = {}
+
+        def find() -> dict | None:
+            found["doc"] = self._find_keyed(wanted, "raw", source_folder, name)
+            return found["doc"]
+
+        pid, outcome = self._ensure_dataset(model, find)
+        if outcome == "raced":
+            return pid  # the registration that created it adds its datablock and thumbnail (or its retry does)
+        if outcome == "found":
+            self._let_creator_finish(found["doc"])
         self._ensure_datablock(pid, docs.datablock)
         if docs.thumbnail:
             self._attach_optional(pid, docs.thumbnail, RAW_THUMBNAIL_CAPTION, docs.dataset)
@@ -360,25 +445,124 @@ class SciCatHook(BaseHook):
         )
         for warning in docs.warnings:
             log.warning("%s", warning)
-        model = DerivedDataset(**docs.dataset)
-        pid = self._ensure_dataset(
-            model,
-            lambda: self.find_dataset(
-                dataset_type="derived", source_folder=source_folder, dataset_name=dataset_name, input_dataset=raw_pid
-            ),
-        )
-        if docs.datablock:
+        wanted = self.pid_for("derived", source_folder, dataset_name, raw_pid)
+        model = DerivedDataset(**{**docs.dataset, "pid": wanted})
+        found: dict[str, Any] = {}
+
+        def find() -> dict | None:
+            hit = self._find_keyed(wanted, "derived", source_folder, dataset_name, raw_pid)
+            found["doc"] = hit
+            return hit
+
+        pid, outcome = self._ensure_dataset(model, find)
+        if outcome == "raced":
+            return pid  # the registration that created it adds its datablock and preview (or its retry does)
+        if outcome == "found":  # a re-run, or a re-reconstruction: describe the results as they are now
+            self._let_creator_finish(found["doc"])
+            self._update_derived(pid, found["doc"], docs)
+        elif docs.datablock:
             self._ensure_datablock(pid, docs.datablock)
         if docs.thumbnail:
-            self._attach_optional(pid, docs.thumbnail, PREVIEW_CAPTION, docs.dataset)
+            self._attach_optional(pid, docs.thumbnail, PREVIEW_CAPTION, docs.dataset, replace=outcome == "found")
         return pid
 
-    def _ensure_dataset(self, model: RawDataset | DerivedDataset, find: Callable[[], dict | None]) -> str:
+    def _ensure_dataset(self, model: RawDataset | DerivedDataset, find: Callable[[], dict | None]) -> tuple[str, str]:
+        """The dataset's pid and how it was had: ``created`` (by this call, also when the answer to its create
+        was lost), ``found`` (it existed), or ``raced`` (SciCat refused the create as its pid exists: another
+        registration made it meanwhile)."""
         what = f"{model.type.value} dataset {model.datasetName}"
-        pid, _ = self._find_or_create(
-            what, lambda: found["pid"] if (found := find()) else None, lambda c: c.datasets_create(model)
+        raced, sent = {"yes": False}, {"yes": False}
+
+        def lookup() -> str | None:
+            found = find()
+            return found["pid"] if found else None
+
+        def create(client: _Client) -> str:
+            sent["yes"] = True
+            try:
+                return client.datasets_create(model)
+            except SciCatError as exc:
+                if exc.status == 409 and model.pid:  # SciCat's duplicate key: the pid exists; read it back
+                    raced["yes"] = True
+                    pid = lookup()
+                    if pid is None:
+                        raise SciCatError(f"{exc} (and no {what} can be read at {model.pid})", 409) from None
+                    log.info("SciCat %s: another registration created it meanwhile (%s)", what, pid)
+                    return pid
+                raise
+
+        pid, created = self._find_or_create(what, lookup, create)
+        if created and not raced["yes"] and model.pid and pid != model.pid:
+            log.warning(
+                "SciCat gave %s the pid %s, not the one asked for (%s): the ingestor account may not choose pids "
+                "(put its group in ADMIN_GROUPS or CREATE_DATASET_WITH_PID_GROUPS); concurrent registrations are "
+                "then not refused by SciCat",
+                what,
+                pid,
+                model.pid,
+            )
+        if raced["yes"]:
+            return pid, "raced"
+        # found after our own create's answer was lost: ours, to complete as a creator does
+        return pid, "created" if created or sent["yes"] else "found"
+
+    def _let_creator_finish(self, dataset: dict[str, Any]) -> None:
+        """Wait until ``completion_grace`` seconds after the dataset's creation: a registration that found it
+        that soon runs beside the one that made it, which is adding its datablock and thumbnail (SciCat gives
+        those no key that could refuse a second one)."""
+        created = _instant(dataset.get("createdAt"))
+        if not isinstance(created, float):
+            return
+        wait = created + self.settings["completion_grace"] - time.time()
+        if wait > 0:
+            log.info(
+                "SciCat dataset %s was created %.1f s ago: letting its registration complete it first",
+                dataset.get("pid"),
+                self.settings["completion_grace"] - wait,
+            )
+            time.sleep(wait)
+
+    def _update_derived(self, pid: str, existing: dict[str, Any], docs: scicat_metadata.DerivedDocuments) -> None:
+        """Make a derived dataset found again describe the results now: its fields (PATCH Datasets/{pid}) and
+        its file list (the OrigDatablock replaced through PATCH .../origdatablocks/{oid}; SciCat moves the
+        dataset's size and file count by the difference). Nothing is sent when nothing changed."""
+        blocks = self._retry("list origdatablocks", lambda c: c.datasets_origdatablocks_get_one(pid)) or []
+        files_changed = docs.datablock is not None and not any(_same_files(b, docs.datablock) for b in blocks)
+        body = {k: v for k, v in docs.dataset.items() if k not in _NOT_PATCHED}
+        fields_changed = any(existing.get(k) != v for k, v in body.items() if k != "creationTime")
+        if fields_changed or files_changed:
+            self._retry(
+                f"update dataset {pid}",
+                lambda c: c.get_json_send("patch", f"Datasets/{quote_plus(pid)}", body, "datasets_update"),
+            )
+            log.info("SciCat derived dataset %s updated to the current results", pid)
+        if not files_changed:
+            return
+        if not blocks:
+            self._ensure_datablock(pid, docs.datablock)
+            return
+        if len(blocks) > 1:
+            log.warning(
+                "SciCat dataset %s has %d OrigDatablocks; the first now lists the results, the others stay (an "
+                "ingestor may not delete them: a SciCat admin in DELETE_GROUPS can)",
+                pid,
+                len(blocks),
+            )
+        block = blocks[0]
+        update = {"size": docs.datablock["size"], "dataFileList": docs.datablock["dataFileList"]}
+        self._retry(
+            f"replace origdatablock of {pid}",
+            lambda c: c.get_json_send(
+                "patch", f"Datasets/{quote_plus(pid)}/origdatablocks/{quote_plus(block['id'])}", update, "odb_update"
+            ),
         )
-        return pid
+        after = self._retry("list origdatablocks", lambda c: c.datasets_origdatablocks_get_one(pid)) or []
+        if not any(_same_files(b, docs.datablock) for b in after):
+            raise SciCatError(
+                f"SciCat did not replace the OrigDatablock {block['id']} of {pid}: it still lists the "
+                "previous results (a re-run tries again)"
+            )
+        log.info("SciCat dataset %s: OrigDatablock %s lists the current results", pid, block["id"])
 
     def _find_or_create(
         self, what: str, find: Callable[[], T | None], create: Callable[[_Client], T]
@@ -426,15 +610,27 @@ class SciCatHook(BaseHook):
         )
         self._find_or_create(f"origdatablock of {pid}", present, lambda c: c.datasets_origdatablock_create(pid, dto))
 
-    def _attach_optional(self, pid: str, thumbnail: str, caption: str, dataset: dict[str, Any]) -> None:
-        """Attach a thumbnail unless one with this caption exists; a failure is only a warning."""
+    def _attach_optional(
+        self, pid: str, thumbnail: str, caption: str, dataset: dict[str, Any], *, replace: bool = False
+    ) -> None:
+        """Attach a thumbnail unless one with this caption exists (``replace``: an existing one showing another
+        image gets this one, PUT .../attachments/{aid}); a failure is only a warning."""
 
         def present() -> bool | None:
             found = self._retry(
                 "list attachments",
                 lambda c: c.get_json(f"Datasets/{quote_plus(pid)}/attachments", "datasets_attachments_get"),
             )
-            return any(a.get("caption") == caption for a in found or []) or None
+            mine = [a for a in found or [] if a.get("caption") == caption]
+            stale = [a for a in mine if a.get("thumbnail") != thumbnail and a.get("id")]
+            if replace and stale:
+                for old in stale:
+                    path = f"Datasets/{quote_plus(pid)}/attachments/{quote_plus(old['id'])}"
+                    self._retry(
+                        f"replace {caption} of {pid}",
+                        lambda c, path=path: c.get_json_send("put", path, {"thumbnail": thumbnail}, "att_update"),
+                    )
+            return bool(mine) or None
 
         attachment = Attachment(
             datasetId=pid,
@@ -449,6 +645,27 @@ class SciCatHook(BaseHook):
             log.warning(
                 "SciCat dataset %s: %s not attached (the dataset is fine; a re-run adds it): %s", pid, caption, exc
             )
+
+
+def _same_files(block: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether an OrigDatablock lists exactly the wanted files, with their sizes and times."""
+
+    def files(items: list[dict[str, Any]]) -> set[tuple[Any, Any, Any]]:
+        return {(f.get("path"), f.get("size"), _instant(f.get("time"))) for f in items}
+
+    return block.get("size") == wanted["size"] and files(block.get("dataFileList") or []) == files(
+        wanted["dataFileList"]
+    )
+
+
+def _instant(value: Any) -> Any:
+    """An ISO time as an instant (SciCat answers UTC with ``Z``; we send an offset)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return value
 
 
 def _builder(ingester: str) -> Callable[..., scicat_metadata.RawDocuments]:

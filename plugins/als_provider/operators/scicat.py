@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from als_provider.export_control import refuse_export_controlled
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
 
 
 def _paths(file_path: str | list[str]) -> list[str]:
@@ -93,6 +98,7 @@ class SciCatIngestRawOperator(BaseOperator):
         from include.paths import parse_scan
         from include.scicat_ingesters import ingester_name
 
+        refuse_export_controlled(context, self.task_id, self.file_path, skip=True)  # never catalogued (issue 26)
         ingester = ingester_name(self.ingester)
         endpoint = load_endpoints()[self.endpoint]
         if ingester == "als_832_dx_4":
@@ -102,12 +108,7 @@ class SciCatIngestRawOperator(BaseOperator):
         folders = {r.parent for r in relatives}
         if self.source_folder and len(folders) > 1:
             raise ValueError(f"files in several folders ({sorted(map(str, folders))}) but one source_folder")
-        locals_ = []
-        for relative in relatives:
-            local = endpoint.posix_path(relative)
-            if not local.is_file():
-                raise FileNotFoundError(f"{relative} is not on {self.endpoint} ({local}); nothing catalogued")
-            locals_.append(local)
+        locals_ = [_readable_copy(endpoint, relative, self.source_folder) for relative in relatives]
         if ingester == "als_733_saxs":
             from include.scicat_733 import exposures
 
@@ -117,8 +118,9 @@ class SciCatIngestRawOperator(BaseOperator):
         hook = SciCatHook(self.scicat_conn_id)
         pids, names, source_folder = [], [], ""
         for local in locals_:
-            folder = PurePosixPath(*local.parent.relative_to(endpoint.posix_root).parts)
-            source_folder = self.source_folder or endpoint.globus_path(folder)
+            source_folder = self.source_folder or endpoint.globus_path(
+                PurePosixPath(*local.parent.relative_to(endpoint.posix_root).parts)
+            )
             pids.append(hook.ingest_raw(local, source_folder, ingester=ingester))
             names.append(hook.last_dataset_name)
         return {
@@ -196,6 +198,7 @@ class SciCatIngestDerivedOperator(BaseOperator):
         from include.endpoints import load_endpoints
         from include.paths import endpoint_relative, parse_scan
 
+        refuse_export_controlled(context, self.task_id, [self.file_path, self.results_folder], skip=True)
         scan = parse_scan(self.file_path)
         endpoints = load_endpoints()
         results = endpoints[self.endpoint]
@@ -215,6 +218,13 @@ class SciCatIngestDerivedOperator(BaseOperator):
             raw_folder = self.raw_source_folder or raw.globus_path(scan.folder)
             raw_pid = hook.find_raw(raw_folder, _raw_names(raw.posix_path(scan.relative_path), scan.dataset))
             if raw_pid is None and self.skip_uncatalogued:
+                from include.catalogue_backlog import owed_raw
+
+                if owed := owed_raw(str(scan.relative_path)):
+                    raise AirflowFailException(  # no retry: finish records this one as owed too
+                        f"the SciCat raw dataset of {scan} is still owed ({', '.join(owed)}): this derived dataset "
+                        "is owed too; the scicat_catchup DAG registers both, raw first"
+                    )
                 raise AirflowSkipException(f"{scan} is not in SciCat (export-controlled?): no derived dataset")
             if raw_pid is None:
                 raise LookupError(f"no SciCat raw dataset for {scan} ({raw_folder}); ingest the scan first")
@@ -238,6 +248,29 @@ class SciCatIngestDerivedOperator(BaseOperator):
             "dataset_name": dataset_name,
             "source_folder": source_folder,
         }
+
+
+def _readable_copy(endpoint: Any, relative: PurePosixPath, source_folder: str | None) -> Path:
+    """The scan file at ``endpoint``, else at its long-term copy ``source_folder`` when that is readable here
+    (a catch-up after the first copy was pruned reads the copy the record names); FileNotFoundError if none."""
+    from include.endpoints import load_endpoints
+    from include.errors import ConfigError
+
+    local = endpoint.posix_path(relative)
+    if local.is_file():
+        return local
+    if source_folder:
+        others = sorted(load_endpoints().endpoints.values(), key=lambda e: -len(str(e.root)))
+        for other in others:
+            try:
+                candidate = other.posix_path(other.relative_of(source_folder) / relative.name)
+            except (ConfigError, ValueError):
+                continue
+            if candidate.is_file():
+                log.info("%s is not on %s; reading its copy on %s (%s)", relative, endpoint.name, other.name, candidate)
+                return candidate
+    where = f" nor at its long-term copy {source_folder}" if source_folder else ""
+    raise FileNotFoundError(f"{relative} is not on {endpoint.name} ({local}){where}; nothing catalogued")
 
 
 def _raw_names(local: Path, stem: str) -> list[str]:
