@@ -138,11 +138,33 @@ class Scan:
         return f"rec{self.dataset}.zarr"
 
     def results(self, site: _HasResultsFolder) -> Results:
-        """Where ``site`` puts this scan's results: ``<folder>/<site.results_folder>/rec<dataset>/`` and ``.zarr``."""
+        """Where ``site`` puts this scan's results: ``<folder>/<site.results_folder>/rec<dataset>/`` and ``.zarr``
+        (a dataset whose result names would be another scan's is refused: :func:`check_result_names`)."""
+        check_result_names(self)
         return Results(PurePosixPath(self.folder, site.results_folder), self.dataset)
 
     def __str__(self) -> str:
         return str(self.relative_path)
+
+
+#: What a result folder name may not end with: ``rec<dataset>.zarr`` is the OME-Zarr of another dataset.
+RESULT_SUFFIXES = (".zarr",)
+
+
+def check_result_names(scan: Scan) -> None:
+    """Refuse a scan whose result names could be another scan's (:class:`InvalidPathError`, one line).
+
+    Results are ``rec<dataset>`` (TIFFs) and ``rec<dataset>.zarr`` side by side, so a dataset ending with
+    ``.zarr`` (any case: some file systems fold it) would take the Zarr folder of the dataset without it."""
+    for suffix in RESULT_SUFFIXES:
+        if scan.dataset.lower().endswith(suffix):
+            base = scan.dataset[: -len(suffix)]
+            ending = scan.file_name[len(scan.dataset) :]
+            raise InvalidPathError(
+                f"{scan}: the dataset name {scan.dataset!r} ends with {suffix!r}, so its TIFF folder "
+                f"rec{scan.dataset} would be the OME-Zarr folder of {base}{ending}; rename the file "
+                f"(e.g. {base}_{suffix.lstrip('.')}{ending}) and dispatch it again"
+            )
 
 
 def parse_scan(file_path: str, *, suffixes: tuple[str, ...] = SCAN_SUFFIXES) -> Scan:

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from include.beamlines import Beamline
 from include.endpoints import Endpoints, load_endpoints
-from include.manifests import DeletionRequest, retention_map
 from include.paths import EndpointPath, Scan
 from include.results import completeness
+from include.retention import DeletionRequest, retention_map
 from include.sites import HOME_RAW, HOME_SCRATCH, Site
-from include.slurm import load_nersc_config
+from include.slurm import NERSC_CONFIG_FILE, job_name, load_nersc_config
 
 #: The new-scan pipeline's steps and endpoints (SPEC §3): spot832 → data832 → nersc832.
 NEW_FILE = "new_file"
@@ -122,6 +122,7 @@ def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoint
             deletions.append(
                 DeletionRequest(HOME_SCRATCH, str(folder), LONG_TERM_RAW, SCRATCH_LOCATION, check_path=raw_copy)
             )
+    deletions += sidecar_requests(site, scan)
     plan: dict[str, Any] = {
         "pipeline": site.name,
         "runner": site.runner,
@@ -161,7 +162,95 @@ def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoint
         }
         plan["multiscale_job_name"] = f"tomo_multiscale_{names}"
         plan["multiscale_job_values"] = {"tiff_dir": tiff_dir, "zarr": zarr_dir, "scan": staged}
+        logs = slurm_logs()
+        plan["job_logs"] = {
+            **logs.to_dict(),
+            "jobs": [job_name(plan[f"{step}_job_name"]) for step in ("reconstruct", "multiscale")],
+            "location": retention_map()[0][logs.endpoint],
+            "check_path": f"raw/{relative}",
+        }
     return plan
+
+
+# -- what a run leaves beside its results: pruned with them ------------------------------------------
+#: The run-once marker of a results folder (compute_functions/results_manifest.py ``run_once``).
+RUN_RESULT = ".{}.run-result"
+#: A Slurm log of a job (include/slurm.py ``log_patterns``: ``%x_%j.out`` and ``.err``).
+_SLURM_LOG = r"_\d+\.(?:out|err)$"
+
+
+def slurm_logs(profile: str | None = None) -> EndpointPath:
+    """Where Slurm writes the jobs' logs (include/config/nersc.yaml ``logs``), as an endpoint path."""
+    from include.endpoints import default_profile
+    from include.profiles import profile_settings
+
+    settings = profile_settings(
+        NERSC_CONFIG_FILE, profile or default_profile(), {"machine", "directives", "logs", "container"}
+    )
+    return EndpointPath(settings["logs"]["endpoint"], settings["logs"]["path"])
+
+
+def sidecar_requests(site: Site, scan: Scan) -> list[DeletionRequest]:
+    """The run-once markers a Compute site's reconstruction leaves beside its results on the site's scratch:
+    regenerable (a re-run writes them again), so they go once the scan's long-term raw copy exists."""
+    if site.runner != "globus_compute":
+        return []
+    location = retention_map()[0][site.scratch_endpoint]
+    return [
+        DeletionRequest(
+            site.scratch_endpoint,
+            str(folder.parent / RUN_RESULT.format(folder.name)),
+            LONG_TERM_RAW,
+            location,
+            check_path=f"raw/{scan.relative_path}",
+        )
+        for folder in scan.results(site).folders()
+    ]
+
+
+def is_sidecar(endpoint: str, rel: str, scan: Scan, sites: Sequence[Site]) -> bool:
+    """Whether ``endpoint:rel`` is a run-once marker or a Slurm log that a run of ``scan`` at one of ``sites``
+    leaves (what :func:`sidecar_requests` and :func:`job_log_requests` schedule)."""
+    rel = str(rel)
+    for site in sites:
+        if any(rel == r.path and endpoint == r.endpoint for r in sidecar_requests(site, scan)):
+            return True
+        if site.runner == "sfapi":
+            logs = slurm_logs()
+            names = [job_name(f"{kind}_{scan.folder}_{scan.dataset}") for kind in ("tomo_recon", "tomo_multiscale")]
+            parent, _, name = rel.rpartition("/")
+            if endpoint == logs.endpoint and parent == str(logs.path) and _log_of(names).match(name):
+                return True
+    return False
+
+
+def _log_of(jobs: Sequence[str]) -> re.Pattern[str]:
+    return re.compile("^(?:" + "|".join(re.escape(job) for job in jobs) + ")" + _SLURM_LOG)
+
+
+def job_log_requests(hook: Listing, plan: dict[str, Any]) -> list[DeletionRequest]:
+    """The Slurm logs of the plan's jobs that exist now (every try's, failed jobs' too: one listing of the log
+    folder), each pruned with the results once the scan's long-term raw copy exists."""
+    logs = plan.get("job_logs")
+    if not logs:
+        return []
+    folder = EndpointPath(logs["endpoint"], logs["path"])
+    try:
+        entries = hook.listdir(folder)
+    except FileNotFoundError:
+        return []
+    pattern = _log_of(logs["jobs"])
+    return [
+        DeletionRequest(
+            folder.endpoint,
+            str(folder.path / entry["name"]),
+            LONG_TERM_RAW,
+            logs["location"],
+            check_path=logs["check_path"],
+        )
+        for entry in sorted(entries, key=lambda e: e["name"])
+        if entry.get("type") == "file" and pattern.match(entry["name"])
+    ]
 
 
 def beamline_plan(
@@ -196,6 +285,13 @@ def beamline_plan(
     first = scans[0]
     more = f"_and_{len(scans) - 1}_more" if len(scans) > 1 else ""
     if ptycho is not None:
+        datasets = [f"{scan.folder}/rec{scan.dataset}" for scan in scans]
+        shared = sorted({d for d in datasets if datasets.count(d) > 1})
+        if shared:  # a.edf and a.h5 of one folder would write the same ptycho results
+            raise ValueError(
+                f"file_path lists several files whose ptychography results are the same folder "
+                f"{', '.join(shared)}; give one file per dataset in a run"
+            )
         plan["ptycho_job_name"] = f"ptycho_{first.folder}_{first.dataset}{more}"
         plan["ptycho_job_values"] = {
             "scans": [],

@@ -82,7 +82,7 @@ def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=No
     followed one, and every reconstruction waits for the new-scan copies.)"""
     from airflow.sdk.exceptions import DownstreamTasksSkipped
 
-    from dags.pipelines.params import effective_params, recon_options
+    from dags.pipelines.params import effective_params, export_control, keep_on_site, recon_options
     from include.paths import parse_scans
 
     # the DAG's declared params; the run's also hold unknown keys
@@ -92,7 +92,8 @@ def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=No
     scans = parse_scans(params["file_path"], suffixes=_file_suffixes(pipelines))  # a beamline takes a list
     scan = scans[0]
     recon = recon_options(params.get("recon")) if "recon" in params else {}
-    offsite = not params.get("is_export_controlled", False) and params.get("send_to_nersc", True)
+    controlled = export_control(params, scans, pipelines, source=f"{dag.dag_id} run {dag_run.run_id}")  # issue 26
+    offsite = not controlled and params.get("send_to_nersc", True)
     chosen, skipped = _choose(pipelines, scan, params) if dispatch else (list(pipelines), {})
     for name, reason in skipped.items():
         print(f"skipping {name}: {reason}")
@@ -100,6 +101,7 @@ def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=No
     skip_steps = {}
     for name in chosen:
         planned = _plan_of(name, scans, recon, offsite=offsite, check_input=not dispatch)
+        planned = keep_on_site(planned) if controlled else planned
         skip_steps[name] = set(planned.get("skip_steps", ()))
         for reason in planned.get("notes", ()):
             print(f"{name}: {reason}")
@@ -210,29 +212,38 @@ def _results_at_home(hook, results) -> str | None:
 def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     """Record the copies that exist in the deletion manifests, each with what it holds (a listing right after
     the copies: every file's size and time); fail if a step failed; else publish outputs."""
-    from als_provider.hooks.globus_transfer import GlobusTransferHook
-    from include.manifests import schedule_deletions
-    from include.plans import due_outputs, due_requests
-    from include.pruning import record_copies
+    from airflow.sdk.exceptions import AirflowFailException
 
-    planned = {key: ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.{key}") for key in ("deletions", "outputs")}
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.errors import ConfigError, InvalidPathError
+    from include.manifests import ManifestError, schedule_deletions
+    from include.plans import due_outputs, due_requests, job_log_requests
+    from include.pruning import record_copies
+    from include.records import TreeTooLarge
+
+    # Deterministic failures raise AirflowFailException (a retry would fail the same way); a service's error
+    # (Globus listing, the Variables' database) propagates and is retried.
+    keys = ("deletions", "outputs", "job_logs")
+    planned = {key: ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.{key}") for key in keys}
     if planned["deletions"] is None:  # a chosen pipeline always has a plan: plan itself failed
-        raise RuntimeError(f"{PLAN_TASK} refused the conf or the settings: {name} started nothing")
+        raise AirflowFailException(f"{PLAN_TASK} refused the conf or the settings: {name} started nothing")
     states = ti.get_task_states(dag_id=dag_run.dag_id, task_ids=steps, run_ids=[dag_run.run_id])
     states = states.get(dag_run.run_id, {})
     succeeded = {task_id.rpartition(".")[2] for task_id, state in states.items() if state == "success"}
-    copies = record_copies(GlobusTransferHook(), due_requests(planned, succeeded))
-    recorded = schedule_deletions(copies, dag_id=dag_run.dag_id, run_id=dag_run.run_id)
+    try:
+        hook = GlobusTransferHook()  # the copies, and the Slurm logs of the jobs (issue 21 finding 12)
+        copies = record_copies(hook, due_requests(planned, succeeded) + job_log_requests(hook, planned))
+        recorded = schedule_deletions(copies, dag_id=dag_run.dag_id, run_id=dag_run.run_id, since=dag_run.run_after)
+    except (ConfigError, InvalidPathError, ManifestError, TreeTooLarge) as exc:
+        raise AirflowFailException(f"{name}: its copies could not be recorded for pruning: {exc}") from exc
     failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
     dag = ti.task.dag
     unregistered, others = split_catalogue(dag, failed)
     if others:
-        raise RuntimeError(f"{name} failed: {', '.join(failed)} (copies made so far are recorded for pruning)")
+        raise AirflowFailException(f"{name} failed: {', '.join(failed)} (copies made so far are recorded for pruning)")
     outputs = [o.to_dict() for o in due_outputs(planned, succeeded)]
     ti.xcom_push(key="outputs", value=outputs)
     if unregistered:  # the data and the reconstruction are done; only the catalogue is owed
-        from airflow.sdk.exceptions import AirflowFailException
-
         owed = _owe_registrations(dag, unregistered, dag_run)
         raise AirflowFailException(  # no retry: what is owed is recorded
             f"{name}: SciCat could not register {'; '.join(o.describe() for o in owed)}. Everything else "
@@ -413,6 +424,7 @@ def site_steps(site: Site, planned, *, after: Pipeline | None = None) -> Pipelin
         skip_uncatalogued=True,
     )
     checked >> derived
+    planned >> derived  # plan skips it for an export-controlled scan (no SciCat step of any kind)
     entry = steps[0]
     planned >> entry
     if after:
@@ -421,7 +433,6 @@ def site_steps(site: Site, planned, *, after: Pipeline | None = None) -> Pipelin
         if after.catalogue is not None:  # a failed raw ingest fails this step (named by the report), no other
             after.catalogue >> derived
             derived.trigger_rule = "none_failed_min_one_success"
-            planned >> derived  # so that plan skips it with its site (its trigger rule would not)
     pipeline = Pipeline(name, steps=[*steps, *copies, checked.operator, derived])
     return _finish(pipeline, planned)
 

@@ -79,9 +79,13 @@ def test_reconstructs_a_nastily_named_scan_without_running_anything_else(nersc_d
         ("nersc832_alsdev_pscratch_raw", "nersc832_alsdev_raw", "nersc_pscratch"),
         ("nersc832_alsdev_pscratch_scratch", "nersc832_alsdev_scratch", "nersc_pscratch"),  # the archive outlives it
         ("data832_scratch", "nersc832_alsdev_scratch", "data832_scratch"),
+        ("nersc832_alsdev_pscratch_scratch", "nersc832", "nersc_pscratch"),  # the jobs' Slurm logs (i21 f.12)
     }
-    assert all(r["files"] >= 1 and r["size"] > 0 and r["digest"] for r in recorded)  # what each copy held
-    assert len(recorded) == 5
+    logs = [r for r in recorded if r["path"].startswith("tomo_recon_logs/")]
+    assert sorted(r["path"].rpartition(".")[2] for r in logs) == ["err", "err", "out", "out"]  # two jobs
+    copies = [r for r in recorded if r not in logs]
+    assert all(r["files"] >= 1 and r["size"] > 0 and r["digest"] for r in copies)  # what each copy held
+    assert len(copies) == 5
 
 
 def test_timeout_of_the_multiscale_job_after_a_completed_reconstruction_fails_the_run(

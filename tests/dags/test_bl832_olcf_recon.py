@@ -62,6 +62,8 @@ def test_olcf_recon_stages_the_scan_reconstructs_and_brings_results_home(facilit
         ("olcf832_raw", "data832_raw", "olcf"),
         ("olcf832_scratch", "data832_scratch", "olcf"),
         ("olcf832_scratch", "data832_scratch", "olcf"),
+        ("olcf832_scratch", "nersc832", "olcf"),  # the run-once markers (issue 21 finding 12)
+        ("olcf832_scratch", "nersc832", "olcf"),
     ]
     stats = facility.stats()
     assert stats["compute.executed.reconstruct"] == 1 and stats["transfer.task_created"] == 3

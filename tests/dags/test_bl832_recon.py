@@ -54,6 +54,14 @@ def test_local_recon_writes_tiffs_and_zarr_on_data832_scratch(facility, local_en
         (e["endpoint"], e["path"], e["check_endpoint"], e["location"])
         for e in manifest_entries("bl832_local_recon", dag_run.run_id)
     ) == [
+        # the run-once markers beside the results go with them (issue 21 finding 12)
+        ("data832_scratch", f"{folder}/local/.rec20260101_120000_sample.run-result", "nersc832", "data832_scratch"),
+        (
+            "data832_scratch",
+            f"{folder}/local/.rec20260101_120000_sample.zarr.run-result",
+            "nersc832",
+            "data832_scratch",
+        ),
         ("data832_scratch", f"{folder}/local/rec20260101_120000_sample", "nersc832", "data832_scratch"),
         ("data832_scratch", f"{folder}/local/rec20260101_120000_sample.zarr", "nersc832", "data832_scratch"),
     ]
@@ -92,11 +100,15 @@ def test_alcf_recon_copies_results_home_and_records_deletions(facility, local_en
             # brought home: pruned once the long-term raw copy exists (regenerate_from_raw, retention.yaml)
             ("data832_scratch", f"{folder}/alcf/rec20260101_120000_sample", "nersc832"),
             ("data832_scratch", f"{folder}/alcf/rec20260101_120000_sample.zarr", "nersc832"),
+            # the run-once markers beside the results at ALCF go with them (issue 21 finding 12)
+            ("alcf832_scratch", f"{folder}/alcf/.rec20260101_120000_sample.run-result", "nersc832"),
+            ("alcf832_scratch", f"{folder}/alcf/.rec20260101_120000_sample.zarr.run-result", "nersc832"),
         ]
     )
     assert {e["location"] for e in entries} == {"alcf", "data832_scratch"}
     stats = facility.stats()
-    assert stats["compute.submit"] == 2 and stats["transfer.task_created"] == 3
+    assert stats["compute.task_created.reconstruct"] == stats["compute.task_created.multiscale"] == 1
+    assert stats["compute.task_created.open_task_group"] == 2 and stats["transfer.task_created"] == 3
 
 
 def test_failed_reconstruction_fails_the_run_and_still_records_the_copies(facility, local_endpoints, capfd):
@@ -110,7 +122,9 @@ def test_failed_reconstruction_fails_the_run_and_still_records_the_copies(facili
     assert got["check_results"] == "upstream_failed" and got["finish"] == "failed"  # recorded, then failed
     captured = capfd.readouterr()
     assert "RuntimeError: GPU fell off the bus" in captured.out + captured.err
-    assert facility.stats()["compute.submit"] == 3  # one per try: each earlier try's task had failed
+    stats = facility.stats()
+    assert stats["compute.task_created.reconstruct"] == 3  # one per try: each earlier try's task had failed
+    assert stats["compute.task_created.open_task_group"] == 1  # into the one task group of the run
     recorded = {(e["endpoint"], e["path"]) for e in manifest_entries("bl832_alcf_recon", dag_run.run_id)}
     assert ("alcf832_raw", scan) in recorded
     # a copy is recorded with what it holds, if the failed run left one; nothing there records nothing

@@ -60,6 +60,23 @@ class LoseSubmitResponse(GlobusTransferOperator):
         return hook
 
 
+class CrashMidSwap(GlobusTransferOperator):
+    """First try dies between its two renames: the old results renamed away, the new ones not yet in place."""
+
+    def get_hook(self):
+        hook = super().get_hook()
+        if first_try():
+            original = hook.rename
+
+            def rename_then_die(old, new):
+                original(old, new)
+                if new.path.name.endswith(".replaced"):
+                    raise SimulatedWorkerCrash(f"worker died after renaming {old} to {new}")
+
+            hook.rename = rename_then_die
+        return hook
+
+
 def transfer_dag(name: str, operator_cls=GlobusTransferOperator, **kwargs) -> DAG:
     """One DAG with one transfer spot832:raw/operator_test/<name> -> data832_raw:operator_test/<name>."""
     with DAG(
@@ -87,6 +104,9 @@ DAGS = {
     "plain": transfer_dag("plain"),
     "folder": transfer_dag("folder"),
     "replaced": transfer_dag("replaced", recursive=True, replace_destination=True),
+    "replace_pruned": transfer_dag("replace_pruned", recursive=True, replace_destination=True),
+    "replace_partial": transfer_dag("replace_partial", recursive=True, replace_destination=True),
+    "replace_crash": transfer_dag("replace_crash", CrashMidSwap, recursive=True, replace_destination=True),
     "lost_answer": transfer_dag("lost_answer"),
     "doomed": transfer_dag("doomed"),
     "absent": transfer_dag("absent"),

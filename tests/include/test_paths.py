@@ -166,3 +166,62 @@ def test_a_beamline_may_take_other_file_suffixes():
         parse_scan("F/.txt", suffixes=suffixes)
     pattern = re.compile(relative_file_pattern(suffixes))
     assert pattern.match("F/a.edf") and not pattern.match("F/a.tiff") and not pattern.match("../a.edf")
+
+
+# -- issue 26 finding 3: result names that cannot collide -------------------------------------------
+def _result_paths(scan: Scan, sites) -> set[PurePosixPath]:
+    """Every path a scan's results take at any site (all share data832_scratch): the TIFF and Zarr folders and
+    the hidden siblings beside them (run-once markers, a copy's staging and replaced folders)."""
+    paths = set()
+    for site in sites:
+        for folder in scan.results(site).folders():
+            paths.add(folder)
+            paths |= {
+                folder.parent / f".{folder.name}.{tail}" for tail in ("run-result", "run-lock", "incoming", "replaced")
+            }
+    return paths
+
+
+def test_i26_finding_3_a_dataset_ending_in_zarr_is_refused_with_the_file_and_the_fix():
+    from include.plans import site_plan
+    from include.sites import load_sites
+
+    site = load_sites()["alcf"]
+    for name in ("a.zarr.h5", "a.ZARR.h5"):
+        with pytest.raises(InvalidPathError) as refused:
+            site_plan(site, parse_scan(f"{FOLDER}/{name}"), {})
+        message = str(refused.value)
+        assert "\n" not in message and name in message and "rename the file" in message
+    assert site_plan(site, parse_scan(f"{FOLDER}/a.h5"), {})["zarr_path"].endswith("/reca.zarr")
+    assert site_plan(site, parse_scan(f"{FOLDER}/a_zarr.h5"), {})["tiff_path"].endswith("/reca_zarr")
+
+
+def test_i26_finding_3_no_two_scans_results_nest_or_coincide():
+    """Property over seeded random names: the result paths of two different scans never coincide or nest."""
+    import random
+
+    from include.sites import load_sites
+
+    sites = list(load_sites().sites.values())
+    assert len({site.results_folder for site in sites}) == len(sites), "two sites share a results folder"
+    rng = random.Random(26_3)
+    tokens = ["a", "b", "rec", ".zarr", ".ZARR", "zarr", ".", "_", "-", " ", ".h5", "x1", ".incoming", ".run-result"]
+    scans, refused = {}, 0
+    for _ in range(3000):
+        folder = rng.choice(["f", "g", "rec", "f.zarr"])
+        name = "".join(rng.choice(tokens) for _ in range(rng.randint(1, 4))) + ".h5"
+        try:
+            scan = parse_scan(f"{folder}/{name}")
+            scans[scan] = _result_paths(scan, sites)
+        except InvalidPathError:
+            refused += 1
+    owner: dict[PurePosixPath, Scan] = {}
+    for scan, paths in scans.items():
+        for path in paths:
+            assert owner.setdefault(path, scan) == scan, f"{scan} and {owner[path]} both write {path}"
+    for scan, paths in scans.items():
+        for path in paths:
+            for parent in path.parents:
+                other = owner.get(parent)
+                assert other in (None, scan), f"{path} of {scan} lies inside {parent} of {other}"
+    assert refused > 50 and len(scans) > 500  # both sides of the rule were exercised

@@ -55,6 +55,11 @@ def test_the_results_layout_is_one_typed_value():
     assert str(results.preview) == RESULTS.format(site="alcf") + ".zarr/preview.png"
 
 
+def _marker(folder: str) -> str:
+    parent, _, name = folder.rpartition("/")
+    return f"{parent}/.{name}.run-result"
+
+
 def test_a_compute_site_plan_stages_reconstructs_and_records_every_copy_it_may_leave():
     plan = site_plan(load_sites()["alcf"], SCAN, {"engine": "nufft"})
     tiff = RESULTS.format(site="alcf")
@@ -65,8 +70,11 @@ def test_a_compute_site_plan_stages_reconstructs_and_records_every_copy_it_may_l
         # ALCF results brought home go once the long-term raw copy exists (regenerate_from_raw, retention.yaml)
         ("data832_scratch", tiff, "nersc832", "data832_scratch"),
         ("data832_scratch", tiff + ".zarr", "nersc832", "data832_scratch"),
+        # the run-once markers beside the results at ALCF go with them (issue 21 finding 12)
+        ("alcf832_scratch", _marker(tiff), "nersc832", "alcf"),
+        ("alcf832_scratch", _marker(tiff + ".zarr"), "nersc832", "alcf"),
     }
-    assert {d["check_path"] for d in plan["deletions"] if d["endpoint"] == "data832_scratch"} == {
+    assert {d["check_path"] for d in plan["deletions"] if d["check_endpoint"] == "nersc832"} == {
         f"raw/{SCAN.relative_path}"
     }
     assert all(d["after"] is None for d in plan["deletions"])  # recorded whatever the steps did
@@ -231,3 +239,16 @@ def test_runtime_settings_have_one_home_per_profile(tmp_path):
     bad.write_text("production:\n  poll_seconds: {transfer: 0, compute: 1, sfapi: 1, hpss: 1}\n  hpss_mode: hsi\n")
     with pytest.raises(ConfigError, match=r"poll_seconds\.transfer"):
         load_runtime("production", path=bad)
+
+
+def test_i26_finding_3_two_files_of_one_dataset_in_a_ptychography_run_are_refused():
+    """a.h5 and a.edf of one folder would write the same ptychography results folder rec<a> (no beamline is
+    configured so today, bl733 takes .edf but has no ptychography: the plan refuses it should one be)."""
+    import dataclasses
+
+    beamline = dataclasses.replace(load_beamlines()["bl7012"], file_suffixes=(".h5", ".edf"))
+    scans = [parse_scan("ALS-07012_x/a.h5", suffixes=beamline.file_suffixes)]
+    scans.append(parse_scan("ALS-07012_x/a.edf", suffixes=beamline.file_suffixes))
+    with pytest.raises(ValueError, match="ALS-07012_x/reca"):
+        beamline_plan(beamline, scans, hpss_mode="copy")
+    assert beamline_plan(beamline, scans[:1], hpss_mode="copy")["ptycho_job_values"]["out_dirs"][0].endswith("/reca")

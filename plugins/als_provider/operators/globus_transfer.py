@@ -13,16 +13,21 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException
 
+from als_provider.export_control import refuse_export_controlled
 from als_provider.hooks.globus_transfer import GlobusTransferHook
 from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator
 from als_provider.triggers.globus_transfer import GlobusTaskTrigger
 from include.paths import EndpointPath, endpoint_relative
+from include.results import Completeness, completeness
 from include.transfer_metrics import record_transfer
 
 #: task_state_store key holding {"submission_id", "task_id"} across tries.
 STATE_KEY = "globus_transfer"
 LIVE_STATUSES = frozenset({"ACTIVE", "INACTIVE"})
+#: Siblings of a replaced destination: the new copy until it is verified, the old results until it is in place.
+STAGING, REPLACED = ".{}.incoming", ".{}.replaced"
 
 
 class GlobusTransferError(RuntimeError):
@@ -93,9 +98,12 @@ class GlobusTransferOperator(GlobusTaskOperator):
     modification time (Globus preserves it), nothing is submitted; for immutable raw scans this makes a
     second run of the same scan copy nothing.
 
-    ``replace_destination`` (results folders): before a fresh copy, what the destination holds (an earlier
-    run's results) is deleted, so the destination ends up holding exactly the new copy, never a mix (Globus
-    never deletes extra files at the destination). A retry that re-attaches to its copy deletes nothing.
+    ``replace_destination`` (results folders with a results manifest, include/results.py): the source must be
+    complete by its manifest, else the task fails without touching the destination (a source pruned after its
+    retention, a partial result); a destination that already holds the same complete results is left as it is.
+    The copy goes into a staging sibling (``.<name>.incoming``), is checked against the source's listing and
+    manifest, and only then swapped in by renames (old → ``.<name>.replaced``, staging → final, old deleted):
+    every step leaves the old results or the new, never neither, and a later try finishes an interrupted swap.
 
     ``transfer_timeout`` bounds each try's wait. Returns a summary (task id, files, bytes, rate, duration,
     source and destination).
@@ -149,12 +157,26 @@ class GlobusTransferOperator(GlobusTaskOperator):
             for source, destination in zip(sources, destinations, strict=True)
         ]
         self._source, self._destination = self._pairs[0]
+        ends = (self.source_endpoint, self.destination_endpoint)  # an export-controlled scan stays on site
+        refuse_export_controlled(context, self.task_id, [self.source_path, self.destination_path], endpoints=ends)
         for pair in self._pairs:  # unknown endpoints and bad paths fail here, before anything moves
             for where in pair:
                 self.hook.locate(where)
+        self._siblings()
+
+    def _siblings(self) -> None:
+        """The staging and replaced siblings of a replaced destination (no network)."""
+        if self.replace_destination:
+            destination = EndpointPath(self.destination_endpoint, _paths(self.destination_path)[0])
+            self._destination = destination
+            self._source = EndpointPath(self.source_endpoint, _paths(self.source_path)[0])
+            self._staging, self._replaced = (_sibling(destination, name) for name in (STAGING, REPLACED))
 
     def already_done(self, context: Context) -> dict[str, Any] | None:
-        """A SKIPPED summary if ``skip_if_present`` and the destination already holds the same file."""
+        """A SKIPPED summary if the destination already holds the same file (``skip_if_present``) or the same
+        complete results (``replace_destination``, which also refuses a source that is not complete)."""
+        if self.replace_destination:
+            return self._results_already_there()
         if not self.skip_if_present:
             return None
         for source, destination in self._pairs:
@@ -170,38 +192,88 @@ class GlobusTransferOperator(GlobusTaskOperator):
                 source,
                 there.get("size"),
             )
-        count = len(self._pairs)
-        skipped = {"task_id": None, "status": "SKIPPED", "files": count, "files_transferred": 0, "files_skipped": count}
-        return {"status": "success", "task": {**skipped, "bytes_transferred": 0, "duration_seconds": 0.0}}
+        return _skipped(len(self._pairs))
+
+    def _results_already_there(self) -> dict[str, Any] | None:
+        """Refuse a source that is not complete results (nothing touched); SKIPPED if the destination holds them."""
+        self._finish_interrupted_swap()
+        source, there = completeness(self.hook, self._source), completeness(self.hook, self._destination)
+        if not source.complete:
+            raise AirflowFailException(
+                f"source {self._source} is not complete results ({source.reason}; pruned after its retention, or "
+                f"a partial result): nothing was copied and {self._destination} is left as it is ({there.reason})"
+            )
+        if there.same_as(source):
+            self.log.info(
+                "%s already holds the results of %s (%s): nothing to copy", there.where, source.where, there.reason
+            )
+            return _skipped(source.count)
+        return None
+
+    def _finish_interrupted_swap(self) -> None:
+        """A destination left absent by an interrupted swap gets the verified new copy, else the old one back."""
+        if self.hook.stat(self._destination) is not None or self.hook.stat(self._replaced) is None:
+            return
+        staged = completeness(self.hook, self._staging)
+        back = self._staging if staged.complete else self._replaced
+        self.log.warning("An earlier swap was interrupted: renaming %s to %s", back, self._destination)
+        self.hook.rename(back, self._destination)
 
     def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
         if self.replace_destination and not state.get("submission_id"):
-            self._clear_destination(context)
+            # leftovers of an earlier copy: a staging copy never swapped in, old results already replaced
+            leftovers = [self._staging] + ([self._replaced] if self.hook.stat(self._destination) else [])
+            self._delete(context, [where for where in leftovers if self.hook.stat(where) is not None], "leftover")
         return super().submit(context, state)
 
-    def _clear_destination(self, context: Context) -> None:
-        """Delete the destination (one Globus delete task, waited for here) if it exists."""
-        if self.hook.stat(self._destination) is None:
+    def _delete(self, context: Context, paths: list[EndpointPath], why: str) -> None:
+        """Delete ``paths`` of the destination endpoint (one Globus delete task, waited for here)."""
+        if not paths:
             return
         ti = context["ti"]
         answer = self.hook.submit_delete(
             self._destination.endpoint,
-            [str(self._destination.path)],
+            [str(where.path) for where in paths],
             submission_id=self.hook.new_submission_id(),
-            label=f"{ti.dag_id} {ti.task_id} replace {self._destination.path.name}",
+            label=f"{ti.dag_id} {ti.task_id} {why} {self._destination.path.name}",
             recursive=True,
             ignore_missing=True,
         )
-        self.log.info(
-            "Deleting the earlier %s before copying anew (Globus task %s)", self._destination, answer["task_id"]
-        )
+        names = ", ".join(str(where) for where in paths)
+        self.log.info("Deleting the %s %s (Globus task %s)", why, names, answer["task_id"])
         deadline = time.monotonic() + (self.wait_timeout.total_seconds() if self.wait_timeout else 3600)
         while (status := self.hook.get_task(answer["task_id"]).get("status")) in LIVE_STATUSES:
             if time.monotonic() > deadline:
-                raise GlobusTransferError(f"deleting the earlier {self._destination} did not end in time")
+                raise GlobusTransferError(f"deleting the {why} {names} did not end in time")
             time.sleep(min(self.poll_interval, 2.0))
         if status != "SUCCEEDED":
-            raise GlobusTransferError(f"deleting the earlier {self._destination} ended {status}; nothing was copied")
+            raise GlobusTransferError(f"deleting the {why} {names} ended {status}")
+
+    def _swap_in(self, context: Context) -> Completeness:
+        """Put the verified staging copy in place of the destination: old → replaced, staging → final, delete old.
+
+        Idempotent: a try after an interrupted swap finishes it; a staging copy that is not the source's complete
+        results fails the task and leaves the destination as it is."""
+        staged = completeness(self.hook, self._staging)
+        if staged.reason != "absent":
+            source = completeness(self.hook, self._source)
+            if not staged.same_as(source):
+                raise GlobusTransferError(
+                    f"the copy {self._staging} is not the complete results of {self._source} ({staged.reason}; "
+                    f"source: {source.reason}): {self._destination} is left as it is"
+                )
+            if self.hook.stat(self._destination) is not None:
+                if self.hook.stat(self._replaced) is not None:
+                    self._delete(context, [self._replaced], "leftover")
+                self.hook.rename(self._destination, self._replaced)
+            self.hook.rename(self._staging, self._destination)
+            self.log.info("Swapped in %s (%s)", self._destination, staged.reason)
+        there = completeness(self.hook, self._destination)
+        if not there.complete:
+            raise GlobusTransferError(f"{self._destination} is not complete after the copy: {there.reason}")
+        if self.hook.stat(self._replaced) is not None:
+            self._delete(context, [self._replaced], "replaced")
+        return there
 
     def submit_task(self, context: Context, state: dict[str, Any], submission_id: str) -> dict[str, Any]:
         recursive = self.recursive
@@ -213,7 +285,7 @@ class GlobusTransferOperator(GlobusTaskOperator):
         more = f" +{len(self._pairs) - 1}" if len(self._pairs) > 1 else ""
         return self.hook.submit_transfer(
             self._source,
-            self._destination,
+            self._staging if self.replace_destination else self._destination,
             submission_id=submission_id,
             recursive=recursive,
             label=self.transfer_label or f"{ti.dag_id} {ti.task_id} {self._source.path.name}{more}",
@@ -229,6 +301,9 @@ class GlobusTransferOperator(GlobusTaskOperator):
         return found
 
     def result(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        if self.replace_destination and event["task"].get("status") != "SKIPPED":
+            self._siblings()  # after a deferral this is a fresh operator: the paths again
+            self._swap_in(context)
         summary = dict(event["task"])
         sources, destinations = _paths(self.source_path), _paths(self.destination_path)
         single = isinstance(self.source_path, str)
@@ -253,3 +328,14 @@ def _paths(value: str | Sequence[str]) -> list[str]:
     """Endpoint-relative paths of a path argument (one path, or a list of them)."""
     values = [value] if isinstance(value, str) else list(value)
     return [str(endpoint_relative(v)) for v in values]
+
+
+def _sibling(where: EndpointPath, pattern: str) -> EndpointPath:
+    """``where``'s hidden sibling named by ``pattern`` (``.{}.incoming``)."""
+    return EndpointPath(where.endpoint, str(where.path.parent / pattern.format(where.path.name)))
+
+
+def _skipped(count: int) -> dict[str, Any]:
+    """The final event of a copy that had nothing to do."""
+    skipped = {"task_id": None, "status": "SKIPPED", "files": count, "files_transferred": 0, "files_skipped": count}
+    return {"status": "success", "task": {**skipped, "bytes_transferred": 0, "duration_seconds": 0.0}}
