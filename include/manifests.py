@@ -4,7 +4,8 @@ Every pipeline that makes a copy records, with :func:`schedule_deletion`, that t
 later. The ``prune`` DAG reads the due entries, verifies the check copy and deletes. See docs/pruning.md.
 
 Storage: one Airflow Variable per entry, key ``als_prune/<YYYYMMDD>/<id>`` where ``<YYYYMMDD>`` is the
-UTC day of the entry's not-before time and ``<id>`` a hash of (dag_id, run_id, endpoint, path). Writers
+UTC day the entry falls due counted from the run's own time (``since``: the same on every try, so a retry
+across UTC midnight rewrites the same key) and ``<id>`` a hash of (dag_id, run_id, endpoint, path). Writers
 only ever create their own keys (one PUT, no read-modify-write), so concurrent runs cannot lose an entry
 even though a Variable has no compare-and-set; a retry of the same run rewrites the same key with the
 same entry. Only the prune DAG (one active run) deletes keys. The day in the key lets prune read only
@@ -16,37 +17,49 @@ from include/config/retention.yaml (the check copy must outlive its target: refu
 
 Every entry records what was copied (:class:`~include.records.Record`: every file's size and modification
 time, digested; a checksum where known); an entry without one is refused.
+
+Variables are editable by any UI user, so an entry is trusted only as far as it is checked: every entry is
+signed when written (HMAC, include/signing.py, key in the Connection ``als_signing``) and, when read, its
+signature is verified and the write-time rules (:func:`validate_entry`) are applied again. An entry that
+fails either is refused (:class:`BadEntry`, ``kind="refused"``): prune deletes nothing for it and fails,
+naming it. Entries written before signing (version 2) are refused until an operator reviews and re-signs
+them: ``python -m include.manifests review`` / ``resign KEY...`` (docs/pruning.md).
 """
 
 from __future__ import annotations
 
-import functools
+import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Protocol
 
-import yaml
-
-from include.endpoints import REPO_ROOT, Endpoints, load_endpoints
+from include import signing
+from include.endpoints import Endpoint, Endpoints, load_endpoints
 from include.errors import ConfigError
 from include.paths import EndpointPath, endpoint_relative
 from include.records import Record
+from include.retention import (  # re-exported: the manifests' callers use them from here
+    RETENTION_FILE,
+    DeletionRequest,
+    long_term_endpoints,
+    retention_map,
+)
 
 #: Every manifest key starts with this; nothing else may use it.
 KEY_PREFIX = "als_prune/"
 #: The Variable holding {location: retention days}.
 RETENTION_VARIABLE = "als_retention_days"
-#: Long-term copies that are never pruned: (endpoint, endpoint-relative path). Compared as absolute
-#: collection paths on every collection, since several collections mount the same file system.
-PROTECTED: tuple[tuple[str, str], ...] = (("nersc832", "raw"),)
-#: Version 2 entries carry a record; version 1 entries (before records) are kept by prune, never deleted.
-ENTRY_VERSION = 2
-RETENTION_FILE = REPO_ROOT / "include" / "config" / "retention.yaml"
+#: Version 3 entries are signed (``sig``); version 2 (a record, unsigned) and 1 (no record) are refused when
+#: read until reviewed and re-signed (``python -m include.manifests resign``).
+ENTRY_VERSION = 3
+#: What a manifest entry's signature is made for (include/signing.py).
+SIGNATURE_KIND = "manifest"
+RESIGN_HINT = "review it, then re-sign it (python -m include.manifests resign KEY) or delete the Variable"
 
 
 class ManifestError(ValueError):
@@ -94,21 +107,45 @@ class ManifestEntry:
         """Whether the check copy is the raw scan the target can be regenerated from, not a copy of it."""
         return self.check_path is not None and self.check_path != self.path
 
-    def to_json(self) -> str:
+    def payload(self) -> dict[str, Any]:
+        """The stored fields (no key, no signature): what logs, XCom and the signature see."""
         data = {k: v for k, v in asdict(self).items() if v is not None or k in ("size", "checksum")}
         data.pop("key")
         data["v"] = ENTRY_VERSION
         data["not_before"] = self.not_before.isoformat()
         data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return data
+
+    def to_json(self) -> str:
+        """The stored form: the payload and its signature over (key, payload) (needs the signing key)."""
+        data = self.payload()
+        data["sig"] = signing.sign(SIGNATURE_KIND, {"key": self.key, **data})
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
-    def from_json(cls, key: str, text: str) -> ManifestEntry:
-        """Parse a stored entry; raises :class:`ManifestError` for anything malformed."""
+    def from_json(cls, key: str, text: str, *, verify: bool = True) -> ManifestEntry:
+        """Parse a stored entry and verify its signature; :class:`ManifestError` for anything malformed,
+        :class:`~include.signing.SignatureError` for an unsigned, edited or forged one."""
         try:
             data = json.loads(text)
-            if not isinstance(data, dict) or data.get("v") not in (1, ENTRY_VERSION):
-                raise ManifestError(f"manifest {key}: unknown entry version {data.get('v')!r}")
+        except ValueError as exc:
+            raise ManifestError(f"manifest {key}: malformed entry (not JSON: {exc})") from None
+        if not isinstance(data, dict):
+            raise ManifestError(f"manifest {key}: malformed entry (not a JSON object)")
+        signature = data.pop("sig", None)
+        if verify:
+            if data.get("v") in (1, 2) and signature is None:
+                raise signing.SignatureError(
+                    f"manifest {key}: unsigned version {data['v']} entry (written before entries were signed, "
+                    f"or forged): {RESIGN_HINT}"
+                )
+            try:
+                signing.verify(SIGNATURE_KIND, {"key": key, **data}, signature)
+            except signing.SignatureError as exc:
+                raise signing.SignatureError(f"manifest {key}: {exc}; {RESIGN_HINT}") from None
+        if data.get("v") not in (1, 2, ENTRY_VERSION):
+            raise ManifestError(f"manifest {key}: unknown entry version {data.get('v')!r}")
+        try:
             created = data.get("created_at")
             entry = cls(
                 key=key,
@@ -236,23 +273,7 @@ def retention_table(*, store: VariableStore | None = None) -> dict[str, int]:
     return table
 
 
-@functools.cache
-def retention_map(source: str = str(RETENTION_FILE)) -> tuple[dict[str, str], frozenset[str]]:
-    """include/config/retention.yaml: ({endpoint: location} of temporary copies, sites opted in to
-    regenerate results from the long-term raw copy)."""
-    try:
-        document = yaml.safe_load(Path(source).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    table, regenerable = document.get("endpoints"), document.get("regenerate_from_raw", [])
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise ConfigError(f"{source}: endpoints: expected a mapping of endpoint -> location")
-    if not isinstance(regenerable, list):
-        raise ConfigError(f"{source}: regenerate_from_raw: expected a list of site names")
-    return dict(table), frozenset(regenerable)
-
-
-def check_retention_order(endpoint: str, location: str, check_endpoint: str, days: dict[str, int]) -> None:
+def check_retention_order(endpoint: str, location: str, check_endpoint: str, days: Mapping[str, int]) -> None:
     """Refuse an entry whose location is not its endpoint's, or whose check copy falls due first."""
     table, _ = retention_map()
     expected = table.get(endpoint)
@@ -262,6 +283,10 @@ def check_retention_order(endpoint: str, location: str, check_endpoint: str, day
         raise ManifestError(f"{endpoint}: copies there have retention location {expected!r}, not {location!r}")
     check_location = table.get(check_endpoint)
     if check_location is None:
+        if check_endpoint not in long_term_endpoints():
+            raise ManifestError(
+                f"check copy on {check_endpoint}, which {RETENTION_FILE.name} names neither temporary nor long_term"
+            )
         return  # the check copy is long-term
     if check_location not in days:
         raise ConfigError(f"unknown retention location {check_location!r} of {check_endpoint} ({RETENTION_FILE.name})")
@@ -274,9 +299,9 @@ def check_retention_order(endpoint: str, location: str, check_endpoint: str, day
 
 
 def is_long_term(endpoint: str, endpoints: Endpoints | None = None) -> bool:
-    """Whether ``endpoint`` holds long-term copies (no retention in include/config/retention.yaml)."""
+    """Whether ``endpoint`` holds long-term copies (``long_term`` in include/config/retention.yaml)."""
     (endpoints or load_endpoints())[endpoint]  # an unknown endpoint is a ConfigError, not "long-term"
-    return endpoint not in retention_map()[0]
+    return endpoint in long_term_endpoints()
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -293,34 +318,128 @@ def _overlaps(a: PurePosixPath, b: PurePosixPath) -> bool:
     return a == b or a.is_relative_to(b) or b.is_relative_to(a)
 
 
+def _place(endpoint: Endpoint, rel: PurePosixPath | str) -> tuple[str, PurePosixPath]:
+    """Where a path is: (file system, absolute collection path); several collections mount one file system."""
+    return endpoint.collection.storage, PurePosixPath(endpoint.globus_path(rel))
+
+
+def protected_place(endpoint: str, rel: PurePosixPath, endpoints: Endpoints) -> str | None:
+    """The long-term endpoint whose copies ``endpoint:rel`` is, contains or lies inside, or ``None``.
+
+    Every ``long_term`` endpoint of include/config/retention.yaml guards its whole root on its file system,
+    through any collection, except the temporary endpoints nested in it (nersc733_raw inside nersc733).
+    """
+    storage, absolute = _place(endpoints[endpoint], rel)
+    temporary = [_place(endpoints[name], ".") for name in retention_map()[0] if name in endpoints]
+    long_term = [(name, *_place(endpoints[name], ".")) for name in long_term_endpoints() if name in endpoints]
+    for name, guarded_storage, guarded in sorted(long_term, key=lambda g: (-len(g[2].parts), g[0])):  # closest first
+        if guarded_storage != storage or not _overlaps(absolute, guarded):
+            continue
+        inside_temporary = any(
+            t_storage == storage and t_root != guarded and t_root.is_relative_to(guarded)
+            and absolute.is_relative_to(t_root) and absolute != t_root
+            for t_storage, t_root in temporary
+        )  # fmt: skip
+        if not inside_temporary:
+            return name
+    return None
+
+
 def check_deletable(
     endpoint: str, path: str, check_endpoint: str | None, endpoints: Endpoints | None = None
 ) -> PurePosixPath:
     """Validate a deletion target and its check copy; return the clean endpoint-relative path.
 
     Refuses unknown endpoints, paths outside the endpoint (absolute, ``..``, the root itself), a missing
-    check endpoint, a check copy that is the target itself (same collection, overlapping paths) and any
-    path overlapping a protected long-term copy (nersc832 ``raw/``) on any collection.
+    check endpoint, a check copy that is the target itself (same file system, overlapping paths) and any
+    path that is, contains or lies inside a long-term endpoint's copies (:func:`protected_place`).
     """
     endpoints = endpoints or load_endpoints()
     target = endpoints[endpoint]
     rel = endpoint_relative(path)
-    absolute = PurePosixPath(target.globus_path(rel))
-    for protected_endpoint, protected_path in PROTECTED:
-        if protected_endpoint in endpoints:
-            guarded = PurePosixPath(endpoints[protected_endpoint].globus_path(protected_path))
-            if _overlaps(absolute, guarded):
-                raise ManifestError(f"{endpoint}:{rel} is (or contains) the long-term copy {guarded}: never pruned")
+    guard = protected_place(endpoint, rel, endpoints)
+    if guard is not None:
+        raise ManifestError(
+            f"{endpoint}:{rel} is (or contains, or lies inside) the long-term copies of {guard} "
+            f"({endpoints[guard].root}): never pruned"
+        )
     if check_endpoint is None:
         raise ManifestError(
             f"{endpoint}:{rel}: no check endpoint; a deletion is only scheduled against a copy that prune "
             "can verify (name the endpoint holding the copy)"
         )
-    check = endpoints[check_endpoint]
-    check_absolute = PurePosixPath(check.globus_path(rel))
-    if check.uuid == target.uuid and _overlaps(absolute, check_absolute):
+    storage, absolute = _place(target, rel)
+    check_storage, check_absolute = _place(endpoints[check_endpoint], rel)
+    if check_storage == storage and _overlaps(absolute, check_absolute):
         raise ManifestError(f"{endpoint}:{rel}: the check copy {check_endpoint}:{rel} is the same data, not a copy")
     return rel
+
+
+def check_regeneration(endpoint: str, rel: PurePosixPath, check_endpoint: str, check_path: str) -> PurePosixPath:
+    """Validate a ``check_path`` (what can be regenerated, pruned once the raw scan it comes from exists).
+
+    Only against the scan's long-term raw copy (nersc832 ``raw/<folder>/<file>``), and only for what a run
+    of that scan regenerates: its results on data832_scratch of a site opted in to ``regenerate_from_raw``
+    (retention.yaml), or what its runs leave beside the results (run-once markers, Slurm logs:
+    :func:`include.plans.is_sidecar`). Returns the clean check path; raises :class:`ManifestError` otherwise.
+    """
+    from include.paths import parse_scan
+    from include.plans import LONG_TERM_RAW, is_sidecar
+    from include.sites import HOME_SCRATCH, load_sites
+
+    where = f"{endpoint}:{rel} (check {check_endpoint}:{check_path})"
+    clean = endpoint_relative(check_path)
+    if check_endpoint != LONG_TERM_RAW or clean.parts[0] != "raw" or len(clean.parts) != 3:
+        raise ManifestError(
+            f"{where}: a check_path is only the scan's long-term raw copy, {LONG_TERM_RAW}:raw/<folder>/<file>"
+        )
+    try:
+        scan = parse_scan("/".join(clean.parts[1:]))
+    except ValueError as exc:
+        raise ManifestError(f"{where}: the check path is not a scan ({exc})") from None
+    regenerable = retention_map()[1]
+    sites = load_sites().enabled()
+    for site in sites:
+        if endpoint == HOME_SCRATCH and site.name in regenerable and rel in scan.results(site).folders():
+            return clean
+    if is_sidecar(endpoint, str(rel), scan, sites):
+        return clean
+    raise ManifestError(
+        f"{where}: not the results on {HOME_SCRATCH} of {scan} of a site opted in to regenerate_from_raw "
+        f"({', '.join(sorted(regenerable)) or 'none'}; {RETENTION_FILE.name}), nor a marker or log of its runs"
+    )
+
+
+def validate_entry(
+    entry: ManifestEntry, *, days: Mapping[str, int], endpoints: Endpoints | None = None
+) -> ManifestEntry:
+    """Every rule an entry must meet, when it is written and again when prune reads it (the same function).
+
+    The target is on a temporary endpoint, not a long-term copy (:func:`check_deletable`), with its
+    endpoint's retention location; its check copy is elsewhere and long-term or outlives it
+    (:func:`check_retention_order`, ``days``: the Variable ``als_retention_days``); it has a record; a
+    ``check_path`` only as :func:`check_regeneration` allows. Raises :class:`ManifestError` naming the key.
+    """
+    for name in ("dag_id", "run_id", "location"):
+        value = getattr(entry, name)
+        if not isinstance(value, str) or not value:
+            raise ManifestError(f"{name} must be a non-empty string")
+    rel = check_deletable(entry.endpoint, entry.path, entry.check_endpoint, endpoints)
+    if str(rel) != entry.path:
+        raise ManifestError(f"{entry.endpoint}:{entry.path}: not in its clean form {rel}")
+    if entry.record is None:
+        raise ManifestError(
+            f"{entry}: no record of what was copied (sizes and times of its files): refused, prune "
+            "could not tell a changed target from the copy"
+        )
+    check_retention_order(entry.endpoint, entry.location, entry.check_endpoint, days)
+    if entry.check_path is not None:
+        clean = check_regeneration(entry.endpoint, rel, entry.check_endpoint, entry.check_path)
+        if str(clean) != entry.check_path:
+            raise ManifestError(f"{entry}: check_path {entry.check_path!r} is not in its clean form {clean}")
+    if entry.created_at is not None and entry.not_before < entry.created_at:
+        raise ManifestError(f"{entry}: not_before {entry.not_before:%Y-%m-%d %H:%M} precedes its creation")
+    return entry
 
 
 def entry_key(day: date, dag_id: str, run_id: str, endpoint: str, path: str) -> str:
@@ -340,6 +459,7 @@ def schedule_deletion(
     record: Record | None,
     check_path: str | None = None,
     now: datetime | None = None,
+    since: datetime | None = None,
     store: VariableStore | None = None,
 ) -> ManifestEntry:
     """Record that ``endpoint:path`` may be deleted once ``location``'s retention has passed.
@@ -347,10 +467,12 @@ def schedule_deletion(
     ``record`` is what the copy held right after it was made (:func:`include.records.record_of`); prune
     deletes only if the target still holds exactly that and ``check_endpoint:path`` matches it.
     ``check_path``: only for results that can be regenerated, the raw scan on the long-term
-    ``check_endpoint`` (opt-in per site, include/config/retention.yaml). Refused (``ManifestError``): no
-    record, no check endpoint, a location that is not the endpoint's, a check copy that falls due first.
-    Idempotent per (dag_id, run_id, endpoint, path). Raises ConfigError (unknown endpoint or location),
-    InvalidPathError (path outside the endpoint) or ManifestError (unsafe or malformed entry).
+    ``check_endpoint`` (opt-in per site, include/config/retention.yaml). ``since``: the run's own time (its
+    ``run_after``), the same on every try: the key's day is ``since`` plus the retention, so a retry, even
+    across UTC midnight, rewrites the same key (default ``now``); retention still counts from ``now``.
+    Refused (``ManifestError``): any rule of :func:`validate_entry`. The entry is signed (include/signing.py).
+    Idempotent per (dag_id, run_id, endpoint, path). Raises ConfigError (unknown endpoint or location, no
+    signing key), InvalidPathError (path outside the endpoint) or ManifestError (unsafe or malformed entry).
     """
     for name, value in (("dag_id", dag_id), ("run_id", run_id), ("location", location)):
         if not isinstance(value, str) or not value:
@@ -362,17 +484,16 @@ def schedule_deletion(
             "could not tell a changed target from the copy"
         )
     if check_path is not None:
-        endpoints = load_endpoints()
-        if not is_long_term(check_endpoint, endpoints):
-            raise ManifestError(f"{endpoint}:{rel}: regenerating needs a long-term raw copy, not {check_endpoint}")
         check_path = str(endpoint_relative(check_path))
     store = store or default_store()
     keep_days = retention_days(location, store=store)
-    check_retention_order(endpoint, location, str(check_endpoint), retention_table(store=store))
     created = _aware(now, "now") if now is not None else datetime.now(UTC)
+    start = _aware(since, "since") if since is not None else created
+    if start > created:
+        raise ManifestError(f"since {start.isoformat()} is after now {created.isoformat()}")
     not_before = created + timedelta(days=keep_days)
     entry = ManifestEntry(
-        key=entry_key(not_before.date(), dag_id, run_id, endpoint, str(rel)),
+        key=entry_key((start + timedelta(days=keep_days)).date(), dag_id, run_id, endpoint, str(rel)),
         endpoint=endpoint,
         path=str(rel),
         check_endpoint=str(check_endpoint),
@@ -388,37 +509,9 @@ def schedule_deletion(
         digest=record.digest,
         check_path=check_path,
     )
+    validate_entry(entry, days=retention_table(store=store))
     store.set(entry.key, entry.to_json())
     return entry
-
-
-@dataclass(frozen=True)
-class DeletionRequest:
-    """A copy a pipeline made (or may have made): ``endpoint:path`` may go after ``location``'s retention,
-    once ``check_endpoint:path`` is verified. ``after`` names the step (a task id in the pipeline) whose
-    success makes the copy exist; ``None``: the copy may exist as soon as the pipeline started (work areas
-    a failed step can leave half-written)."""
-
-    endpoint: str
-    path: str
-    check_endpoint: str
-    location: str
-    after: str | None = None
-    check_path: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeletionRequest:
-        return cls(**data)
-
-    @property
-    def check(self) -> EndpointPath:
-        return EndpointPath(self.check_endpoint, self.check_path or self.path)
-
-    def __str__(self) -> str:
-        return f"{self.endpoint}:{self.path} (check {self.check_endpoint}, {self.location})"
 
 
 def schedule_deletions(
@@ -427,12 +520,14 @@ def schedule_deletions(
     dag_id: str,
     run_id: str,
     now: datetime | None = None,
+    since: datetime | None = None,
     store: VariableStore | None = None,
 ) -> list[dict[str, Any]]:
     """Record several copies for one run, each with its record (``None``: nothing is there; skipped).
 
     Records every copy it can and then raises one error naming each that was refused, so one bad entry
-    never leaves the others unrecorded. Returns the recorded entries, summarised.
+    never leaves the others unrecorded. ``since``: the run's own time (see :func:`schedule_deletion`).
+    Returns the recorded entries, summarised.
     """
     recorded, errors = [], []
     for request, record in requests:
@@ -450,6 +545,7 @@ def schedule_deletions(
                 record=record,
                 check_path=request.check_path,
                 now=now,
+                since=since,
                 store=store,
             )
         except (ManifestError, ValueError) as exc:
@@ -488,30 +584,56 @@ def due_keys(as_of: datetime, *, store: VariableStore | None = None) -> list[str
 
 @dataclass(frozen=True)
 class BadEntry:
-    """A stored entry that cannot be acted on (kept in the manifest, reported)."""
+    """A stored entry that cannot be acted on (kept in the manifest, reported; the prune run fails).
+
+    ``kind``: ``malformed`` (cannot be parsed) or ``refused`` (unsigned, edited or forged, or breaking a rule
+    of :func:`validate_entry`)."""
 
     key: str
     reason: str
+    kind: str = "malformed"
 
 
-def load_entries(keys: Iterable[str], *, store: VariableStore | None = None) -> Iterator[ManifestEntry | BadEntry]:
-    """Read entries by key; a vanished key is skipped, a malformed one yields :class:`BadEntry`."""
+def read_entry(
+    key: str, text: str, *, days: Mapping[str, int], endpoints: Endpoints | None = None
+) -> ManifestEntry | BadEntry:
+    """One stored entry, trusted only once its signature verifies and :func:`validate_entry` accepts it."""
+    try:
+        entry = ManifestEntry.from_json(key, text)
+    except signing.SignatureError as exc:
+        return BadEntry(key, f"edited or forged: {exc}", kind="refused")
+    except ManifestError as exc:
+        return BadEntry(key, str(exc))
+    try:
+        validate_entry(entry, days=days, endpoints=endpoints)
+    except ValueError as exc:  # ManifestError, ConfigError, InvalidPathError
+        return BadEntry(key, f"manifest {key} ({entry}): {exc}", kind="refused")
+    return entry
+
+
+def load_entries(
+    keys: Iterable[str], *, store: VariableStore | None = None, endpoints: Endpoints | None = None
+) -> Iterator[ManifestEntry | BadEntry]:
+    """Read entries by key; a vanished key is skipped, a malformed, unsigned, edited or unsafe one yields
+    :class:`BadEntry`. Raises ConfigError when the retention Variable or the signing key is missing."""
     store = store or default_store()
+    days: dict[str, int] | None = None
     for key in keys:
         raw = store.get(key)
         if raw is None:
             continue
-        try:
-            yield ManifestEntry.from_json(key, raw)
-        except ManifestError as exc:
-            yield BadEntry(key, str(exc))
+        if days is None:
+            days = retention_table(store=store)
+        yield read_entry(key, raw, days=days, endpoints=endpoints)
 
 
-def due_entries(as_of: datetime, *, store: VariableStore | None = None) -> Iterator[ManifestEntry | BadEntry]:
-    """Entries whose not-before time is at or before ``as_of`` (plus malformed ones of due days)."""
+def due_entries(
+    as_of: datetime, *, store: VariableStore | None = None, endpoints: Endpoints | None = None
+) -> Iterator[ManifestEntry | BadEntry]:
+    """Entries whose not-before time is at or before ``as_of`` (plus refused ones of due days)."""
     store = store or default_store()
     as_of = _aware(as_of, "as_of")
-    for item in load_entries(due_keys(as_of, store=store), store=store):
+    for item in load_entries(due_keys(as_of, store=store), store=store, endpoints=endpoints):
         if isinstance(item, BadEntry) or item.not_before <= as_of:
             yield item
 
@@ -531,7 +653,63 @@ def pending_count(*, store: VariableStore | None = None) -> int:
 
 
 def summarize(entry: ManifestEntry) -> dict[str, Any]:
-    """The entry as a plain dict for logs, XCom and notes."""
-    data = json.loads(entry.to_json())
-    data["key"] = entry.key
-    return data
+    """The entry as a plain dict for logs, XCom and notes (no signature)."""
+    return {**entry.payload(), "key": entry.key}
+
+
+# -- operator commands ------------------------------------------------------------------------------
+def review(*, store: VariableStore | None = None) -> list[BadEntry]:
+    """Every stored entry that prune would refuse (unsigned, edited, forged, unsafe or malformed)."""
+    store = store or default_store()
+    return [item for item in load_entries(store.keys(KEY_PREFIX), store=store) if isinstance(item, BadEntry)]
+
+
+def resign(keys: Sequence[str], *, store: VariableStore | None = None) -> list[ManifestEntry]:
+    """Sign entries a person has reviewed (e.g. written before entries were signed): each is parsed without
+    its signature, must pass :func:`validate_entry` and is written back, unchanged but signed. Raises
+    :class:`ManifestError` naming every key that cannot be re-signed (those are left as they are)."""
+    store = store or default_store()
+    days = retention_table(store=store)
+    done, errors = [], []
+    for key in keys:
+        raw = store.get(key) if manifest_day(key) is not None else None
+        if raw is None:
+            errors.append(f"{key}: no such manifest entry")
+            continue
+        try:
+            entry = validate_entry(ManifestEntry.from_json(key, raw, verify=False), days=days)
+        except ValueError as exc:
+            errors.append(f"{key}: {exc}")
+            continue
+        store.set(key, entry.to_json())
+        done.append(entry)
+    if errors:
+        raise ManifestError("not re-signed (delete the Variable if the entry is wrong):\n" + "\n".join(errors))
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m include.manifests review|resign KEY...`` where Airflow's CLI works (the metadata DB and the
+    Connection als_signing): list the entries prune refuses; re-sign reviewed ones."""
+    parser = argparse.ArgumentParser(prog="python -m include.manifests", description=main.__doc__)
+    parser.add_argument("action", choices=["review", "resign"])
+    parser.add_argument("keys", nargs="*", help="resign: the manifest keys (als_prune/<day>/<id>) to re-sign")
+    args = parser.parse_args(argv)
+    store = MetadataDbVariables()
+    try:
+        if args.action == "review":
+            for bad in review(store=store):
+                print(f"{bad.key}\t{bad.kind}\t{bad.reason}")
+            return 0
+        if not args.keys:
+            parser.error("resign needs the keys to re-sign (see review)")
+        for entry in resign(args.keys, store=store):
+            print(f"re-signed {entry.key}: {entry} (check {entry.check}, due {entry.not_before:%Y-%m-%d %H:%M} UTC)")
+    except (ManifestError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

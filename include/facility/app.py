@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import importlib
 import logging
 from pathlib import Path
@@ -24,14 +25,27 @@ SERVICE_MODULES = (
 )
 
 
-def create_app(root: Path) -> FastAPI:
-    """Build the facility app serving the local profile under ``root``."""
+#: Admin routes anyone on the host may call (liveness only: no state, no secret).
+OPEN_ADMIN_ROUTES = frozenset({"/_facility/health"})
+
+
+def create_app(root: Path, *, admin_token: str) -> FastAPI:
+    """Build the facility app serving the local profile under ``root``; ``/_facility/*`` (but ``health``)
+    answers 401 unless the request carries ``Authorization: Bearer <admin_token>``."""
+    if not isinstance(admin_token, str) or len(admin_token) < 16:
+        raise ValueError("the facility needs an admin token of at least 16 characters")
     app = FastAPI(title="ALS local facility", docs_url=None, redoc_url=None)
     state = FacilityState(root)
     app.state.facility = state
+    expected = f"Bearer {admin_token}".encode()
 
     @app.middleware("http")
     async def inject_http_faults(request: Request, call_next):
+        if request.url.path.startswith("/_facility") and request.url.path not in OPEN_ADMIN_ROUTES:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                state.count("admin.unauthorized")
+                return JSONResponse({"message": "facility admin token required"}, status_code=401)
         if not request.url.path.startswith("/_facility"):
             service, subject = _service_of(request.url.path), f"{request.method} {request.url.path}"
             fault = state.take_fault(service, "http", subject)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +71,39 @@ def connection_env(settings: dict, facility_url: str = SETTINGS_FACILITY_URL) ->
     return env
 
 
+def secret_file(path: Path, make: Callable[[], str]) -> str:
+    """A value kept in ``path`` (mode 0600), created by ``make()`` the first time."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+def signing_connection_env(key: str) -> dict[str, str]:
+    """``AIRFLOW_CONN_ALS_SIGNING`` holding ``key`` (the manifest signing key, include/signing.py)."""
+    from include.signing import CONN_ID
+
+    fields = {"conn_type": "generic", "description": "HMAC key signing deletion manifests", "password": key}
+    return {f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(fields)}
+
+
 def configure_environment(
     home: Path,
     *,
     facility_url: str = SETTINGS_FACILITY_URL,
     facility_root: Path | None = None,
     database_url: str | None = None,
+    signing_key: str | None = None,
 ) -> dict[str, str]:
-    """Set (in ``os.environ``) and return what a local Airflow process needs. Call before importing airflow."""
+    """Set (in ``os.environ``) and return what a local Airflow process needs. Call before importing airflow.
+
+    The manifest signing key (Connection ``als_signing``) is ``signing_key`` or, by default, one generated
+    once per ``home`` and kept in ``<home>/signing.key`` (0600): entries written by one run verify in the next.
+    It replaces the placeholder of airflow_settings.yaml, which is only for ``astro dev`` and refused as a key.
+    """
     home = Path(home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     env = {
@@ -97,6 +124,8 @@ def configure_environment(
     if facility_root is not None:
         env["LOCAL_FACILITY_ROOT"] = str(Path(facility_root).resolve())
     env.update(connection_env(load_settings(), facility_url))
+    key = signing_key or secret_file(home / "signing.key", lambda: secrets.token_hex(32))
+    env.update(signing_connection_env(key))
     os.environ.update(env)
     return env
 

@@ -1,7 +1,8 @@
 """End-to-end fixtures: one real stack (include/tools/local_stack.py) on PostgreSQL for the whole session.
 
 The stack runs Airflow's own processes (api-server, scheduler, dag-processor, triggerer, LocalExecutor)
-on a database of its own (``als_airflow_e2e``, dropped and created afresh each session), with the local
+on a database and role of its own (``als_e2e_<random>``, new each session and dropped at its end: two sessions
+on one PostgreSQL never touch each other's database), with the local
 facility on a free port and every file under a temporary home. Tests talk to it over HTTP and the CLI only.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -21,45 +23,38 @@ from include.endpoints import load_endpoints
 from include.facility.process import free_port
 from include.tools.demo import DEMO_FOLDER
 from include.tools.local_airflow import load_settings
-from include.tools.local_stack import POSTGRES_URL, LocalStack
+from include.tools.local_stack import LocalStack
 
 DISPATCHER = "bl832_dispatcher"
-#: The stack's own database (``ALS_E2E_DATABASE`` lets two sessions on one PostgreSQL keep apart).
-E2E_DATABASE = os.environ.get("ALS_E2E_DATABASE", "als_airflow_e2e")
+
+
+def unique_database(prefix: str) -> str:
+    """A database name of this session only: never an earlier or a concurrent session's (nothing to drop)."""
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+#: The stack's own database, unique to this session (``ALS_E2E_DATABASE`` names one; still dropped at the end).
+E2E_DATABASE = os.environ.get("ALS_E2E_DATABASE") or unique_database("als_e2e")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: end-to-end test on the real local stack (PostgreSQL, Airflow processes)")
 
 
-def recreate_database(name: str) -> None:
-    """Drop and create ``name`` so every session starts from an empty metadata database."""
-    import psycopg2
-    from psycopg2 import sql
-
-    connection = psycopg2.connect(f"{POSTGRES_URL}/postgres")
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        connection.close()
-
-
 @pytest.fixture(scope="session")
 def stack():
     """The running stack (LocalExecutor); stopped, every process of it, at the end of the session."""
     home = Path(tempfile.mkdtemp(prefix="als-e2e-"))
-    recreate_database(E2E_DATABASE)
     local = LocalStack(home, port=free_port(), database=E2E_DATABASE)
+    local.drop_database()  # a name given through ALS_E2E_DATABASE may hold an earlier session's
     started = time.monotonic()
-    local.start(timeout=300)
-    print(f"\nstack up in {time.monotonic() - started:.0f}s under {home}")
     try:
+        local.start(timeout=300)
+        print(f"\nstack up in {time.monotonic() - started:.0f}s under {home}")
         yield local
     finally:
         local.stop()
+        local.drop_database()
 
 
 @pytest.fixture

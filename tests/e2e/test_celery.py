@@ -10,7 +10,7 @@ import pytest
 
 from include.facility.process import free_port
 from include.tools.local_stack import LocalStack
-from tests.e2e.conftest import recreate_database
+from tests.e2e.conftest import unique_database
 
 pytestmark = pytest.mark.e2e
 
@@ -20,13 +20,13 @@ DAG_ID = "bl832_transfer_check"
 @pytest.fixture(scope="module")
 def celery_stack():
     home = Path(tempfile.mkdtemp(prefix="als-e2e-celery-"))
-    recreate_database("als_airflow_e2e_celery")
-    stack = LocalStack(home, port=free_port(), database="als_airflow_e2e_celery", executor="CeleryExecutor")
-    stack.start(timeout=300)
+    stack = LocalStack(home, port=free_port(), database=unique_database("als_e2e_celery"), executor="CeleryExecutor")
     try:
+        stack.start(timeout=300)
         yield stack
     finally:
         stack.stop()
+        stack.drop_database()
 
 
 def test_transfer_check_runs_through_a_celery_worker(celery_stack):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -262,3 +263,142 @@ def test_concurrent_pipelines_lose_no_entry(store):
     assert {(e.run_id, e.path) for e in entries} == {
         (f"run_{w}", f"w{w}/scan_{i}.h5") for w in range(writers) for i in range(per_writer)
     }
+
+
+# -- issue 21 finding 15, issue 26 finding 2: keys that retries reuse, entries that cannot be forged ---------
+def test_i21_finding_15_a_finish_retried_across_utc_midnight_rewrites_the_same_key(store):
+    """Found 15: the key's day came from the time of the write, so a try after UTC midnight wrote a second entry."""
+    run_after = datetime(2026, 11, 2, 23, 40, tzinfo=UTC)
+    first = schedule(store, since=run_after, now=datetime(2026, 11, 2, 23, 59, tzinfo=UTC))
+    retry = schedule(store, since=run_after, now=datetime(2026, 11, 3, 0, 4, tzinfo=UTC))
+    assert first.key == retry.key and store.keys(KEY_PREFIX) == [first.key]
+    assert retry.not_before == datetime(2026, 11, 5, 0, 4, tzinfo=UTC)  # retention still counts from the record
+    [entry] = due_entries(retry.not_before, store=store)
+    assert entry == retry
+    with pytest.raises(ManifestError, match=r"since .* is after now"):
+        schedule(store, since=NOW + timedelta(hours=1))
+
+
+def forge(store, **fields) -> str:
+    """An entry as a UI user could write it, signed with the real key (so only the rules can refuse it)."""
+    entry = ManifestEntry(
+        key=f"{KEY_PREFIX}20261101/forged",
+        **{
+            "endpoint": "alcf832_raw",
+            "path": "BLS-00564_dyparkinson/20230224_132553_sea_shell.h5",
+            "check_endpoint": "data832_raw",
+            "location": "alcf",
+            "not_before": NOW - timedelta(days=1),
+            "created_at": NOW - timedelta(days=3),
+            "dag_id": "someone",
+            "run_id": "by-hand",
+            **RECORD.to_dict(),
+            **fields,
+        },
+    )
+    store.set(entry.key, entry.to_json())
+    return entry.key
+
+
+REC = "BLS-00564_dyparkinson/nersc/rec20230224_132553_sea_shell"
+SCAN_RAW = "raw/BLS-00564_dyparkinson/20230224_132553_sea_shell.h5"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        # endpoint and check copy swapped: the long-term NERSC results archive as the target
+        (
+            {"endpoint": "nersc832_alsdev_scratch", "path": REC, "check_endpoint": "nersc832_alsdev_pscratch_scratch",
+             "location": "nersc_pscratch"},
+            "long-term copies of nersc832_alsdev_scratch",
+        ),
+        (
+            {"endpoint": "nersc832_alsdev_scratch", "path": "BLS-00564_dyparkinson", "check_endpoint": "data832_raw",
+             "location": "data832", "check_path": "BLS-00564_dyparkinson/20230224_132553_sea_shell.h5"},
+            "long-term copies of nersc832_alsdev_scratch",
+        ),
+        ({"endpoint": "nersc7012_raw", "check_endpoint": "data7012", "location": "data7012"}, "nersc7012_raw"),
+        ({"endpoint": "nersc733_hpss", "check_endpoint": "nersc733_raw", "location": "bl733_cfs"}, "nersc733_hpss"),
+        # a check_path where regeneration is not allowed, or not the scan's raw copy
+        ({"check_path": "BLS-00564_dyparkinson/other.h5"}, "check_path is only the scan's long-term raw copy"),
+        (
+            {"endpoint": "data832", "path": SCAN_RAW, "check_endpoint": "nersc832", "location": "data832",
+             "check_path": "raw/BLS-00564_dyparkinson/20230101_000000_other.h5"},
+            "nor a marker or log",
+        ),
+        (
+            {"endpoint": "data832_scratch", "path": REC, "check_endpoint": "nersc832", "location": "data832_scratch",
+             "check_path": SCAN_RAW},
+            "not the results on data832_scratch",  # the nersc site is not opted in to regenerate_from_raw
+        ),
+        ({"location": "spot832"}, "retention location 'alcf', not 'spot832'"),
+        (
+            {"endpoint": "data832", "path": SCAN_RAW, "check_endpoint": "data832", "location": "data832"},
+            "same data",
+        ),
+        (
+            {"endpoint": "nersc832_alsdev_pscratch_raw", "check_endpoint": "alcf832_raw", "location": "nersc_pscratch"},
+            "falls due first",
+        ),
+        ({"size": None, "digest": None}, "no record"),
+    ],
+    ids=["swapped", "whole-archive-folder", "nersc7012_raw", "nersc733_hpss", "check_path-not-raw",
+         "check_path-other-scan", "check_path-not-opted-in", "location", "check-is-target", "check-due-first",
+         "no-record"],
+)  # fmt: skip
+def test_i26_finding_2_a_stored_entry_is_held_to_the_write_rules_when_read(store, fields, message):
+    """Found: only check_deletable ran when an entry was read; now every write-time rule runs again."""
+    key = forge(store, **fields)
+    [item] = due_entries(NOW, store=store)
+    assert isinstance(item, BadEntry) and item.kind == "refused", item
+    assert key in item.reason
+    assert re.search(message, item.reason), item.reason
+
+
+def test_i26_finding_2_the_entries_pipelines_write_are_accepted_when_read(store):
+    """The regenerable results of an opted-in site and the usual copies pass the read-time rules."""
+    schedule(store)
+    schedule(store, endpoint="data832_scratch", path="BLS-00564_dyparkinson/alcf/rec20230224_132553_sea_shell",
+             check_endpoint="nersc832", location="data832_scratch", check_path=SCAN_RAW)  # fmt: skip
+    schedule(store, endpoint="nersc733_raw", path="f/s.h5", check_endpoint="nersc733_hpss", location="bl733_cfs")
+    items = list(due_entries(NOW + timedelta(days=3650), store=store))
+    assert len(items) == 3 and not [item for item in items if isinstance(item, BadEntry)]
+
+
+def test_i26_finding_2_an_edited_or_unsigned_entry_is_refused(store):
+    entry = schedule(store, now=NOW - timedelta(days=3))
+    data = json.loads(store.get(entry.key))
+    store.set(entry.key, json.dumps({**data, "check_endpoint": "data832_raw"}))  # an edit the rules allow
+    [item] = due_entries(NOW, store=store)
+    assert item.kind == "refused" and "edited or forged" in item.reason and entry.key in item.reason
+    del data["sig"]
+    store.set(entry.key, json.dumps({**data, "v": 2}))  # written before entries were signed
+    [item] = due_entries(NOW, store=store)
+    assert item.kind == "refused" and "unsigned version 2" in item.reason and "resign" in item.reason
+    store.set(entry.key, json.dumps({**data, "sig": entry.to_json()[-20:]}))  # a signature that is not one
+    [item] = due_entries(NOW, store=store)
+    assert item.kind == "refused" and "edited or forged" in item.reason
+    [resigned] = manifests.resign([entry.key], store=store)  # after a person reviewed it
+    assert resigned == entry and list(due_entries(NOW, store=store)) == [entry]
+
+
+def test_i26_finding_2_a_missing_or_placeholder_signing_key_is_a_one_line_error(store, monkeypatch):
+    from include import signing
+    from include.tools.local_airflow import signing_connection_env
+
+    try:
+        monkeypatch.delenv("AIRFLOW_CONN_ALS_SIGNING")
+        signing.reset_key_cache()
+        with pytest.raises(ConfigError, match=r"Connection 'als_signing'.*missing.*airflow connections add") as err:
+            schedule(store)
+        assert "\n" not in str(err.value)
+        monkeypatch.setenv("AIRFLOW_CONN_ALS_SIGNING", signing_connection_env("replace-me-with-a-random-secret")[
+            "AIRFLOW_CONN_ALS_SIGNING"])  # fmt: skip
+        signing.reset_key_cache()
+        with pytest.raises(ConfigError, match="placeholder"):
+            schedule(store)
+    finally:
+        monkeypatch.undo()
+        signing.reset_key_cache()
+    assert store.keys(KEY_PREFIX) == []

@@ -50,7 +50,8 @@ def test_finding_6_results_on_data832_scratch_are_pruned_for_every_site():
     for site in load_sites().enabled():
         plan = site_plan(site, SCAN, {})
         home = {d["path"]: d for d in plan["deletions"] if d["endpoint"] == HOME_SCRATCH}
-        assert set(home) == {o["path"] for o in plan["outputs"]}, site.name  # every results folder brought home
+        markers = {p for p in home if p.rpartition("/")[2].startswith(".")}  # run-once markers (issue 21 f. 12)
+        assert set(home) - markers == {o["path"] for o in plan["outputs"]}, site.name  # every results folder
         for deletion in home.values():
             assert deletion["location"] == SCRATCH_LOCATION
             if site.archive_endpoint:  # a copy of the results at NERSC
@@ -59,3 +60,27 @@ def test_finding_6_results_on_data832_scratch_are_pruned_for_every_site():
                 assert site.name in regenerable
                 raw = f"raw/{SCAN.relative_path}"
                 assert (deletion["check_endpoint"], deletion["check_path"]) == (LONG_TERM_RAW, raw)
+
+
+def test_i26_finding_2_every_endpoint_is_classified_and_every_long_term_one_is_protected():
+    """Found: only nersc832 raw/ was protected; nersc7012_raw, nersc733_hpss and the NERSC results archive were
+    accepted as deletion targets when an entry was read. Now every long-term endpoint is named in
+    retention.yaml and guarded whole, on its file system, through any collection."""
+    from include.endpoints import load_endpoints
+    from include.manifests import check_deletable, long_term_endpoints
+
+    endpoints = load_endpoints("production")
+    temporary, _ = retention_map()
+    assert set(endpoints.endpoints) == set(temporary) | long_term_endpoints()  # none left unclassified
+    assert {"nersc832", "nersc832_alsdev_scratch", "nersc7012_raw", "nersc733_hpss"} <= long_term_endpoints()
+    for name in sorted(long_term_endpoints()):
+        check = "data832" if name != "data832" else "spot832"
+        with pytest.raises(ManifestError, match="never pruned"):
+            check_deletable(name, "BLS-00564_dyparkinson/x.h5", check, endpoints)
+    # the same place through another collection on the same file system
+    with pytest.raises(ManifestError, match="nersc832_alsdev_scratch"):
+        check_deletable("nersc832", "scratch/BLS-00564_dyparkinson", "data832_scratch", endpoints)
+    # a temporary endpoint nested in a long-term one stays usable; its root itself does not
+    check_deletable("nersc733_raw", "BLS-00564_dyparkinson/x.h5", "nersc733_hpss", endpoints)
+    with pytest.raises(ManifestError, match="nersc733"):
+        check_deletable("nersc733", "raw", "nersc733_hpss", endpoints)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from include.endpoints import REPO_ROOT
 from include.facility.process import free_port
 from include.tools.demo import write_demo_scan
-from include.tools.local_stack import POSTGRES_URL, LocalStack
+from include.tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,7 @@ UI_DIR = Path(__file__).parent
 SCRIPT = UI_DIR / "trigger_dispatcher.mjs"
 SCREENSHOT = UI_DIR / "artifacts" / "bl832_dispatcher_success.png"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-DATABASE = "als_airflow_ui"
+DATABASE = f"als_ui_{os.getpid()}_{secrets.token_hex(4)}"  # this session only: dropped at its end
 DAG_ID = "bl832_dispatcher"
 RUN_TIMEOUT = 420
 
@@ -43,32 +44,18 @@ def _missing_browser() -> str | None:
     return None
 
 
-def _recreate_database(name: str) -> None:
-    import psycopg2
-    from psycopg2 import sql
-
-    connection = psycopg2.connect(f"{POSTGRES_URL}/postgres")
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        connection.close()
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     if reason := _missing_browser():
         # CI installs the browser (.ci/install-browser.sh): there a missing browser is a failure, not a skip.
         (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{reason}: run .ci/install-browser.sh")
-    _recreate_database(DATABASE)
     local = LocalStack(tmp_path_factory.mktemp("ui-stack"), port=free_port(), database=DATABASE)
-    local.start(timeout=300)
     try:
+        local.start(timeout=300)
         yield local
     finally:
         local.stop()
+        local.drop_database()
 
 
 @pytest.mark.timeout(900)

@@ -1,0 +1,83 @@
+"""Retention by construction as configuration: include/config/retention.yaml, and what a pipeline asks to delete.
+
+Kept apart from include/manifests.py so that the plans (include/plans.py) can build :class:`DeletionRequest`
+values and read the configuration while the manifests check entries against the plans' rules (what a run
+regenerates), without an import cycle.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from include.endpoints import REPO_ROOT
+from include.errors import ConfigError
+from include.paths import EndpointPath
+
+RETENTION_FILE = REPO_ROOT / "include" / "config" / "retention.yaml"
+
+
+@functools.cache
+def _retention_document(source: str = str(RETENTION_FILE)) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(Path(source).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: expected a mapping")
+    table, regenerable = document.get("endpoints"), document.get("regenerate_from_raw", [])
+    long_term = document.get("long_term")
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ConfigError(f"{source}: endpoints: expected a mapping of endpoint -> location")
+    if not isinstance(regenerable, list):
+        raise ConfigError(f"{source}: regenerate_from_raw: expected a list of site names")
+    if not isinstance(long_term, list) or not all(isinstance(v, str) for v in long_term):
+        raise ConfigError(f"{source}: long_term: expected a list of endpoint names (every long-term endpoint)")
+    if both := set(table) & set(long_term):
+        raise ConfigError(f"{source}: {', '.join(sorted(both))}: both temporary (endpoints) and long_term")
+    return {"endpoints": dict(table), "regenerable": frozenset(regenerable), "long_term": frozenset(long_term)}
+
+
+def retention_map(source: str = str(RETENTION_FILE)) -> tuple[dict[str, str], frozenset[str]]:
+    """include/config/retention.yaml: ({endpoint: location} of temporary copies, sites opted in to
+    regenerate results from the long-term raw copy)."""
+    document = _retention_document(source)
+    return dict(document["endpoints"]), document["regenerable"]
+
+
+def long_term_endpoints(source: str = str(RETENTION_FILE)) -> frozenset[str]:
+    """The endpoints include/config/retention.yaml names as holding long-term copies (``long_term``)."""
+    return _retention_document(source)["long_term"]
+
+
+@dataclass(frozen=True)
+class DeletionRequest:
+    """A copy a pipeline made (or may have made): ``endpoint:path`` may go after ``location``'s retention,
+    once ``check_endpoint:path`` is verified. ``after`` names the step (a task id in the pipeline) whose
+    success makes the copy exist; ``None``: the copy may exist as soon as the pipeline started (work areas
+    a failed step can leave half-written)."""
+
+    endpoint: str
+    path: str
+    check_endpoint: str
+    location: str
+    after: str | None = None
+    check_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeletionRequest:
+        return cls(**data)
+
+    @property
+    def check(self) -> EndpointPath:
+        return EndpointPath(self.check_endpoint, self.check_path or self.path)
+
+    def __str__(self) -> str:
+        return f"{self.endpoint}:{self.path} (check {self.check_endpoint}, {self.location})"
