@@ -29,7 +29,9 @@ manifests, outputs); `report` fails the run if any chosen pipeline failed, namin
 **Never off-site when export-controlled**: such a scan runs only `new_file` (which keeps it at data832)
 and the sites that are not off-site ({", ".join(s.name for s in SITES if not s.offsite) or "none"}). With
 `send_to_nersc` off, sites that read the NERSC copy ({", ".join(s.name for s in SITES if s.needs_nersc_copy)})
-are skipped.
+are skipped. Export control is a property of the scan (docs/security.md): `true` is recorded (signed) before
+anything moves and a later `false` changes nothing; every off-site step refuses a recorded scan; no SciCat
+step runs for it; its on-site results are written 2770/660.
 
 **Idempotent per scan**: the new-scan copies skip a file already at its destination (same size and mtime),
 SciCat finds the dataset it made, and a reconstruction whose results are already on {HOME_SCRATCH} is skipped

@@ -19,7 +19,9 @@ DOC = """
 **Steps**: spot832 `raw/<folder>/<file>` → data832 (`data832_raw:<folder>/<file>`); then, only if the scan
 is not export-controlled and sending is on, data832 → nersc832 (`raw/<folder>/<file>`, the long-term copy)
 and SciCat ingestion (raw dataset, datablock, thumbnail). An export-controlled scan never leaves the
-beamline: `plan` skips the off-site steps and its log says why.
+beamline: `plan` skips the off-site steps and its log says why. Export control is a property of the
+scan: `is_export_controlled: true` records it (signed Variable `als_export_control/…`) before anything moves,
+a later `false` changes nothing, and every off-site step refuses it (docs/security.md).
 
 **Deletion manifests** (`finish`): spot832 (checked against data832) once the data832 copy exists; data832
 (checked against nersc832) once the NERSC copy exists — never for a scan whose only copy is at data832.

@@ -12,6 +12,10 @@ from dags.pipelines.steps import plan, site_steps
 from include.sites import HOME_SCRATCH, Site, load_sites
 
 RUNNERS = {"globus_compute": "Globus Compute", "sfapi": "Slurm jobs on Perlmutter through SFAPI"}
+EXPORT_CONTROL = {
+    True: "a scan recorded export-controlled is refused by `plan` (this site is off-site), and by every step",
+    False: "a scan recorded export-controlled runs here (on site) with no SciCat step, its results 2770/660",
+}
 
 
 def site_doc(site: Site) -> str:
@@ -33,6 +37,8 @@ optional `recon` — `rows` ("A:B"), `center` (columns), `ring_removal` (bool), 
 ({", ".join(ENGINES)}), `binning` (1 to 8). Unknown keys are refused.
 
 **Steps**: {"; ".join(steps)}.
+
+**Export control** (docs/security.md): {EXPORT_CONTROL[site.offsite]}.
 
 **Results**: `{HOME_SCRATCH}:<folder>/{site.results_folder}/rec<dataset>/` (one float32 TIFF per detector row)
 and `rec<dataset>.zarr/` beside it; each site writes under its own folder, so sites never overwrite each

@@ -29,8 +29,12 @@ no dispatcher run yet; when none appears within an hour it is skipped and the ne
 `scan__<folder>__<dataset>__<hash>` and conf `file_path`, `is_export_controlled`, `send_to_nersc`.
 An existing run id makes it *skipped*: a restart or a second run never starts a scan twice.
 
-**Export control**: the watcher cannot know a scan is export-controlled; every scan gets this run's
-`is_export_controlled` (default false). See docs/watching.md.
+**Export control** (never "unknown means allowed"): a scan is export-controlled when this run's
+`is_export_controlled` is true or its folder is in the `controlled` list of the Variable
+`als_export_control_folders`; it is recorded (signed, never downgraded) before it is dispatched. It is
+dispatched as not export-controlled only when its folder is in the signed `released` list. A scan of any
+other folder is **held** (logged, not dispatched) until an operator runs
+`python -m include.tools.export_control release|control '<folder or pattern>'`. See docs/watching.md.
 """
 
 with DAG(
@@ -59,7 +63,10 @@ with DAG(
             72, type="number", minimum=0, description="only scans modified this recently (0: every scan on spot832)"
         ),
         "is_export_controlled": Param(
-            False, type="boolean", description="conf of every dispatched scan: keep it at the beamline"
+            False,
+            type="boolean",
+            description="true: every dispatched scan is export-controlled; false: each scan's status comes from "
+            "the folder list (Variable als_export_control_folders), scans of unlisted folders are held",
         ),
         "send_to_nersc": Param(True, type="boolean", description="conf of every dispatched scan: copy it to NERSC"),
     },

@@ -3,7 +3,8 @@
 Params refuse bad types, patterns and bounds before any task runs (UI form, REST API, CLI and
 ``dag.test`` alike). Airflow lets unknown top-level conf keys through, so every scan DAG starts with a
 task that calls :func:`effective_params` (unknown keys refused; the upstream callers' ``is_export_control``
-and ``config`` read as include/callers.py says), parses the scan path strictly and checks the
+and ``config`` read as include/callers.py says), parses the scan path strictly, settles export control with
+:func:`export_control` (recorded per scan, never downgraded: include/export_control.py) and checks the
 reconstruction options with :func:`recon_options`, before anything moves.
 """
 
@@ -20,7 +21,9 @@ __all__ = [
     "ENGINES",
     "RECON_SCHEMA",
     "effective_params",
+    "export_control",
     "file_path_param",
+    "keep_on_site",
     "new_scan_params",
     "recon_options",
     "recon_param",
@@ -95,3 +98,52 @@ def effective_params(
     if "config" in conf:
         notes += read_config(conf["config"], load_endpoints())
     return settings, notes
+
+
+#: The catalogue steps of every pipeline: an export-controlled scan gets none of them.
+CATALOGUE_STEPS = ("scicat_ingest", "scicat_derived")
+
+
+def export_control(params: dict[str, Any], scans: list, pipelines: list[str], *, source: str) -> bool:
+    """Whether the run's scans are export-controlled, settled before anything moves.
+
+    ``is_export_controlled: true`` records each scan (a signed Variable, include/export_control.py; an existing
+    record is kept). Without it, a record of any of the scans makes the run export-controlled anyway (a later
+    ``false`` never downgrades a scan): ``params["is_export_controlled"]`` becomes true where the DAG has
+    that setting; a DAG without one (a reconstruction site or beamline that is off-site) is refused."""
+    from include.export_control import find_controlled, mark_controlled
+    from include.sites import load_sites
+
+    if params.get("is_export_controlled"):
+        for scan in scans:
+            print(f"export-controlled: {scan}: {mark_controlled(scan, source=source).describe()}")
+        return True
+    found = find_controlled([str(scan.relative_path) for scan in scans])
+    if not found:
+        return False
+    for record in found:
+        print(f"export-controlled: {record.folder}/{record.dataset}: {record.describe()}; this run's conf is ignored")
+    if "is_export_controlled" in params:
+        params["is_export_controlled"] = True
+        return True
+    sites = load_sites().sites
+    offsite = [name for name in pipelines if name not in sites or sites[name].offsite]
+    if offsite:
+        record = found[0]
+        raise ValueError(
+            f"{record.folder}/{record.dataset} is export-controlled ({record.describe()}): {', '.join(offsite)} "
+            "would take it off site; nothing was started (docs/security.md)"
+        )
+    return True
+
+
+def keep_on_site(planned: dict[str, Any]) -> dict[str, Any]:
+    """An on-site pipeline's plan for an export-controlled scan: no catalogue step, results written private
+    (folders 2770, files 660: compute_functions/permissions.py)."""
+    planned = dict(planned)
+    planned["skip_steps"] = sorted({*planned.get("skip_steps", ()), *CATALOGUE_STEPS})
+    planned["notes"] = [*planned.get("notes", ()), "export-controlled: no SciCat record; results 2770/660"]
+    for function in ("reconstruct", "multiscale"):
+        if isinstance(planned.get(function), dict):
+            planned[function] = {**planned[function], "private": True}
+    return planned

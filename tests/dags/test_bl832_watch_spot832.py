@@ -39,6 +39,9 @@ def spot832(tmp_path_factory):
         conn |= {"password": PASSWORD, "extra": {"host_key": server.host_key}}
         mp.setenv("AIRFLOW_CONN_SFTP_SPOT832", json.dumps(conn))
         (server.root / "global" / "raw").mkdir(parents=True)
+        from include.export_control import update_folders
+
+        update_folders(release=[FOLDER])  # issue 26: a scan of a folder in neither list is held
         yield server
 
 
@@ -116,6 +119,8 @@ def test_a_slowly_written_scan_starts_one_dispatcher_run_after_it_is_complete(sp
     (raw / "notes.txt").write_text("not a scan")
     (spot832.root / "global" / "raw" / "scratch").mkdir()
     (spot832.root / "global" / "raw" / "scratch" / "20230224_120200_other.h5").write_bytes(data)
+    (spot832.root / "global" / "raw" / "BLS-00565_unlisted").mkdir()  # export control unknown: held
+    (spot832.root / "global" / "raw" / "BLS-00565_unlisted" / "20230224_120300_held.h5").write_bytes(data)
     finished_writing: list[datetime] = []
 
     def writer() -> None:
@@ -144,6 +149,7 @@ def test_a_slowly_written_scan_starts_one_dispatcher_run_after_it_is_complete(sp
         Scan(FOLDER, "20230224_120000_not_hdf5.h5"),
         Scan(FOLDER, "20230224_120100_half.h5"),
         Scan("scratch", "20230224_120200_other.h5"),
+        Scan("BLS-00565_unlisted", "20230224_120300_held.h5"),
     ):
         assert dispatcher_runs(scan_run_id(ignored)) == []
 

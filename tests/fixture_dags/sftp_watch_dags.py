@@ -26,8 +26,8 @@ class BlindNewScanTrigger(SFTPNewScanTrigger):
 
 
 class BlindNewScanSensor(SFTPNewScanSensor):
-    def make_trigger(self) -> SFTPNewScanTrigger:
-        return BlindNewScanTrigger(**super().make_trigger().serialize()[1])
+    def make_trigger(self, export_control=None) -> SFTPNewScanTrigger:
+        return BlindNewScanTrigger(**super().make_trigger(export_control).serialize()[1])
 
 
 with DAG(

@@ -21,6 +21,12 @@ class SFTPNewScanSensor(BaseSensorOperator):
     conf that is exactly its Params. "Finished" and "dispatched" are decided by ``SFTPNewScanTrigger``
     (see docs/watching.md). Always deferrable: the watch runs in the triggerer.
 
+    Export control (include/export_control.py): a scan's ``is_export_controlled`` is true when this task's
+    ``is_export_controlled`` is, or when its folder is export-controlled in the folder list (Variable
+    ``als_export_control_folders``, read when the watch starts); false only for a released folder. A scan of
+    any other folder is held (never dispatched) until an operator says which it is. An export-controlled scan
+    is recorded (signed, never downgraded) before its dispatch request is returned.
+
     :param dispatch_dag_id: the dispatcher DAG: its runs mark a scan as dispatched, and the requests
         returned are for it (the DAG passes it; the provider knows no DAG ids).
     :param sftp_conn_id: SFTP connection of spot832.
@@ -28,7 +34,8 @@ class SFTPNewScanSensor(BaseSensorOperator):
     :param stable_polls: consecutive listings with the same size and mtime before a scan counts (templated).
     :param poll_interval: seconds between listings (templated).
     :param lookback_hours: only scans modified this recently; 0 watches every scan (templated).
-    :param is_export_controlled: conf of every dispatched scan (templated).
+    :param is_export_controlled: true: every dispatched scan is export-controlled; false: each scan's
+        status from the folder list (templated).
     :param send_to_nersc: conf of every dispatched scan (templated).
     :param folder_pattern: experiment folder names to watch (default SPEC §1).
     :param file_pattern: scan file names to watch (default SPEC §1).
@@ -77,8 +84,8 @@ class SFTPNewScanSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         raise NotImplementedError("SFTPNewScanSensor only runs deferred (the stability check spans polls)")
 
-    def make_trigger(self) -> SFTPNewScanTrigger:
-        """The trigger for this watch, from the rendered fields."""
+    def make_trigger(self, export_control: dict[str, Any] | None = None) -> SFTPNewScanTrigger:
+        """The trigger for this watch, from the rendered fields (``export_control``: the folder list)."""
         lookback = float(self.lookback_hours) * 3600
         return SFTPNewScanTrigger(
             sftp_conn_id=self.sftp_conn_id,
@@ -90,7 +97,19 @@ class SFTPNewScanSensor(BaseSensorOperator):
             file_pattern=self.file_pattern,
             dispatch_dag_id=self.dispatch_dag_id,
             max_scans=self.max_scans,
+            export_control=export_control,
         )
+
+    def folder_list(self) -> dict[str, Any]:
+        """What the trigger decides a scan's export control from (include/export_control.py)."""
+        from include.export_control import folder_policy
+
+        if _flag(self.is_export_controlled):
+            return {"all": True, "controlled": [], "released": []}
+        policy = folder_policy()
+        for problem in policy.problems:
+            self.log.warning("%s", problem)
+        return {"all": False, **policy.to_dict()}
 
     def execute(self, context: Context) -> None:
         # Params let unknown conf keys through; no retry: the conf will not change.
@@ -100,21 +119,31 @@ class SFTPNewScanSensor(BaseSensorOperator):
             raise AirflowFailException(
                 f"unknown conf key(s) {', '.join(sorted(unknown))}; this DAG takes {', '.join(sorted(allowed))}"
             )
-        self.defer(trigger=self.make_trigger(), method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+        trigger = self.make_trigger(self.folder_list())
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         if event.get("status") != "success":
             raise RuntimeError(event.get("message") or f"watching spot832 failed: {event}")
+        from include.export_control import mark_controlled
+
         requests = []
         for found in event["scans"]:
             scan = parse_scan(found["scan"])
+            controlled = True if _flag(self.is_export_controlled) else found.get("export_controlled")
+            if controlled is None:  # unknown is never "allowed"
+                self.log.warning("%s is held: its export control is unknown (docs/watching.md)", scan)
+                continue
+            if controlled:  # recorded before anything moves; a later run cannot downgrade it
+                record = mark_controlled(scan, source=f"{context['dag'].dag_id} (folder list)")
+                self.log.info("%s is export-controlled: %s", scan, record.describe())
             self.log.info("finished scan %s (%d bytes): dispatching as %s", scan, found["size"], found["run_id"])
             requests.append(
                 {
                     "trigger_run_id": found["run_id"],
                     "conf": {
                         "file_path": beamline_path(scan),
-                        "is_export_controlled": _flag(self.is_export_controlled),
+                        "is_export_controlled": controlled,
                         "send_to_nersc": _flag(self.send_to_nersc),
                     },
                     "note": f"Started by {context['dag'].dag_id} for {scan}: {found['checks']}.",

@@ -6,7 +6,8 @@ complete HDF5 file: the signature is at offset 0 (or a user-block boundary), the
 address equals the file's size, a version-3 superblock is not flagged "open for writing"
 (``include.hdf5_check``), and h5py opens it (read over SFTP) and lists its root group. It is *dispatched*
 when a run of the dispatcher DAG (``dispatch_dag_id``) with its deterministic run id
-(``include.paths.scan_run_id``) exists.
+(``include.paths.scan_run_id``) exists. With a folder list (``export_control``), a scan whose folder is neither
+export-controlled nor released is *held*: logged once, never fired (include/export_control.py).
 
 This module stays light (DAG files import the sensor, which imports it): asyncssh, the SFTP provider's
 hook and h5py are imported where they are used.
@@ -106,6 +107,10 @@ class SFTPNewScanTrigger(BaseTrigger):
     :param max_scans: at most this many scans per event (the rest come in the next run).
     :param max_errors: consecutive failed polls (network) before giving up.
     :param read_timeout: seconds for one SFTP read while h5py opens a file.
+    :param export_control: ``{"all": bool, "controlled": [patterns], "released": [patterns]}`` (the sensor reads
+        it from include/export_control.py): each fired scan carries ``export_controlled`` (true with ``all`` or
+        a controlled folder, false for a released one); a scan of any other folder is held. ``None``: no
+        status (``export_controlled: null``).
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class SFTPNewScanTrigger(BaseTrigger):
         max_scans: int = 32,
         max_errors: int = 5,
         read_timeout: float = 60.0,
+        export_control: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if stable_polls < 2:
@@ -137,6 +143,8 @@ class SFTPNewScanTrigger(BaseTrigger):
         self.max_scans = max_scans
         self.max_errors = max_errors
         self.read_timeout = read_timeout
+        self.export_control = export_control
+        self._held: set[str] = set()
         # scan path -> ((size, mtime), consecutive listings with that signature)
         self._seen: dict[str, tuple[tuple[int, int], int]] = {}
         self._dispatched: set[str] = set()
@@ -158,6 +166,7 @@ class SFTPNewScanTrigger(BaseTrigger):
                 "max_scans": self.max_scans,
                 "max_errors": self.max_errors,
                 "read_timeout": self.read_timeout,
+                "export_control": self.export_control,
             },
         )
 
@@ -211,7 +220,7 @@ class SFTPNewScanTrigger(BaseTrigger):
             previous, count = self._seen.get(path, (None, 0))
             count = count + 1 if previous == signature else 1
             self._seen[path] = (signature, count)
-            if count >= self.stable_polls and path not in self._dispatched:
+            if count >= self.stable_polls and path not in self._dispatched and not self._holds(path, scan):
                 stable[path] = (scan, signature)
         for gone in set(self._seen) - set(listing):
             self._seen.pop(gone)
@@ -236,6 +245,7 @@ class SFTPNewScanTrigger(BaseTrigger):
                     "size": signature[0],
                     "mtime": signature[1],
                     "checks": checks,
+                    "export_controlled": self._status(scan),
                 }
             )
             if len(finished) >= self.max_scans:
@@ -249,6 +259,31 @@ class SFTPNewScanTrigger(BaseTrigger):
             len(finished),
         )
         return finished
+
+    def _status(self, scan: Scan) -> bool | None:
+        """True: export-controlled; False: released; None: unknown (or no folder list given)."""
+        from include.export_control import FolderPolicy
+
+        policy = self.export_control
+        if policy is None:
+            return None
+        if policy.get("all"):
+            return True
+        return FolderPolicy(tuple(policy.get("controlled", ())), tuple(policy.get("released", ()))).status(scan.folder)
+
+    def _holds(self, path: str, scan: Scan) -> bool:
+        """Whether ``scan`` is held: a folder list is given and says nothing of its folder (logged once)."""
+        if self.export_control is None or self._status(scan) is not None:
+            return False
+        if path not in self._held:
+            self._held.add(path)
+            self.log.warning(
+                "%s is held, not dispatched: folder %s is neither export-controlled nor released "
+                "(docs/watching.md: python -m include.tools.export_control release|control '<folder>')",
+                path,
+                scan.folder,
+            )
+        return True
 
     async def _list_scans(self, sftp: Any, raw_root: str) -> dict[str, tuple[Scan, tuple[int, int]]]:
         """Regular files ``<raw_root>/<folder>/<file>`` with scan names, modified within the look-back window."""
