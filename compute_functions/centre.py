@@ -3,7 +3,8 @@
 Centres are detector columns with pixel centres at 0, 1, ... (the convention of :mod:`compute_functions.engines`).
 
 - ``pc``: phase correlation of the 0-degree view and the mirrored 180-degree view, iterated so that the window
-  does not pull the estimate towards the detector middle. Needs a view within 1 degree of 180 from the first.
+  does not pull the estimate towards the detector middle. Needs a view within 1 degree of 180 from the first;
+  :func:`opposite_view` gives the view at exactly 180 degrees (measured, or interpolated between two views).
 - ``vo``: Vo's Fourier metric (algotom) on one 180-degree sinogram, coarse on a reduced sinogram then fine
   (0.05 px steps); works with sparse angles (no 0/180 pair needed); irregular angles are resampled first.
 - ``nm``: minimum entropy of a reconstructed slice (upstream's Nelder-Mead on image entropy), coarse grid then
@@ -39,6 +40,41 @@ def has_opposite_pair(theta_deg: np.ndarray, tolerance: float = 1.0) -> bool:
     except ValueError:
         return False
     return True
+
+
+EXACT_OPPOSITE_DEG = 1e-3  # a view this close to 180 degrees is used as it is (0.02 px at 1280 px from the axis)
+
+
+def opposite_view(theta_deg: np.ndarray, tolerance: float = 1.0) -> tuple[int, list[tuple[int, float]]] | None:
+    """The first view and the view exactly 180 degrees later, as ``(first, [(index, weight), ...])``.
+
+    One measured view when it lies within :data:`EXACT_OPPOSITE_DEG`; else the two views nearest the opposite
+    angle within ``tolerance`` degrees, linearly interpolated (one on each side) or extrapolated by at most one
+    angular step (both on one side, e.g. a 180-degree scan whose last view stops 0.14 degrees short: used as
+    it is, its rotated mirror biases ``pc`` by 0.1-0.3 px); else ``None``.
+    """
+    theta = np.asarray(theta_deg, dtype=np.float64)
+    first = int(np.argmin(theta))
+    d = np.mod(theta - theta[first] - 180.0 + 180.0, 360.0) - 180.0  # signed offset from the opposite angle
+    d[first] = np.inf
+    order = np.argsort(np.abs(d))
+    near = int(order[0])
+    if abs(d[near]) <= EXACT_OPPOSITE_DEG:
+        return first, [(near, 1.0)]
+    if abs(d[near]) > tolerance:
+        return None
+    below = np.where((d < 0) & (d >= -tolerance))[0]
+    above = np.where((d > 0) & (d <= tolerance))[0]
+    if below.size and above.size:  # interpolate
+        i, j = int(below[np.argmax(d[below])]), int(above[np.argmin(d[above])])
+    else:  # extrapolate from the two nearest views on the one side, by at most one step
+        side = np.where(np.sign(d) == np.sign(d[near]))[0]
+        side = side[np.argsort(np.abs(d[side]))]
+        if side.size < 2 or abs(d[near]) > abs(d[side[1]] - d[near]) + EXACT_OPPOSITE_DEG:
+            return None
+        i, j = int(side[0]), int(side[1])
+    w = d[j] / (d[j] - d[i])  # Lagrange weights of the line through (d_i, p_i), (d_j, p_j) at 0
+    return first, [(i, float(w)), (j, float(1.0 - w))]
 
 
 def _fourier_shift(image: np.ndarray, shift: float) -> np.ndarray:

@@ -29,6 +29,8 @@ CENTRE_METHODS = ["auto", "pc", "vo", "nm"]
 FILTERS = ["shepp", "ramp", "cosine", "hann", "butterworth"]
 
 _RANGE = r"^\d*:\d*(:[1-9]\d*)?$"
+#: Upstream's calibrated lens distortion of the 8.3.2 camera (globus_reconstruction.py ``lensdistortionfactors``).
+UPSTREAM_LENS_FACTORS = (1.00015076, 1.9289e-06, -2.4325e-08, 1.00439e-11, -3.99352e-15)
 
 
 def _num(description: str, default: Any = None, **extra: Any) -> dict[str, Any]:
@@ -58,8 +60,9 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "Upstream: sinoused (start, end, step) with a non-negative start.",
     },
     "middle_rows": _int(
-        "Reconstruct this many rows around the detector middle (instead of rows). Upstream: sinoused with a "
-        "negative start (-N: N rows from the middle).",
+        "Reconstruct this many rows around the detector middle (instead of rows): rows n//2 - ceil(N/2) to "
+        'n//2 + N//2. Upstream: sinoused with a negative start, the second value the count ("-1,10,1" = the '
+        "10 middle rows).",
         minimum=1,
     ),
     "projections": {
@@ -73,7 +76,11 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "description": "Projection indices left out of the reconstruction (bad frames). Upstream: projIgnoreList "
         "(upstream zeroes them; here they are dropped, which leaves no streak).",
     },
-    "angle_offset": _num("Added to every angle, in degrees. Upstream: angle_offset.", 0.0),
+    "angle_offset": _num(
+        "Subtracted from every angle, in degrees (as upstream: the slice turns by -angle_offset). "
+        "Upstream: angle_offset.",
+        0.0,
+    ),
     "binning": _int(
         "Average b x b detector pixels first (quick previews), 1-8. Upstream: none.", 1, minimum=1, maximum=8
     ),
@@ -126,9 +133,9 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "items": {"type": "number"},
         "minItems": 2,
         "maxItems": 6,
-        "default": [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
-        "description": "a0..a5 of the correction polynomial (fewer than 6: higher terms zero). "
-        "Upstream: BeamHardeningCoefficients.",
+        "default": [0.0, 1.0, 0.0, 0.0, 0.0, 0.004],
+        "description": "a0..a5 of the correction polynomial (fewer than 6: higher terms zero); default "
+        "upstream's t + 0.004 t^5. Upstream: BeamHardeningCoefficients.",
     },
     # --- rings --------------------------------------------------------------------------------------------
     "ring_removal": _bool(
@@ -207,9 +214,10 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "items": {"type": "number"},
         "minItems": 1,
         "maxItems": 5,
-        "default": [1.0, 0.0, 0.0, 0.0, 0.0],
+        "default": list(UPSTREAM_LENS_FACTORS),
         "description": "Backward model k0..k4: an undistorted point at radius r comes from radius "
-        "r (k0 + k1 r + ... + k4 r^4) (algotom/discorpy convention). Upstream: lensdistortionfactors.",
+        "r (k0 + k1 r + ... + k4 r^4) (algotom/discorpy/tomopy convention); default upstream's calibrated "
+        "8.3.2 values. Upstream: lensdistortionfactors.",
     },
     "half_acquisition": _bool(
         "A 360-degree scan with the axis near one edge: stitch each pair of opposite views into a 180-degree "

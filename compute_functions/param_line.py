@@ -189,14 +189,16 @@ def parse_param_line(line: str, ignore: tuple[str, ...] | list[str] = ()) -> tup
             recon["center_method"] = value
         elif key in ("voSMin", "voSMax"):
             vo_search.append(abs(_number(key, text)))
-        elif key == "tiltcenter_slice":
-            recon.setdefault("tilt_center", [None, None])[0] = _number(key, text)
+        elif key == "tiltcenter_slice":  # upstream turns about (value - 0.5) (globus_reconstruction.py 1318-1319)
+            recon.setdefault("tilt_center", [None, None])[0] = _number(key, text) - 0.5
         elif key == "tiltcenter_det":
-            recon.setdefault("tilt_center", [None, None])[1] = _number(key, text)
+            recon.setdefault("tilt_center", [None, None])[1] = _number(key, text) - 0.5
         elif key == "sinoused":
             start, end, step = _triple(key, text)
-            if start < 0:
-                recon["middle_rows"] = -start
+            if start < 0:  # upstream: the second value is the count of middle rows, the step is ignored
+                if end < 1:
+                    _fail(key, f"{text!r}: with a negative start the second value is the number of rows (>= 1)")
+                recon["middle_rows"] = end
             else:
                 recon["rows"] = f"{start}:{end}" + (f":{step}" if step > 1 else "")
         elif key == "projused":

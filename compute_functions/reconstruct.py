@@ -123,7 +123,7 @@ class Plan:
     proj_index: np.ndarray  # projections used (sorted file indices)
     proj_slice: tuple[int, int, int]  # the file range read (start, stop, step) before dropping ignored ones
     proj_keep: np.ndarray  # positions kept inside that range
-    theta_deg: np.ndarray  # angles of proj_index (angle_offset applied)
+    theta_deg: np.ndarray  # angles of proj_index minus angle_offset
     groups: list[int]  # first detector row of every output slice
     binning: int
     engine: str
@@ -169,8 +169,8 @@ def _projection_selection(o: dict[str, Any], n_angles: int) -> tuple[tuple[int, 
 
 def _row_groups(o: dict[str, Any], n_rows: int, binning: int) -> list[int]:
     if "middle_rows" in o:
-        count = min(o["middle_rows"], n_rows)
-        start = (n_rows - count) // 2
+        count = min(o["middle_rows"], n_rows)  # upstream: floor(n/2) - ceil(N/2) .. floor(n/2) + floor(N/2)
+        start = max(0, n_rows // 2 - (count + 1) // 2)
         stop, step = start + count, 1
     elif "rows" in o:
         start, stop, step = opts.parse_range(o["rows"], n_rows, "rows")
@@ -192,7 +192,7 @@ def make_plan(scan: Scan, o: dict[str, Any], *, engine: str, nthreads: int) -> P
     if meta.n_cols // binning < 8:
         raise ScanError(f"binning: {binning} leaves fewer than 8 of {meta.n_cols} columns")
     proj_slice, keep, proj_index = _projection_selection(o, meta.n_angles)
-    theta = meta.theta_deg[proj_index] + o["angle_offset"]
+    theta = meta.theta_deg[proj_index] - o["angle_offset"]  # upstream: theta - angle_offset (then negated for tomopy)
     if not np.all(np.isfinite(theta)):
         raise ScanError(f"{meta.path}: the angles are not all finite numbers")
     if np.ptp(theta) < 150:
@@ -294,15 +294,19 @@ def corrected_rows(
     seconds: dict[str, float],
     *,
     phase: bool = True,
+    rings: bool = True,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Rows ``[r0, r1)`` after outliers, normalisation, beam hardening, tilt/distortion and phase retrieval, as
-    [row, angle, column] float32 (into ``out``, e.g. a memory-mapped file, when given).
+    """Rows ``[r0, r1)`` after outliers, normalisation, beam hardening, the sinogram ring filter (``rings``),
+    tilt/distortion and phase retrieval, in upstream's order, as [row, angle, column] float32 (into ``out``,
+    e.g. a memory-mapped file, when given).
 
     The corrections that mix rows work on whole projections (rows ``r0 - margin .. r1 + margin``), so the
-    projections go through a chunk at a time: memory stays within ``CHUNK_BYTES`` whatever the margin.
+    projections go through a chunk at a time: memory stays within ``CHUNK_BYTES`` whatever the margin. The ring
+    filter needs whole sinograms first: those rows are filtered a few at a time into a scratch array (above
+    ``CHUNK_BYTES`` an unlinked temporary file, beside ``out`` when ``out`` is a memory-mapped file).
     """
-    from compute_functions.corrections import GeometryCorrection, retrieve_phase
+    from compute_functions.corrections import GeometryCorrection
 
     p_margin = plan.phase_margin if (phase and plan.phase) else 0
     margin = plan.geo_margin + p_margin
@@ -311,14 +315,69 @@ def corrected_rows(
     geo = GeometryCorrection(plan.n_rows, plan.n_cols, **plan.geometry) if plan.geometry else None
     n_sel = plan.proj_index.size
     out = np.empty((r1 - r0, n_sel, plan.n_cols), dtype=np.float32) if out is None else out
+    filtered = None
+    with contextlib.ExitStack() as stack:
+        if rings and plan.options["ring_method"] != "none":
+            filtered = _ring_filtered_rows(scan, plan, lo, hi, seconds, getattr(out, "filename", None), stack)
+        _correct_projections(scan, plan, (lo, hi, g0, g1, r0, r1), geo, p_margin, filtered, out, seconds)
+    return out
+
+
+def _ring_filtered_rows(
+    scan: Scan,
+    plan: Plan,
+    lo: int,
+    hi: int,
+    seconds: dict[str, float],
+    beside: str | None,
+    stack: contextlib.ExitStack,
+) -> np.ndarray:
+    """Rows ``[lo, hi)`` normalised and ring-filtered, [row, angle, column] (upstream: rings before tilt)."""
+    import tempfile
+
+    n_sel, n_cols = plan.proj_index.size, plan.n_cols
+    shape = (hi - lo, n_sel, n_cols)
+    if np.prod(shape) * 4 > CHUNK_BYTES:  # on disk (unlinked at once: nothing is left if the process dies)
+        folder = Path(beside).parent if beside else None
+        scratch = tempfile.TemporaryFile(dir=folder, prefix=".rings-")  # noqa: SIM115 (the stack closes it)
+        handle = stack.enter_context(scratch)
+        filtered = np.memmap(handle, dtype=np.float32, mode="w+", shape=shape)
+    else:
+        filtered = np.empty(shape, dtype=np.float32)
+    per_row = n_sel * n_cols * 4
+    step = max(1, CHUNK_BYTES // (3 * per_row))
+    for a in range(lo, hi, step):
+        b = min(hi, a + step)
+        t = time.perf_counter()
+        raw, flats, darks = _read(scan, plan, slice(a, b))
+        seconds["read"] += time.perf_counter() - t
+        att = _normalised(raw, flats, darks, plan, seconds)
+        del raw
+        t = time.perf_counter()
+        filtered[a - lo : b - lo] = _remove_rings(np.moveaxis(att, 1, 0), plan.options)
+        seconds["rings"] += time.perf_counter() - t
+    return filtered
+
+
+def _correct_projections(scan, plan, bounds, geo, p_margin, filtered, out, seconds) -> None:
+    """Tilt/distortion and phase retrieval of rows ``bounds`` = (lo, hi, g0, g1, r0, r1), a chunk of
+    projections at a time, from the file (normalised here) or from ``filtered`` rows ``[lo, hi)``."""
+    from compute_functions.corrections import retrieve_phase
+
+    lo, hi, g0, g1, r0, r1 = bounds
+    n_sel = plan.proj_index.size
     per_proj = (hi - lo) * plan.n_cols * 4
     step = max(1, CHUNK_BYTES // (3 * per_proj))
     for a0 in range(0, n_sel, step):
         subset = np.arange(a0, min(n_sel, a0 + step))
         t = time.perf_counter()
-        raw, flats, darks = _read(scan, plan, slice(lo, hi), subset)
-        seconds["read"] += time.perf_counter() - t
-        att = _normalised(raw, flats, darks, plan, seconds)
+        if filtered is not None:
+            att = np.ascontiguousarray(np.moveaxis(filtered[:, a0 : a0 + subset.size], 1, 0))
+            seconds["read"] += time.perf_counter() - t
+        else:
+            raw, flats, darks = _read(scan, plan, slice(lo, hi), subset)
+            seconds["read"] += time.perf_counter() - t
+            att = _normalised(raw, flats, darks, plan, seconds)
         t = time.perf_counter()
         row0 = lo
         if geo is not None:
@@ -328,6 +387,26 @@ def corrected_rows(
             retrieve_phase(att, **plan.phase)
         out[:, a0 : a0 + subset.size, :] = np.moveaxis(att[:, r0 - row0 : r1 - row0, :], 1, 0)
         seconds["corrections"] += time.perf_counter() - t
+
+
+def _remove_rings(sino_rows: np.ndarray, o: dict[str, Any]) -> np.ndarray:
+    """The sinogram ring filter of ``o`` on each row of ``sino_rows`` [row, angle, column] (a float32 copy)."""
+    from compute_functions.preprocessing import remove_stripes
+
+    params = {
+        "size": o["ring_sort_size"],
+        "sigma": o["ring_sigma"],
+        "level": o["ring_level"],
+        "wavelet": o["ring_wavelet"],
+        "nblock": o["ring_nblock"],
+        "alpha": o["ring_alpha"],
+        "sf_size": o["ring_sf_size"],
+        "snr": o["ring_snr"],
+        "large_size": o["ring_large_size"],
+    }
+    out = np.array(sino_rows, dtype=np.float32, copy=True)
+    for i in range(out.shape[0]):
+        out[i] = remove_stripes(out[i], method=o["ring_method"], **params)
     return out
 
 
@@ -363,9 +442,9 @@ def prepare(
     """Sinograms [slice, angle, column] of the output slices starting at ``groups``, ready to reconstruct.
 
     ``corrected``: (rows [row, angle, column] from :func:`corrected_rows`, its first row) to take the rows from
-    instead of the file (the row-mixing corrections already done).
+    instead of the file (ring filter and row-mixing corrections already done, in upstream's order).
     """
-    from compute_functions.preprocessing import bin_projections, remove_stripes
+    from compute_functions.preprocessing import bin_projections
 
     o = plan.options
     b = plan.binning if binning is None else binning
@@ -377,8 +456,9 @@ def prepare(
         sino_rows = sino_rows[[r - need[0] for r in need]]
         seconds["read"] += time.perf_counter() - t
     elif plan.margin and (plan.geo_margin or (phase and plan.phase)) and proj_subset is None:
-        sino_rows = corrected_rows(scan, plan, need[0], need[-1] + 1, seconds, phase=phase)
+        sino_rows = corrected_rows(scan, plan, need[0], need[-1] + 1, seconds, phase=phase, rings=rings)
         sino_rows = sino_rows[[r - need[0] for r in need]]
+        rings = False  # done before the row-mixing corrections, as upstream
     else:
         contiguous = need[-1] - need[0] + 1 == len(need)
         rows: slice | list[int] = slice(need[0], need[-1] + 1) if contiguous else need
@@ -399,23 +479,9 @@ def prepare(
         sino_rows = np.ascontiguousarray(np.moveaxis(att, 1, 0))  # [row, angle, column]
         del att
         seconds["normalize"] += time.perf_counter() - t
-    method = o["ring_method"]
-    if rings and method != "none":
+    if rings and corrected is None and o["ring_method"] != "none":  # corrected rows: filtered already
         t = time.perf_counter()
-        params = {
-            "size": o["ring_sort_size"],
-            "sigma": o["ring_sigma"],
-            "level": o["ring_level"],
-            "wavelet": o["ring_wavelet"],
-            "nblock": o["ring_nblock"],
-            "alpha": o["ring_alpha"],
-            "sf_size": o["ring_sf_size"],
-            "snr": o["ring_snr"],
-            "large_size": o["ring_large_size"],
-        }
-        sino_rows = np.array(sino_rows, dtype=np.float32, copy=True if corrected is not None else None)
-        for i in range(sino_rows.shape[0]):
-            sino_rows[i] = remove_stripes(sino_rows[i], method=method, **params)
+        sino_rows = _remove_rings(sino_rows, o)
         seconds["rings"] += time.perf_counter() - t
     t = time.perf_counter()
     if b > 1:
@@ -476,23 +542,27 @@ def find_center(scan: Scan, plan: Plan, seconds: dict[str, float]) -> tuple[floa
     pair = centre.has_opposite_pair(theta)
     if method == "pc" and not pair:
         raise ScanError("center_method: pc needs a projection within 1 degree of 180 from the first; use vo or nm")
-    if method == "pc" or (method == "auto" and pair):
-        first, second = centre.opposite_pair(theta)
-        mid = row
-        r0 = max(0, mid - CENTRE_ROWS // 2)
+    opposite = centre.opposite_view(theta)  # the view at exactly 180 degrees (measured or interpolated)
+    if method == "pc" or (method == "auto" and opposite is not None):
+        if opposite is None:  # pc asked for, no view at or around 180: the nearest one (as upstream; biased)
+            first, second = centre.opposite_pair(theta)
+            opposite = (first, [(second, 1.0)])
+        first, weights = opposite
+        r0 = max(0, row - CENTRE_ROWS // 2)
         groups = list(range(r0, min(plan.n_rows, r0 + CENTRE_ROWS)))
         views = prepare(
             scan,
             plan,
             groups,
             seconds,
-            proj_subset=np.array([first, second]),
+            proj_subset=np.array([first] + [i for i, _ in weights]),
             rings=False,
             phase=False,
             binning=1,
             stitch=False,
-        )  # [row, 2, column]
-        return centre.find_center_pc(views[:, 0, :], views[:, 1, :]), "pc"
+        )  # [row, view, column]
+        mirror = sum(np.float32(w) * views[:, 1 + k, :] for k, (_, w) in enumerate(weights))
+        return centre.find_center_pc(views[:, 0, :], mirror), "pc"
     sino = sinogram()
     guess = o.get("center")
     vo = centre.find_center_vo(sino, theta, guess=guess, search_radius=min(o["center_search"], plan.n_cols / 4))

@@ -180,7 +180,7 @@ def test_param_line_converts_the_example():
     assert scan == "20230224_132553_sea_shell.h5"
     assert recon == {
         "center": 1196.0,
-        "middle_rows": 1,
+        "middle_rows": 10,  # sinoused "-1,10,1": the 10 middle rows (upstream lines 375-377)
         "phase_retrieval": True,
         "phase_alpha": 0.0002,
         "ring_method": "fw",  # upstream default doFWringremoval True
