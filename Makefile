@@ -7,9 +7,16 @@ STAMP := $(VENV)/.installed
 DAG ?= bl832_transfer_check
 CONF ?= {}
 PYTEST_ARGS ?=
+#: test processes for `make test` (pytest-xdist); the e2e tests share one stack on one of them
+TEST_WORKERS ?= 2
+#: the stack of `make serve` / `stop` / `airflow` / `scan`: its folder; PORT, STACK_DB, FACILITY_PORT (serve only:
+#: recorded in $(STACK_HOME)/stack.json, which the others read) default to 8080, als_airflow, 8765
+STACK_HOME ?= .airflow-stack
+STACK := $(PY) -m include.tools.local_stack --home $(STACK_HOME)
+ARGS ?= dags list
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: help venv demo test lint format dags-test facility lock clean serve stop e2e
+.PHONY: help venv demo test lint format dags-test facility lock clean serve stop e2e airflow scan placeholders
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,7 +37,7 @@ dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local pr
 test: $(STAMP) ## lint, then every test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -41,11 +48,20 @@ format: $(STAMP) ## ruff fix and format
 facility: $(STAMP) ## serve the local facility on 127.0.0.1:8765 (foreground)
 	$(PY) -m include.facility --root .facility --port 8765 --log-level info
 
-serve: $(STAMP) ## start the facility + Airflow (api-server, scheduler, dag-processor, triggerer) on PostgreSQL; print UI and login
-	$(PY) -m include.tools.local_stack serve --home .airflow-stack --port $(or $(PORT),8080)
+serve: $(STAMP) ## start the facility + Airflow (api-server, scheduler, dag-processor, triggerer) on PostgreSQL; print UI and login [STACK_HOME= PORT= STACK_DB= FACILITY_PORT=]
+	$(STACK) $(if $(PORT),--port $(PORT)) $(if $(STACK_DB),--database $(STACK_DB)) $(if $(FACILITY_PORT),--facility-port $(FACILITY_PORT)) serve
 
-stop: ## stop everything `make serve` started (by pid, under .airflow-stack/)
-	$(PY) -m include.tools.local_stack stop --home .airflow-stack
+stop: ## stop everything `make serve` started (by pid, under STACK_HOME, default .airflow-stack)
+	$(STACK) stop
+
+airflow: $(STAMP) ## run the stack's airflow CLI: ARGS='dags trigger bl832_dispatcher' [CONF='<json>'] [STACK_HOME=]
+	@$(STACK) airflow $(ARGS) $(if $(CONF:{}=),--conf '$(CONF)')
+
+scan: $(STAMP) ## write a sample scan on the stack's spot832 and print the command that triggers the dispatcher on it
+	@$(STACK) scan
+
+placeholders: $(STAMP) ## list the values still to replace before going live (exit 1 if the production profile has any)
+	@$(PY) -m include.tools.placeholders
 
 e2e: $(STAMP) ## only the end-to-end tests on a real stack (PostgreSQL, Redis)
 	$(VENV)/bin/pytest tests/e2e -m e2e $(PYTEST_ARGS)

@@ -17,6 +17,7 @@ import yaml
 
 from include.endpoints import REPO_ROOT, load_endpoints
 from include.errors import ConfigError
+from include.retention import RETENTION_FILE, long_term_endpoints, retention_map
 
 BEAMLINES_FILE = REPO_ROOT / "include" / "config" / "beamlines.yaml"
 JOBS_DIR = REPO_ROOT / "include" / "jobs"
@@ -178,6 +179,35 @@ def _suffixes(value: object, where: str, source: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def _check_retention(values: dict[str, str], archive: object, where: str, source: Path) -> None:
+    """Each copy the beamline schedules for deletion has its endpoint's location in retention.yaml, and each
+    check copy is classified there, so a missing entry fails at load, not mid-run as a ManifestError."""
+    table, _ = retention_map()
+    long_term = long_term_endpoints()
+    retention = f"{RETENTION_FILE.relative_to(REPO_ROOT)}"
+    deletions = [(values["source_endpoint"], values["source_retention"], "source_retention", values["nersc_endpoint"])]
+    if isinstance(archive, dict) and archive.get("retention_location") and archive.get("archive_endpoint"):
+        location, check = str(archive["retention_location"]), str(archive["archive_endpoint"])
+        deletions.append((values["nersc_endpoint"], location, "pipelines.hpss_archive.retention_location", check))
+    for endpoint, location, key, check in deletions:
+        expected = table.get(endpoint)
+        if expected is None:
+            raise ConfigError(
+                f"{source}: {where}.{key}: {retention}: endpoints.{endpoint}: missing; add `{endpoint}: {location}` "
+                "there (docs/beamlines.md)"
+            )
+        if expected != location:
+            raise ConfigError(
+                f"{source}: {where}.{key}: {location!r}, but {retention}: endpoints.{endpoint} is {expected!r}; "
+                "make them equal"
+            )
+        if check not in table and check not in long_term:
+            raise ConfigError(
+                f"{source}: {where}: {retention}: {check} (the check copy of {endpoint}) is in neither endpoints nor "
+                "long_term; add it to long_term if it keeps its copies"
+            )
+
+
 def parse_beamlines(document: object, *, source: Path, endpoint_names: set[str]) -> Beamlines:
     """Validate a parsed beamlines document; endpoints must exist in endpoints.yaml."""
     if not isinstance(document, dict) or not isinstance(document.get("beamlines"), dict) or not document["beamlines"]:
@@ -220,6 +250,7 @@ def parse_beamlines(document: object, *, source: Path, endpoint_names: set[str])
             },
             **values,
         )
+        _check_retention(values, beamlines[key].pipeline("hpss_archive"), where, source)
     return Beamlines(beamlines, source)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -19,8 +20,12 @@ from include.tools.local_airflow import configure_environment
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="als-tests-"))
 FACILITY_ROOT = SESSION_DIR / "facility"
 FACILITY_PORT = free_port()
+# A manifest signing key (Connection als_signing) of this run only: nothing signed elsewhere verifies here.
 configure_environment(
-    SESSION_DIR / "airflow", facility_url=f"http://127.0.0.1:{FACILITY_PORT}", facility_root=FACILITY_ROOT
+    SESSION_DIR / "airflow",
+    facility_url=f"http://127.0.0.1:{FACILITY_PORT}",
+    facility_root=FACILITY_ROOT,
+    signing_key=secrets.token_hex(32),
 )
 # A second bundle holds DAGs that exist only for tests (dag.test() runs DAGs found in a bundle).
 os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
@@ -63,3 +68,15 @@ def local_endpoints():
     from include.endpoints import load_endpoints
 
     return load_endpoints("local", facility_root=FACILITY_ROOT)
+
+
+#: Tests that share one expensive stack per process: under pytest-xdist (``make test`` runs two workers with
+#: ``--dist loadgroup``) each group stays on one worker, so a session starts each stack once.
+XDIST_GROUPS = {"tests/e2e/": "e2e-stack", "tests/ui/": "ui-stack"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for prefix, group in XDIST_GROUPS.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))

@@ -8,9 +8,13 @@ process group whose pid is kept in ``<home>/pids/<component>.pid`` and whose out
 (``make serve``) is stopped by another (``make stop``). ``airflow standalone`` is not used: it ignores
 SIGTERM and orphans its children.
 
-The stack's secrets (API JWT secret, Fernet key, UI login) are generated once and kept in ``<home>``
-with mode 0600; they are passed to the processes through the environment and never printed by this module
-except the UI login, which ``make serve`` shows on purpose.
+The stack's secrets (API JWT secret, Fernet key, UI login, manifest signing key, database password) are
+generated once and kept in ``<home>`` with mode 0600; they are passed to the Airflow processes through the
+environment and never printed by this module except the UI login, which ``make serve`` shows on purpose.
+The facility gets none of them (a clean environment, include/facility/process.py); its admin token is in
+``<home>/facility.admin-token``. Airflow connects to PostgreSQL as a role of its own (``<database>_airflow``,
+not a superuser) with a generated password; ``ALS_POSTGRES_URL`` (an administrator, default ``postgres``)
+is used only to create that role and the database.
 """
 
 from __future__ import annotations
@@ -27,15 +31,17 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from include.endpoints import REPO_ROOT
-from include.facility.process import Facility, free_port
+from include.facility.process import Facility, facility_command, facility_environment, free_port
+from include.tools.local_airflow import secret_file as _secret_file
 
 #: Where ``make serve`` keeps the stack (pids, logs, facility, secrets).
 DEFAULT_HOME = REPO_ROOT / ".airflow-stack"
-#: The PostgreSQL server (trust auth on these machines); the stack's database is created on it.
+#: The PostgreSQL server as an administrator: used only to create the stack's role and database.
 POSTGRES_URL = os.environ.get("ALS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("ALS_REDIS_URL", "redis://127.0.0.1:6379")
 TERMINAL_STATES = frozenset({"success", "failed"})
@@ -83,15 +89,6 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _secret_file(path: Path, make) -> str:
-    """A value kept in ``path`` (mode 0600), created by ``make()`` the first time."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(make())
-    return path.read_text().strip()
-
-
 class LocalStack:
     """api-server, scheduler, dag-processor, triggerer (+ celery worker) on PostgreSQL, plus the local facility."""
 
@@ -116,8 +113,12 @@ class LocalStack:
         self.api_url = f"http://127.0.0.1:{port}"
         self.ui_url = f"{self.api_url}/"
         self.username = USERNAME
-        self.database_url = f"{POSTGRES_URL.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{database}"
-        self.facility = Facility(self.facility_root, port=self.facility_port, log_file=self.log_dir / "facility.log")
+        self.facility = Facility(
+            self.facility_root,
+            port=self.facility_port,
+            log_file=self.log_dir / "facility.log",
+            token_file=self.home / "facility.admin-token",
+        )
         self._env: dict[str, str] | None = None
         self._token: str | None = None
         self._http = httpx.Client(base_url=self.api_url, timeout=30.0)
@@ -143,6 +144,20 @@ class LocalStack:
         self.home.mkdir(parents=True, exist_ok=True)
         raw = _secret_file(self.home / "passwords.json", lambda: json.dumps({USERNAME: secrets.token_urlsafe(12)}))
         return json.loads(raw)[USERNAME]
+
+    @property
+    def database_role(self) -> str:
+        """The PostgreSQL role Airflow connects as (owns the stack's database; not a superuser)."""
+        return f"{self.database}_airflow"
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the stack's database as its own role, with its generated password."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        password = _secret_file(self.home / "postgres.password", lambda: secrets.token_urlsafe(24))
+        server = urlsplit(POSTGRES_URL)
+        where = f"{server.hostname or '127.0.0.1'}:{server.port or 5432}"
+        return f"postgresql+psycopg2://{quote(self.database_role)}:{quote(password)}@{where}/{self.database}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -345,7 +360,69 @@ class LocalStack:
             raise StackError(f"{self.api_url} already answers: another server holds port {self.port}")
 
     def create_database(self) -> None:
-        """Create the stack's PostgreSQL database if it does not exist."""
+        """Create (idempotently) the stack's role, with the password kept in ``<home>``, and its database,
+        owned by that role; an existing database and its tables are handed to the role."""
+        import psycopg2
+        from psycopg2 import sql
+
+        password = urlsplit(self.database_url).password
+        role, database = sql.Identifier(self.database_role), sql.Identifier(self.database)
+        connection = psycopg2.connect(f"{POSTGRES_URL}/postgres")
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.database_role,))
+                verb = "ALTER" if cursor.fetchone() else "CREATE"
+                with contextlib.suppress(psycopg2.errors.DuplicateObject):  # created concurrently
+                    cursor.execute(
+                        sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s").format(role),
+                        (password,),
+                    )
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+                if cursor.fetchone() is None:
+                    with contextlib.suppress(psycopg2.errors.DuplicateDatabase):  # created concurrently
+                        cursor.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))
+                else:
+                    cursor.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, role))
+        finally:
+            connection.close()
+        self._adopt_objects()
+
+    def _adopt_objects(self) -> None:
+        """Hand the tables, sequences, views and types of the database's ``public`` schema to the stack's role
+        (a database made by an earlier version, as ``postgres``)."""
+        import psycopg2
+        from psycopg2 import sql
+
+        connection = psycopg2.connect(f"{POSTGRES_URL}/{self.database}")
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                role = sql.Identifier(self.database_role)
+                cursor.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(role))
+                cursor.execute(
+                    "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S', 'p') "
+                    "AND pg_get_userbyid(c.relowner) <> %s",
+                    (self.database_role,),
+                )
+                kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+                for name, kind in cursor.fetchall():
+                    statement = "ALTER " + kinds[kind] + " {} OWNER TO {}"
+                    with contextlib.suppress(psycopg2.errors.DependentObjectsStillExist):  # owned sequences follow
+                        cursor.execute(sql.SQL(statement).format(sql.Identifier("public", name), role))
+                cursor.execute(
+                    "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE n.nspname = 'public' AND t.typtype = 'e' AND pg_get_userbyid(t.typowner) <> %s",
+                    (self.database_role,),
+                )
+                for (name,) in cursor.fetchall():
+                    cursor.execute(sql.SQL("ALTER TYPE {} OWNER TO {}").format(sql.Identifier("public", name), role))
+        finally:
+            connection.close()
+
+    def drop_database(self) -> None:
+        """Drop the stack's database and role (tests: a database of their own per session). Stop first."""
         import psycopg2
         from psycopg2 import sql
 
@@ -353,10 +430,8 @@ class LocalStack:
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
-                if cursor.fetchone() is None:
-                    with contextlib.suppress(psycopg2.errors.DuplicateDatabase):  # created concurrently
-                        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+                cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.database)))
+                cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self.database_role)))
         finally:
             connection.close()
 
@@ -372,8 +447,9 @@ class LocalStack:
             raise StackError(f"database migration failed; see {self.log_dir / 'migrate.log'}")
 
     def _start_facility(self) -> None:
-        command = [sys.executable, "-m", "include.facility", "--root", str(self.facility_root)]
-        self._popen(FACILITY, [*command, "--port", str(self.facility_port)], self.env)
+        """The facility, with a clean environment (none of the stack's secrets) and its admin token file."""
+        command = facility_command(self.facility_root, self.facility_port, self.facility.token_file)
+        self._popen(FACILITY, command, facility_environment(self.facility_root))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
@@ -459,9 +535,18 @@ class LocalStack:
         return (
             f"Airflow UI:  {self.ui_url}\nREST API:    {self.api_url}/api/v2\n"
             f"Login:       {self.username} / {self.password}\nFacility:    {self.facility.url} "
-            f"(root {self.facility_root})\nExecutor:    {self.executor}, database {self.database}\n"
-            f"Processes:   {pids}\nLogs, pids:  {self.log_dir}, {self.pid_dir}\nStop with:   make stop"
+            f"(root {self.facility_root}; admin token in {self.facility.token_file})\n"
+            f"Executor:    {self.executor}, database {self.database} (role {self.database_role})\n"
+            f"Processes:   {pids}\nLogs, pids:  {self.log_dir}, {self.pid_dir}\n"
+            f"Airflow CLI: make airflow{self.make_args} ARGS='dags list'\n"
+            f"A scan:      make scan{self.make_args} (writes one on this stack's spot832)\n"
+            f"Stop with:   make stop{self.make_args}"
         )
+
+    @property
+    def make_args(self) -> str:
+        """What names this stack to the make targets (nothing for the default home)."""
+        return "" if self.home == DEFAULT_HOME.resolve() else f" STACK_HOME={self.home}"
 
 
 def _fernet_key() -> str:
@@ -475,27 +560,76 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+#: What ``serve`` records in ``<home>/stack.json``, so ``stop``, ``airflow``, ``scan`` and the next ``serve`` name
+#: the same stack.
+SETTINGS = ("port", "database", "executor", "facility_port", "facility_root")
+DEFAULTS: dict[str, Any] = {
+    "port": 8080,
+    "database": "als_airflow",
+    "executor": "LocalExecutor",
+    "facility_port": 8765,
+    "facility_root": None,
+}
+
+
+def stack_settings(home: Path, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of the stack under ``home``: those given, else those ``serve`` recorded there, else the
+    defaults (so a home keeps its database, ports and facility from one ``serve`` to the next)."""
+    recorded: dict[str, Any] = {}
+    with contextlib.suppress(FileNotFoundError):
+        recorded = json.loads((Path(home) / "stack.json").read_text())
+    return {key: given[key] if given.get(key) is not None else recorded.get(key, DEFAULTS[key]) for key in SETTINGS}
+
+
+def _record(stack: LocalStack) -> None:
+    settings = {
+        "port": stack.port,
+        "database": stack.database,
+        "executor": stack.executor,
+        "facility_port": stack.facility_port,
+        "facility_root": str(stack.facility_root),
+    }
+    (stack.home / "stack.json").write_text(json.dumps(settings, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.tools.local_stack", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["serve", "stop"])
-    parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--database", default="als_airflow")
-    parser.add_argument("--executor", default="LocalExecutor", choices=["LocalExecutor", "CeleryExecutor"])
-    parser.add_argument("--facility-port", type=int, default=8765)
-    parser.add_argument("--facility-root", type=Path, default=None)
-    args = parser.parse_args(argv)
-    stack = LocalStack(
-        args.home,
-        port=args.port,
-        database=args.database,
-        executor=args.executor,
-        facility_root=args.facility_root,
-        facility_port=args.facility_port,
+    parser = argparse.ArgumentParser(
+        prog="python -m include.tools.local_stack",
+        description=__doc__.splitlines()[0],
+        epilog="serve records its settings in <home>/stack.json; stop, airflow and scan then need only --home. "
+        "airflow ARGS runs the stack's airflow CLI with the stack's environment (its database, connections); "
+        "scan writes a sample scan on the stack's spot832 and prints the conf to trigger it with.",
     )
+    parser.add_argument("action", choices=["serve", "stop", "airflow", "scan"])
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="airflow: the airflow CLI's arguments")
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    parser.add_argument("--port", type=int, default=None, help="the API server and UI (default 8080)")
+    parser.add_argument("--database", default=None, help="PostgreSQL database (default als_airflow)")
+    parser.add_argument("--executor", default=None, choices=["LocalExecutor", "CeleryExecutor"])
+    parser.add_argument("--facility-port", type=int, default=None, help="the local facility (default 8765)")
+    parser.add_argument("--facility-root", type=Path, default=None, help="default <home>/facility")
+    args = parser.parse_args(argv)
+    home = args.home.resolve()
+    given = {key: getattr(args, key) for key in SETTINGS}
+    settings = stack_settings(home, given)
+    stack = LocalStack(home, **settings)
     if args.action == "stop":
         stack.stop()
         print(f"stopped the stack under {stack.home}")
+        return 0
+    if args.action == "airflow":
+        command = args.args[1:] if args.args[:1] == ["--"] else args.args
+        # the CLI warns on every dags command that graphviz (only for `dags show`) is missing
+        env = {**stack.env, "PYTHONWARNINGS": "ignore:Could not import graphviz"}
+        return subprocess.run([stack._airflow(), *command], env=env, cwd=REPO_ROOT).returncode
+    if args.action == "scan":
+        from include.tools.demo import write_demo_scan
+
+        conf = json.dumps({"file_path": write_demo_scan(stack.facility_root)})
+        print(
+            f"conf: {conf}\nunpause: make airflow{stack.make_args} ARGS='dags unpause bl832_dispatcher'\n"
+            f"trigger: make airflow{stack.make_args} ARGS='dags trigger bl832_dispatcher' CONF='{conf}'"
+        )
         return 0
     started = time.monotonic()
     try:
@@ -503,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         print(f"make serve: {exc}", file=sys.stderr)
         return 1
+    _record(stack)
     print(f"stack up in {time.monotonic() - started:.0f}s\n{stack.describe()}")
     return 0
 
