@@ -283,8 +283,10 @@ class LocalStack:
         pid = _read_pid(self.pid_dir / f"{component}.pid")
         if pid is None or not _alive(pid):
             return None
-        marker = "include.facility" if component == FACILITY else "airflow"
-        return pid if marker in _cmdline(pid) else None  # a recycled pid is not ours
+        # a recycled pid is not ours; a Celery worker retitles itself ("[celeryd: celery@host:MainProcess] ...")
+        markers = {FACILITY: ("include.facility",), "celery-worker": ("airflow", "celeryd")}.get(component)
+        command = _cmdline(pid)
+        return pid if any(marker in command for marker in markers or ("airflow",)) else None
 
     def __enter__(self) -> LocalStack:
         return self.start()

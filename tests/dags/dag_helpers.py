@@ -79,3 +79,34 @@ def backdate(dag_run, days: int):
     copies = record_copies(GlobusTransferHook(), requests)
     schedule_deletions(copies, dag_id=dag_run.dag_id, run_id=f"{dag_run.run_id}-backdated", now=then)
     return then
+
+
+def run_in_db(dag):
+    """dag.test() of a DAG defined in a test (serialised to the metadata DB first: dag.test() runs only DAGs it
+    finds there); returns the run and its task instances by task id."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+        session.flush()
+        update_dag_parsing_results_in_db(
+            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
+        )
+    dag_run = dag.test()
+    return dag_run, {ti.task_id: ti for ti in dag_run.get_task_instances()}
+
+
+class TaskStateStore:
+    """The task state store's interface (get/set), kept in a dict."""
+
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value) -> None:
+        self.values[key] = value

@@ -12,26 +12,10 @@ from als_provider.hooks.globus_compute import GlobusComputeHook
 from als_provider.operators.globus_compute import GlobusComputeOperator, GlobusComputeTaskError
 from als_provider.triggers.globus_compute import GlobusComputeTaskTrigger
 from include.sites import load_sites
+from tests.dags.dag_helpers import run_in_db
 
 ENDPOINT = load_sites()["local"].compute_endpoint_id  # the local profile registers the ids it serves
 pytestmark = pytest.mark.usefixtures("airflow_db")
-
-
-def run_dag(dag):
-    """Serialise ``dag`` to the metadata DB (dag.test() runs only DAGs it finds there), run dag.test()."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-        session.flush()
-        update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
-        )
-    dag_run = dag.test()
-    return dag_run, {ti.task_id: ti for ti in dag_run.get_task_instances()}
 
 
 def make_dag(dag_id: str, operator_cls=GlobusComputeOperator, **op_kwargs):
@@ -70,7 +54,7 @@ def test_success_puts_the_summary_in_xcom(facility, tmp_path):
         function_kwargs={"paths": [str(scan)]},
         endpoint_id=ENDPOINT,
     )
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "success"
     result = xcom(dag_run)
     assert result["paths"][str(scan)] == {"size": 10, "is_dir": False}
@@ -89,7 +73,7 @@ def test_remote_exception_fails_the_task_with_the_remote_traceback(facility, tmp
         endpoint_id=ENDPOINT,
         retries=0,
     )
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "failed"
     assert dag_run.state == "failed"
     captured = capfd.readouterr()
@@ -101,7 +85,7 @@ def test_remote_exception_fails_the_task_with_the_remote_traceback(facility, tmp
 def test_injected_raise_fault_fails_the_task(facility):
     facility.inject("compute", "raise", match="^check_environment$", message="detector on fire")
     dag = make_dag("test_compute_raise_fault", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
-    _, tis = run_dag(dag)
+    _, tis = run_in_db(dag)
     assert tis["compute"].state == "failed"
     assert facility.stats()["fault.compute.raise"] == 1
 
@@ -125,7 +109,7 @@ def test_retry_after_a_worker_crash_reattaches_instead_of_running_again(facility
         function_name="check_environment",
         endpoint_id=ENDPOINT,
     )
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "success"
     assert tis["compute"].try_number == 2
     assert xcom(dag_run)["python"]
@@ -156,7 +140,7 @@ def test_retry_after_the_task_succeeded_takes_its_result_without_running_again(f
         function_name="check_environment",
         endpoint_id=ENDPOINT,
     )
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "success" and tis["compute"].try_number == 2
     assert xcom(dag_run)["python"]
     stats = facility.stats()
@@ -167,7 +151,7 @@ def test_retry_after_the_task_succeeded_takes_its_result_without_running_again(f
 def test_retry_after_a_remote_failure_submits_afresh(facility):
     facility.inject("compute", "raise", match="^check_environment$", message="transient")
     dag = make_dag("test_compute_failed_retry", function_name="check_environment", endpoint_id=ENDPOINT)
-    _, tis = run_dag(dag)
+    _, tis = run_in_db(dag)
     assert tis["compute"].state == "success"
     stats = facility.stats()
     assert stats["compute.task_created.check_environment"] == 2
@@ -181,7 +165,7 @@ def test_lost_submit_answer_is_not_resent_by_the_sdk(facility, capfd):
     """Issue 13 finding 2: globus-sdk resent the submit after a 504, so Compute ran the function twice."""
     facility.inject("compute", "lost_response", status=504, match=SUBMIT)
     dag = make_dag("test_compute_lost_answer", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
-    _, tis = run_dag(dag)
+    _, tis = run_in_db(dag)
     stats = facility.stats()
     assert stats["fault.lost_response.504"] == 1
     assert stats["compute.submit"] == 1 and stats["compute.task_created"] == 1
@@ -194,7 +178,7 @@ def test_i21_finding_11_a_lost_submit_answer_is_found_in_the_task_group(facility
     goes into the run's own task group, which is read before anything is sent again."""
     facility.inject("compute", "lost_submit", status=504, match="^check_environment$")
     dag = make_dag("test_compute_lost_in_group", function_name="check_environment", endpoint_id=ENDPOINT, retries=1)
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "success" and tis["compute"].try_number == 1
     assert xcom(dag_run)["python"]
     stats = facility.stats()
@@ -223,7 +207,7 @@ def test_i21_finding_11_the_retry_finds_the_lost_task_before_sending_again(facil
         function_name="check_environment",
         endpoint_id=ENDPOINT,
     )
-    _, tis = run_dag(dag)
+    _, tis = run_in_db(dag)
     assert tis["compute"].state == "success" and tis["compute"].try_number == 2
     stats = facility.stats()
     assert stats["compute.task_created.check_environment"] == 1
@@ -248,7 +232,7 @@ def test_i26_finding_4_a_pickled_result_is_refused_unread(facility, tmp_path, ca
     payload = DillDataBase64().serialize(Exploit())
     facility.inject("compute", "forge_result", match="^check_environment$", params={"payload": payload})
     dag = make_dag("test_compute_forged_result", function_name="check_environment", endpoint_id=ENDPOINT, retries=2)
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert not canary.exists()
     assert tis["compute"].state == "failed" and tis["compute"].try_number == 1
     assert dag_run.state == "failed"
@@ -260,10 +244,10 @@ def test_i26_finding_4_a_pickled_result_is_refused_unread(facility, tmp_path, ca
 def test_i21_finding_15_a_function_is_registered_once_per_code_version(facility):
     """Issue 21 finding 15: an unpinned function was registered on every submit."""
     first = make_dag("test_compute_register_once_a", function_name="check_environment", endpoint_id=ENDPOINT)
-    assert run_dag(first)[1]["compute"].state == "success"
+    assert run_in_db(first)[1]["compute"].state == "success"
     facility.reset()
     second = make_dag("test_compute_register_once_b", function_name="check_environment", endpoint_id=ENDPOINT)
-    dag_run, tis = run_dag(second)
+    dag_run, tis = run_in_db(second)
     assert tis["compute"].state == "success" and xcom(dag_run)["python"]
     stats = facility.stats()
     assert stats["compute.executed.check_environment"] == 1
@@ -286,7 +270,7 @@ def test_i21_finding_15_a_pinned_id_naming_other_code_is_not_used(facility):
     Variable.set(key, other)
     facility.reset()
     dag = make_dag("test_compute_pinned_other_code", function_name="check_environment", endpoint_id=ENDPOINT)
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "success" and xcom(dag_run)["python"]  # check_environment ran, not the other
     assert facility.stats()["compute.register"] >= 1
     assert Variable.get(key) not in (None, other)
@@ -296,7 +280,7 @@ def test_other_calls_keep_the_sdks_retries(facility):
     """Only the submit is sent once: a 503 on the task poll is still retried by the SDK."""
     facility.inject("compute", "http", status=503, match=r"^GET /v2/tasks/", times=2)
     dag = make_dag("test_compute_poll_retried", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
-    _, tis = run_dag(dag)
+    _, tis = run_in_db(dag)
     assert tis["compute"].state == "success"
     assert facility.stats()["fault.http.503"] == 2
 
@@ -312,7 +296,7 @@ def test_data_error_fails_once_with_the_functions_line(facility, tmp_path, capfd
         endpoint_id=ENDPOINT,
         retries=2,
     )
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert dag_run.state == "failed"
     assert tis["compute"].try_number == 1
     assert facility.stats()["compute.task_created.reconstruct"] == 1
@@ -323,7 +307,7 @@ def test_data_error_fails_once_with_the_functions_line(facility, tmp_path, capfd
 def test_transient_remote_failures_are_still_retried(facility):
     facility.inject("compute", "raise", match="^check_environment$", message="endpoint lost its worker")
     dag = make_dag("test_compute_transient_retried", function_name="check_environment", endpoint_id=ENDPOINT)
-    _, tis = run_dag(dag)
+    _, tis = run_in_db(dag)
     assert tis["compute"].state == "success" and tis["compute"].try_number == 2
 
 
@@ -336,7 +320,7 @@ def test_site_resolves_the_endpoint_and_non_deferrable_mode_waits_inline(facilit
     dag = make_dag(
         "test_compute_site_inline", function_name="check_environment", site="local", deferrable=False, retries=0
     )
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "success"
     assert xcom(dag_run)["host"]
 
@@ -350,7 +334,7 @@ def test_timeout_fails_the_task(facility):
         task_timeout=timedelta(seconds=1),
         retries=0,
     )
-    _, tis = run_dag(dag)
+    _, tis = run_in_db(dag)
     assert tis["compute"].state == "failed"
 
 

@@ -20,6 +20,7 @@ from als_provider.triggers.inline import first_event
 from include import manifests
 from include.manifests import DeletionRequest, ManifestEntry
 from include.pruning import check_entries, reason_kind, record_copies
+from tests.dags.dag_helpers import TaskStateStore
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 LOG = logging.getLogger("test_globus_delete")
@@ -205,20 +206,7 @@ def test_i21_finding_3_a_page_that_cannot_be_read_means_could_not_check(hook, pu
     assert reason_kind(plan.kept[0][2]) == "could not check" and "could not be read" in plan.kept[0][2]
 
 
-class Store:
-    """The task state store's interface (get/set), kept in a dict."""
-
-    def __init__(self) -> None:
-        self.values: dict = {}
-
-    def get(self, key, default=None):
-        return self.values.get(key, default)
-
-    def set(self, key, value) -> None:
-        self.values[key] = value
-
-
-def task_context(store: Store, try_number: int, **params) -> dict:
+def task_context(store: TaskStateStore, try_number: int, **params) -> dict:
     ti = SimpleNamespace(dag_id="prune", run_id="manual__i21", task_id="prune_manifests", map_index=-1,
                          try_number=try_number, max_tries=2, task=SimpleNamespace(retries=2))  # fmt: skip
     return {"ti": ti, "task_state_store": store, "params": {"dry_run": False, "as_of": None, **params},
@@ -245,7 +233,7 @@ def test_i21_finding_4_the_comparison_defers_and_a_retry_submits_nothing_new(hoo
     monkeypatch.setattr(PruneManifestsOperator, "_items", lambda self, plan: [due])
     monkeypatch.setattr(manifests, "remove_entries", lambda keys, **_: removed.extend(keys) or len(keys))
     facility.inject("transfer", "slow", match=r"/p4/a\.h5$", params={"seconds": 3}, times=1)  # the copy runs 3 s
-    store = Store()
+    store = TaskStateStore()
     started = time.monotonic()
     with pytest.raises(TaskDeferred) as first:
         PruneManifestsOperator(task_id="prune_manifests", poll_interval=0.1).execute(task_context(store, 1))

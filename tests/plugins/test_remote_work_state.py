@@ -10,19 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from als_provider.operators.base import RemoteWorkOperator, generation, is_retry
-
-
-class Store:
-    """The task state store's interface (get/set), kept in a dict."""
-
-    def __init__(self) -> None:
-        self.values: dict = {}
-
-    def get(self, key, default=None):
-        return self.values.get(key, default)
-
-    def set(self, key, value) -> None:
-        self.values[key] = value
+from tests.dags.dag_helpers import TaskStateStore
 
 
 class Work(RemoteWorkOperator):
@@ -30,13 +18,13 @@ class Work(RemoteWorkOperator):
     state_key = "work"
 
 
-def context(store: Store, *, try_number: int, max_tries: int, retries: int = 2) -> dict:
+def context(store: TaskStateStore, *, try_number: int, max_tries: int, retries: int = 2) -> dict:
     ti = SimpleNamespace(try_number=try_number, max_tries=max_tries, task=SimpleNamespace(retries=retries))
     return {"ti": ti, "task_state_store": store}
 
 
 def test_retries_of_one_run_share_the_state():
-    store, op = Store(), Work(task_id="w", conn_id="c")
+    store, op = TaskStateStore(), Work(task_id="w", conn_id="c")
     first = context(store, try_number=1, max_tries=2)
     op._save_state(first, {"task_id": "remote-1"})
     retry = context(store, try_number=2, max_tries=2)
@@ -46,7 +34,7 @@ def test_retries_of_one_run_share_the_state():
 
 def test_a_clear_after_success_starts_over():
     """Issue 13 finding 4: the state outlived success, so a cleared task re-attached to its old work."""
-    store, op = Store(), Work(task_id="w", conn_id="c")
+    store, op = TaskStateStore(), Work(task_id="w", conn_id="c")
     op._save_state(context(store, try_number=1, max_tries=2), {"task_id": "remote-1"})
     cleared = context(store, try_number=2, max_tries=1 + 2)  # Clear after try 1: max_tries = 1 + retries
     assert generation(cleared) == 2 and not is_retry(cleared)
@@ -57,12 +45,12 @@ def test_a_clear_after_success_starts_over():
 
 
 def test_a_clear_after_exhausted_retries_starts_over():
-    store, op = Store(), Work(task_id="w", conn_id="c")
+    store, op = TaskStateStore(), Work(task_id="w", conn_id="c")
     op._save_state(context(store, try_number=3, max_tries=2), {"task_id": "remote-1"})
     assert op._load_state(context(store, try_number=4, max_tries=3 + 2)) == {}
 
 
 def test_state_written_before_generations_is_still_read():
-    store, op = Store(), Work(task_id="w", conn_id="c")
+    store, op = TaskStateStore(), Work(task_id="w", conn_id="c")
     store.set("work", {"task_id": "remote-0"})  # a task in flight when this version was deployed
     assert op._load_state(context(store, try_number=2, max_tries=2))["task_id"] == "remote-0"

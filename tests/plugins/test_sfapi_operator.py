@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from als_provider.operators.sfapi import SFAPIJobOperator
+from tests.dags.dag_helpers import run_in_db
 from tests.fixture_dags.sfapi_operator_dags import DAGS, FORCED_STATES
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
@@ -202,23 +203,6 @@ class RetriesRaisedBetweenTries(SFAPIJobOperator):
             type(self).code_retries = 3
             raise RuntimeError("worker died after submitting; the next try runs code with retries=3")
         return super().defer(*args, **kwargs)
-
-
-def run_in_db(dag):
-    """dag.test() of a DAG defined here (serialised to the metadata DB first, as dag.test() needs)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-        session.flush()
-        update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
-        )
-    dag_run = dag.test()
-    return dag_run, {ti.task_id: ti for ti in dag_run.get_task_instances()}
 
 
 def test_i21_finding_9_changing_retries_between_tries_reattaches(facility, capfd):
