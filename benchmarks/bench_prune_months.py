@@ -9,16 +9,31 @@ the site writes them, then copied by Globus as its plan says); each pipeline's d
 ``finish`` records them (``include.plans`` → ``include.pruning.record_copies`` → ``include.manifests``, in an
 in-memory Variable store, at simulated time); the transfer health check every 12 h (probe → data832 →
 nersc832, then the DAG's own ``remove_probes``); one prune a day: the prune operator's steps (due entries →
-``include.pruning.check_entries`` with the Globus checksum sync → delete batches through Globus → entries
-removed only after their task SUCCEEDED). Simulated time is the manifests' clock; files keep real times.
+``include.pruning.check_entries`` with the content compared in side folders through Globus
+(``SideFolderComparison``) → delete batches through Globus → entries removed only after their task
+SUCCEEDED). Simulated time is the manifests' clock (include.pruning is called directly: the DAG refuses an
+``as_of`` beyond now); files keep real times.
 
 Faults: NERSC CFS (nersc832's storage) offline for a week — nersc832's listings answer 502 and every Globus
 task touching CFS paths fails (through either NERSC collection); the day's NERSC copies wait and are made when
-it is back — a failed delete task, a spot832 scan edited in place between its copy and the prune.
+it is back — a failed delete task, a spot832 scan edited in place between its copy and the prune, and
+**silent rot**: on random days a random copy that a pending entry compares (a target or its check copy, raw
+or results, temporary or long-term) gets other bytes with its size and modification time unchanged — and
+**a Clear of copy/archive tasks**: on random days random earlier ``copy_*``/``archive_*`` tasks (the site's
+results folder to data832_scratch or the NERSC results archive, ``GlobusTransferOperator(replace_destination=
+True)``) whose source was already pruned run again as Airflow runs a cleared task (the real operator's
+``execute``, a new try whose task state store still holds the first run's), plus one whose source and
+destination are both still there; each results folder carries its results manifest, as the site writes it.
 Checked every day: every scan has a verified raw copy (a file with its original bytes on spot832, data832
-or nersc832); nothing that changed after its copy is deleted. Reported: each location's bytes and the
-manifest's size per day (a PNG with ``--plot``), and whether any location or the manifest grows without
-bound (temporary locations must stay under their retention window's worth of scans).
+or nersc832); nothing that changed after its copy is deleted; no file of a long-term copy (nersc832 raw, the
+NERSC results archive) is ever deleted, or changed except by the simulated rot; no side folder is left; each
+Clear of a pruned source fails with no retry and one of present results is a no-op (SKIPPED), and neither
+submits a Globus task nor changes a file at its destination (or its staging siblings) or its source. At the
+end: every rot whose entry fell due was reported (a prune's content mismatch names a pair holding the rotten
+file).
+Reported: each location's bytes and the manifest's size per day (a PNG with ``--plot``), and whether any
+location or the manifest grows without bound (temporary locations must stay under their retention window's
+worth of scans).
 """
 
 from __future__ import annotations
@@ -27,9 +42,11 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -94,6 +111,24 @@ class Faults:
     offline: tuple[int, int] | None = (20, 27)  # NERSC CFS down from day a to day b (exclusive)
     failed_delete_day: int | None = 40
     edited_scan_day: int | None = 10
+    rot_days: tuple[int, ...] = (5, 13, 22, 31, 47, 58, 66, 79)  # a random copy rots (before the day's prune)
+    clear_days: tuple[int, ...] = (9, 16, 23, 29, 38, 52, 63, 75, 86)  # copy/archive tasks cleared (after the prune)
+    clears: int = 3  # tasks of a pruned source cleared on each such day (and one of present results)
+    seed: int = 21
+
+
+@dataclass(frozen=True)
+class ResultsCopy:
+    """One ``copy_<kind>``/``archive_<kind>`` task as the site's DAG runs it, and the Globus task it made."""
+
+    day: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    source: Any  # EndpointPath
+    destination: Any  # EndpointPath
+    submission_id: str
+    globus_task_id: str
 
 
 @dataclass
@@ -108,6 +143,7 @@ class Day:
     failed_delete_tasks: int
     health: list[str]
     seconds: float
+    mismatches: int = 0
 
 
 @dataclass
@@ -117,9 +153,15 @@ class Result:
     violations: list[str] = field(default_factory=list)
     edited: str | None = None
     globus_tasks: int = 0
+    rots: list[dict[str, Any]] = field(default_factory=list)  # {day, file, pair, due, reported}
+    #: {day, task, destination, source_pruned, holds_rot, outcome}
+    clears: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         last = self.days[-1]
+        clears = Counter(
+            f"{c['destination']}, source {'pruned' if c['source_pruned'] else 'present'}" for c in self.clears
+        )
         return {
             "days": len(self.days),
             "scans": self.scans,
@@ -132,6 +174,15 @@ class Result:
             "check_errors": sum(d.check_errors for d in self.days),
             "failed_delete_tasks": sum(d.failed_delete_tasks for d in self.days),
             "health_failures": sum(1 for d in self.days for h in d.health if h != "ok"),
+            "content_mismatches": sum(d.mismatches for d in self.days),
+            "rots": len(self.rots),
+            "rots_reported": sum(1 for r in self.rots if r["reported"] is not None),
+            "rots_reported_after_days": [r["reported"] - r["day"] for r in self.rots if r["reported"] is not None],
+            "clears": len(self.clears),
+            "clears_of_a_pruned_source": sum(1 for c in self.clears if c["source_pruned"]),
+            "clear_outcomes": sorted({c["outcome"] for c in self.clears}),
+            "clears_by_destination": dict(sorted(clears.items())),
+            "clears_of_results_holding_rot": sum(1 for c in self.clears if c["holds_rot"]),
             "globus_tasks": self.globus_tasks,
             "seconds_per_day": round(sum(d.seconds for d in self.days) / len(self.days), 2),
         }
@@ -153,15 +204,24 @@ class Simulation:
         self.changed: set[str] = set()  # spot832 paths edited after their copy
         self.waiting_for_nersc: list[str] = []
         self.result = Result()
+        self.random = random.Random(faults.seed)
+        self.rotten: set[Path] = set()  # files the simulated rot changed
+        self.held: set[Path] = set()  # the copies of a rotten pair: kept until a person decides
+        self.long_term: dict[Path, str] = {}  # every long-term file seen -> its md5
+        self.results_copies: list[ResultsCopy] = []  # every copy_*/archive_* task made, for the Clears
+        self.clear_random = random.Random(faults.seed + 1)  # its own draws: the rot's stay as they were
 
     # -- Globus helpers ------------------------------------------------------------------------------
-    def copy(self, source: str, destination: str, items: Iterable[tuple[str, str, bool]], label: str) -> None:
-        """One Globus transfer task (checksum-verified) for several items; fails loudly."""
+    def copy(
+        self, source: str, destination: str, items: Iterable[tuple[str, str, bool]], label: str
+    ) -> dict[str, Any] | None:
+        """One Globus transfer task (checksum-verified) for several items; fails loudly. The task, with its
+        ``submission_id``."""
         import globus_sdk
 
         items = list(items)
         if not items:
-            return
+            return None
         src, dst = self.endpoints[source], self.endpoints[destination]
         data = globus_sdk.TransferData(
             source_endpoint=src.uuid,
@@ -177,6 +237,7 @@ class Simulation:
         task = self.wait(self.hook.client.submit_transfer(data)["task_id"])
         if task["status"] != "SUCCEEDED":
             raise RuntimeError(f"{label}: transfer {task['task_id']} {task['status']} {task.get('fatal_error')}")
+        return {**task, "submission_id": data["submission_id"]}
 
     def wait(self, task_id: str) -> dict[str, Any]:
         self.result.globus_tasks += 1
@@ -204,9 +265,10 @@ class Simulation:
 
     def new_scans(self, day: int, now: datetime) -> None:
         """Scans written on spot832, copied to data832 (and nersc832 unless offline), then reconstructed."""
-        from include.paths import parse_scan
+        from compute_functions import results_manifest
+        from include.paths import EndpointPath, parse_scan
         from include.plans import TO_DATA832, TO_NERSC, due_requests, new_file_plan, site_plan
-        from include.sites import load_sites
+        from include.sites import HOME_SCRATCH, load_sites
 
         sites = load_sites()
         scans = [parse_scan(f"sim_d{day:03d}/{now:%Y%m%d}_{i:06d}_s{i:03d}.h5") for i in range(self.scans)]
@@ -255,9 +317,24 @@ class Simulation:
                 for folder in scan.results(site).folders():
                     for k in range(2):
                         self.write(site.scratch_endpoint, f"{folder}/x_{k:05d}.tiff", os.urandom(1024))
+                    results_manifest.write(self.endpoints[site.scratch_endpoint].posix_path(str(folder)))
             for destination in site.result_destinations():
                 items = [(str(f), str(f), True) for s in site_scans for f in s.results(site).folders()]
-                self.copy(site.scratch_endpoint, destination, items, f"sim {name} results")
+                task = self.copy(site.scratch_endpoint, destination, items, f"sim {name} results")
+                for scan in site_scans if task else ():
+                    for kind, folder in zip(("tiff", "zarr"), scan.results(site).folders(), strict=True):
+                        self.results_copies.append(
+                            ResultsCopy(
+                                day,
+                                site.dag_id,
+                                f"sim_{scan.relative_path}",
+                                f"{'copy' if destination == HOME_SCRATCH else 'archive'}_{kind}",
+                                EndpointPath(site.scratch_endpoint, str(folder)),
+                                EndpointPath(destination, str(folder)),
+                                task["submission_id"],
+                                task["task_id"],
+                            )
+                        )
             for scan in site_scans:
                 plan = site_plan(site, scan, {})
                 self.record(plan["deletions"], now, site.dag_id, f"sim_{scan.relative_path}")
@@ -293,20 +370,78 @@ class Simulation:
             status = f"{status}; clean-up failed: {exc}"[:200]
         return status
 
-    def prune(self, as_of: datetime, day: int) -> tuple[int, int, int, int]:
-        """The prune operator's steps (include.pruning + Globus deletes + manifest updates)."""
+    def rot_a_copy(self, day: int) -> None:
+        """Silent rot of a random copy that a pending entry compares by content (its target or its check copy):
+        other bytes, the same size and modification time."""
+        from include import manifests, pruning
+
+        entries = [
+            e
+            for e in manifests.load_entries(self.store.keys(manifests.KEY_PREFIX), store=self.store)
+            if isinstance(e, manifests.ManifestEntry)
+            and pruning.content_level(e, self.endpoints) == "checksum"
+            and not (e.endpoint == "spot832" and e.path.removeprefix("raw/") in self.changed)
+        ]
+        self.random.shuffle(entries)
+        for entry in entries:
+            where = self.random.choice((entry.target, entry.check))
+            place = self.endpoints[where.endpoint].posix_path(str(where.path))
+            files = sorted(f for f in ([place] if place.is_file() else place.rglob("*")) if f.is_file())
+            files = [f for f in files if f not in self.rotten]
+            if not files:
+                continue
+            path = self.random.choice(files)
+            info = path.stat()
+            path.write_bytes(os.urandom(info.st_size))
+            os.utime(path, (info.st_atime, info.st_mtime))
+            self.rotten.add(path)
+            if path in self.long_term:
+                self.long_term[path] = hashlib.md5(path.read_bytes()).hexdigest()
+            self.result.rots.append({"day": day, "file": str(path), "pair": f"{entry.target} -> {entry.check}",
+                                     "reported": None})  # fmt: skip
+            return
+
+    def posix(self, text: str) -> Path:
+        """The file system place of ``endpoint:path`` as prune names it."""
+        endpoint, _, rel = text.strip().partition(":")
+        return self.endpoints[endpoint].posix_path(rel)
+
+    def note_mismatches(self, day: int, plan) -> int:
+        """Every content mismatch must name a pair holding a rotten file (no false alarm); each rot it names is
+        reported; both copies of the pair (and every copy held with them) are kept until a person decides."""
+        from include import pruning
+
+        for _, what, reason in plan.kept:
+            if pruning.reason_kind(reason) in (pruning.MISMATCH, pruning.HELD):
+                self.held.add(self.posix(what.partition(" (")[0]))
+        for line in plan.mismatches:
+            pair = line.split(": " + pruning.MISMATCH, 1)[0]
+            places = [self.posix(side) for side in pair.split(" -> ")]
+            self.held.update(places)
+            rotten = [r for r in self.result.rots if any(Path(r["file"]) == p or p in Path(r["file"]).parents
+                                                         for p in places)]  # fmt: skip
+            if not rotten:
+                self.result.violations.append(f"day {day}: content mismatch without rot: {line}")
+            for r in rotten:
+                r["reported"] = day if r["reported"] is None else r["reported"]
+        return len(plan.mismatches)
+
+    def prune(self, as_of: datetime, day: int) -> tuple[int, int, int, int, int]:
+        """The prune operator's steps (include.pruning + Globus comparisons and deletes + manifest updates)."""
         from als_provider.hooks.globus_transfer import describe_globus_error
-        from als_provider.operators.globus_delete import GlobusChecksumSync
+        from als_provider.operators.globus_delete import SideFolderComparison
         from include import manifests, pruning
 
         items = list(manifests.due_entries(as_of, store=self.store))
-        content = GlobusChecksumSync(
-            self.hook, label=f"sim prune d{day}", timeout=timedelta(minutes=5), poll_seconds=0.02
+        content = SideFolderComparison(
+            self.hook, label=f"sim prune d{day}", timeout=timedelta(minutes=5), poll_interval=0.02
         )
         plan = pruning.check_entries(
             self.hook, items, self.endpoints, content=content, describe_error=describe_globus_error, log=_quiet()
         )
         self.result.globus_tasks += len(content.tasks)
+        self.result.violations += [f"day {day}: side folder left: {f}" for f in content.cleanup_failures]
+        mismatches = self.note_mismatches(day, plan)
         if plan.absent:
             manifests.remove_entries(plan.absent, store=self.store)
         deleted = failed = 0
@@ -328,7 +463,106 @@ class Simulation:
                 deleted += len(batch["keys"])
             else:
                 failed += 1
-        return deleted, len(plan.kept), plan.errors, failed
+        return deleted, len(plan.kept), plan.errors, failed, mismatches
+
+    # -- a Clear of copy/archive tasks -------------------------------------------------------------------
+    def clear_copies(self, day: int) -> None:
+        """A Clear of random earlier ``copy_*``/``archive_*`` tasks whose source was pruned (one of each
+        destination first, then any), and of one whose source and destination are both still there (one holding
+        a rotten file if there is one: a copy must not "repair" it)."""
+        exists = self.endpoints.posix
+        pruned = [c for c in self.results_copies if not exists(c.source).exists()]
+        present = [c for c in self.results_copies if exists(c.source).exists() and exists(c.destination).exists()]
+        chosen: list[ResultsCopy] = []
+        for destination in sorted({c.destination.endpoint for c in pruned}):
+            if len(chosen) < self.faults.clears:
+                chosen.append(self.clear_random.choice([c for c in pruned if c.destination.endpoint == destination]))
+        rest = [c for c in pruned if c not in chosen]
+        chosen += self.clear_random.sample(rest, min(len(rest), self.faults.clears - len(chosen)))
+        rotten = [c for c in present if any(self.holds_rot(where) for where in (c.source, c.destination))]
+        chosen += self.clear_random.sample(rotten or present, min(len(rotten or present), 1))
+        for made in chosen:
+            self.clear(day, made)
+
+    def clear(self, day: int, made: ResultsCopy) -> None:
+        """Run ``made``'s task again as Airflow runs a cleared task instance: the real operator's ``execute``
+        at the next try, ``max_tries`` raised by the Clear, the task state store still holding the first run's
+        Globus task. A pruned source: the task fails with no retry; present results: nothing to copy (SKIPPED).
+        Either way no Globus task is submitted and no file changes at the destination, its staging siblings or
+        the source."""
+        from types import SimpleNamespace
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from als_provider.operators.base import GENERATION_KEY, RUN_KEY
+        from als_provider.operators.globus_transfer import STATE_KEY, GlobusTransferOperator
+        from tests.dags.dag_helpers import TaskStateStore
+
+        retries = 2
+        state = TaskStateStore()  # what the first run left: its Globus task, and that the run ended
+        state.set(STATE_KEY, {"submission_id": made.submission_id, "task_id": made.globus_task_id,
+                              GENERATION_KEY: 1})  # fmt: skip
+        state.set(RUN_KEY, {"max_tries": retries, "first_try": 1, "ended": True})
+        ti = SimpleNamespace(dag_id=made.dag_id, run_id=made.run_id, task_id=made.task_id, map_index=-1,
+                             try_number=2, max_tries=1 + retries, task=SimpleNamespace(retries=retries))  # fmt: skip
+        operator = GlobusTransferOperator(
+            task_id=made.task_id,
+            source_endpoint=made.source.endpoint,
+            source_path=str(made.source.path),
+            destination_endpoint=made.destination.endpoint,
+            destination_path=str(made.destination.path),
+            recursive=True,
+            replace_destination=True,
+            deferrable=False,  # a wrong copy would run to its end here, and be seen below
+            poll_interval=0.05,
+            retries=retries,
+        )
+        source_pruned = not self.endpoints.posix(made.source).exists()
+        before = self.snapshot(made.destination), self.snapshot(made.source)
+        counted = ("transfer.submit", "delete.submit")
+        stats = self.facility.stats()
+        try:
+            summary = operator.execute({"ti": ti, "task_state_store": state})
+            outcome = f"success: {summary.get('status')}"
+        except AirflowFailException:
+            outcome = "failed with no retry"
+        except Exception as exc:
+            outcome = f"failed (a retry follows): {type(exc).__name__}: {exc}"[:200]
+        after_stats = self.facility.stats()
+        what = (
+            f"day {day}: a Clear of {made.dag_id} {made.task_id} ({made.source} -> {made.destination}, day {made.day})"
+        )
+        rot = self.holds_rot(made.source) or self.holds_rot(made.destination)
+        self.result.clears.append({"day": day, "task": what, "destination": made.destination.endpoint,
+                                   "source_pruned": source_pruned, "holds_rot": rot, "outcome": outcome})  # fmt: skip
+        want = "failed with no retry" if source_pruned else "success: SKIPPED"
+        v = self.result.violations
+        if outcome != want:
+            v.append(f"{what}: {outcome}, not {want}")
+        if submitted := {
+            k: after_stats.get(k, 0) - stats.get(k, 0) for k in counted if after_stats.get(k, 0) != stats.get(k, 0)
+        }:
+            v.append(f"{what} submitted Globus tasks: {submitted}")
+        if (self.snapshot(made.destination), self.snapshot(made.source)) != before:
+            v.append(f"{what} changed files at its destination or source")
+
+    def holds_rot(self, where) -> bool:
+        """Whether the simulated rot changed a file of the folder ``where``."""
+        folder = self.endpoints.posix(where)
+        return any(folder in path.parents for path in self.rotten)
+
+    def snapshot(self, where) -> dict[str, str]:
+        """md5 of every file of a results folder and of its staging siblings (``.<name>.incoming``/``.replaced``)."""
+        from als_provider.operators.globus_transfer import REPLACED, STAGING
+
+        folder = self.endpoints.posix(where)
+        found = {}
+        for name in (folder.name, STAGING.format(folder.name), REPLACED.format(folder.name)):
+            top = folder.parent / name
+            for path in [top] if top.is_file() else sorted(top.rglob("*")):
+                if path.is_file():
+                    found[str(path.relative_to(folder.parent))] = hashlib.md5(path.read_bytes()).hexdigest()
+        return found
 
     # -- checks ---------------------------------------------------------------------------------------
     def measure(self) -> dict[str, int]:
@@ -341,15 +575,42 @@ class Simulation:
     def check_invariants(self, day: int) -> None:
         v = self.result.violations
         for rel, md5 in self.originals.items():
+            # the beamline's copies, then the sites' staged ones (a rot of nersc832's copy after data832's was
+            # pruned leaves the good bytes at the site, held with the rotten copy until a person decides)
             copies = [
                 self.endpoints[e].posix_path(p)
-                for e, p in (("spot832", f"raw/{rel}"), ("data832", f"raw/{rel}"), ("nersc832", f"raw/{rel}"))
+                for e, p in (
+                    ("spot832", f"raw/{rel}"),
+                    ("data832", f"raw/{rel}"),
+                    ("nersc832", f"raw/{rel}"),
+                    ("nersc832_alsdev_pscratch_raw", rel),
+                    ("alcf832_raw", rel),
+                )
             ]
             if not any(c.is_file() and hashlib.md5(c.read_bytes()).hexdigest() == md5 for c in copies):
                 v.append(f"day {day}: {rel} has no verified raw copy")
         for rel in self.changed:
             if not self.endpoints["spot832"].posix_path(f"raw/{rel}").is_file():
                 v.append(f"day {day}: spot832:raw/{rel} changed after its copy and was deleted")
+        for path in self.held:
+            if not path.exists():
+                v.append(f"day {day}: {path} (a copy whose content differed) was deleted before a person decided")
+        for endpoint, rel in (("nersc832", "raw"), ("nersc832_alsdev_scratch", ".")):
+            root = self.endpoints[endpoint].posix_path(rel)
+            for path in (f for d in root.glob("sim_d*") for f in ([d] if d.is_file() else d.rglob("*"))):
+                if not path.is_file():
+                    continue
+                md5 = hashlib.md5(path.read_bytes()).hexdigest()
+                if self.long_term.setdefault(path, md5) != md5:
+                    v.append(f"day {day}: the long-term copy {path} was overwritten")
+                    self.long_term[path] = md5
+        if lost := sorted(path for path in self.long_term if not path.is_file()):
+            v.append(f"day {day}: {len(lost)} file(s) of a long-term copy deleted, e.g. {lost[0]}")
+            for path in lost:  # reported once
+                del self.long_term[path]
+        sides = {self.endpoints[e].posix_path(".") / ".als-verify" for e, _ in LOCATIONS.values()}
+        if left := [f for side in sides for f in side.rglob("*") if f.is_file()]:
+            v.append(f"day {day}: side folder files left: {left[:3]}")
 
     def check_bounded(self, day: int, as_of: datetime) -> None:
         """No location or manifest grows without bound: every temporary copy is gone within its retention
@@ -380,11 +641,15 @@ class Simulation:
                 for path in (p for p in folder.rglob("*") if p.is_file()):
                     if name == "spot832 raw" and str(path.relative_to(root)) in self.changed:
                         continue
+                    if any(path == held or held in path.parents for held in self.held):
+                        continue
                     v.append(f"day {day}: {name} still holds {path.relative_to(root)} from day {made}")
         overdue = [
             e
             for e in manifests.due_entries(as_of - timedelta(days=1, hours=1), store=self.store)
-            if not excused(e.location) and not (e.endpoint == "spot832" and e.path.removeprefix("raw/") in self.changed)
+            if not excused(e.location)
+            and not (e.endpoint == "spot832" and e.path.removeprefix("raw/") in self.changed)
+            and self.endpoints[e.endpoint].posix_path(e.path) not in self.held
         ]
         if overdue:
             v.append(f"day {day}: {len(overdue)} overdue manifest entr(y/ies), e.g. {overdue[0]}")
@@ -430,8 +695,12 @@ class Simulation:
             self.new_scans(day, now + timedelta(hours=1))
             if self.faults.edited_scan_day == day:
                 self.edit_a_scan(day)
+            if day in self.faults.rot_days:
+                self.rot_a_copy(day)
             health = [self.health_check() for _ in range(24 // health_every_hours)]
-            deleted, kept, errors, failed = self.prune(now + timedelta(hours=23), day)
+            deleted, kept, errors, failed, mismatches = self.prune(now + timedelta(hours=23), day)
+            if day in self.faults.clear_days:
+                self.clear_copies(day)
             self.check_invariants(day)
             self.check_bounded(day, now + timedelta(hours=23))
             entries = manifests.pending_count(store=self.store)
@@ -447,13 +716,34 @@ class Simulation:
                 failed,
                 health,
                 round(time.monotonic() - started, 2),
+                mismatches,
             )
             self.result.days.append(record)
             log(
                 f"day {day:3d}: {entries:6d} entries, deleted {deleted:4d}, kept {kept:4d}, errors {errors}, "
-                f"failed deletes {failed}, health {health}, {record.seconds}s"
+                f"failed deletes {failed}, content mismatches {mismatches}, health {health}, {record.seconds}s"
             )
+        self.check_rots_reported(days)
         return self.result
+
+    def check_rots_reported(self, days: int) -> None:
+        """Every rot is reported by a prune, unless the simulation ended before a prune compared its pair (its
+        entry not due yet, or only during the NERSC outage)."""
+        for rot in self.result.rots:
+            if rot["reported"] is None and rot["day"] < days - 1 - self.longest_wait(rot):
+                self.result.violations.append(f"the rot of {rot['file']} (day {rot['day']}) was never reported")
+
+    def longest_wait(self, rot: dict[str, Any]) -> int:
+        """Days before a rotten pair is compared: its target's retention (+1), or the outage's end."""
+        target = rot["pair"].split(" -> ")[0]
+        location = {"spot832": "spot832", "data832": "data832", "data832_raw": "data832",
+                    "data832_scratch": "data832_scratch", "alcf832_raw": "alcf", "alcf832_scratch": "alcf",
+                    "nersc832_alsdev_pscratch_raw": "nersc_pscratch",
+                    "nersc832_alsdev_pscratch_scratch": "nersc_pscratch"}[target.partition(":")[0]]  # fmt: skip
+        wait = self.retention[location] + 1
+        if self.faults.offline and rot["day"] < self.faults.offline[1]:
+            wait = max(wait, self.faults.offline[1] - rot["day"] + 1)
+        return wait
 
 
 def _quiet():
