@@ -8,14 +8,16 @@ Contract:
 - :data:`RECON_SCHEMA`: a JSON-schema object (``additionalProperties: false``), JSON-serialisable, for Airflow
   Params (the UI form shows each ``description``).
 - :func:`validate_options` checks what the schema says *and* what it cannot express (ranges ``A:B`` with
-  ``A < B``, exclusive pairs, list lengths), fills nothing in, and raises ``ValueError("<key>: <why>")``
-  (a :class:`compute_functions.errors.ScanError`) on the first problem, unknown keys included.
+  ``A < B``, exclusive pairs, list lengths), fills nothing in, and raises a one-line
+  ``ValueError("<key>: <value>: <what is wrong>; <fix>")`` (a :class:`compute_functions.errors.ScanError`) on the
+  first problem; an unknown key gets ``<key>: unknown option; did you mean <option>?``.
 - :func:`resolved_options` returns the validated options with every default filled in: what a run used.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import re
@@ -29,6 +31,10 @@ CENTRE_METHODS = ["auto", "pc", "vo", "nm"]
 FILTERS = ["shepp", "ramp", "cosine", "hann", "butterworth"]
 
 _RANGE = r"^\d*:\d*(:[1-9]\d*)?$"
+#: Upper bounds for counts and indices (detector rows/columns, projections): far above any detector, low
+#: enough that a typo such as ``99999999999999999999`` is refused with a message instead of reaching the science.
+MAX_PIXELS = 100_000
+MAX_PROJECTIONS = 1_000_000
 #: Upstream's calibrated lens distortion of the 8.3.2 camera (globus_reconstruction.py ``lensdistortionfactors``).
 UPSTREAM_LENS_FACTORS = (1.00015076, 1.9289e-06, -2.4325e-08, 1.00439e-11, -3.99352e-15)
 
@@ -64,6 +70,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         'n//2 + N//2. Upstream: sinoused with a negative start, the second value the count ("-1,10,1" = the '
         "10 middle rows).",
         minimum=1,
+        maximum=MAX_PIXELS,
     ),
     "projections": {
         "type": "string",
@@ -72,7 +79,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
     },
     "ignore_projections": {
         "type": "array",
-        "items": {"type": "integer", "minimum": 0},
+        "items": {"type": "integer", "minimum": 0, "maximum": MAX_PROJECTIONS},
         "description": "Projection indices left out of the reconstruction (bad frames). Upstream: projIgnoreList "
         "(upstream zeroes them; here they are dropped, which leaves no streak).",
     },
@@ -102,6 +109,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "Detector row whose sinogram vo and nm use; default the middle of the rows reconstructed. "
         "Upstream: voInd, nmInd.",
         minimum=0,
+        maximum=MAX_PIXELS,
     ),
     "center_search": _num(
         "vo and nm search half-width around the first guess, in columns. Upstream: voSMin/voSMax (-150, 150).",
@@ -161,7 +169,12 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "default": "db5",
         "description": "fw: wavelet name (PyWavelets). Upstream: ringWavelet.",
     },
-    "ring_nblock": _int("ti: number of angular blocks (0 = whole sinogram). Upstream: ringNBlock.", 0, minimum=0),
+    "ring_nblock": _int(
+        "ti: number of angular blocks (0 = whole sinogram). Upstream: ringNBlock.",
+        0,
+        minimum=0,
+        maximum=MAX_PROJECTIONS,
+    ),
     "ring_alpha": _num("ti: damping factor. Upstream: ringAlpha.", 1.5, minimum=0),
     "ring_sf_size": _int("sf: smoothing window (pixels). Upstream: ringSize.", 5, minimum=3, maximum=201),
     "ring_snr": _num("all: stripe detection ratio. algotom snr.", 3.0, exclusiveMinimum=0),
@@ -176,7 +189,9 @@ PROPERTIES: dict[str, dict[str, Any]] = {
     "polar_ring_arc": _num(
         "Polar filter: arc (degrees) a ring is averaged over. Upstream: Rarc.", 30, minimum=1, maximum=360
     ),
-    "polar_ring_max_width": _int("Polar filter: widest ring (pixels). Upstream: Rmaxwidth.", 100, minimum=3),
+    "polar_ring_max_width": _int(
+        "Polar filter: widest ring (pixels). Upstream: Rmaxwidth.", 100, minimum=3, maximum=MAX_PIXELS
+    ),
     "polar_ring_tmax": _num("Polar filter: values above are ignored (output units). Upstream: Rtmax.", 3000),
     "polar_ring_threshold": _num(
         "Polar filter: ring/structure threshold (output units); larger departures are structure. Upstream: Rthr.",
@@ -292,77 +307,162 @@ RECON_SCHEMA: dict[str, Any] = {
 DEFAULTS: dict[str, Any] = {key: spec["default"] for key, spec in PROPERTIES.items() if "default" in spec}
 
 
+#: Names people write for an option (older confs, upstream's parameter sheets) -> the option.
+ALIASES = {
+    "ring_filter": "ring_method",
+    "rings": "ring_method",
+    "centre": "center",
+    "cor": "center",
+    "centre_method": "center_method",
+    "algorithm": "engine",
+    "recon_algorithm": "engine",
+    "bin": "binning",
+    "sinoused": "rows",
+    "projused": "projections",
+}
+#: What a ``pattern`` means, for the messages (the regex itself helps nobody).
+_PATTERN_HELP = {
+    _RANGE: ("A:B or A:B:S (start, stop, step; either side optional)", '"0:100"'),
+    PROPERTIES["ring_wavelet"]["pattern"]: ("a PyWavelets name", '"db5"'),
+}
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in JSON (one line, long values shortened)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _fail(key: str, why: str) -> None:
     raise ScanError(f"{key}: {why}")
 
 
-def _check_type(key: str, value: Any, spec: dict[str, Any]) -> None:
+def _refuse(key: str, value: Any, what: str, fix: str) -> None:
+    """``<key>: <value>: <what is wrong>; <fix>`` (one line)."""
+    raise ScanError(f"{key}: {_show(value)}: {what}; {fix}")
+
+
+def _expected(spec: dict[str, Any]) -> str:
+    """``an integer from 1 to 8``, ``a number above 0``, ... (what a numeric spec accepts)."""
+    kind = "an integer" if spec["type"] == "integer" else "a number"
+    low = spec.get("minimum", spec.get("exclusiveMinimum"))
+    high = spec.get("maximum")
+    above = "exclusiveMinimum" in spec
+    if low is not None and high is not None:
+        return f"{kind} {'above' if above else 'from'} {low} {'and at most' if above else 'to'} {high}"
+    if low is not None:
+        return f"{kind} {'above' if above else '>='} {low}"
+    if high is not None:
+        return f"{kind} <= {high}"
+    return kind
+
+
+def _in_range(value: float, spec: dict[str, Any]) -> bool:
+    return (
+        ("minimum" not in spec or value >= spec["minimum"])
+        and ("maximum" not in spec or value <= spec["maximum"])
+        and ("exclusiveMinimum" not in spec or value > spec["exclusiveMinimum"])
+    )
+
+
+def _write(key: str, value: Any) -> str:
+    return f"write {json.dumps(key)}: {json.dumps(value)}"
+
+
+def check_value(key: str, value: Any, spec: dict[str, Any], name: str | None = None) -> None:
+    """Refuse ``value`` unless ``spec`` accepts it; ``name`` is the option the fix writes (``key`` may be ``x[2]``)."""
+    name = name or key
     kind = spec["type"]
     if kind == "boolean":
         if not isinstance(value, bool):
-            _fail(key, f"expected true or false, got {json.dumps(value)}")
+            guess = str(value).strip().lower() in ("true", "yes", "1", "on")
+            _refuse(key, value, "must be true or false", f"{_write(name, guess)} (no quotes)")
         return
     if kind == "string":
         if not isinstance(value, str):
-            _fail(key, f"expected a string, got {json.dumps(value)}")
+            _refuse(key, value, "must be a string", _write(name, str(value)))
         if "enum" in spec and value not in spec["enum"]:
-            _fail(key, f"{value!r} is not one of {', '.join(spec['enum'])}")
+            close = difflib.get_close_matches(value.lower(), spec["enum"], n=1, cutoff=0.5)
+            fix = (
+                f"did you mean {json.dumps(close[0])}?" if close else _write(name, spec.get("default", spec["enum"][0]))
+            )
+            _refuse(key, value, f"must be one of {', '.join(spec['enum'])}", fix)
         if "pattern" in spec and not re.match(spec["pattern"], value):
-            _fail(key, f"{value!r} does not match {spec['pattern']}")
+            meaning, example = _PATTERN_HELP.get(spec["pattern"], ("the documented form", '""'))
+            _refuse(key, value, f"must be {meaning}", f"e.g. {json.dumps(name)}: {example}")
         return
     if kind == "array":
+        low, high = spec.get("minItems", 0), spec.get("maxItems")
+        count = f"{low} to {high}" if high is not None else f"at least {low}"
+        items = "integers" if spec["items"]["type"] == "integer" else "numbers"
+        example = spec.get("default", [0] * max(low, 1))
         if not isinstance(value, list | tuple):
-            _fail(key, f"expected a list, got {json.dumps(value)}")
-        if len(value) < spec.get("minItems", 0) or len(value) > spec.get("maxItems", 10**9):
-            _fail(key, f"expected {spec.get('minItems', 0)} to {spec.get('maxItems', 'any')} values, got {len(value)}")
+            _refuse(key, value, f"must be a list of {count} {items}", f"e.g. {_write(name, example)}")
+        if len(value) < low or (high is not None and len(value) > high):
+            _refuse(key, value, f"must be a list of {count} {items}, got {len(value)}", f"e.g. {_write(name, example)}")
         for i, item in enumerate(value):
-            _check_type(f"{key}[{i}]", item, spec["items"])
+            check_value(f"{key}[{i}]", item, spec["items"], name)
         return
+    expected = _expected(spec)
+    if isinstance(value, str):
+        try:
+            number = json.loads(value.strip())
+        except ValueError:
+            number = None
+        ok = isinstance(number, int | float) and not isinstance(number, bool)
+        fix = f"{_write(name, number)} (no quotes)" if ok else "write a number without quotes"
+        _refuse(key, value, f"must be {expected}", fix)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(key, f"expected a number, got {json.dumps(value)}")
-    if kind == "integer" and not (isinstance(value, int) or float(value).is_integer()):
-        _fail(key, f"expected an integer, got {value}")
-    if not math.isfinite(value):
-        _fail(key, f"expected a finite number, got {value}")
-    if "minimum" in spec and value < spec["minimum"]:
-        _fail(key, f"{value} is below the minimum {spec['minimum']}")
-    if "maximum" in spec and value > spec["maximum"]:
-        _fail(key, f"{value} is above the maximum {spec['maximum']}")
-    if "exclusiveMinimum" in spec and value <= spec["exclusiveMinimum"]:
-        _fail(key, f"{value} must be above {spec['exclusiveMinimum']}")
+        _refuse(key, value, f"must be {expected}", "write a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        _refuse(key, value, f"must be {expected}", "write a finite number")
+    if kind == "integer" and not (isinstance(value, int) or value.is_integer()):
+        _refuse(key, value, f"must be {expected}", f"write a whole number, e.g. {json.dumps(name)}: {round(value)}")
+    if not _in_range(value, spec):
+        _refuse(key, value, f"must be {expected}", "give a value in that range")
+
+
+def _unknown(key: str) -> None:
+    close = [ALIASES[key]] if key in ALIASES else difflib.get_close_matches(key, PROPERTIES, n=1, cutoff=0.6)
+    fix = f"did you mean {close[0]}?" if close else "the options are listed in docs/recon-options.md"
+    _fail(key, f"unknown option; {fix}")
 
 
 def parse_range(text: str, n: int, key: str = "rows") -> tuple[int, int, int]:
     """``"A:B"`` or ``"A:B:S"`` (A, B optional) -> ``(start, stop, step)`` inside ``[0, n)``; ScanError if empty."""
     if not isinstance(text, str) or not re.match(_RANGE, text):
-        _fail(key, f"{text!r}: expected A:B or A:B:S")
+        _refuse(key, text, "must be A:B or A:B:S", f'e.g. {json.dumps(key)}: "0:{n}"')
     parts = text.split(":")
     start = int(parts[0]) if parts[0] else 0
     stop = int(parts[1]) if parts[1] else n
     step = int(parts[2]) if len(parts) > 2 else 1
     if not 0 <= start < stop <= n:
-        _fail(key, f"{text!r}: need 0 <= A < B <= {n}")
+        _refuse(key, text, f"the scan has {n} {key}, so need 0 <= A < B <= {n}", f'e.g. {json.dumps(key)}: "0:{n}"')
     return start, stop, step
 
 
 def validate_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """The options, checked; raises ``ScanError("<key>: <why>")`` (a ValueError) on the first problem.
+    """The options, checked; raises ``ScanError("<key>: <value>: <why>; <fix>")`` (a ValueError, one line) on
+    the first problem.
 
     Returns a new dict with the same keys (integers given as 3.0 become 3; lists stay lists).
     """
     if options is None:
         return {}
     if not isinstance(options, dict):
-        raise ScanError(f"recon: expected a JSON object, got {type(options).__name__}")
+        _refuse("recon", options, "must be a JSON object of options", 'e.g. {"binning": 2}')
     out: dict[str, Any] = {}
     for key in options:
         if key not in PROPERTIES:
-            _fail(key, "unknown option")
+            _unknown(key)
     for key, value in options.items():
         spec = PROPERTIES[key]
         if value is None:  # an explicit null means "the default"
             continue
-        _check_type(key, value, spec)
+        check_value(key, value, spec)
         if spec["type"] == "integer":
             value = int(value)
         elif spec["type"] == "array":
@@ -372,17 +472,32 @@ def validate_options(options: dict[str, Any] | None) -> dict[str, Any]:
         if key in out:
             parts = out[key].split(":")
             if parts[0] and parts[1] and int(parts[0]) >= int(parts[1]):
-                _fail(key, f"{out[key]!r}: A must be smaller than B")
+                swapped = ":".join([parts[1], parts[0], *parts[2:]])
+                _refuse(key, out[key], "A must be smaller than B", f"e.g. {json.dumps(key)}: {json.dumps(swapped)}")
     if "rows" in out and "middle_rows" in out:
-        _fail("middle_rows", "give rows or middle_rows, not both")
+        _refuse("middle_rows", out["middle_rows"], "give rows or middle_rows, not both", "remove one of them")
     if "delta_beta" in out and "phase_alpha" in out:
-        _fail("delta_beta", "give delta_beta or phase_alpha, not both")
+        _refuse("delta_beta", out["delta_beta"], "give delta_beta or phase_alpha, not both", "remove one of them")
     if out.get("cast_min", -10.0) >= out.get("cast_max", 30.0):
-        _fail("cast_max", "must be above cast_min")
+        low = out.get("cast_min", -10.0)
+        _refuse(
+            "cast_max", out.get("cast_max", 30.0), f"must be above cast_min ({low})", "raise cast_max or lower cast_min"
+        )
     if out.get("polar_ring_tmin", -3000) >= out.get("polar_ring_tmax", 3000):
-        _fail("polar_ring_tmax", "must be above polar_ring_tmin")
+        low = out.get("polar_ring_tmin", -3000)
+        _refuse(
+            "polar_ring_tmax",
+            out.get("polar_ring_tmax", 3000),
+            f"must be above polar_ring_tmin ({low})",
+            "raise polar_ring_tmax or lower polar_ring_tmin",
+        )
     if out.get("ring_removal") is False and out.get("ring_method", "none") != "none":
-        _fail("ring_removal", f"false contradicts ring_method {out['ring_method']!r}")
+        _refuse(
+            "ring_removal",
+            False,
+            f"contradicts ring_method {json.dumps(out['ring_method'])}",
+            'remove ring_removal, or write "ring_method": "none" to turn ring removal off',
+        )
     return out
 
 

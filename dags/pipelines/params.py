@@ -10,16 +10,19 @@ reconstruction options with :func:`recon_options`, before anything moves.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from airflow.sdk import Param
 
-from compute_functions.options import ENGINES, RECON_SCHEMA, validate_options
+from compute_functions.options import ENGINES, RECON_SCHEMA, check_value, validate_options
 from include.paths import FILE_PATH_PATTERN
 
 __all__ = [
     "ENGINES",
     "RECON_SCHEMA",
+    "conf_refusal",
     "effective_params",
     "export_control",
     "file_path_param",
@@ -73,7 +76,41 @@ def recon_options(recon: dict[str, Any] | None) -> dict[str, Any]:
     try:
         return validate_options(recon)
     except ValueError as exc:
-        raise ValueError(f"recon.{exc}") from None
+        text = str(exc)
+        raise ValueError(text if text.startswith("recon:") else f"recon.{text}") from None
+
+
+#: What :data:`FILE_PATH_PATTERN` means, for the one-line refusal (the regex itself helps nobody).
+FILE_PATH_HELP = (
+    "must be <folder>/<file>.h5, optionally under /global/raw/; "
+    'e.g. "file_path": "BLS-00564_dyparkinson/20230224_132553_sea_shell.h5"'
+)
+
+
+def conf_refusal(conf: dict[str, Any] | None, params: Any) -> str | None:
+    """Why the DAG's Params refuse ``conf``, as one line ``<key path>: <value>: <what is wrong>; <fix>``, or None.
+
+    Airflow's own refusal (jsonschema's) prints the regex or the whole recon schema and, for a nested key,
+    not its name; show this line instead. ``params``: the DAG's ``params`` (a ParamsDict).
+    """
+    for key, value in (conf or {}).items():
+        param = params.get_param(key) if hasattr(params, "get_param") and key in params else None
+        schema = getattr(param, "schema", None) or {}
+        if value is None or "type" not in schema:
+            continue
+        try:
+            if key == "recon":
+                recon_options(value)
+            elif schema.get("pattern") == FILE_PATH_PATTERN:
+                if not isinstance(value, str) or not re.match(FILE_PATH_PATTERN, value):
+                    return f"{key}: {json.dumps(value)}: {FILE_PATH_HELP}"
+            elif schema["type"] in ("boolean", "string", "integer", "number") or (
+                schema["type"] == "array" and "type" in schema.get("items", {})
+            ):
+                check_value(key, value, schema)
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def effective_params(

@@ -101,7 +101,16 @@ def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path, f
         if dag is None:
             print(f"no DAG {dag_id!r}; known: {', '.join(sorted(bag.dag_ids))}", file=sys.stderr)
             return 2
-        dag_run = dag.test(run_conf=conf)
+        from airflow.sdk.exceptions import ParamValidationError
+
+        try:
+            dag_run = dag.test(run_conf=conf)
+        except ParamValidationError as exc:  # Airflow's message prints the regex or the whole schema
+            from dags.pipelines.params import conf_refusal
+
+            line = conf_refusal(conf, dag.params) or str(exc).splitlines()[0]
+            print(f"{dag_id}: conf refused: {line}", file=sys.stderr)
+            return 2
         state = str(getattr(dag_run, "state", "unknown"))
         print(f"{dag_id} run {dag_run.run_id}: {state}", file=sys.stderr)
         endpoints = load_endpoints("local", facility_root=facility_root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,23 +59,62 @@ def test_options_module_imports_no_numpy():
     ("options", "message"),
     [
         ({"colour": 1}, "colour: unknown option"),
-        ({"rows": "4:2"}, "rows: '4:2': A must be smaller than B"),
-        ({"rows": "a:b"}, "rows: 'a:b' does not match"),
-        ({"binning": 9}, "binning: 9 is above the maximum 8"),
-        ({"binning": 1.5}, "binning: expected an integer"),
-        ({"engine": "astra"}, "engine: 'astra' is not one of"),
-        ({"ring_removal": "yes"}, "ring_removal: expected true or false"),
-        ({"center": -3}, "center: -3 is below the minimum 0"),
-        ({"delta_beta": 100, "phase_alpha": 1e-4}, "delta_beta: give delta_beta or phase_alpha"),
-        ({"beam_hardening_coefficients": [1]}, "beam_hardening_coefficients: expected 2 to 6 values"),
-        ({"cast_min": 5, "cast_max": 1}, "cast_max: must be above cast_min"),
-        ({"ring_removal": False, "ring_method": "fw"}, "ring_removal: false contradicts"),
+        ({"rows": "4:2"}, 'rows: "4:2": A must be smaller than B; e.g. "rows": "2:4"'),
+        ({"rows": "a:b"}, 'rows: "a:b": must be A:B or A:B:S'),
+        ({"binning": 9}, "binning: 9: must be an integer from 1 to 8"),
+        ({"binning": 1.5}, 'binning: 1.5: must be an integer from 1 to 8; write a whole number, e.g. "binning": 2'),
+        ({"engine": "astra"}, 'engine: "astra": must be one of auto, nufft, fbp, dfi, tomopy'),
+        ({"ring_removal": "yes"}, 'ring_removal: "yes": must be true or false; write "ring_removal": true'),
+        ({"center": -3}, "center: -3: must be a number >= 0"),
+        ({"delta_beta": 100, "phase_alpha": 1e-4}, "delta_beta: 100: give delta_beta or phase_alpha"),
+        ({"beam_hardening_coefficients": [1]}, "beam_hardening_coefficients: [1]: must be a list of 2 to 6 numbers"),
+        ({"cast_min": 5, "cast_max": 1}, "cast_max: 1: must be above cast_min (5)"),
+        ({"ring_removal": False, "ring_method": "fw"}, 'ring_removal: false: contradicts ring_method "fw"'),
     ],
 )
 def test_validate_options_names_the_key(options, message):
-    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace("[", r"\[")) as info:
+    with pytest.raises(ValueError, match="^" + re.escape(message)) as info:
         validate_options(options)
     assert isinstance(info.value, ScanError) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        ({"binning": "2"}, 'binning: "2": must be an integer from 1 to 8; write "binning": 2 (no quotes)'),
+        ({"ring_filter": "fw"}, "ring_filter: unknown option; did you mean ring_method?"),
+        ({"bining": 2}, "bining: unknown option; did you mean binning?"),
+        ({"engine": "tomo"}, 'engine: "tomo": must be one of auto, nufft, fbp, dfi, tomopy; did you mean "tomopy"?'),
+        (
+            {"rows": "a:b"},
+            'rows: "a:b": must be A:B or A:B:S (start, stop, step; either side optional); e.g. "rows": "0:100"',
+        ),
+        ({"ring_wavelet": "DB5"}, 'ring_wavelet: "DB5": must be a PyWavelets name; e.g. "ring_wavelet": "db5"'),
+        (
+            {"ignore_projections": [3, -1]},
+            "ignore_projections[1]: -1: must be an integer from 0 to 1000000; give a value in that range",
+        ),
+    ],
+)
+def test_i23_finding_2_each_refusal_is_one_line_with_key_value_and_fix(options, line):
+    """The whole message: the key, the value as written, what is wrong and the fix; never the regex."""
+    with pytest.raises(ScanError) as info:
+        validate_options(options)
+    assert str(info.value) == line
+    assert "^" not in line and "\\d" not in line
+
+
+def test_i23_finding_2_integers_have_upper_bounds():
+    """99999999999999999999 reached the science as middle_rows; now every integer option has a maximum."""
+    integers = [k for k, v in RECON_SCHEMA["properties"].items() if v["type"] == "integer"]
+    assert "middle_rows" in integers and "center_row" in integers
+    for key in integers:
+        assert "maximum" in RECON_SCHEMA["properties"][key], key
+        with pytest.raises(ScanError, match=f"^{key}: 99999999999999999999: must be an integer from"):
+            validate_options({key: 99999999999999999999})
+    with pytest.raises(ScanError, match=r"^ignore_projections\[0\]: 99999999999999999999: "):
+        validate_options({"ignore_projections": [99999999999999999999]})
+    assert validate_options({"middle_rows": 2160, "center_row": 2559}) == {"middle_rows": 2160, "center_row": 2559}
 
 
 def test_resolved_options_fill_defaults_and_keep_the_old_alias():
@@ -102,7 +142,9 @@ def test_remote_accepts_options_dict_and_keywords(tiny, tmp_path):
     assert summary["scan_path"] == str(tiny) and "host" in summary
     old_style = remote.reconstruct(str(tiny), str(tmp_path / "b"), rows="0:1", ring_removal=False, engine="nufft")
     assert old_style["options"]["ring_method"] == "none"
-    with pytest.raises(ScanError, match=r"^reconstruct: colour: unknown option$"):
+    with pytest.raises(
+        ScanError, match=r"^reconstruct: colour: unknown option; the options are listed in docs/recon-options.md$"
+    ):
         remote.reconstruct(str(tiny), str(tmp_path / "c"), {"colour": "red"})
 
 
@@ -151,7 +193,9 @@ def test_bad_scans_exit_2_with_one_line(tiny, tmp_path, capsys, edit, message):
 
 def test_bad_option_and_sparse_pc_exit_2(tiny, tmp_path, capsys):
     assert main([str(tiny), str(tmp_path), "--options", '{"colour": "red"}']) == 2
-    assert capsys.readouterr().err.strip() == "reconstruct: colour: unknown option"
+    assert capsys.readouterr().err.strip() == (
+        "reconstruct: colour: unknown option; the options are listed in docs/recon-options.md"
+    )
     assert main([str(tiny), str(tmp_path), "--options", "{not json"]) == 2
     assert capsys.readouterr().err.startswith("reconstruct: --options: not JSON")
     sparse = write_sample_scan(tmp_path / "sparse.h5", size=(46, 2, 64), range_deg=90.0)
