@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DAG ?= bl832_transfer_check
 CONF ?= {}
 PYTEST_ARGS ?=
-#: test processes for `make test` (pytest-xdist); the e2e tests share one stack on one of them
+#: test processes for `make test` (pytest-xdist); the e2e tests share one stack on one of them (tests/conftest.py)
 TEST_WORKERS ?= 2
 #: the stack of `make serve` / `stop` / `airflow` / `scan`: its folder; PORT, STACK_DB, FACILITY_PORT (serve only:
 #: recorded in $(STACK_HOME)/stack.json, which the others read) default to 8080, als_airflow, 8765
@@ -37,7 +37,7 @@ dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local pr
 test: $(STAMP) ## lint, then every test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

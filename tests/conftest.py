@@ -70,13 +70,18 @@ def local_endpoints():
     return load_endpoints("local", facility_root=FACILITY_ROOT)
 
 
-#: Tests that share one expensive stack per process: under pytest-xdist (``make test`` runs two workers with
-#: ``--dist loadgroup``) each group stays on one worker, so a session starts each stack once.
+#: Tests that share one expensive stack per process: under pytest-xdist (``make test`` runs two workers) each
+#: group runs on one worker, so a session starts each stack once; every other test is scheduled on its own.
 XDIST_GROUPS = {"tests/e2e/": "e2e-stack", "tests/ui/": "ui-stack"}
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for prefix, group in XDIST_GROUPS.items():
-            if item.nodeid.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """Load scheduling with the stack groups kept whole. (xdist's ``--dist loadgroup`` does not work with
+    pytest 9: it renames ``item._nodeid``, which pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StackGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((group for prefix, group in XDIST_GROUPS.items() if nodeid.startswith(prefix)), nodeid)
+
+    return StackGroups(config, log)
