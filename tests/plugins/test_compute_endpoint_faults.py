@@ -8,7 +8,8 @@ import pytest
 from als_provider.hooks.globus_compute import GlobusComputeHook
 from als_provider.triggers.globus_compute import GlobusComputeTaskTrigger
 from include.sites import load_sites
-from tests.plugins.test_globus_compute_operator import first, make_dag, run_dag
+from tests.dags.dag_helpers import run_in_db
+from tests.plugins.test_globus_compute_operator import first, make_dag
 
 ENDPOINT = load_sites()["local"].compute_endpoint_id
 UNKNOWN_ENDPOINT = "0c1f0c1f-0000-4000-8000-00000000dead"
@@ -18,7 +19,7 @@ UNKNOWN_ENDPOINT = "0c1f0c1f-0000-4000-8000-00000000dead"
 @pytest.mark.usefixtures("airflow_db")
 def test_an_unknown_endpoint_fails_at_once(facility):
     dag = make_dag("test_compute_unknown_endpoint", function_name="check_environment", endpoint_id=UNKNOWN_ENDPOINT)
-    _, tis = run_dag(dag)
+    _, tis = run_in_db(dag)
     assert facility.stats().get("compute.task_created", 0) == 0
     assert tis["compute"].state == "failed" and tis["compute"].try_number == 1
 

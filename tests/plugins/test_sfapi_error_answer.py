@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.dags.dag_helpers import run_in_db
 from tests.fixture_dags.sfapi_operator_dags import CrashAfterSubmit, job_dag
-from tests.plugins.test_globus_compute_operator import run_dag
 
 MACHINE = "perlmutter"
 
@@ -42,7 +42,7 @@ def test_an_error_answer_is_retried_without_a_second_submission(facility):
     """A retry that re-attaches reads ERROR: the try fails, the next one re-attaches; one Slurm job in all."""
     facility.inject("sfapi", "query_error", match="^squeue ", times=1, message="slurm_load_jobs error: timeout")
     dag = job_dag("error_answer", ["sleep", "2"], CrashAfterSubmit, retries=2)
-    dag_run, tis = run_dag(dag)
+    dag_run, tis = run_in_db(dag)
     assert dag_run.state == "success" and tis["job"].try_number == 3
     stats = facility.stats()
     assert stats["fault.sfapi.query_error"] == 1
