@@ -164,17 +164,20 @@ def remaining(store) -> set[str]:
     return set(store.keys(KEY_PREFIX))
 
 
+def _delete_tasks() -> list[dict]:
+    return list(GlobusTransferHook().client.task_list(limit=1000, filter="type:DELETE"))
+
+
 @pytest.fixture(autouse=True)
-def test_started():
-    delete_tasks.since = datetime.now(UTC).replace(microsecond=0)
+def test_started(facility_session):
+    """The delete tasks that exist before this test (the facility keeps every task of the session; a time
+    filter miscounts a task the previous test created within the same second)."""
+    delete_tasks.earlier = {t["task_id"] for t in _delete_tasks()}
 
 
 def delete_tasks(kind: str) -> list[dict]:
-    """This test's delete tasks (the facility keeps every task) of prune's ``batch`` deletes or side-folder
-    ``cleanup`` (by label)."""
-    tasks = GlobusTransferHook().client.task_list(limit=1000, filter="type:DELETE")
-    return [t for t in tasks if f" {kind}" in (t["label"] or "")
-            and datetime.fromisoformat(t["request_time"]) >= delete_tasks.since]  # fmt: skip
+    """This test's delete tasks of prune's ``batch`` deletes or side-folder ``cleanup`` (by label)."""
+    return [t for t in _delete_tasks() if f" {kind}" in (t["label"] or "") and t["task_id"] not in delete_tasks.earlier]
 
 
 def side_folders(local_endpoints) -> list[Path]:
