@@ -16,7 +16,7 @@ from als_provider.hooks.globus_transfer import GlobusTransferHook
 from als_provider.operators.globus_delete import PruneManifestsOperator
 from include import manifests
 from include.endpoints import REPO_ROOT
-from include.manifests import KEY_PREFIX, DeletionRequest, ManifestError, MetadataDbVariables
+from include.manifests import KEY_PREFIX, DeletionRequest, ManifestError
 from include.pruning import record_copies
 
 pytestmark = pytest.mark.slow
@@ -40,16 +40,6 @@ def prune_dag(airflow_db):
     assert not bag.import_errors, bag.import_errors
     assert time.monotonic() - started < 5  # the DAG file parses fast (no SDK imports at top level)
     return bag.get_dag("prune")
-
-
-@pytest.fixture
-def store(airflow_db):
-    store = MetadataDbVariables()
-    for key in store.keys(KEY_PREFIX):
-        store.delete(key)
-    yield store
-    for key in store.keys(KEY_PREFIX):
-        store.delete(key)
 
 
 def put(local_endpoints, endpoint: str, rel: str, payload: bytes) -> Path:

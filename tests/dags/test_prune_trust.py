@@ -19,7 +19,7 @@ import pytest
 from als_provider.hooks.globus_transfer import GlobusTransferHook
 from include import manifests, pruning
 from include.endpoints import REPO_ROOT
-from include.manifests import KEY_PREFIX, DeletionRequest, ManifestEntry, MetadataDbVariables
+from include.manifests import KEY_PREFIX, DeletionRequest, ManifestEntry
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +36,6 @@ def prune_dag(airflow_db):
     dag = bag.get_dag("prune")
     dag.get_task("prune_manifests").retries = 0  # a refused entry fails at once; no retry to wait for
     return dag
-
-
-@pytest.fixture
-def store(airflow_db):
-    store = MetadataDbVariables()
-    for key in store.keys(KEY_PREFIX):
-        store.delete(key)
-    yield store
-    for key in store.keys(KEY_PREFIX):
-        store.delete(key)
 
 
 @pytest.fixture
