@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 #: the stack of `make serve` / `stop` / `airflow` / `scan`: its folder; PORT, STACK_DB, FACILITY_PORT (serve only:
 #: recorded in $(STACK_HOME)/stack.json, which the others read) default to 8080, als_airflow, 8765
 STACK_HOME ?= .airflow-stack
-STACK := $(PY) -m include.tools.local_stack --home $(STACK_HOME)
+STACK := $(PY) -m tools.local_stack --home $(STACK_HOME)
 ARGS ?= dags list
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
@@ -29,10 +29,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 venv: $(STAMP) ## build .venv from the pinned requirements and the lock
 
 demo: $(STAMP) ## write a sample scan, run the dispatcher on it (local profile), print its outputs
-	$(PY) -m include.tools.demo
+	$(PY) -m tools.demo
 
 dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local profile [FACILITY_URL=<running facility>]
-	$(PY) -m include.tools.run_dag $(DAG) --conf '$(CONF)' $(if $(FACILITY_URL),--facility-url $(FACILITY_URL))
+	$(PY) -m tools.run_dag $(DAG) --conf '$(CONF)' $(if $(FACILITY_URL),--facility-url $(FACILITY_URL))
 
 test: $(STAMP) ## lint, then every test
 	$(VENV)/bin/ruff check .
@@ -46,7 +46,7 @@ format: $(STAMP) ## ruff fix and format
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 facility: $(STAMP) ## serve the local facility on 127.0.0.1:8765 (foreground)
-	$(PY) -m include.facility --root .facility --port 8765 --log-level info
+	$(PY) -m facility --root .facility --port 8765 --log-level info
 
 serve: $(STAMP) ## start the facility + Airflow (api-server, scheduler, dag-processor, triggerer) on PostgreSQL; print UI and login [STACK_HOME= PORT= STACK_DB= FACILITY_PORT=]
 	$(STACK) $(if $(PORT),--port $(PORT)) $(if $(STACK_DB),--database $(STACK_DB)) $(if $(FACILITY_PORT),--facility-port $(FACILITY_PORT)) serve
@@ -61,7 +61,7 @@ scan: $(STAMP) ## write a sample scan on the stack's spot832 and print the comma
 	@$(STACK) scan
 
 placeholders: $(STAMP) ## list the values still to replace before going live (exit 1 if the production profile has any)
-	@$(PY) -m include.tools.placeholders
+	@$(PY) -m tools.placeholders
 
 e2e: $(STAMP) ## only the end-to-end tests on a real stack (PostgreSQL, Redis)
 	$(VENV)/bin/pytest tests/e2e -m e2e $(PYTEST_ARGS)

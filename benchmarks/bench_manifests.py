@@ -32,14 +32,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
 
-    from include.facility.process import Facility, free_port
-    from include.tools.local_airflow import configure_environment
+    from facility.process import Facility, free_port
+    from tools.local_airflow import configure_environment
 
     work = Path(tempfile.mkdtemp(prefix="bench-manifests-"))
     port = free_port()
     configure_environment(work / "airflow", facility_url=f"http://127.0.0.1:{port}", facility_root=work / "facility")
 
-    from include.tools.local_airflow import seed_database
+    from tools.local_airflow import seed_database
 
     seed_database()
     with Facility(work / "facility", port=port, log_file=work / "facility.log") as facility:

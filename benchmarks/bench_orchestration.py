@@ -1,4 +1,4 @@
-"""Orchestration benchmark on the real local stack (include/tools/local_stack.py: LocalExecutor, PostgreSQL).
+"""Orchestration benchmark on the real local stack (tools/local_stack.py: LocalExecutor, PostgreSQL).
 
 (a) **Latency**: trigger-to-success of ``bl832_dispatcher`` on a tiny scan with compute excluded (the
     ``bl832_dispatcher_settings`` Variable enables only ``new_file``: two Globus copies and the SciCat
@@ -35,10 +35,10 @@ from typing import Any
 
 import psutil
 
+from facility.process import free_port
 from include.endpoints import REPO_ROOT, load_endpoints
-from include.facility.process import free_port
-from include.tools.demo import write_demo_scan
-from include.tools.local_stack import POSTGRES_URL, LocalStack
+from tools.demo import write_demo_scan
+from tools.local_stack import POSTGRES_URL, LocalStack
 
 DISPATCHER = "bl832_dispatcher"
 SETTINGS_VARIABLE = "bl832_dispatcher_settings"

@@ -786,14 +786,14 @@ def main() -> None:
     parser.add_argument("--plot", default=str(REPO / "docs" / "img" / "prune_months.png"))
     args = parser.parse_args()
 
-    from include.facility.process import Facility, free_port
-    from include.tools.local_airflow import configure_environment
+    from facility.process import Facility, free_port
+    from tools.local_airflow import configure_environment
 
     work = Path(tempfile.mkdtemp(prefix="bench-prune-months-"))
     port = free_port()
     configure_environment(work / "airflow", facility_url=f"http://127.0.0.1:{port}", facility_root=work / "facility")
     from include.endpoints import load_endpoints
-    from include.tools.local_airflow import seed_database
+    from tools.local_airflow import seed_database
 
     seed_database()
     retention = json.loads(__import__("airflow.models", fromlist=["Variable"]).Variable.get("als_retention_days"))

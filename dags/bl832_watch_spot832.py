@@ -34,7 +34,7 @@ An existing run id makes it *skipped*: a restart or a second run never starts a 
 `als_export_control_folders`; it is recorded (signed, never downgraded) before it is dispatched. It is
 dispatched as not export-controlled only when its folder is in the signed `released` list. A scan of any
 other folder is **held** (logged, not dispatched) until an operator runs
-`python -m include.tools.export_control release|control '<folder or pattern>'`. See docs/watching.md.
+`python -m tools.export_control release|control '<folder or pattern>'`. See docs/watching.md.
 """
 
 with DAG(

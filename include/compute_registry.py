@@ -1,7 +1,7 @@
 """The functions this project runs with Globus Compute, by name.
 
 :data:`FUNCTIONS` maps each name to its ``module:function`` in compute_functions; :func:`resolve` imports
-it. ``python -m include.tools.register_functions`` registers them with Globus Compute and prints their
+it. ``python -m tools.register_functions`` registers them with Globus Compute and prints their
 ids (pin them in a site's ``function_ids`` in include/config/sites.yaml). Unpinned functions are registered
 once per code version (:func:`code_version` of what a registration sends; GlobusComputeHook.ensure_function).
 """

@@ -12,7 +12,7 @@ On site is configuration (include/config/export_control.yaml: the beamline's col
 endpoint is off-site. The watcher takes a scan's status from the folder list kept in the Variable
 ``als_export_control_folders`` (:class:`FolderPolicy`): ``controlled`` patterns (anyone may add one: it only
 tightens) and ``released`` patterns, which count only when signed (written by the operator command
-``python -m include.tools.export_control release``); a scan of any other folder is held, not dispatched.
+``python -m tools.export_control release``); a scan of any other folder is held, not dispatched.
 Plain Python; the Variable store is include.manifests' (Task SDK in a task, the metadata DB elsewhere).
 """
 
@@ -42,7 +42,7 @@ RECORD_PREFIX = "als_export_control/"
 FOLDERS_VARIABLE = "als_export_control_folders"
 RECORD_KIND = "export_control"
 RELEASE_KIND = "export_control_released_folders"
-RELEASE_HOW = "python -m include.tools.export_control release '<folder or pattern>'"
+RELEASE_HOW = "python -m tools.export_control release '<folder or pattern>'"
 
 
 class ExportControlled(RuntimeError):

@@ -7,7 +7,7 @@ Variables cannot read or forge it). It is read lazily, once per process, through
 and from ``AIRFLOW_CONN_ALS_SIGNING`` / the metadata database elsewhere; it never reaches a log or an error.
 
 Every local context sets one: the tests (tests/conftest.py, random per run), the local stack and
-``make demo``/``run_dag`` (include/tools/local_airflow.py ``signing_key_env``), ``astro dev`` (a placeholder
+``make demo``/``run_dag`` (tools/local_airflow.py ``signing_key_env``), ``astro dev`` (a placeholder
 in airflow_settings.yaml: replace it). A deployment creates the Connection with a random password, e.g.
 ``airflow connections add als_signing --conn-type generic --conn-password "$(openssl rand -hex 32)"``.
 """

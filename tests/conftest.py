@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from include.facility.process import Facility, free_port
-from include.tools.local_airflow import configure_environment
+from facility.process import Facility, free_port
+from tools.local_airflow import configure_environment
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="als-tests-"))
 FACILITY_ROOT = SESSION_DIR / "facility"
@@ -57,7 +57,7 @@ def facility(facility_session):
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated metadata database with the variables and pools of airflow_settings.yaml."""
-    from include.tools.local_airflow import seed_database, tolerate_dag_test_callback_context
+    from tools.local_airflow import seed_database, tolerate_dag_test_callback_context
 
     seed_database()
     tolerate_dag_test_callback_context()

@@ -1,8 +1,8 @@
 """The import direction of the project (architecture issue 12), checked on the source with ``ast``.
 
 dags (and the DAG-building code of dags/pipelines/) → provider (``als_provider``) → include core → nothing
-of ours; compute_functions depends on nothing of ours. Dev and ops commands (include/tools/) and the local
-facility (include/facility/, stand-in services for tools and tests) are outside the runtime code: no
+of ours; compute_functions depends on nothing of ours. Dev and ops commands (tools/) and the local
+facility (facility/, stand-in services for tools and tests) are outside the runtime code: no
 runtime layer imports them.
 
 Every ``.py`` file of dags/, plugins/als_provider/, include/ and compute_functions/ is parsed; every import
@@ -30,10 +30,12 @@ ROOTS: dict[str, Path] = {
     "als_provider": REPO_ROOT / "plugins" / "als_provider",
     "include": REPO_ROOT / "include",
     "compute_functions": REPO_ROOT / "compute_functions",
+    "facility": REPO_ROOT / "facility",
+    "tools": REPO_ROOT / "tools",
 }
 OURS = tuple(ROOTS)
-#: Parts of include/ that are not include core.
-NOT_CORE = ("include.tools", "include.facility")
+#: Dev and test parts beside the runtime code (top-level folders): the stand-ins and the commands.
+NOT_CORE = ("tools", "facility")
 
 
 @dataclass(frozen=True)
@@ -170,19 +172,19 @@ RULES = {
     "include core imports no DAG code, provider, tools, facility, science, nor Airflow at module level": (
         ("include",),
         NOT_CORE,
-        ("dags", "als_provider", "include.tools", "include.facility", "compute_functions"),
+        ("dags", "als_provider", "tools", "facility", "compute_functions"),
         ("airflow",),
     ),
     "als_provider imports no DAG code, tools or facility": (
         ("als_provider",),
         (),
-        ("dags", "include.tools", "include.facility"),
+        ("dags", "tools", "facility"),
     ),
-    "dags import no tools or facility": (("dags",), (), ("include.tools", "include.facility")),
-    "include/facility imports only include core": (
-        ("include.facility",),
+    "dags import no tools or facility": (("dags",), (), ("tools", "facility")),
+    "facility imports only include core": (
+        ("facility",),
         (),
-        ("als_provider", "dags", "include.tools", "compute_functions"),
+        ("als_provider", "dags", "tools", "compute_functions"),
     ),
 }
 
@@ -280,7 +282,7 @@ def test_no_import_cycle():
 
 
 # -- the checker itself, on source written here ------------------------------------------------------
-KNOWN = {"include", "include.paths", "include.tools", "include.tools.run_dag", "als_provider", "dags", "dags.pipelines"}
+KNOWN = {"include", "include.paths", "tools", "tools.run_dag", "als_provider", "dags", "dags.pipelines"}
 KNOWN |= {"dags.pipelines.dag_ids", "als_provider.hooks", "als_provider.hooks.sftp"}
 
 
@@ -292,8 +294,8 @@ def resolved(source: str, importer: str = "als_provider.hooks.sftp", is_package:
 def test_every_kind_of_import_is_found_and_resolved():
     source = """\
 import os, include.paths
-from include import paths, tools
-from include.tools import run_dag as runner
+from include import paths, errors
+from tools import run_dag as runner
 from airflow.sdk import task
 try:
     import h5py
@@ -301,7 +303,7 @@ except ImportError:
     h5py = None
 
 def later():
-    from include.tools.run_dag import run
+    from tools.run_dag import run
     if True:
         import dags.pipelines.dag_ids
 """
@@ -309,11 +311,11 @@ def later():
         ("os", 1, False),
         ("include.paths", 1, False),
         ("include.paths", 2, False),
-        ("include.tools", 2, False),
-        ("include.tools.run_dag", 3, False),
+        ("include", 2, False),
+        ("tools.run_dag", 3, False),
         ("airflow.sdk", 4, False),
         ("h5py", 6, False),
-        ("include.tools.run_dag", 11, True),
+        ("tools.run_dag", 11, True),
         ("dags.pipelines.dag_ids", 13, True),
     ]
 
@@ -352,4 +354,4 @@ def test_every_package_of_ours_is_scanned():
     files = our_files()
     for top in OURS:
         assert top in files or any(name.startswith(top + ".") for name in files), top
-    assert "include.tools.run_dag" in files and "als_provider.triggers.sftp_new_scan" in files
+    assert "tools.run_dag" in files and "als_provider.triggers.sftp_new_scan" in files

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from include.tools.run_dag import run_outputs
 from tests.dags.dag_helpers import backdate, load_dag, states, write_scan
+from tools.run_dag import run_outputs
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 

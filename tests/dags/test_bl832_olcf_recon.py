@@ -21,7 +21,7 @@ def get_dag(file_name: str, dag_id: str):
 def test_olcf_is_an_enabled_site_on_orion_with_its_own_retention():
     from include.endpoints import load_endpoints
     from include.sites import load_sites
-    from include.tools.local_airflow import load_settings
+    from tools.local_airflow import load_settings
 
     site = load_sites()["olcf"]
     assert site.enabled and site.dag_id == "bl832_olcf_recon" and site.stages_raw and site.copies_back

@@ -17,8 +17,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from facility.sftp_server import SFTPServer
 from include.endpoints import REPO_ROOT
-from include.facility.sftp_server import SFTPServer
 from include.paths import Scan, scan_run_id
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

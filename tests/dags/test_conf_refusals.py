@@ -61,7 +61,7 @@ def test_i23_finding_2_recon_that_is_not_an_object_is_named_once():
 
 @pytest.mark.slow
 def test_i23_finding_2_make_dags_test_prints_the_one_line_refusal(tmp_path):
-    """`make dags-test` (include.tools.run_dag) ends a refused conf with the one line, not Airflow's schema dump."""
+    """`make dags-test` (tools.run_dag) ends a refused conf with the one line, not Airflow's schema dump."""
     import json
     import os
     import subprocess
@@ -69,7 +69,7 @@ def test_i23_finding_2_make_dags_test_prints_the_one_line_refusal(tmp_path):
 
     conf = {"file_path": GOOD, "recon": {"binning": "2"}}
     done = subprocess.run(
-        [sys.executable, "-m", "include.tools.run_dag", "bl832_local_recon", "--conf", json.dumps(conf),
+        [sys.executable, "-m", "tools.run_dag", "bl832_local_recon", "--conf", json.dumps(conf),
          "--home", str(tmp_path / "airflow"), "--facility-root", str(tmp_path / "facility")],
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'plugins'}"},
         capture_output=True, text=True, timeout=300,

@@ -39,7 +39,7 @@ def test_dags_test_runs_against_an_already_running_facility(facility, local_endp
     outside reach the run."""
     file_path = place_scan(local_endpoints, "20230224_150500_outside.h5")
     facility.inject("sfapi", "lost_response", status=504, match=SFAPI_SUBMIT)
-    command = [sys.executable, "-m", "include.tools.run_dag", "bl832_nersc_recon", "--conf"]
+    command = [sys.executable, "-m", "tools.run_dag", "bl832_nersc_recon", "--conf"]
     command += [f'{{"file_path": "{file_path}"}}', "--home", str(tmp_path / "airflow"), "--facility-url", facility.url]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

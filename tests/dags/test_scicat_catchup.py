@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from include.tools.run_dag import run_outputs
 from tests.dags.dag_helpers import load_dag, states, write_scan, xcom
 from tests.dags.test_bl832_dispatcher import new_scan
+from tools.run_dag import run_outputs
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 

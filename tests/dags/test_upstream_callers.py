@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from include.tools.run_dag import run_outputs
 from tests.dags.dag_helpers import load_dag, states
 from tests.dags.test_bl832_dispatcher import new_scan
 from tests.include.test_callers import PLANTED, upstream_config
+from tools.run_dag import run_outputs
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
@@ -53,7 +53,7 @@ def test_upstream_733_run_of_saxs_exposures(facility, local_endpoints):
     """Upstream's 7.3.3 caller: a list of files (each exposure a .txt header and its .edf image), its names."""
     import uuid
 
-    from include.facility.scicat_samples import write_saxs_exposure
+    from facility.scicat_samples import write_saxs_exposure
 
     folder = f"ALS-07331_saxs{uuid.uuid4().hex[:6]}"
     root = local_endpoints["data733"].posix_path(folder)

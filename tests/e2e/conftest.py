@@ -1,4 +1,4 @@
-"""End-to-end fixtures: one real stack (include/tools/local_stack.py) on PostgreSQL for the whole session.
+"""End-to-end fixtures: one real stack (tools/local_stack.py) on PostgreSQL for the whole session.
 
 The stack runs Airflow's own processes (api-server, scheduler, dag-processor, triggerer, LocalExecutor)
 on a database and role of its own (``als_e2e_<random>``, new each session and dropped at its end: two sessions
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from facility.process import free_port
 from include.endpoints import load_endpoints
-from include.facility.process import free_port
-from include.tools.demo import DEMO_FOLDER
-from include.tools.local_airflow import load_settings
-from include.tools.local_stack import LocalStack
+from tools.demo import DEMO_FOLDER
+from tools.local_airflow import load_settings
+from tools.local_stack import LocalStack
 
 DISPATCHER = "bl832_dispatcher"
 

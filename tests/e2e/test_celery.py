@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from include.facility.process import free_port
-from include.tools.local_stack import LocalStack
+from facility.process import free_port
 from tests.e2e.conftest import unique_database
+from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ import pytest
 
 from include.endpoints import load_endpoints
 from include.paths import EndpointPath
-from include.tools.local_airflow import load_settings
 from tests.e2e.conftest import DISPATCHER, cli_trigger, connection_secrets, find_secrets
+from tools.local_airflow import load_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,7 @@ SCICAT_USER = "ingestor"
 def runs(stack):
     """Two dispatcher runs started together, one through the REST API and one through the CLI."""
     from compute_functions.sample_scan import write_sample_scan
-    from include.tools.demo import DEMO_FOLDER
+    from tools.demo import DEMO_FOLDER
 
     started = {}
     endpoints = load_endpoints("local", facility_root=stack.facility_root)

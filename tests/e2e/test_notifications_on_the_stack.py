@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from include.facility.process import free_port
+from facility.process import free_port
 from tests.e2e.conftest import DISPATCHER, connection_secrets, find_secrets
 
 pytestmark = pytest.mark.e2e

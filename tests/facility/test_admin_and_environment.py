@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from include.facility.__main__ import scrub_environment
-from include.facility.process import facility_environment
+from facility.__main__ import scrub_environment
+from facility.process import facility_environment
 
 
 def test_i26_finding_5_the_admin_api_answers_401_without_the_token(facility):

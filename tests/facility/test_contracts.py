@@ -23,7 +23,7 @@ import pytest
 sys.modules.setdefault("responses", types.ModuleType("responses"))
 from globus_sdk.testing import get_response_set  # noqa: E402
 
-from include.facility.state import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET  # noqa: E402
+from facility.state import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET  # noqa: E402
 from include.sites import load_sites  # noqa: E402
 
 COMPUTE_ENDPOINT = load_sites()["local"].compute_endpoint_id
@@ -263,8 +263,8 @@ def test_scicat_answers_and_whitelist(facility, tmp_path):
     from pyscicat.model import CreateDatasetOrigDatablockDto, DataFile, DerivedDataset, OrigDatablock, RawDataset
 
     from compute_functions.sample_scan import write_sample_scan
+    from facility.scicat import DATASET_FIELDS, ORIGDATABLOCK_FIELDS
     from include import scicat_metadata
-    from include.facility.scicat import DATASET_FIELDS, ORIGDATABLOCK_FIELDS
 
     client = from_credentials(f"{facility.url}/scicat/api/v3", "ingestor", LOCAL_CLIENT_SECRET)
     raw = RawDataset(

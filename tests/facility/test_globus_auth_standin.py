@@ -7,8 +7,8 @@ import pytest
 from globus_sdk.scopes import ComputeScopes, FlowsScopes, SpecificFlowScopes, TransferScopes
 from globus_sdk.transport import RetryConfig
 
-from include.facility.globus_auth import resource_server_of, split_scopes
-from include.facility.state import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET
+from facility.globus_auth import resource_server_of, split_scopes
+from facility.state import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET
 
 FLOW_ID = "0b1c6a6f-2d9b-4a7b-9a33-1f0c2a7f4e11"
 

@@ -10,7 +10,7 @@ import pytest
 from pyscicat.client import ScicatClient, ScicatCommError, ScicatLoginError, from_credentials
 from pyscicat.model import Attachment, CreateDatasetOrigDatablockDto, DataFile, DerivedDataset, RawDataset
 
-from include.facility.state import LOCAL_CLIENT_SECRET
+from facility.state import LOCAL_CLIENT_SECRET
 
 
 @pytest.fixture

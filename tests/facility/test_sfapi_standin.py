@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from include.facility.sfapi import check_policy, parse_sbatch, parse_time_limit
+from facility.sfapi import check_policy, parse_sbatch, parse_time_limit
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The SFTP stand-in (include/facility/sftp_server.py) over the wire with asyncssh's own client."""
+"""The SFTP stand-in (facility/sftp_server.py) over the wire with asyncssh's own client."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import asyncssh
 import pytest
 
-from include.facility.sftp_server import SFTPServer
+from facility.sftp_server import SFTPServer
 
 PASSWORD = "local-sftp-password"
 

@@ -14,7 +14,7 @@ import pytest
 from globus_sdk.scopes import TransferScopes
 from globus_sdk.transport import RetryConfig
 
-from include.facility.state import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET
+from facility.state import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET
 
 UNKNOWN_COLLECTION = "00000000-0000-4000-8000-000000000000"
 

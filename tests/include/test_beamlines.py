@@ -12,7 +12,7 @@ import yaml
 from include.beamlines import BEAMLINES_FILE, load_beamlines, parse_beamlines
 from include.endpoints import load_endpoints
 from include.errors import ConfigError
-from include.tools.local_airflow import load_settings
+from tools.local_airflow import load_settings
 
 SOURCE = Path("/etc/als/beamlines.yaml")
 DOCUMENT = yaml.safe_load(BEAMLINES_FILE.read_text())

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from include.endpoints import REPO_ROOT
-from include.tools.local_airflow import connection_env, load_settings
-from include.tools.local_stack import stack_settings
+from tools.local_airflow import connection_env, load_settings
+from tools.local_stack import stack_settings
 
 COMPOSE = REPO_ROOT / "docker-compose.override.yml"
 AIRFLOW_SERVICES = ("scheduler", "dag-processor", "api-server", "triggerer")
@@ -56,7 +56,7 @@ def test_i23_finding_3_stop_airflow_and_scan_read_the_stack_that_serve_recorded(
 def test_i23_finding_3_make_airflow_runs_with_the_stacks_database_not_sqlite(tmp_path):
     """`make airflow` = `local_stack --home H airflow ARGS`: the CLI sees the stack's PostgreSQL database."""
     (tmp_path / "stack.json").write_text(json.dumps({"database": "als_h8_cli", "port": 8391}))
-    done = run("include.tools.local_stack", "--home", str(tmp_path), "airflow", "config", "get-value", "database",
+    done = run("tools.local_stack", "--home", str(tmp_path), "airflow", "config", "get-value", "database",
                "sql_alchemy_conn")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     url = done.stdout.strip().splitlines()[-1]
@@ -68,7 +68,7 @@ def test_i23_finding_3_make_airflow_runs_with_the_stacks_database_not_sqlite(tmp
 def test_i23_finding_3_make_scan_writes_into_the_stacks_facility(tmp_path):
     root = tmp_path / "facility"
     (tmp_path / "stack.json").write_text(json.dumps({"facility_root": str(root)}))
-    done = run("include.tools.local_stack", "--home", str(tmp_path), "scan")
+    done = run("tools.local_stack", "--home", str(tmp_path), "scan")
     assert done.returncode == 0, done.stderr[-2000:]
     conf = json.loads(done.stdout.split("conf: ", 1)[1].splitlines()[0])
     relative = conf["file_path"].removeprefix("/global/raw/")
@@ -78,7 +78,7 @@ def test_i23_finding_3_make_scan_writes_into_the_stacks_facility(tmp_path):
 
 # ------------------------------------------------------------------ finding 4: placeholders
 def placeholders(*args: str) -> subprocess.CompletedProcess:
-    return run("include.tools.placeholders", *args)
+    return run("tools.placeholders", *args)
 
 
 def test_i23_finding_4_placeholders_lists_each_with_file_and_key_and_fails_for_production():
@@ -188,7 +188,7 @@ def test_i23_finding_4_compose_runs_the_facility_and_the_connections_name_it():
     services = compose["services"]
     facility = services["facility"]
     command = [str(part) for part in facility["command"]]
-    assert facility["entrypoint"][-1] == "include.facility"
+    assert facility["entrypoint"][-1] == "facility"
     assert command[command.index("--host") + 1] == "0.0.0.0" and command[command.index("--port") + 1] == "8765"
     assert "ports" not in facility  # reachable on the compose network only
     root = command[command.index("--root") + 1]

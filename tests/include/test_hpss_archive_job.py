@@ -1,5 +1,5 @@
 """The HPSS archive job (include/jobs/hpss_archive.sh.j2) run by bash with the hsi stand-in
-(include/facility/hsi.py): a tape copy is verified by checksum before it may become the only copy."""
+(facility/hsi.py): a tape copy is verified by checksum before it may become the only copy."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def archive(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     hsi = bin_dir / "hsi"
-    hsi.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m include.facility.hsi "$@"\n')
+    hsi.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m facility.hsi "$@"\n')
     hsi.chmod(0o755)
     source = tmp_path / "cfs" / "ALS-07330_x" / "20260402_090000_film.h5"
     source.parent.mkdir(parents=True)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from include.errors import ConfigError
-from include.tools.local_airflow import _merge_new_keys, connection_env, load_settings
+from tools.local_airflow import _merge_new_keys, connection_env, load_settings
 
 
 def test_settings_declare_what_the_dags_use():

@@ -6,8 +6,8 @@ import json
 import stat
 from urllib.parse import urlsplit
 
-from include.facility.process import facility_environment
-from include.tools.local_stack import LocalStack
+from facility.process import facility_environment
+from tools.local_stack import LocalStack
 
 
 def test_i26_finding_5_the_stack_has_its_own_database_role_and_the_facility_none_of_its_secrets(tmp_path):

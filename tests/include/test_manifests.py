@@ -385,7 +385,7 @@ def test_i26_finding_2_an_edited_or_unsigned_entry_is_refused(store):
 
 def test_i26_finding_2_a_missing_or_placeholder_signing_key_is_a_one_line_error(store, monkeypatch):
     from include import signing
-    from include.tools.local_airflow import signing_connection_env
+    from tools.local_airflow import signing_connection_env
 
     try:
         monkeypatch.delenv("AIRFLOW_CONN_ALS_SIGNING")

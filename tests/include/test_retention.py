@@ -11,7 +11,7 @@ from include.manifests import RETENTION_VARIABLE, ManifestError, check_retention
 from include.paths import parse_scan
 from include.plans import LONG_TERM_RAW, SCRATCH_LOCATION, beamline_plan, new_file_plan, site_plan
 from include.sites import HOME_SCRATCH, load_sites
-from include.tools.local_airflow import load_settings
+from tools.local_airflow import load_settings
 
 SCAN = parse_scan("BLS-00564_dyparkinson/20230224_132553_sea_shell.h5")
 

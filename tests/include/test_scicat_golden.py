@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from compute_functions.sample_scan import write_sample_scan
+from facility.scicat_samples import add_832_metadata, write_saxs_exposure
 from include import scicat_733, scicat_metadata
 from include.endpoints import load_endpoints
-from include.facility.scicat_samples import add_832_metadata, write_saxs_exposure
 from include.paths import parse_scan
 from include.plans import new_file_plan, site_plan
 from include.sites import load_sites

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from compute_functions.sample_scan import write_sample_scan
+from facility.scicat_samples import add_832_metadata
 from include import scicat_metadata as sm
-from include.facility.scicat_samples import add_832_metadata
 
 TOOTH = Path("/work/shared/data/tooth.h5")
 

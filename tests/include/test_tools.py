@@ -1,4 +1,4 @@
-"""The operator commands (``python -m include.tools.<name>``) as processes against the local facility."""
+"""The operator commands (``python -m tools.<name>``) as processes against the local facility."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ DEV_COMMANDS = ("demo", "run_dag", "local_stack")
 
 def tool(name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
     return subprocess.run(
-        [sys.executable, "-m", f"include.tools.{name}", *args],
+        [sys.executable, "-m", f"tools.{name}", *args],
         cwd=REPO_ROOT,
         env=env or dict(os.environ),
         capture_output=True,

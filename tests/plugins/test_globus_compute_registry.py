@@ -1,4 +1,4 @@
-"""`python -m include.tools.register_functions`, include.compute_registry and the sites configuration."""
+"""`python -m tools.register_functions`, include.compute_registry and the sites configuration."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_registry_command_registers_every_function_and_prints_ids(facility):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO_ROOT)
     done = subprocess.run(
-        [sys.executable, "-m", "include.tools.register_functions"],
+        [sys.executable, "-m", "tools.register_functions"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -43,7 +43,7 @@ def test_registry_command_fails_loudly_on_bad_credentials(facility):
     conn["password"] = "nope-secret"
     env = {**os.environ, "AIRFLOW_CONN_GLOBUS_COMPUTE_DEFAULT": json.dumps(conn)}
     done = subprocess.run(
-        [sys.executable, "-m", "include.tools.register_functions", "--only", "reconstruct"],
+        [sys.executable, "-m", "tools.register_functions", "--only", "reconstruct"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from include.facility.process import free_port
+from facility.process import free_port
 from tests.fixture_dags.notification_dags import dag_notify_failing, dag_notify_succeeding
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

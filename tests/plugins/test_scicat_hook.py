@@ -14,8 +14,8 @@ import pytest
 
 from als_provider.hooks.scicat import SciCatAuthError, SciCatError, SciCatHook
 from compute_functions.sample_scan import write_sample_scan
-from include.facility.process import free_port
-from include.facility.state import LOCAL_CLIENT_SECRET
+from facility.process import free_port
+from facility.state import LOCAL_CLIENT_SECRET
 from include.scicat_metadata import EMAIL, thumbnail_png
 
 TOOTH = Path("/work/shared/data/tooth.h5")

@@ -14,8 +14,8 @@ import pytest
 from als_provider.hooks.scicat import SciCatHook
 from als_provider.operators.scicat import SciCatIngestDerivedOperator, SciCatIngestRawOperator
 from compute_functions.sample_scan import write_sample_scan
+from facility.scicat_samples import write_saxs_exposure
 from include.errors import InvalidPathError
-from include.facility.scicat_samples import write_saxs_exposure
 from include.scicat_metadata import FILE_NAME, thumbnail_png
 
 #: The operators read Airflow Variables (export-control records, the SciCat backlog).

@@ -14,7 +14,7 @@ import pytest
 from als_provider.sensors.sftp_new_scan import SFTPNewScanSensor
 from als_provider.triggers.sftp_new_scan import SFTPNewScanTrigger
 from dags.pipelines.params import new_scan_params
-from include.facility.sftp_server import SFTPServer
+from facility.sftp_server import SFTPServer
 from include.paths import Scan, scan_run_id
 
 DISPATCHER = "bl832_dispatcher"

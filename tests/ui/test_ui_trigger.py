@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from facility.process import free_port
 from include.endpoints import REPO_ROOT
-from include.facility.process import free_port
-from include.tools.demo import write_demo_scan
-from include.tools.local_stack import LocalStack
+from tools.demo import write_demo_scan
+from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 

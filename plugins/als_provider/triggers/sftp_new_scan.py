@@ -279,7 +279,7 @@ class SFTPNewScanTrigger(BaseTrigger):
             self._held.add(path)
             self.log.warning(
                 "%s is held, not dispatched: folder %s is neither export-controlled nor released "
-                "(docs/watching.md: python -m include.tools.export_control release|control '<folder>')",
+                "(docs/watching.md: python -m tools.export_control release|control '<folder>')",
                 path,
                 scan.folder,
             )

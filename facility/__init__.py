@@ -2,5 +2,5 @@
 
 A development and test tool that speaks the real wire protocols on 127.0.0.1, so the production
 clients (globus-sdk, globus-compute-sdk, sfapi_client, pyscicat) run unchanged against it. DAG code
-never imports it. Start it with ``python -m include.facility --root .facility --port 8765``.
+never imports it. Start it with ``python -m facility --root .facility --port 8765``.
 """

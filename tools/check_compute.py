@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-from include.tools._cli import ToolError, parser, prepare, run, say
+from tools._cli import ToolError, parser, prepare, run, say
 
 PROG = "check_compute"
 FUNCTION = "check_environment"

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from include.facility.state import FacilityState
+from facility.state import FacilityState
 
 #: Lifetime of an access token, as Globus Auth issues them (48 h).
 TOKEN_LIFETIME_SECONDS = 172800

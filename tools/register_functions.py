@@ -1,6 +1,6 @@
 """Register the Globus Compute functions and print their ids.
 
-``python -m include.tools.register_functions [--conn-id ID] [--only NAME ...] [--json]`` registers every
+``python -m tools.register_functions [--conn-id ID] [--only NAME ...] [--json]`` registers every
 function of ``include.compute_registry.FUNCTIONS`` with Globus Compute as the client of the Airflow
 connection (default ``globus_compute_default``) and prints ``<name> <function id>`` per line. Paste the
 ids into a site's ``function_ids`` in include/config/sites.yaml to pin them (needed when an endpoint only
@@ -20,7 +20,7 @@ from typing import Any
 
 from include.compute_registry import FUNCTIONS, resolve
 
-PROG = "python -m include.tools.register_functions"
+PROG = "python -m tools.register_functions"
 
 
 def register_all(hook: Any, names: Sequence[str] | None = None) -> dict[str, str]:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     args = parser.parse_args(argv)
 
-    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
+    plugins = str(Path(__file__).resolve().parents[1] / "plugins")
     if plugins not in sys.path:  # Airflow puts plugins/ on sys.path; a plain `python -m` does not
         sys.path.append(plugins)
     from als_provider.hooks.globus_compute import GlobusComputeHook, describe_compute_error

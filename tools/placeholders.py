@@ -151,7 +151,7 @@ def settings_placeholders(path: Path = SETTINGS_FILE) -> list[Placeholder]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.tools.placeholders", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.placeholders", description=__doc__.splitlines()[0])
     parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR)
     parser.add_argument("--settings", type=Path, default=SETTINGS_FILE)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Run one DAG end to end on the local profile: ``python -m include.tools.run_dag DAG_ID [--conf JSON]``.
+"""Run one DAG end to end on the local profile: ``python -m tools.run_dag DAG_ID [--conf JSON]``.
 
 Starts the local facility (or, with ``--facility-url`` / ``FACILITY_URL``, uses one already running, e.g.
 ``make facility``, so faults can be injected from outside), prepares a local Airflow (SQLite under
@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
+from facility.process import Facility
 from include.endpoints import REPO_ROOT, default_facility_root, load_endpoints
-from include.facility.process import Facility
 from include.paths import EndpointPath
 
 OUTPUTS_KEY = "outputs"
@@ -83,7 +83,7 @@ def facility_at(url: str | None, facility_root: Path, log_file: Path) -> Iterato
 
 
 def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path, facility_url: str | None = None) -> int:
-    from include.tools.local_airflow import configure_environment, seed_database, tolerate_dag_test_callback_context
+    from tools.local_airflow import configure_environment, seed_database, tolerate_dag_test_callback_context
 
     home.mkdir(parents=True, exist_ok=True)
     with facility_at(facility_url, facility_root, home / "facility.log") as (url, facility_root):
@@ -123,7 +123,7 @@ def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path, f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.tools.run_dag", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.run_dag", description=__doc__.splitlines()[0])
     parser.add_argument("dag_id")
     parser.add_argument("--conf", default="{}", help="the run's conf as a JSON object")
     parser.add_argument("--home", type=Path, default=REPO_ROOT / ".airflow", help="local AIRFLOW_HOME")

@@ -42,7 +42,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from include.facility.state import FacilityState
+from facility.state import FacilityState
 
 PREFIX = "/scicat/api/v3"
 #: The ingestor account of the local profile (airflow_settings.yaml, connection ``scicat_default``).

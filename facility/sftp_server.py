@@ -14,7 +14,7 @@ In a test::
 
 From a shell (foreground, Ctrl-C stops it)::
 
-    python -m include.facility.sftp_server --root .facility/spot832 --port 8022 --user spot832 --password ...
+    python -m facility.sftp_server --root .facility/spot832 --port 8022 --user spot832 --password ...
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import asyncssh
 
-from include.facility.process import free_port
+from facility.process import free_port
 
 
 class _Auth(asyncssh.SSHServer):

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ToolError(RuntimeError):
@@ -35,7 +35,7 @@ def prepare() -> None:
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     """An argument parser whose description is the module docstring."""
     return argparse.ArgumentParser(
-        prog=f"python -m include.tools.{prog}",
+        prog=f"python -m tools.{prog}",
         description=(doc or "").strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -52,15 +52,15 @@ from pathlib import Path, PurePosixPath
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from include.errors import ConfigError
-from include.facility.globus_auth import (
+from facility.globus_auth import (
     ServiceError,
     install_error_handler,
     request_id,
     require_token,
     transfer_error_body,
 )
-from include.facility.state import FacilityState, Fault
+from facility.state import FacilityState, Fault
+from include.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

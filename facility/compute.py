@@ -52,8 +52,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from include.facility.globus_auth import ServiceError, install_error_handler, request_id, require_token
-from include.facility.state import FacilityState
+from facility.globus_auth import ServiceError, install_error_handler, request_id, require_token
+from facility.state import FacilityState
 from include.sites import load_sites
 
 #: Resource server of Globus Compute tokens (scope ``https://auth.globus.org/scopes/facd7ccc-.../all``).

@@ -1,6 +1,6 @@
 """A stand-in for NERSC's ``hsi`` client (HPSS), the commands the archive job uses, on a local folder.
 
-``python -m include.facility.hsi [-q] "cmd; cmd ..."`` runs, in order: ``mkdir [-p] DIR``, ``put [-p] SRC : DST``,
+``python -m facility.hsi [-q] "cmd; cmd ..."`` runs, in order: ``mkdir [-p] DIR``, ``put [-p] SRC : DST``,
 ``hashcreate [-H alg] PATH`` (reads the stored file back and records its checksum, as hsi does from HPSS),
 ``hashlist PATH`` (prints ``<hex> <alg> <path> (hsi)``) and ``hashverify PATH`` (reads it back and compares). As
 hsi, it writes its messages to stderr and exits non-zero at the first failing command. HPSS paths are local

@@ -48,7 +48,7 @@ def facility_environment(root: Path) -> dict[str, str]:
 
 
 def facility_command(root: Path, port: int, token_file: Path) -> list[str]:
-    return [sys.executable, "-m", "include.facility", "--root", str(root), "--port", str(port),
+    return [sys.executable, "-m", "facility", "--root", str(root), "--port", str(port),
             "--token-file", str(token_file)]  # fmt: skip
 
 

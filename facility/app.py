@@ -11,17 +11,17 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from include.facility.state import FacilityState, Fault
+from facility.state import FacilityState, Fault
 
 log = logging.getLogger(__name__)
 
 #: Stand-in modules; each has ``register(app, state)``. Missing ones are skipped until they exist.
 SERVICE_MODULES = (
-    "include.facility.globus_auth",
-    "include.facility.transfer",
-    "include.facility.compute",
-    "include.facility.sfapi",
-    "include.facility.scicat",
+    "facility.globus_auth",
+    "facility.transfer",
+    "facility.compute",
+    "facility.sfapi",
+    "facility.scicat",
 )
 
 

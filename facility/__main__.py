@@ -1,4 +1,4 @@
-"""``python -m include.facility --root DIR --port N``: serve the local facility on 127.0.0.1.
+"""``python -m facility --root DIR --port N``: serve the local facility on 127.0.0.1.
 
 At each start it generates an admin token for ``/_facility/*`` (all but ``health``) and writes it to the
 token file (mode 0600; default ``<root>-<port>.admin-token`` beside the root); it never prints the token.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import uvicorn
 
+from facility.app import create_app
+from facility.process import token_file_of
 from include.endpoints import default_facility_root
-from include.facility.app import create_app
-from include.facility.process import token_file_of
 
 #: Environment variables dropped at start (an Airflow's settings and connections, anything secret-like).
 SECRET_LIKE = re.compile(r"^AIRFLOW|SECRET|PASSWORD|PASSWD|TOKEN|FERNET|JWT|PRIVATE|CREDENTIAL|API_?KEY", re.I)
@@ -47,7 +47,7 @@ def write_token(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m include.facility", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m facility", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=default_facility_root(), help="local facility root")
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1")
     parser.add_argument(
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper())
     dropped = scrub_environment()
     if dropped:
-        logging.getLogger("include.facility").warning("dropped from the environment: %s", ", ".join(dropped))
+        logging.getLogger("facility").warning("dropped from the environment: %s", ", ".join(dropped))
     token_file = args.token_file or token_file_of(args.root, args.port)
     token = write_token(token_file)
     print(f"facility admin token in {token_file} (send it as 'Authorization: Bearer <token>')", flush=True)

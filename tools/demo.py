@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.endpoints import REPO_ROOT, default_facility_root, load_endpoints
-from include.tools.run_dag import run
+from tools.run_dag import run
 
 DEMO_FOLDER = "BLS-00001_demo"
 
@@ -33,7 +33,7 @@ def write_demo_scan(facility_root: Path, size: str = "tiny") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.tools.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="tiny", help="sample scan size: tiny, small, medium, full")
     parser.add_argument("--dag", default="bl832_dispatcher", help="the DAG to run on the scan")
     parser.add_argument("--home", type=Path, default=REPO_ROOT / ".airflow")

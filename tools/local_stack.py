@@ -11,7 +11,7 @@ SIGTERM and orphans its children.
 The stack's secrets (API JWT secret, Fernet key, UI login, manifest signing key, database password) are
 generated once and kept in ``<home>`` with mode 0600; they are passed to the Airflow processes through the
 environment and never printed by this module except the UI login, which ``make serve`` shows on purpose.
-The facility gets none of them (a clean environment, include/facility/process.py); its admin token is in
+The facility gets none of them (a clean environment, facility/process.py); its admin token is in
 ``<home>/facility.admin-token``. Airflow connects to PostgreSQL as a role of its own (``<database>_airflow``,
 not a superuser) with a generated password; ``ALS_POSTGRES_URL`` (an administrator, default ``postgres``)
 is used only to create that role and the database.
@@ -35,9 +35,9 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from facility.process import Facility, facility_command, facility_environment, free_port
 from include.endpoints import REPO_ROOT
-from include.facility.process import Facility, facility_command, facility_environment, free_port
-from include.tools.local_airflow import secret_file as _secret_file
+from tools.local_airflow import secret_file as _secret_file
 
 #: Where ``make serve`` keeps the stack (pids, logs, facility, secrets).
 DEFAULT_HOME = REPO_ROOT / ".airflow-stack"
@@ -175,7 +175,7 @@ class LocalStack:
         return json.loads(raw)
 
     def _build_env(self) -> dict[str, str]:
-        from include.tools.local_airflow import configure_environment
+        from tools.local_airflow import configure_environment
 
         self.home.mkdir(parents=True, exist_ok=True)
         saved = dict(os.environ)
@@ -284,7 +284,7 @@ class LocalStack:
         if pid is None or not _alive(pid):
             return None
         # a recycled pid is not ours; a Celery worker retitles itself ("[celeryd: celery@host:MainProcess] ...")
-        markers = {FACILITY: ("include.facility",), "celery-worker": ("airflow", "celeryd")}.get(component)
+        markers = {FACILITY: ("facility",), "celery-worker": ("airflow", "celeryd")}.get(component)
         command = _cmdline(pid)
         return pid if any(marker in command for marker in markers or ("airflow",)) else None
 
@@ -439,7 +439,7 @@ class LocalStack:
 
     def _migrate(self, timeout: float) -> None:
         """Migrate the metadata database and write the variables and pools (a child process: clean env)."""
-        code = "from include.tools.local_airflow import seed_database; seed_database()"
+        code = "from tools.local_airflow import seed_database; seed_database()"
         with open(self.log_dir / "migrate.log", "ab") as log:
             result = subprocess.run(
                 [sys.executable, "-c", code], env=self.env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -596,7 +596,7 @@ def _record(stack: LocalStack) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m include.tools.local_stack",
+        prog="python -m tools.local_stack",
         description=__doc__.splitlines()[0],
         epilog="serve records its settings in <home>/stack.json; stop, airflow and scan then need only --home. "
         "airflow ARGS runs the stack's airflow CLI with the stack's environment (its database, connections); "
@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**stack.env, "PYTHONWARNINGS": "ignore:Could not import graphviz"}
         return subprocess.run([stack._airflow(), *command], env=env, cwd=REPO_ROOT).returncode
     if args.action == "scan":
-        from include.tools.demo import write_demo_scan
+        from tools.demo import write_demo_scan
 
         conf = json.dumps({"file_path": write_demo_scan(stack.facility_root)})
         print(

@@ -1,7 +1,7 @@
 """Airflow on the local profile: the environment, connections, variables and pools of airflow_settings.yaml.
 
 One place that turns the repository's settings into a working local Airflow (SQLite by default), used
-by ``make demo``/``make dags-test`` (include/tools/run_dag.py), the tests and ``make serve``. Connections go in
+by ``make demo``/``make dags-test`` (tools/run_dag.py), the tests and ``make serve``. Connections go in
 as ``AIRFLOW_CONN_*`` environment variables (read-only); variables and pools are written to the
 metadata database, because the pipelines update some variables (deletion manifests) at run time.
 """

@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from include.tools._cli import ToolError, one_line, parser, prepare, run, say
+from tools._cli import ToolError, one_line, parser, prepare, run, say
 
 PROG = "check_endpoint"
 

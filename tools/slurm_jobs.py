@@ -6,8 +6,8 @@ and running jobs; ``cancel JOBID`` cancels one of them and refuses (nothing is s
 among them: another user's job, a finished job or an unknown id. Exit 0 on success, 1 with one line
 otherwise.
 
-  python -m include.tools.slurm_jobs list [--json]
-  python -m include.tools.slurm_jobs cancel 41000007
+  python -m tools.slurm_jobs list [--json]
+  python -m tools.slurm_jobs cancel 41000007
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from include.tools._cli import ToolError, parser, prepare, run, say
+from tools._cli import ToolError, parser, prepare, run, say
 
 PROG = "slurm_jobs"
 

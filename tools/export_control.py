@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from include.tools._cli import parser, prepare, run, say
+from tools._cli import parser, prepare, run, say
 
 PROG = "export_control"
 

@@ -55,8 +55,8 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import JSONResponse
 
+from facility.state import FacilityState
 from include.endpoints import REPO_ROOT
-from include.facility.state import FacilityState
 
 PREFIX = "/sfapi"
 API = f"{PREFIX}/api/v1.2"
