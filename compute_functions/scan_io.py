@@ -67,10 +67,6 @@ class ScanMetadata:
         return None if self.pixel_size_mm is None else self.pixel_size_mm * 1000.0
 
     @property
-    def pixel_size_cm(self) -> float | None:
-        return None if self.pixel_size_mm is None else self.pixel_size_mm / 10.0
-
-    @property
     def theta_rad(self) -> np.ndarray:
         return np.deg2rad(self.theta_deg)
 

@@ -40,6 +40,8 @@ DEFAULT_GROUP = "7.3.3"
 #: Upstream's default geometry (``basic_scientific_md["geometry"]``).
 GEOMETRY = "transmission"
 UNKNOWN = "Unknown"
+#: Upstream's caption of an exposure's thumbnail.
+CAPTION = "scattering image"
 #: Exposures upstream never ingests (beamline test shots).
 SKIPPED_NAMES = ("autoexpose", "beamstop_test")
 HEADER_SUFFIX, IMAGE_SUFFIX = ".txt", ".edf"
@@ -238,4 +240,4 @@ def build_raw(
     files = [p for p in dict.fromkeys([header_file, path, image_file]) if p is not None and p.is_file()]
     entries = [{"path": p.name, "size": p.stat().st_size, "time": iso_mtime(p)} for p in files]
     datablock = {"size": sum(e["size"] for e in entries), "dataFileList": entries}
-    return RawDocuments(json_safe(dataset), datablock, thumbnail, warnings)
+    return RawDocuments(json_safe(dataset), datablock, thumbnail, warnings, caption=CAPTION)

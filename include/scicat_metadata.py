@@ -107,6 +107,8 @@ DEFAULT_GROUP = "8.3.2"
 UNKNOWN = "Unknown"
 DEFAULT_CONTACT_EMAIL = "unknown@example.com"
 THUMBNAIL_MAX_SIDE = 512
+#: Upstream's caption of a raw dataset's thumbnail (als_832_dx_4 ``upload_attachment``).
+RAW_CAPTION = "raw image"
 SOFTWARE = "als-tomography-orchestration"
 
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
@@ -116,12 +118,14 @@ _EDGE_JUNK = re.compile(r"^[\"'\s,]+|[\"'\s,]+$")
 
 @dataclass
 class RawDocuments:
-    """What a raw ingest sends: dataset fields, one OrigDatablock, an optional thumbnail, and warnings."""
+    """What a raw ingest sends: dataset fields, one OrigDatablock, an optional thumbnail with its caption (the
+    attachment's), and warnings."""
 
     dataset: dict[str, Any]
     datablock: dict[str, Any]
     thumbnail: str | None
     warnings: list[str] = field(default_factory=list)
+    caption: str = RAW_CAPTION
 
 
 @dataclass
@@ -160,11 +164,13 @@ def json_safe(value: Any) -> Any:
 
 
 def dataset_value(ds: h5py.Dataset) -> Any:
-    """A dataset's value as upstream's ``_get_dataset_value`` reads it: a 1-element dataset as its value,
-    a longer one as a list; strings decoded. JSON-safe."""
+    """A dataset's value as upstream's ``_get_dataset_value`` reads it, JSON-safe: a fixed 1-element dataset
+    (maxshape ``(1,)``; for strings, shape ``(1,)``) as its value, any other (a resizable one too) as a list;
+    strings decoded."""
     value = ds[()]
+    single = ds.shape == (1,) if ds.dtype.kind == "S" else ds.maxshape == (1,)
     if isinstance(value, np.ndarray):
-        return json_safe(value.reshape(-1)[0]) if value.size == 1 else json_safe(value)
+        return json_safe(value.reshape(-1)[0]) if single else json_safe(value)
     return json_safe(value)
 
 
@@ -253,12 +259,39 @@ def search_terms(name: str) -> list[str]:
     return [t for t in _TERM_SPLIT.split(name.lower()) if t]
 
 
+def iso_utc(moment: datetime) -> str:
+    """A time as upstream writes it (``2023-02-24T13:25:53Z``), but in UTC: upstream's ``get_file_mod_time``
+    puts ``Z`` after the ingest host's local time."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
 def iso_mtime(path: Path) -> str:
-    return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
+    return iso_utc(datetime.fromtimestamp(path.stat().st_mtime, UTC))
 
 
 def data_url_png(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _image(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2 or img.size == 0:
+        raise ValueError(f"expected a 2-D image, got shape {img.shape}")
+    return img
+
+
+def projection_png(image: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
+    """A PNG of a projection with upstream's pixel values (``thumbnails.build_thumbnail_as_filebuffer``:
+    ``log(x - min + 1.001)`` scaled to 0..205, then PIL's autocontrast cutting 0.1 %), at most ``max_side`` px
+    (upstream keeps the detector's size). Non-finite pixels count as the lowest finite one."""
+    from PIL import Image, ImageOps
+
+    img = _image(image)
+    finite = np.isfinite(img)
+    img = np.where(finite, img, img[finite].min() if finite.any() else 0.0)
+    img = np.log(img - img.min() + 1.001)
+    img = 205 * img / img.max()
+    return _png(ImageOps.autocontrast(Image.fromarray(img.astype(np.uint8)), cutoff=0.1), max_side)
 
 
 def thumbnail_png(
@@ -268,15 +301,19 @@ def thumbnail_png(
     99.5 by default), at most ``max_side`` px."""
     from PIL import Image
 
-    img = np.asarray(image, dtype=np.float64)
-    if img.ndim != 2 or img.size == 0:
-        raise ValueError(f"expected a 2-D image, got shape {img.shape}")
+    img = _image(image)
     finite = np.isfinite(img)
     floor = img[finite & (img > 0)].min() if np.any(finite & (img > 0)) else 1.0
     img = np.log(np.where(finite & (img > 0), img, floor))
     lo, hi = np.percentile(img, percentiles)
     scaled = np.clip((img - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(img)
-    pil = Image.fromarray((scaled * 255).astype(np.uint8), mode="L")
+    return _png(Image.fromarray((scaled * 255).astype(np.uint8), mode="L"), max_side)
+
+
+def _png(pil: Any, max_side: int) -> bytes:
+    """PNG bytes of a greyscale PIL image, at most ``max_side`` px, stretched to 32 rows if it has fewer."""
+    from PIL import Image
+
     pil.thumbnail((max_side, max_side))
     if min(pil.size) < 32:  # a few-row detector (test scans): stretch so a person can see it
         pil = pil.resize((pil.size[0], max(32, pil.size[1])), Image.NEAREST)
@@ -297,8 +334,9 @@ def build_raw(
 ) -> RawDocuments:
     """RawDataset fields, OrigDatablock and thumbnail of a scan, mapped as upstream's ``als_832_dx_4``.
 
-    ``source_folder`` is where the scan's folder lives on long-term storage (SciCat ``sourceFolder``); the
-    datablock lists the file relative to it. ``datasetName`` is ``/measurement/sample/file_name`` (the file
+    ``source_folder`` is the SciCat ``sourceFolder``: upstream's is the scan's folder as the beamline names it,
+    ``/global/raw/<folder>`` (``include.paths.BEAMLINE_RAW_PREFIX``); the datablock lists the file
+    under it (an absolute path, as upstream). ``datasetName`` is ``/measurement/sample/file_name`` (the file
     stem when the scan has none, with a warning). ``default_group`` is upstream's ``DEFAULT_USER``. Raises
     ``OSError``/``ValueError`` only when the file is not a readable HDF5 scan.
     """
@@ -313,7 +351,7 @@ def build_raw(
         data = f.get(PROJECTIONS)
         if isinstance(data, h5py.Dataset) and data.ndim == 3 and data.shape[0] > 0:
             try:
-                thumbnail = data_url_png(thumbnail_png(data[0]))
+                thumbnail = data_url_png(projection_png(data[0]))
             except (ValueError, OSError) as exc:
                 warnings.append(f"{path.name}: no thumbnail: {exc}")
         else:
@@ -361,9 +399,10 @@ def build_raw(
     }
     if proposal and proposal != "None":
         dataset["proposalId"] = proposal
+    stored = str(PurePosixPath(source_folder, path.name))  # absolute, as upstream's
     datablock = {
         "size": stat.st_size,
-        "dataFileList": [{"path": path.name, "size": stat.st_size, "time": iso_mtime(path)}],
+        "dataFileList": [{"path": stored, "size": stat.st_size, "time": iso_mtime(path)}],
     }
     return RawDocuments(json_safe(dataset), datablock, thumbnail, warnings)
 
@@ -449,7 +488,7 @@ def build_derived(
         "inputDatasets": [raw["pid"]],
         "usedSoftware": software,
         "sourceFolder": source_folder,
-        "creationTime": datetime.now(UTC).isoformat(),
+        "creationTime": iso_utc(datetime.now(UTC)),
         "isPublished": False,
         "jobParameters": params,
         "scientificMetadata": {

@@ -32,7 +32,7 @@ from include.sites import load_sites
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "scicat"
 MTIME = 1_677_245_153  # 2023-02-24T13:25:53Z
 SCAN = parse_scan("/global/raw/BLS-00564_dyparkinson/20230224_132553_sea_shell.h5")
-RAW_FOLDER = "/global/cfs/cdirs/als/data_mover/8.3.2/raw/BLS-00564_dyparkinson"
+RAW_FOLDER = "/global/raw/BLS-00564_dyparkinson"  # upstream's sourceFolder (test_scicat_upstream_parity.py)
 RAW_PID = "20.500.12269/00000000-0000-4000-8000-000000000832"
 TIME_STAMP = "/measurement/instrument/time_stamp"
 

@@ -47,7 +47,7 @@ def copy_with(scan: Path, tmp_path: Path, name: str | None = None, **values: str
 
 
 def test_raw_mapping_of_a_full_scan(scan):
-    docs = sm.build_raw(scan, "/global/cfs/cdirs/als/data_mover/8.3.2/raw/BLS-00564_dyparkinson")
+    docs = sm.build_raw(scan, "/global/raw/BLS-00564_dyparkinson")
     d = docs.dataset
     assert docs.warnings == []
     assert d["type"] == "raw" and d["dataFormat"] == "DX"
@@ -59,10 +59,10 @@ def test_raw_mapping_of_a_full_scan(scan):
     assert d["contactEmail"] == "DYParkinson@lbl.gov"
     assert d["keywords"] == ["20230224", "132553", "sea", "shell"]
     assert d["description"] == d["sampleId"] == "20230224 132553 sea shell"
-    assert d["sourceFolder"] == "/global/cfs/cdirs/als/data_mover/8.3.2/raw/BLS-00564_dyparkinson"
+    assert d["sourceFolder"] == "/global/raw/BLS-00564_dyparkinson"
     assert "size" not in d and "numberOfFiles" not in d  # SciCat adds the datablock's (issue 17)
     assert docs.datablock["size"] == scan.stat().st_size
-    assert d["creationTime"] == "2023-02-24T13:25:53+00:00"
+    assert d["creationTime"] == "2023-02-24T13:25:53Z"  # upstream's form, in UTC
     json.dumps(d, allow_nan=False)  # JSON-clean, no NaN
 
 
@@ -89,10 +89,11 @@ def test_data_sample_takes_every_tenth_of_each_per_frame_array(scan):
 
 
 def test_datablock_and_thumbnail(scan):
-    docs = sm.build_raw(scan, "/data/raw/f")
-    assert docs.datablock["dataFileList"] == [
-        {"path": scan.name, "size": scan.stat().st_size, "time": "2023-02-24T13:25:53+00:00"}
+    docs = sm.build_raw(scan, "/global/raw/f")
+    assert docs.datablock["dataFileList"] == [  # the absolute path, as upstream
+        {"path": f"/global/raw/f/{scan.name}", "size": scan.stat().st_size, "time": "2023-02-24T13:25:53Z"}
     ]
+    assert docs.caption == "raw image"
     image = png_of(docs.thumbnail)
     assert image.mode == "L" and image.size[0] == 128
     pixels = np.asarray(image)
@@ -106,6 +107,16 @@ def test_thumbnail_is_log_scaled_auto_contrast():
     assert abs(pixels[128] - 127.5) < 6  # midpoint of the log range, not of the linear one
     with pytest.raises(ValueError):
         sm.thumbnail_png(np.zeros(5))
+
+
+def test_projection_thumbnail_is_upstreams_log_scale():
+    """8.3.2 (upstream build_thumbnail_as_filebuffer): log(x - min + 1.001), then autocontrast to 0..255."""
+    ramp = np.tile(np.logspace(0, 4, 256), (64, 1))
+    pixels = np.asarray(Image.open(io.BytesIO(sm.projection_png(ramp)))).astype(float)[0]
+    assert pixels[0] == 0 and pixels[-1] == 255
+    assert abs(pixels[128] - 127.5) < 8  # the log range's midpoint
+    with pytest.raises(ValueError):
+        sm.projection_png(np.zeros(5))
 
 
 def test_tooth_missing_optional_keys_are_warnings_with_fallbacks():
@@ -181,7 +192,7 @@ def test_dataset_name_is_the_file_name_recorded_in_the_scan(scan, tmp_path):
     d = sm.build_raw(path, "/x").dataset
     assert d["datasetName"] == "20230224_132553_sea_shell"
     assert sm.raw_dataset_name(path) == "20230224_132553_sea_shell"
-    assert [f["path"] for f in sm.build_raw(path, "/x").datablock["dataFileList"]] == ["renamed_on_disk.h5"]
+    assert [f["path"] for f in sm.build_raw(path, "/x").datablock["dataFileList"]] == ["/x/renamed_on_disk.h5"]
 
 
 def test_proposal_none_gives_the_default_owner_group(scan, tmp_path):
