@@ -510,8 +510,3 @@ def resolved_options(options: dict[str, Any] | None) -> dict[str, Any]:
         out["ring_method"] = "none"
     out["ring_removal"] = out["ring_method"] != "none"
     return out
-
-
-def schema_json() -> str:
-    """The schema as JSON text (for the UI, docs and tests)."""
-    return json.dumps(RECON_SCHEMA, indent=2, sort_keys=False)

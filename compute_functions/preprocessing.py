@@ -125,15 +125,6 @@ def sort_backward(sorted_sino: np.ndarray, index: np.ndarray) -> np.ndarray:
     return out
 
 
-def median_rows(image: np.ndarray, size: int) -> np.ndarray:
-    """Median over ``size`` neighbouring columns (mode reflect, as ``ndimage.median_filter(image, (1, size))``)."""
-    from scipy.signal import medfilt2d
-
-    half = size // 2
-    padded = np.pad(np.asarray(image, dtype=np.float32), ((0, 0), (half, half)), mode="symmetric")
-    return medfilt2d(padded, (1, 2 * half + 1))[:, half : half + image.shape[1]]
-
-
 def remove_stripes_sorting(sinogram: np.ndarray, size: int = 21, rank_step: int | None = None) -> np.ndarray:
     """Vo's sorting-based stripe filter (algorithm 3): median across columns of the angle-sorted sinogram.
 

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from include.endpoints import Endpoints, load_endpoints
+from include.endpoints import load_endpoints
 
 #: Credentials the local profile uses (airflow_settings.yaml); anything else is refused.
 LOCAL_CLIENT_ID = "local-client"
@@ -40,10 +40,10 @@ class Fault:
 class FacilityState:
     """What every stand-in shares. Thread-safe."""
 
-    def __init__(self, root: Path, endpoints: Endpoints | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.endpoints = endpoints or load_endpoints("local", facility_root=self.root)
+        self.endpoints = load_endpoints("local", facility_root=self.root)
         self.client_id = LOCAL_CLIENT_ID
         self.client_secret = LOCAL_CLIENT_SECRET
         self.counters: Counter[str] = Counter()
@@ -70,9 +70,8 @@ class FacilityState:
         return None
 
     def collection_dir(self, collection_uuid: str) -> Path:
-        """The folder that serves a collection (``<root>/<storage>``; collections may share storage)."""
-        collection = self.endpoints.collection_by_uuid(collection_uuid)
-        path = self.root / collection.storage
+        """The folder that serves a collection (:meth:`~include.endpoints.Endpoints.storage_folder`)."""
+        path = self.endpoints.storage_folder(self.endpoints.collection_by_uuid(collection_uuid))
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -1,9 +1,15 @@
-"""The functions this project runs with Globus Compute, by name.
+"""The functions this project runs with Globus Compute, by name: the one door from the runtime to compute_functions.
 
-:data:`FUNCTIONS` maps each name to its ``module:function`` in compute_functions; :func:`resolve` imports
-it. ``python -m tools.register_functions`` registers them with Globus Compute and prints their
-ids (pin them in a site's ``function_ids`` in include/config/sites.yaml). Unpinned functions are registered
-once per code version (:func:`code_version` of what a registration sends; GlobusComputeHook.ensure_function).
+Every function registered with Globus Compute is a function of ``compute_functions.remote`` (each is
+self-contained: it imports what it needs inside its body). :data:`FUNCTIONS` names them; :func:`resolve`
+loads one; :func:`recon_options` is the options module the sites validate with, for the DAG layer to check a
+run's options against the same code. Both load compute_functions by ``importlib`` inside the call, so importing
+this module (a DAG file does, through include.sites) loads none of the science code; no other runtime module
+imports compute_functions (tests/test_architecture.py).
+
+``python -m tools.register_functions`` registers them with Globus Compute and prints their ids (pin them in a
+site's ``function_ids`` in include/config/sites.yaml). Unpinned functions are registered once per code version
+(:func:`code_version` of what a registration sends; GlobusComputeHook.ensure_function).
 """
 
 from __future__ import annotations
@@ -11,25 +17,23 @@ from __future__ import annotations
 import hashlib
 import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-#: name -> ``module:function``; every function is self-contained (see compute_functions/remote.py).
-FUNCTIONS: dict[str, str] = {
-    "reconstruct": "compute_functions.remote:reconstruct",
-    "multiscale": "compute_functions.remote:multiscale",
-    "check_environment": "compute_functions.remote:check_environment",
-    "open_task_group": "compute_functions.remote:open_task_group",
-}
+#: The functions of compute_functions.remote that are registered with Globus Compute.
+FUNCTIONS: tuple[str, ...] = ("reconstruct", "multiscale", "check_environment", "open_task_group")
 
 
 def resolve(name: str) -> Callable[..., Any]:
     """The function registered under ``name``; ValueError naming the known ones otherwise."""
-    try:
-        target = FUNCTIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown Compute function {name!r} (known: {', '.join(sorted(FUNCTIONS))})") from None
-    module_name, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    if name not in FUNCTIONS:
+        raise ValueError(f"unknown Compute function {name!r} (known: {', '.join(sorted(FUNCTIONS))})")
+    return getattr(importlib.import_module("compute_functions.remote"), name)
+
+
+def recon_options() -> ModuleType:
+    """``compute_functions.options``: the reconstruction options schema and its checks (pure Python)."""
+    return importlib.import_module("compute_functions.options")
 
 
 def code_version(function_code: str) -> str:

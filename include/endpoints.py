@@ -16,8 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import yaml
-
+from include.config_files import ConfigDocument, load_config
 from include.errors import ConfigError
 from include.paths import EndpointPath, endpoint_relative
 
@@ -113,6 +112,18 @@ class Endpoints:
     def posix(self, where: EndpointPath) -> Path:
         return self[where.endpoint].posix_path(where.path)
 
+    def storage_folder(self, collection: Collection) -> Path:
+        """The folder the local facility serves ``collection``'s file system from (local profile only):
+        ``<facility_root>/<storage>``; collections sharing a file system share it, their paths lie below it.
+        The one statement of that layout: the local profile's posix roots and the facility both use it."""
+        if self.facility_root is None:
+            raise ConfigError(f"{self.source}: the {self.profile} profile has no local facility")
+        return _storage_folder(self.facility_root, collection)
+
+
+def _storage_folder(facility_root: Path, collection: Collection) -> Path:
+    return facility_root / collection.storage
+
 
 def default_profile() -> str:
     return os.environ.get("ALS_ENDPOINT_PROFILE", "local")
@@ -122,72 +133,93 @@ def default_facility_root() -> Path:
     return Path(os.environ.get("LOCAL_FACILITY_ROOT", REPO_ROOT / ".facility")).resolve()
 
 
-def _field(mapping: dict, key: str, where: str, source: Path) -> str:
-    value = mapping.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ConfigError(f"{source}: {where}.{key}: missing")
-    if not isinstance(value, str):
-        raise ConfigError(f"{source}: {where}.{key}: must be a string, got {type(value).__name__}")
-    return value
+_NAME = {"type": "string", "minLength": 1}
+#: The shape of endpoints.yaml; :func:`parse_endpoints` checks the rest (uuids, names, roots).
+SCHEMA: dict = {
+    "type": "object",
+    "required": ["collections", "endpoints"],
+    "additionalProperties": False,
+    "properties": {
+        "collections": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["uuid"],
+                "additionalProperties": False,
+                "properties": {
+                    "uuid": _NAME,
+                    "storage": {"type": "string", "pattern": "^[^/.][^/]*$", "description": "a plain folder name"},
+                    "placeholder": {"type": "boolean"},
+                    "description": {"type": "string"},
+                },
+            },
+        },
+        "endpoints": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["collection", "root"],
+                "additionalProperties": False,
+                "properties": {
+                    "collection": _NAME,
+                    "root": _NAME,
+                    "posix_root": _NAME,
+                    "description": {"type": "string"},
+                },
+            },
+        },
+    },
+}
 
 
-def parse_endpoints(document: dict, *, profile: str, source: Path, facility_root: Path | None = None) -> Endpoints:
-    """Validate a parsed endpoints document and resolve it for one profile."""
+def parse_endpoints(document: ConfigDocument, *, profile: str, facility_root: Path | None = None) -> Endpoints:
+    """Check a parsed endpoints document (already schema-checked) and resolve it for one profile."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown endpoint profile {profile!r} (known: {', '.join(PROFILES)})")
-    if not isinstance(document, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    for section in ("collections", "endpoints"):
-        if not isinstance(document.get(section), dict) or not document[section]:
-            raise ConfigError(f"{source}: {section}: missing or empty")
-
+    data = document.data
     collections: dict[str, Collection] = {}
-    for name, entry in document["collections"].items():
-        where = f"collections.{name}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: {where}: expected a mapping")
-        value = _field(entry, "uuid", where, source)
+    for name, entry in data["collections"].items():
         try:
-            uuid.UUID(value)
+            uuid.UUID(entry["uuid"])
         except ValueError:
-            raise ConfigError(f"{source}: {where}.uuid: {value!r} is not a UUID") from None
-        storage = entry.get("storage", name)
-        if not isinstance(storage, str) or not storage.strip() or "/" in storage or storage.startswith("."):
-            raise ConfigError(f"{source}: {where}.storage: must be a plain folder name, got {storage!r}")
-        placeholder = entry.get("placeholder", False)
-        if not isinstance(placeholder, bool):
-            raise ConfigError(f"{source}: {where}.placeholder: must be true or false")
-        collections[name] = Collection(name=name, uuid=value, storage=storage, placeholder=placeholder)
+            raise document.error(("collections", name, "uuid"), f"{entry['uuid']!r} is not a UUID") from None
+        collections[name] = Collection(
+            name=name,
+            uuid=entry["uuid"],
+            storage=entry.get("storage", name),
+            placeholder=entry.get("placeholder", False),
+        )
 
     if profile == "local":
         facility_root = (facility_root or default_facility_root()).resolve()
     endpoints: dict[str, Endpoint] = {}
-    for name, entry in document["endpoints"].items():
-        where = f"endpoints.{name}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: {where}: expected a mapping")
-        unknown = set(entry) - {"collection", "root", "posix_root", "description"}
-        if unknown:
-            raise ConfigError(f"{source}: {where}: unknown key(s) {', '.join(sorted(unknown))}")
-        collection_name = _field(entry, "collection", where, source)
+    for name, entry in data["endpoints"].items():
+        collection_name = entry["collection"]
         if collection_name not in collections:
-            raise ConfigError(f"{source}: {where}.collection: unknown collection {collection_name!r}")
-        root = PurePosixPath(_field(entry, "root", where, source))
+            known = ", ".join(sorted(collections))
+            raise document.error(
+                ("endpoints", name, "collection"), f"unknown collection {collection_name!r} (known: {known})"
+            )
+        root = PurePosixPath(entry["root"])
         if not root.is_absolute() or ".." in root.parts:
-            raise ConfigError(f"{source}: {where}.root: must be an absolute path without '..', got {str(root)!r}")
+            raise document.error(
+                ("endpoints", name, "root"), f"must be an absolute path without '..', got {str(root)!r}"
+            )
         if profile == "local":
             assert facility_root is not None
-            posix_root = facility_root / collections[collection_name].storage / str(root).lstrip("/")
+            posix_root = _storage_folder(facility_root, collections[collection_name]) / root.relative_to("/")
         else:
             posix_root = Path(entry.get("posix_root") or str(root))
         endpoints[name] = Endpoint(name, collections[collection_name], root, posix_root)
-    return Endpoints(profile, facility_root, collections, endpoints, source)
+    return Endpoints(profile, facility_root, collections, endpoints, document.source)
 
 
 def load_endpoints(
     profile: str | None = None, *, path: Path | None = None, facility_root: Path | None = None
 ) -> Endpoints:
-    """Load and validate the endpoints file for a profile (defaults from the environment)."""
+    """Load and check the endpoints file for a profile (defaults from the environment)."""
     profile = profile or default_profile()
     path = Path(path or ENDPOINTS_FILE)
     root = facility_root or (default_facility_root() if profile == "local" else None)
@@ -196,10 +228,4 @@ def load_endpoints(
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(profile: str, path: Path, facility_root: Path | None) -> Endpoints:
-    try:
-        document = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: endpoints file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_endpoints(document, profile=profile, source=path, facility_root=facility_root)
+    return parse_endpoints(load_config(path, SCHEMA), profile=profile, facility_root=facility_root)

@@ -28,10 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
+from include.config_files import load_config
 from include.endpoints import REPO_ROOT, Endpoints, load_endpoints
-from include.errors import ConfigError
 from include.manifests import VariableStore, default_store
 from include.paths import Scan
 
@@ -50,16 +48,27 @@ class ExportControlled(RuntimeError):
 
 
 # -- where is on site ---------------------------------------------------------------------------------
+#: The shape of export_control.yaml; each name must also be a collection of endpoints.yaml.
+SCHEMA: dict = {
+    "type": "object",
+    "required": ["on_site_collections"],
+    "additionalProperties": False,
+    "properties": {
+        "on_site_collections": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+    },
+}
+
+
 @functools.lru_cache(maxsize=4)
 def on_site_collections(path: Path = CONFIG_FILE) -> frozenset[str]:
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    names = document.get("on_site_collections") if isinstance(document, dict) else None
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise ConfigError(f"{path}: on_site_collections: a non-empty list of collection names")
-    return frozenset(names)
+    document = load_config(path, SCHEMA)
+    known = load_endpoints().collections
+    for index, name in enumerate(document.data["on_site_collections"]):
+        if name not in known:
+            raise document.error(
+                ("on_site_collections", index), f"{name!r} is not a collection of endpoints.yaml ({', '.join(known)})"
+            )
+    return frozenset(document.data["on_site_collections"])
 
 
 def is_on_site(endpoint: str, endpoints: Endpoints | None = None) -> bool:

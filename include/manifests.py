@@ -23,14 +23,14 @@ signed when written (HMAC, include/signing.py, key in the Connection ``als_signi
 signature is verified and the write-time rules (:func:`validate_entry`) are applied again. An entry that
 fails either is refused (:class:`BadEntry`, ``kind="refused"``): prune deletes nothing for it and fails,
 naming it. Entries written before signing (version 2) are refused until an operator reviews and re-signs
-them: ``python -m include.manifests review`` / ``resign KEY...`` (docs/pruning.md).
+them: ``python -m tools.manifests review`` / ``resign KEY...`` (docs/pruning.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import logging
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -50,16 +50,18 @@ from include.retention import (  # re-exported: the manifests' callers use them 
     retention_map,
 )
 
+log = logging.getLogger(__name__)
+
 #: Every manifest key starts with this; nothing else may use it.
 KEY_PREFIX = "als_prune/"
 #: The Variable holding {location: retention days}.
 RETENTION_VARIABLE = "als_retention_days"
 #: Version 3 entries are signed (``sig``); version 2 (a record, unsigned) and 1 (no record) are refused when
-#: read until reviewed and re-signed (``python -m include.manifests resign``).
+#: read until reviewed and re-signed (``python -m tools.manifests resign``).
 ENTRY_VERSION = 3
 #: What a manifest entry's signature is made for (include/signing.py).
 SIGNATURE_KIND = "manifest"
-RESIGN_HINT = "review it, then re-sign it (python -m include.manifests resign KEY) or delete the Variable"
+RESIGN_HINT = "review it, then re-sign it (python -m tools.manifests resign KEY) or delete the Variable"
 
 
 class ManifestError(ValueError):
@@ -169,10 +171,6 @@ class ManifestEntry:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ManifestError(f"manifest {key}: malformed entry ({type(exc).__name__}: {exc})") from None
         return entry
-
-    @property
-    def due_day(self) -> date:
-        return self.not_before.astimezone(UTC).date()
 
     def __str__(self) -> str:
         return f"{self.endpoint}:{self.path}"
@@ -376,38 +374,16 @@ def check_deletable(
 
 
 def check_regeneration(endpoint: str, rel: PurePosixPath, check_endpoint: str, check_path: str) -> PurePosixPath:
-    """Validate a ``check_path`` (what can be regenerated, pruned once the raw scan it comes from exists).
+    """Validate a ``check_path``: what a run regenerates, pruned once the scan's long-term raw copy exists (the
+    rule: :func:`include.plans.regeneration_problem`). Returns the clean check path; raises
+    :class:`ManifestError` otherwise."""
+    from include.plans import regeneration_problem
 
-    Only against the scan's long-term raw copy (nersc832 ``raw/<folder>/<file>``), and only for what a run
-    of that scan regenerates: its results on data832_scratch of a site opted in to ``regenerate_from_raw``
-    (retention.yaml), or what its runs leave beside the results (run-once markers, Slurm logs:
-    :func:`include.plans.is_sidecar`). Returns the clean check path; raises :class:`ManifestError` otherwise.
-    """
-    from include.paths import parse_scan
-    from include.plans import LONG_TERM_RAW, is_sidecar
-    from include.sites import HOME_SCRATCH, load_sites
-
-    where = f"{endpoint}:{rel} (check {check_endpoint}:{check_path})"
     clean = endpoint_relative(check_path)
-    if check_endpoint != LONG_TERM_RAW or clean.parts[0] != "raw" or len(clean.parts) != 3:
-        raise ManifestError(
-            f"{where}: a check_path is only the scan's long-term raw copy, {LONG_TERM_RAW}:raw/<folder>/<file>"
-        )
-    try:
-        scan = parse_scan("/".join(clean.parts[1:]))
-    except ValueError as exc:
-        raise ManifestError(f"{where}: the check path is not a scan ({exc})") from None
-    regenerable = retention_map()[1]
-    sites = load_sites().enabled()
-    for site in sites:
-        if endpoint == HOME_SCRATCH and site.name in regenerable and rel in scan.results(site).folders():
-            return clean
-    if is_sidecar(endpoint, str(rel), scan, sites):
-        return clean
-    raise ManifestError(
-        f"{where}: not the results on {HOME_SCRATCH} of {scan} of a site opted in to regenerate_from_raw "
-        f"({', '.join(sorted(regenerable)) or 'none'}; {RETENTION_FILE.name}), nor a marker or log of its runs"
-    )
+    problem = regeneration_problem(endpoint, rel, check_endpoint, str(clean))
+    if problem:
+        raise ManifestError(f"{endpoint}:{rel} (check {check_endpoint}:{check_path}): {problem}")
+    return clean
 
 
 def validate_entry(
@@ -532,7 +508,7 @@ def schedule_deletions(
     recorded, errors = [], []
     for request, record in requests:
         if record is None:
-            print(f"nothing at {request.endpoint}:{request.path}: no deletion to record")
+            log.info("nothing at %s:%s: no deletion to record", request.endpoint, request.path)
             continue
         try:
             entry = schedule_deletion(
@@ -552,9 +528,14 @@ def schedule_deletions(
             errors.append(f"{request.endpoint}:{request.path}: {type(exc).__name__}: {exc}")
         else:
             recorded.append(summarize(entry))
-            print(
-                f"scheduled deletion of {entry.endpoint}:{entry.path} after {entry.not_before:%Y-%m-%d %H:%M} UTC "
-                f"if {entry.check} matches ({entry.location}; {entry.files} file(s), {entry.size} bytes)"
+            log.info(
+                "scheduled deletion of %s after %s UTC if %s matches (%s; %s file(s), %s bytes)",
+                entry,
+                f"{entry.not_before:%Y-%m-%d %H:%M}",
+                entry.check,
+                entry.location,
+                entry.files,
+                entry.size,
             )
     if errors:
         raise ManifestError("could not record deletion(s):\n" + "\n".join(errors))
@@ -686,30 +667,3 @@ def resign(keys: Sequence[str], *, store: VariableStore | None = None) -> list[M
     if errors:
         raise ManifestError("not re-signed (delete the Variable if the entry is wrong):\n" + "\n".join(errors))
     return done
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m include.manifests review|resign KEY...`` where Airflow's CLI works (the metadata DB and the
-    Connection als_signing): list the entries prune refuses; re-sign reviewed ones."""
-    parser = argparse.ArgumentParser(prog="python -m include.manifests", description=main.__doc__)
-    parser.add_argument("action", choices=["review", "resign"])
-    parser.add_argument("keys", nargs="*", help="resign: the manifest keys (als_prune/<day>/<id>) to re-sign")
-    args = parser.parse_args(argv)
-    store = MetadataDbVariables()
-    try:
-        if args.action == "review":
-            for bad in review(store=store):
-                print(f"{bad.key}\t{bad.kind}\t{bad.reason}")
-            return 0
-        if not args.keys:
-            parser.error("resign needs the keys to re-sign (see review)")
-        for entry in resign(args.keys, store=store):
-            print(f"re-signed {entry.key}: {entry} (check {entry.check}, due {entry.not_before:%Y-%m-%d %H:%M} UTC)")
-    except (ManifestError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

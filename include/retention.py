@@ -9,36 +9,39 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from include.config_files import load_config
 from include.endpoints import REPO_ROOT
-from include.errors import ConfigError
 from include.paths import EndpointPath
 
 RETENTION_FILE = REPO_ROOT / "include" / "config" / "retention.yaml"
 
 
+_NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
+#: The shape of retention.yaml; an endpoint in both lists is refused by :func:`_retention_document`.
+SCHEMA: dict = {
+    "type": "object",
+    "required": ["endpoints", "long_term"],
+    "additionalProperties": False,
+    "properties": {
+        "endpoints": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+        "long_term": _NAMES,
+        "regenerate_from_raw": _NAMES,
+    },
+}
+
+
 @functools.cache
 def _retention_document(source: str = str(RETENTION_FILE)) -> dict[str, Any]:
-    try:
-        document = yaml.safe_load(Path(source).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"{source}: expected a mapping")
-    table, regenerable = document.get("endpoints"), document.get("regenerate_from_raw", [])
-    long_term = document.get("long_term")
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise ConfigError(f"{source}: endpoints: expected a mapping of endpoint -> location")
-    if not isinstance(regenerable, list):
-        raise ConfigError(f"{source}: regenerate_from_raw: expected a list of site names")
-    if not isinstance(long_term, list) or not all(isinstance(v, str) for v in long_term):
-        raise ConfigError(f"{source}: long_term: expected a list of endpoint names (every long-term endpoint)")
-    if both := set(table) & set(long_term):
-        raise ConfigError(f"{source}: {', '.join(sorted(both))}: both temporary (endpoints) and long_term")
+    document = load_config(source, SCHEMA)
+    table, long_term = document.data["endpoints"], document.data["long_term"]
+    for index, name in enumerate(long_term):
+        if name in table:
+            raise document.error(
+                ("long_term", index), f"{name!r} is also temporary (endpoints.{name}): an endpoint is one or the other"
+            )
+    regenerable = document.data.get("regenerate_from_raw", [])
     return {"endpoints": dict(table), "regenerable": frozenset(regenerable), "long_term": frozenset(long_term)}
 
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.endpoints import REPO_ROOT, default_profile
-from include.errors import ConfigError
-from include.profiles import profile_settings
+from include.profiles import load_profile
 
 RUNTIME_FILE = REPO_ROOT / "include" / "config" / "runtime.yaml"
 SERVICES = ("transfer", "compute", "sfapi", "hpss")
@@ -31,24 +30,33 @@ class Runtime:
         return self.poll_seconds[service]
 
 
+_SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}
+#: The settings of one profile in runtime.yaml.
+SCHEMA: dict = {
+    "type": "object",
+    "required": ["poll_seconds", "hpss_mode"],
+    "additionalProperties": False,
+    "properties": {
+        "poll_seconds": {
+            "type": "object",
+            "required": list(SERVICES),
+            "additionalProperties": False,
+            "properties": dict.fromkeys(SERVICES, _SECONDS),
+        },
+        "hpss_mode": {"enum": list(HPSS_MODES)},
+        "transfer_stall_seconds": {"type": "number", "minimum": 0},
+    },
+}
+
+
 def load_runtime(profile: str | None = None, *, path: Path | None = None) -> Runtime:
-    """Load and validate the runtime settings of ``profile`` (default: the endpoints profile)."""
+    """Load and check the runtime settings of ``profile`` (default: the endpoints profile)."""
     return _load(profile or default_profile(), Path(path or RUNTIME_FILE).resolve())
 
 
 @functools.lru_cache(maxsize=8)
 def _load(profile: str, path: Path) -> Runtime:
-    settings = profile_settings(path, profile, {"poll_seconds", "hpss_mode", "transfer_stall_seconds"})
-    polls = settings.get("poll_seconds")
-    if not isinstance(polls, dict) or set(polls) != set(SERVICES):
-        raise ConfigError(f"{path}: {profile}.poll_seconds: needs exactly {', '.join(SERVICES)}")
-    for service, seconds in polls.items():
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 3600:
-            raise ConfigError(f"{path}: {profile}.poll_seconds.{service}: a number of seconds in (0, 3600]")
-    mode = settings.get("hpss_mode")
-    if mode not in HPSS_MODES:
-        raise ConfigError(f"{path}: {profile}.hpss_mode: one of {', '.join(HPSS_MODES)}, got {mode!r}")
-    stall = settings.get("transfer_stall_seconds", Runtime.transfer_stall_seconds)
-    if isinstance(stall, bool) or not isinstance(stall, int | float) or stall < 0:
-        raise ConfigError(f"{path}: {profile}.transfer_stall_seconds: a number of seconds >= 0")
-    return Runtime(profile, {k: float(v) for k, v in polls.items()}, mode, float(stall))
+    settings = load_profile(path, profile, SCHEMA).settings
+    polls = {service: float(seconds) for service, seconds in settings["poll_seconds"].items()}
+    stall = float(settings.get("transfer_stall_seconds", Runtime.transfer_stall_seconds))
+    return Runtime(profile, polls, settings["hpss_mode"], stall)

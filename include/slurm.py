@@ -20,7 +20,8 @@ from typing import Any
 
 from include.endpoints import REPO_ROOT, default_profile, load_endpoints
 from include.errors import ConfigError
-from include.profiles import profile_settings
+from include.paths import EndpointPath
+from include.profiles import load_profile
 
 NERSC_CONFIG_FILE = REPO_ROOT / "include" / "config" / "nersc.yaml"
 JOBS_DIR = REPO_ROOT / "include" / "jobs"
@@ -63,50 +64,79 @@ class NerscConfig:
         return {"output": f"{self.log_dir}/%x_%j.out", "error": f"{self.log_dir}/%x_%j.err"}
 
 
+#: The settings of one profile in nersc.yaml; :func:`_load` checks the directives, the image and the log endpoint.
+SCHEMA: dict = {
+    "type": "object",
+    "required": ["machine", "logs", "container"],
+    "additionalProperties": False,
+    "properties": {
+        "machine": {"type": "string", "minLength": 1},
+        "directives": {"type": "object"},
+        "logs": {
+            "type": "object",
+            "required": ["endpoint", "path"],
+            "additionalProperties": False,
+            "properties": {"endpoint": {"type": "string", "minLength": 1}, "path": {"type": "string", "minLength": 1}},
+        },
+        "container": {
+            "type": "object",
+            "required": ["runtime"],
+            "additionalProperties": False,
+            "properties": {
+                "runtime": {"enum": ["podman-hpc", "none"]},
+                "image": {"type": "string"},
+                "volumes": {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "pattern": "^/[A-Za-z0-9_.,:/%=@+-]*$",
+                        "description": "a plain absolute path",
+                    },
+                },
+                "python": {"type": "string", "minLength": 1},
+            },
+        },
+    },
+}
+
+
 def load_nersc_config(profile: str | None = None, *, path: Path | None = None) -> NerscConfig:
-    """Load include/config/nersc.yaml for a profile (default: the endpoints profile) and validate it."""
+    """Load include/config/nersc.yaml for a profile (default: the endpoints profile) and check it."""
     profile = profile or default_profile()
     return _load(profile, Path(path or NERSC_CONFIG_FILE).resolve())
 
 
+def nersc_logs(profile: str | None = None, *, path: Path | None = None) -> EndpointPath:
+    """Where Slurm writes the jobs' logs (``logs`` of nersc.yaml), as an endpoint path; reads nothing else
+    of the profile (a production file with a placeholder image still answers)."""
+    settings = load_profile(Path(path or NERSC_CONFIG_FILE), profile or default_profile(), SCHEMA).settings
+    return EndpointPath(settings["logs"]["endpoint"], settings["logs"]["path"])
+
+
 @functools.lru_cache(maxsize=8)
 def _load(profile: str, path: Path) -> NerscConfig:
-    settings = profile_settings(path, profile, {"machine", "directives", "logs", "container"})
-    machine = settings.get("machine")
-    if not isinstance(machine, str) or not machine:
-        raise ConfigError(f"{path}: {profile}.machine: missing")
+    loaded = load_profile(path, profile, SCHEMA)
+    settings = loaded.settings
     directives = settings.get("directives") or {}
-    if not isinstance(directives, dict):
-        raise ConfigError(f"{path}: {profile}.directives: expected a mapping")
-    try:
-        sbatch_header(directives)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {profile}.directives: {exc}") from None
-    logs = settings.get("logs") or {}
-    if not isinstance(logs, dict) or not logs.get("endpoint") or not logs.get("path"):
-        raise ConfigError(f"{path}: {profile}.logs: needs endpoint and path")
-    log_dir = load_endpoints(profile)[logs["endpoint"]].posix_path(logs["path"])
-    container = settings.get("container") or {}
-    runtime = container.get("runtime")
-    if runtime not in ("podman-hpc", "none"):
-        raise ConfigError(f"{path}: {profile}.container.runtime: must be podman-hpc or none, got {runtime!r}")
-    image = container.get("image")
+    for key, value in directives.items():
+        try:
+            sbatch_header({key: value})
+        except ValueError as exc:
+            raise loaded.error(("directives", key), str(exc)) from None
+    logs, endpoints = settings["logs"], load_endpoints(profile)
+    if logs["endpoint"] not in endpoints:
+        raise loaded.error(("logs", "endpoint"), f"unknown endpoint {logs['endpoint']!r} (endpoints.yaml)")
+    log_dir = endpoints[logs["endpoint"]].posix_path(logs["path"])
+    container = settings["container"]
+    runtime, image = container["runtime"], container.get("image")
     if runtime != "none":
         if not isinstance(image, str) or not _DIGEST_IMAGE.match(image):
-            raise ConfigError(
-                f"{path}: {profile}.container.image: must be pinned as <name>@sha256:<64 hex>, got {image!r}"
-            )
+            raise loaded.error(("container", "image"), f"must be pinned as <name>@sha256:<64 hex>, got {image!r}")
         if image.endswith(_PLACEHOLDER_DIGEST):
-            raise ConfigError(
-                f"{path}: {profile}.container.image: the digest is the all-zero placeholder; pin a real one"
-            )
-    volumes = tuple(str(v) for v in container.get("volumes") or ())
-    for volume in volumes:
-        if not volume.startswith("/") or not _DIRECTIVE_VALUE.match(volume):
-            raise ConfigError(f"{path}: {profile}.container.volumes: {volume!r} is not a plain absolute path")
-    return NerscConfig(
-        profile, machine, dict(directives), log_dir, runtime, image, volumes, str(container.get("python") or "python")
-    )
+            raise loaded.error(("container", "image"), "the digest is the all-zero placeholder; pin a real one")
+    volumes = tuple(container.get("volumes") or ())
+    python = container.get("python", "python")
+    return NerscConfig(profile, settings["machine"], dict(directives), log_dir, runtime, image, volumes, python)
 
 
 def job_name(*parts: str) -> str:

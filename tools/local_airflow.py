@@ -15,33 +15,40 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from include.config_files import load_config
 from include.endpoints import REPO_ROOT
-from include.errors import ConfigError
 
 SETTINGS_FILE = REPO_ROOT / "airflow_settings.yaml"
 #: The facility address written in airflow_settings.yaml; retargeted when the facility runs elsewhere.
 SETTINGS_FACILITY_URL = "http://127.0.0.1:8765"
 
 
+def _entries(key: str) -> dict:
+    entry = {"type": "object", "required": [key], "properties": {key: {"type": "string", "minLength": 1}}}
+    return {"type": ["array", "null"], "items": entry}
+
+
+#: The part of the Astro CLI format this project reads (other keys are Astro's and left alone).
+SETTINGS_SCHEMA: dict = {
+    "type": "object",
+    "required": ["airflow"],
+    "properties": {
+        "airflow": {
+            "type": "object",
+            "properties": {
+                "connections": _entries("conn_id"),
+                "variables": _entries("variable_name"),
+                "pools": _entries("pool_name"),
+            },
+        }
+    },
+}
+
+
 def load_settings(path: Path = SETTINGS_FILE) -> dict[str, list[dict[str, Any]]]:
     """Read airflow_settings.yaml (the Astro CLI format) and check its shape."""
-    try:
-        document = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    airflow = document.get("airflow")
-    if not isinstance(airflow, dict):
-        raise ConfigError(f"{path}: airflow: missing")
-    settings: dict[str, list[dict[str, Any]]] = {}
-    for section, key in (("connections", "conn_id"), ("variables", "variable_name"), ("pools", "pool_name")):
-        entries = airflow.get(section) or []
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict) or not entry.get(key):
-                raise ConfigError(f"{path}: airflow.{section}[{i}].{key}: missing")
-        settings[section] = entries
-    return settings
+    airflow = load_config(path, SETTINGS_SCHEMA).data["airflow"]
+    return {section: airflow.get(section) or [] for section in ("connections", "variables", "pools")}
 
 
 def _retarget(value: Any, facility_url: str) -> Any:

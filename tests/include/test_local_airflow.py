@@ -17,8 +17,8 @@ def test_settings_declare_what_the_dags_use():
         "scicat_default",
     }
     variables = {v["variable_name"]: json.loads(v["variable_value"]) for v in settings["variables"]}
-    assert variables["als_retention_days"]["alcf"] == 2
-    assert variables["als_retention_days"]["data832"] == 3
+    assert variables["als_retention_days"]["alcf"] == 1
+    assert variables["als_retention_days"]["data832"] == 35
     assert variables["als_retention_days"]["nersc_pscratch"] == 7
     assert set(variables["bl832_dispatcher_settings"]) >= {"new_file", "alcf", "nersc", "local"}
 
@@ -33,7 +33,9 @@ def test_connections_are_pointed_at_the_running_facility():
 def test_bad_settings_name_the_file_and_key(tmp_path):
     bad = tmp_path / "airflow_settings.yaml"
     bad.write_text("airflow:\n  connections:\n    - conn_type: generic\n")
-    with pytest.raises(ConfigError, match=r"airflow\.connections\[0\]\.conn_id: missing"):
+    with pytest.raises(
+        ConfigError, match=r"airflow_settings\.yaml:3: airflow\.connections\[0\]: missing key\(s\) conn_id"
+    ):
         load_settings(bad)
 
 

@@ -49,6 +49,11 @@ def store(airflow_db):
     store.set(RETENTION_VARIABLE, saved)
 
 
+def retention(store, **days) -> None:
+    """The settings' retention table with ``days`` laid over it (tests of the rules, not of the defaults)."""
+    store.set(RETENTION_VARIABLE, json.dumps({**json.loads(store.get(RETENTION_VARIABLE)), **days}))
+
+
 def schedule(store, **overrides):
     args = {
         "endpoint": "alcf832_raw",
@@ -66,8 +71,8 @@ def schedule(store, **overrides):
 
 def test_schedule_records_an_entry_due_after_the_locations_retention(store):
     entry = schedule(store)
-    assert entry.not_before == NOW + timedelta(days=2)
-    assert entry.key.startswith(f"{KEY_PREFIX}20261104/")
+    assert entry.not_before == NOW + timedelta(days=1)
+    assert entry.key.startswith(f"{KEY_PREFIX}20261103/")
     stored = ManifestEntry.from_json(entry.key, store.get(entry.key))
     assert stored == entry
     assert (stored.size, stored.checksum, stored.dag_id, stored.run_id) == (1234, "sha256:ABC", *RUN.values())
@@ -75,11 +80,15 @@ def test_schedule_records_an_entry_due_after_the_locations_retention(store):
 
 
 def test_retention_days_come_from_the_variable_with_the_settings_defaults(store):
-    assert {loc: retention_days(loc, store=store) for loc in ("alcf", "data832", "nersc_pscratch", "spot832")} == {
-        "alcf": 2,
-        "data832": 3,
+    """Upstream's production numbers (issue 22: splash_flows scripts/create_832_variable_blocks.py, bl733/move.py)."""
+    locations = ("spot832", "data832", "alcf", "data832_scratch", "nersc_pscratch", "data733")
+    assert {loc: retention_days(loc, store=store) for loc in locations} == {
+        "spot832": 1,
+        "data832": 35,
+        "alcf": 1,
+        "data832_scratch": 14,
         "nersc_pscratch": 7,
-        "spot832": 0,
+        "data733": 180,
     }
     store.set(RETENTION_VARIABLE, json.dumps({"alcf": 10}))
     assert schedule(store).not_before == NOW + timedelta(days=10)
@@ -145,6 +154,7 @@ def test_finding_3_an_entry_whose_check_copy_falls_due_first_is_refused(store):
     """Found 3: pscratch results (7 days) checked against data832_scratch (3 days) were kept forever."""
     rec = "BLS-00564_dyparkinson/nersc/rec20230224_132553_sea_shell"
     pscratch = {"endpoint": "nersc832_alsdev_pscratch_scratch", "path": rec, "location": "nersc_pscratch"}
+    retention(store, data832_scratch=3)  # the numbers of the finding (the defaults are 14 since issue 22)
     with pytest.raises(ManifestError, match=r"data832_scratch \(data832_scratch, 3 days\), which falls due first"):
         schedule(store, **pscratch, check_endpoint="data832_scratch")
     assert store.keys(KEY_PREFIX) == []
@@ -164,6 +174,7 @@ def test_same_run_and_path_is_idempotent_and_distinct_runs_are_distinct_entries(
 
 
 def test_due_entries_respect_as_of_to_the_second(store):
+    retention(store, alcf=2, spot832=0)  # (not the defaults: one entry due at once, one later)
     alcf = schedule(store)  # due NOW + 2 days
     pscratch = schedule(store, endpoint="nersc832_alsdev_pscratch_raw", location="nersc_pscratch")  # + 7 days
     spot = schedule(store, endpoint="spot832", path="raw/f/s.h5", check_endpoint="data832_raw", location="spot832")
@@ -272,7 +283,7 @@ def test_i21_finding_15_a_finish_retried_across_utc_midnight_rewrites_the_same_k
     first = schedule(store, since=run_after, now=datetime(2026, 11, 2, 23, 59, tzinfo=UTC))
     retry = schedule(store, since=run_after, now=datetime(2026, 11, 3, 0, 4, tzinfo=UTC))
     assert first.key == retry.key and store.keys(KEY_PREFIX) == [first.key]
-    assert retry.not_before == datetime(2026, 11, 5, 0, 4, tzinfo=UTC)  # retention still counts from the record
+    assert retry.not_before == datetime(2026, 11, 4, 0, 4, tzinfo=UTC)  # retention still counts from the record
     [entry] = due_entries(retry.not_before, store=store)
     assert entry == retry
     with pytest.raises(ManifestError, match=r"since .* is after now"):

@@ -6,14 +6,16 @@ import json
 
 import pytest
 
-from include.beamlines import load_beamlines
+from include.beamlines import default_tomography, load_beamlines
 from include.manifests import RETENTION_VARIABLE, ManifestError, check_retention_order, retention_map
 from include.paths import parse_scan
-from include.plans import LONG_TERM_RAW, SCRATCH_LOCATION, beamline_plan, new_file_plan, site_plan
-from include.sites import HOME_SCRATCH, load_sites
+from include.plans import beamline_plan, new_file_plan, site_plan
+from include.sites import load_sites
 from tools.local_airflow import load_settings
 
 SCAN = parse_scan("BLS-00564_dyparkinson/20230224_132553_sea_shell.h5")
+#: 8.3.2 (include/config/beamlines.yaml): results come home to data832_scratch; the raw copy stays at nersc832.
+BL832 = default_tomography()
 
 
 def default_days() -> dict[str, int]:
@@ -38,28 +40,28 @@ def test_finding_3_every_planned_check_copy_outlives_its_target(name, plan):
 
 
 def test_the_order_is_checked_against_the_days_of_the_variable():
-    days = {**default_days(), SCRATCH_LOCATION: 1}  # data832_scratch shortened below ALCF's 2 days
+    days = {**default_days(), BL832.scratch_retention: 0}  # data832_scratch shortened below ALCF's days
     with pytest.raises(ManifestError, match="falls due first"):
-        check_retention_order("alcf832_scratch", "alcf", HOME_SCRATCH, days)
+        check_retention_order("alcf832_scratch", "alcf", BL832.scratch_endpoint, days)
 
 
 def test_finding_6_results_on_data832_scratch_are_pruned_for_every_site():
     """Found 6: ALCF and local results on data832_scratch were never pruned (the seeds purge it after 3 days)."""
-    assert default_days()[SCRATCH_LOCATION] == 3
+    assert default_days()[BL832.scratch_retention] == 14
     regenerable = retention_map()[1]
     for site in load_sites().enabled():
         plan = site_plan(site, SCAN, {})
-        home = {d["path"]: d for d in plan["deletions"] if d["endpoint"] == HOME_SCRATCH}
+        home = {d["path"]: d for d in plan["deletions"] if d["endpoint"] == BL832.scratch_endpoint}
         markers = {p for p in home if p.rpartition("/")[2].startswith(".")}  # run-once markers (issue 21 f. 12)
         assert set(home) - markers == {o["path"] for o in plan["outputs"]}, site.name  # every results folder
         for deletion in home.values():
-            assert deletion["location"] == SCRATCH_LOCATION
+            assert deletion["location"] == BL832.scratch_retention
             if site.archive_endpoint:  # a copy of the results at NERSC
                 assert (deletion["check_endpoint"], deletion["check_path"]) == (site.archive_endpoint, None)
             else:  # opted in: the long-term raw copy they can be regenerated from
                 assert site.name in regenerable
                 raw = f"raw/{SCAN.relative_path}"
-                assert (deletion["check_endpoint"], deletion["check_path"]) == (LONG_TERM_RAW, raw)
+                assert (deletion["check_endpoint"], deletion["check_path"]) == (BL832.long_term_endpoint, raw)
 
 
 def test_i26_finding_2_every_endpoint_is_classified_and_every_long_term_one_is_protected():

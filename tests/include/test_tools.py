@@ -14,7 +14,7 @@ import pytest
 from include.endpoints import REPO_ROOT
 from include.paths import EndpointPath
 
-TOOLS = ("check_endpoint", "check_compute", "register_functions", "slurm_jobs")
+TOOLS = ("check_endpoint", "check_compute", "register_functions", "slurm_jobs", "manifests", "export_control")
 #: The development commands next to them (make demo, make dags-test, make serve/stop).
 DEV_COMMANDS = ("demo", "run_dag", "local_stack")
 
@@ -179,3 +179,13 @@ def test_slurm_jobs_refused_credentials(facility):
     line = one_error_line(done)
     assert "refused client 'someone-else'" in line
     assert "PRIVATE KEY" not in done.stdout + done.stderr
+
+
+# -- manifests (the whole review and re-sign flow: tests/dags/test_prune_trust.py) -----------------------
+def test_manifests_resign_names_each_key_it_cannot_sign_in_one_line(airflow_db):
+    done = tool("manifests", "resign", "als_prune/20260101/nope", "not-a-manifest-key")
+    assert done.returncode == 1, done.stderr
+    line = one_error_line(done)
+    assert line.startswith("error: manifests: not re-signed")
+    assert "als_prune/20260101/nope: no such manifest entry" in line and "not-a-manifest-key: no such" in line
+    assert tool("manifests", "resign").returncode == 2  # the keys are required
