@@ -14,9 +14,11 @@ TEST_WORKERS ?= 2
 STACK_HOME ?= .airflow-stack
 STACK := $(PY) -m tools.local_stack --home $(STACK_HOME)
 ARGS ?= dags list
+#: what `make bench` runs, in order (each prints its table; docs/performance.md keeps them)
+BENCHES ?= bench_dag_parse bench_manifests bench_prune_check bench_prune_months bench_engines bench_recon bench_zarr bench_orchestration
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: help venv demo test lint format dags-test facility lock clean serve stop e2e airflow scan placeholders
+.PHONY: help venv demo test bench lint format dags-test facility lock clean serve stop e2e airflow scan placeholders
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +39,11 @@ dags-test: $(STAMP) ## run DAG=<dag_id> CONF='<json>' end to end on the local pr
 test: $(STAMP) ## lint, then every test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)
+
+bench: $(STAMP) ## the long proofs on the real stack (pytest -m long), then every benchmark with its defaults (an hour or more)
+	$(VENV)/bin/pytest -m long -p no:cacheprovider tests
+	for bench in $(BENCHES); do $(PY) -m benchmarks.$$bench || exit 1; done
 
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -105,10 +105,14 @@ def test_lost_submit_answers_and_clear_on_the_real_stack(stack, write_scan):
     assert _created(after, "compute.executed.multiscale") - _created(before, "compute.executed.multiscale") == 1
 
 
+@pytest.mark.long
 @pytest.mark.timeout(900)
 def test_a_retry_reattaches_to_its_job_on_the_real_stack(stack, write_scan):
     """The first try's wait gives up (SFAPI answers 500 to every poll until the trigger's error budget is
-    spent); the retry re-attaches to the job it submitted instead of submitting another."""
+    spent); the retry re-attaches to the job it submitted instead of submitting another.
+
+    A long proof (about 2 minutes): `make bench` runs it; its short versions, on dag.test with the same
+    facility, are tests/plugins/test_sfapi_operator.py's ``test_retry_*``."""
     facility = stack.facility
     facility.reset()
     file_path = write_scan("retry")

@@ -1,5 +1,8 @@
 """SciCat down for a whole dispatcher run on the real stack (issue 16): the reconstructions finish, the report
-names SciCat, and the scicat_catchup DAG registers the scan and its results once SciCat is back, once."""
+names SciCat, and the scicat_catchup DAG registers the scan and its results once SciCat is back, once.
+
+A long proof (about 4 minutes): `make bench` runs it; its short version, the same outage and catch-up on
+dag.test, is tests/dags/test_scicat_catchup.py (run by `make test`)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ pytestmark = pytest.mark.e2e
 CATCHUP = "scicat_catchup"
 
 
+@pytest.mark.long
 @pytest.mark.timeout(1200)
 def test_scicat_outage_then_catchup(stack, write_scan):
     facility = stack.facility
