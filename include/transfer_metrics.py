@@ -13,6 +13,19 @@ endpoint names of endpoints.yaml) and ``status`` (``SUCCEEDED`` or ``SKIPPED``):
 ``als.transfer.rate``          gauge    bytes per second of this transfer
 =============================  =======  ==========================================
 
+For dashboards built on upstream's Prometheus metrics (splash_flows ``orchestration/prometheus_utils.py``:
+``nersc_transfer_*`` pushed to a Pushgateway), a transfer that moved bytes also sets gauges whose names carry
+what upstream's labels held (:func:`named_gauges`; deploy/statsd_mapping.yml maps them back to upstream's names
+and labels in statsd_exporter, docs/operations.md):
+
+======================================================  =====  =======================================
+``als.transfer.last.<destination>.bytes``               gauge  bytes of the destination's last transfer
+``als.transfer.last.<destination>.seconds``             gauge  its duration in seconds
+``als.transfer.last.<destination>.bytes_per_second``    gauge  its rate
+``als.transfer.task.<destination>.<task_id>.requests``  gauge  1 (one series per Globus task)
+``als.transfer.task.<destination>.<task_id>.bytes``     gauge  bytes of that task
+======================================================  =====  =======================================
+
 It returns the same numbers as one record (kept under ``metrics`` in the task's XCom) and logs it as
 ``transfer_metrics {json}``: the run-level summary, since Airflow 3 has no task API for the run's note.
 Plain StatsD drops tags: set ``[metrics] statsd_influxdb_enabled = True`` (tags as ``,k=v``) or use
@@ -23,11 +36,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
 PREFIX = "als.transfer"
 LOG_MARKER = "transfer_metrics"
+#: The gauges whose names carry the destination (and the Globus task): what statsd_exporter can turn into labels.
+LAST, TASK = f"{PREFIX}.last", f"{PREFIX}.task"
+#: A name component: endpoint names and Globus task ids (UUIDs) only; anything else would split the name.
+_COMPONENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def route_of(source: str, destination: str) -> str:
@@ -88,6 +106,28 @@ def emit(record: dict[str, Any]) -> None:
     if record["duration_seconds"] is not None:
         stats.timing(f"{PREFIX}.duration", timedelta(seconds=record["duration_seconds"]), tags=tags)
     stats.gauge(f"{PREFIX}.rate", record["bytes_per_second"], tags=tags)
+    for name, value in named_gauges(record).items():  # untagged: the name is the series (statsd_mapping.yml)
+        stats.gauge(name, value)
+
+
+def named_gauges(record: dict[str, Any]) -> dict[str, float]:
+    """The gauges named after the destination (and Globus task) of one record, before Airflow's ``statsd_prefix``.
+
+    As upstream (splash_flows transfer_controller.py:304), only a transfer that moved bytes sets them; the
+    per-task pair needs the Globus task id."""
+    destination, task_id = record["destination"], record.get("task_id")
+    if record["bytes"] <= 0 or not _COMPONENT.match(destination):
+        return {}
+    gauges = {
+        f"{LAST}.{destination}.bytes": record["bytes"],
+        f"{LAST}.{destination}.bytes_per_second": record["bytes_per_second"],
+    }
+    if record["duration_seconds"] is not None:
+        gauges[f"{LAST}.{destination}.seconds"] = record["duration_seconds"]
+    if task_id and _COMPONENT.match(str(task_id)):
+        gauges[f"{TASK}.{destination}.{task_id}.requests"] = 1
+        gauges[f"{TASK}.{destination}.{task_id}.bytes"] = record["bytes"]
+    return gauges
 
 
 def record_transfer(summary: dict[str, Any], log: logging.Logger | Any) -> dict[str, Any]:

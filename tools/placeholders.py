@@ -10,12 +10,12 @@ Exit status 1 while any ``[production]`` line remains, else 0.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from include.config_files import load_config
 from include.endpoints import REPO_ROOT
 from include.signing import CONN_ID as SIGNING_CONN_ID
 from include.signing import PLACEHOLDER_PREFIX
@@ -28,6 +28,10 @@ PROJECT_MARKER = "PROJECT"
 #: Values of airflow_settings.yaml that only the local facility accepts.
 LOCAL_MARKERS = ("127.0.0.1", "localhost", "local-client", "local-secret", "local-sftp-password", "LOCAL")
 SITE_ENDPOINT_KEYS = ("source_endpoint", "raw_endpoint", "scratch_endpoint", "archive_endpoint")
+#: What production's dispatcher runs: upstream's decision-settings (als-computing/splash_flows at 1648452,
+#: scripts/create_832_variable_blocks.py:19-23: new file and NERSC on, ALCF off); every other pipeline off.
+DISPATCHER_VARIABLE = "bl832_dispatcher_settings"
+PRODUCTION_DISPATCH = {"new_file": True, "nersc": True}
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Placeholder:
 
 
 def _read(path: Path) -> dict:
-    document = yaml.safe_load(path.read_text()) or {}
+    document = load_config(path).data or {}
     if not isinstance(document, dict):
         raise SystemExit(f"{path}: not a mapping")
     return document
@@ -118,7 +122,8 @@ def config_placeholders(config_dir: Path = CONFIG_DIR) -> list[Placeholder]:
 
 
 def settings_placeholders(path: Path = SETTINGS_FILE) -> list[Placeholder]:
-    """Connections of airflow_settings.yaml with a placeholder or a local-facility value (``astro dev`` only)."""
+    """Connections of airflow_settings.yaml with a placeholder or a local-facility value (``astro dev`` only), and
+    dispatcher settings that run more than production does."""
     found: list[Placeholder] = []
     name = path.name
     for conn in (_read(path).get("airflow") or {}).get("connections") or []:
@@ -144,6 +149,23 @@ def settings_placeholders(path: Path = SETTINGS_FILE) -> list[Placeholder]:
                     f"connections.{conn_id}",
                     f"local-facility values in {', '.join(local)}",
                     "production sets this connection in its secrets backend (docs/deploy.md)",
+                    "local only",
+                )
+            )
+    for variable in (_read(path).get("airflow") or {}).get("variables") or []:
+        if variable.get("variable_name") != DISPATCHER_VARIABLE:
+            continue
+        extra = sorted(
+            k for k, on in json.loads(variable["variable_value"]).items() if on and k not in PRODUCTION_DISPATCH
+        )
+        if extra:
+            found.append(
+                Placeholder(
+                    name,
+                    f"variables.{DISPATCHER_VARIABLE}",
+                    f"{', '.join(extra)} on (the local demo)",
+                    f"production: {json.dumps(PRODUCTION_DISPATCH)}, every other pipeline false "
+                    "(upstream's decision-settings; docs/operations.md)",
                     "local only",
                 )
             )
