@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,17 +31,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
 
-    from facility.process import Facility, free_port
-    from tools.local_airflow import configure_environment
+    from tools.local_airflow import sandbox
 
-    work = Path(tempfile.mkdtemp(prefix="bench-manifests-"))
-    port = free_port()
-    configure_environment(work / "airflow", facility_url=f"http://127.0.0.1:{port}", facility_root=work / "facility")
-
-    from tools.local_airflow import seed_database
-
-    seed_database()
-    with Facility(work / "facility", port=port, log_file=work / "facility.log") as facility:
+    with sandbox("bench-manifests-") as (facility, _work):
         print(json.dumps(run(args, facility), indent=2))
 
 

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,16 +36,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=300, help="entries checked the former way (2 stats)")
     args = parser.parse_args()
 
-    from facility.process import Facility, free_port
-    from tools.local_airflow import configure_environment
+    from tools.local_airflow import sandbox
 
-    work = Path(tempfile.mkdtemp(prefix="bench-prune-check-"))
-    port = free_port()
-    configure_environment(work / "airflow", facility_url=f"http://127.0.0.1:{port}", facility_root=work / "facility")
-    from tools.local_airflow import seed_database
-
-    seed_database()
-    with Facility(work / "facility", port=port, log_file=work / "facility.log"):
+    with sandbox("bench-prune-check-") as (_facility, work):
         print(json.dumps(run(args, work / "facility"), indent=2))
 
 

@@ -44,7 +44,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -786,18 +785,13 @@ def main() -> None:
     parser.add_argument("--plot", default=str(REPO / "docs" / "img" / "prune_months.png"))
     args = parser.parse_args()
 
-    from facility.process import Facility, free_port
-    from tools.local_airflow import configure_environment
-
-    work = Path(tempfile.mkdtemp(prefix="bench-prune-months-"))
-    port = free_port()
-    configure_environment(work / "airflow", facility_url=f"http://127.0.0.1:{port}", facility_root=work / "facility")
     from include.endpoints import load_endpoints
-    from tools.local_airflow import seed_database
+    from tools.local_airflow import sandbox
 
-    seed_database()
-    retention = json.loads(__import__("airflow.models", fromlist=["Variable"]).Variable.get("als_retention_days"))
-    with Facility(work / "facility", port=port, log_file=work / "facility.log") as facility:
+    with sandbox("bench-prune-months-") as (facility, work):
+        from airflow.models import Variable
+
+        retention = json.loads(Variable.get("als_retention_days"))
         endpoints = load_endpoints("local", facility_root=work / "facility")
         sim = Simulation(facility, endpoints, scans=args.scans, faults=Faults(), retention=retention)
         result = sim.run(args.days)

@@ -2,8 +2,9 @@
 
 The scan is a small synthetic phantom in the full 8.3.2 layout (compute_functions.sample_scan), named
 as the beamline names scans, in a fresh experiment folder under the local facility's spot832. The
-dispatcher then moves it, registers it in SciCat, and reconstructs it at ALCF, NERSC and locally; every
-result is printed as ``output: PATH``.
+dispatcher then moves it, registers it in SciCat, and reconstructs it at ALCF, NERSC and locally. Airflow's
+logs go to ``<home>/demo.log``; the demo ends with a short table: the tasks by state, each output, what it
+is and how to open it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     facility_root = args.facility_root.resolve()
     conf = {"file_path": write_demo_scan(facility_root, args.size)}
     print(f"conf: {json.dumps(conf)}", file=sys.stderr)
-    return run(args.dag, conf, home=args.home.resolve(), facility_root=facility_root)
+    home = args.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    log_file = home / "demo.log"
+    print(f"running {args.dag} (about 2 minutes; Airflow's log: {log_file})", file=sys.stderr)
+    return run(args.dag, conf, home=home, facility_root=facility_root, log_file=log_file)
 
 
 if __name__ == "__main__":

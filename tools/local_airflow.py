@@ -8,10 +8,12 @@ metadata database, because the pipelines update some variables (deletion manifes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +204,17 @@ def tolerate_dag_test_callback_context() -> None:
 
     execute_dag_callbacks._als_tolerant = True
     DagRun.execute_dag_callbacks = execute_dag_callbacks
+
+
+@contextlib.contextmanager
+def sandbox(prefix: str) -> Iterator[tuple[Any, Path]]:
+    """A throw-away local Airflow (SQLite, airflow_settings.yaml seeded) and a running facility under a new
+    temporary folder: yields ``(facility, folder)``; the facility is stopped on exit (benchmarks use it)."""
+    from facility.process import Facility, free_port
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    port = free_port()
+    configure_environment(work / "airflow", facility_url=f"http://127.0.0.1:{port}", facility_root=work / "facility")
+    seed_database()
+    with Facility(work / "facility", port=port, log_file=work / "facility.log") as facility:
+        yield facility, work

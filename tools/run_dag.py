@@ -66,6 +66,62 @@ def _md5(path: Path) -> str:
 
 
 @contextlib.contextmanager
+def logs_to(log_file: Path | None) -> Iterator[None]:
+    """Send everything written to stdout and stderr (Airflow's task logs, subprocesses included) to
+    ``log_file`` while the block runs; nothing is redirected when it is None."""
+    if log_file is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def describe(path: Path) -> tuple[str, str]:
+    """What an output is and how to open it (docs/viewing.md)."""
+    if path.suffix == ".zarr":
+        levels = len([p for p in path.iterdir() if p.name.isdigit()]) if path.is_dir() else 0
+        return f"OME-Zarr, {levels} levels", "napari --plugin napari-ome-zarr <path>"
+    if path.is_dir():
+        tiffs = len(list(path.glob("*.tif*")))
+        return f"TIFF stack, {tiffs} slices", "Fiji: File > Import > Image Sequence; notebooks/view_results.ipynb"
+    if path.suffix == ".h5":
+        return "scan (HDF5)", "h5py, HDFView"
+    return "file", ""
+
+
+def summary(dag_run: Any, outputs: list[Path], log_file: Path | None) -> list[str]:
+    """A short table: the run's tasks by state, then each output, what it is and how to open it."""
+    states: dict[str, list[str]] = {}
+    for ti in dag_run.get_task_instances():
+        states.setdefault(str(ti.state), []).append(ti.task_id)
+    counts = ", ".join(f"{len(ids)} {state}" for state, ids in sorted(states.items()))
+    lines = [f"{dag_run.dag_id} {dag_run.run_id}: {dag_run.state} ({counts})"]
+    for state in ("failed", "upstream_failed"):
+        if states.get(state):
+            lines.append(f"  {state}: {', '.join(sorted(states[state]))}")
+    if log_file is not None:
+        lines.append(f"  full log: {log_file}")
+    rows = [(*describe(path), str(path)) for path in outputs]
+    width = max((len(what) for what, _, _ in rows), default=0)
+    for what, how, path in rows:
+        lines.append(f"  {what:<{width}}  {path}" + (f"\n  {'':<{width}}  open: {how}" if how else ""))
+    return lines
+
+
+@contextlib.contextmanager
 def facility_at(url: str | None, facility_root: Path, log_file: Path) -> Iterator[tuple[str, Path]]:
     """``(url, root)`` of the facility to use: the one running at ``url`` (its root as it reports it), or
     a new one under ``facility_root``, stopped on exit."""
@@ -82,7 +138,17 @@ def facility_at(url: str | None, facility_root: Path, log_file: Path) -> Iterato
         yield facility.url, facility_root
 
 
-def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path, facility_url: str | None = None) -> int:
+def run(
+    dag_id: str,
+    conf: dict[str, Any],
+    *,
+    home: Path,
+    facility_root: Path,
+    facility_url: str | None = None,
+    log_file: Path | None = None,
+) -> int:
+    """Run ``dag_id`` with ``conf``; print each output (``output: PATH``). With ``log_file``, Airflow's logs go
+    there and the run ends with a short table instead (``make demo``)."""
     from tools.local_airflow import configure_environment, seed_database, tolerate_dag_test_callback_context
 
     home.mkdir(parents=True, exist_ok=True)
@@ -104,7 +170,8 @@ def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path, f
         from airflow.sdk.exceptions import ParamValidationError
 
         try:
-            dag_run = dag.test(run_conf=conf)
+            with logs_to(log_file):
+                dag_run = dag.test(run_conf=conf)
         except ParamValidationError as exc:  # Airflow's message prints the regex or the whole schema
             from dags.pipelines.params import conf_refusal
 
@@ -114,11 +181,14 @@ def run(dag_id: str, conf: dict[str, Any], *, home: Path, facility_root: Path, f
         state = str(getattr(dag_run, "state", "unknown"))
         print(f"{dag_id} run {dag_run.run_id}: {state}", file=sys.stderr)
         endpoints = load_endpoints("local", facility_root=facility_root)
-        for output in run_outputs(dag_id, dag_run.run_id):
-            path = endpoints.posix(output)
-            if path.is_file():  # a copied file: its checksum, to compare across copies
-                print(f"md5 {_md5(path)}  {output}", file=sys.stderr)
-            print(f"output: {path}")
+        paths = [endpoints.posix(output) for output in run_outputs(dag_id, dag_run.run_id)]
+        if log_file is not None:
+            print("\n".join(summary(dag_run, paths, log_file)))
+        else:
+            for output, path in zip(run_outputs(dag_id, dag_run.run_id), paths, strict=True):
+                if path.is_file():  # a copied file: its checksum, to compare across copies
+                    print(f"md5 {_md5(path)}  {output}", file=sys.stderr)
+                print(f"output: {path}")
         return 0 if state == "success" else 1
 
 
