@@ -2,18 +2,22 @@
 
 :func:`make_transfer_check_dag` builds one check from its route (the endpoints and probe folders, first to
 last): ``write_probe`` writes random bytes at the first stop, each hop is a Globus transfer followed by a check
-of size and md5, and ``remove_probes`` (a teardown: whatever happened) deletes every probe in the probe
-folders and lists them to verify they are gone. 8.3.2 (dags/bl832_transfer_check.py) and each configured
-beamline with a ``transfer_check`` entry (:func:`make_beamline_transfer_check_dag`) run one every 12 h.
+of size and md5, and ``remove_probes`` (a teardown: whatever happened; a deferred Globus delete per endpoint,
+:class:`~als_provider.operators.globus_delete.GlobusDeleteOperator`) deletes every probe in the probe folders and
+lists them to verify they are gone. 8.3.2 (dags/bl832_transfer_check.py) and each configured beamline with a
+``transfer_check`` entry (:func:`make_beamline_transfer_check_dag`) run one every 12 h.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 
+from als_provider.operators.globus_delete import GlobusDeleteOperator
 from als_provider.operators.globus_transfer import GlobusTransferOperator
 from dags.pipelines.defaults import dag_defaults
 from include.beamlines import Beamline
@@ -22,8 +26,8 @@ from include.runtime import load_runtime
 #: Every 12 h, at midnight and noon at the ALS (upstream's flight checks: "0 */12 * * *", America/Los_Angeles).
 SCHEDULE = "0 */12 * * *"
 TIMEZONE = "America/Los_Angeles"
-#: How long the clean-up waits for its delete tasks.
-CLEANUP_SECONDS = 600
+#: How long the clean-up waits for each of its delete tasks.
+CLEANUP_TIMEOUT = timedelta(minutes=10)
 PROBE_NAME = "{{ ti.xcom_pull(task_ids='write_probe')['name'] }}"
 
 
@@ -89,45 +93,12 @@ def publish_outputs(copies: list[dict], ti=None) -> list[dict]:
     return list(copies)
 
 
-@task(trigger_rule="all_done", retries=2, retry_delay=pendulum.duration(seconds=10))
-def remove_probes(folders: dict[str, str]) -> dict:
-    """Delete every probe in ``folders`` (endpoint -> folder; Globus delete tasks), then list them: none may
-    remain."""
-    import time
-
-    from als_provider.hooks.globus_transfer import GlobusTransferHook
-    from include.paths import EndpointPath
-
-    hook = GlobusTransferHook()
-    removed: dict[str, list[str]] = {}
-    for endpoint, folder in folders.items():
-        try:
-            names = [e["name"] for e in hook.listdir(EndpointPath(endpoint, folder)) if e["name"].endswith(".probe")]
-        except FileNotFoundError:
-            names = []
-        if not names:
-            continue
-        task = hook.submit_delete(
-            endpoint,
-            [f"{folder}/{name}" for name in names],
-            submission_id=hook.new_submission_id(),
-            label=f"transfer check probes {endpoint}",
-            recursive=False,
-            ignore_missing=True,
-        )
-        deadline = time.monotonic() + CLEANUP_SECONDS
-        while (status := hook.get_task(task["task_id"]))["status"] not in ("SUCCEEDED", "FAILED"):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"delete task {task['task_id']} on {endpoint} still {status['status']}")
-            time.sleep(1)
-        if status["status"] == "FAILED":
-            raise RuntimeError(f"delete task {task['task_id']} on {endpoint} failed: {status.get('fatal_error')}")
-        left = [e["name"] for e in hook.listdir(EndpointPath(endpoint, folder)) if e["name"] in names]
-        if left:
-            raise RuntimeError(f"{endpoint}:{folder}: probe(s) {', '.join(left)} remain after their delete task")
-        removed[endpoint] = names
-        print(f"{endpoint}:{folder}: removed {len(names)} probe(s) ({task['task_id']}), verified gone")
-    return removed
+def remove_probes(folders: dict[str, str], **kwargs: Any) -> GlobusDeleteOperator:
+    """The task ``remove_probes``: every ``*.probe`` in ``folders`` (endpoint -> folder) deleted with one deferred
+    Globus delete task per endpoint, then listed again (none may remain); ``kwargs`` go to the operator."""
+    return GlobusDeleteOperator(
+        task_id="remove_probes", folders=folders, pattern="*.probe", delete_timeout=CLEANUP_TIMEOUT, **kwargs
+    )
 
 
 def make_transfer_check_dag(
@@ -178,7 +149,13 @@ def make_transfer_check_dag(
             last >> hop >> arrived
             previous, last = stop, arrived
             arrivals.append(arrived)
-        cleanup = remove_probes({stop.endpoint: stop.folder for stop in route})
+        cleanup = remove_probes(
+            {stop.endpoint: stop.folder for stop in route},
+            poll_interval=poll,
+            trigger_rule="all_done",
+            retries=2,
+            retry_delay=timedelta(seconds=10),
+        )
         publish_outputs(arrivals) >> cleanup
         cleanup.as_teardown(setups=probe)  # runs whatever happened; the run's state is still the hops' state
     return dag

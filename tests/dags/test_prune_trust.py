@@ -20,6 +20,7 @@ from als_provider.hooks.globus_transfer import GlobusTransferHook
 from include import manifests, pruning
 from include.endpoints import REPO_ROOT
 from include.manifests import KEY_PREFIX, DeletionRequest, ManifestEntry
+from tools import manifests as manifests_cli
 
 pytestmark = pytest.mark.slow
 
@@ -201,9 +202,9 @@ def test_i26_finding_2_an_unsigned_entry_is_refused_until_reviewed_and_resigned(
     data["v"] = 2
     store.set(entry.key, json.dumps(data))
     assert_refused(prune_dag, store, entry, files, facility, capfd)
-    assert manifests.main(["review"]) == 0
+    assert manifests_cli.main(["review"]) == 0
     assert entry.key in capfd.readouterr().out
-    assert manifests.main(["resign", entry.key]) == 0
+    assert manifests_cli.main(["resign", entry.key]) == 0
     assert manifests.review(store=store) == []
     state, _ = run_prune(prune_dag, capfd)
     assert state == "success" and not files[0].exists() and files[1].exists()

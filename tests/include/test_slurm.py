@@ -158,3 +158,12 @@ def test_missing_values_and_bad_values_fail_loudly():
         render_script("command.sh.j2", directives={}, values={"command": [None], "launcher": []})
     with pytest.raises(ConfigError, match="no job template"):
         render_script("nope.sh.j2", directives={}, values={})
+
+
+def test_the_log_folder_is_read_without_the_rest_of_the_profile():
+    """The production file still has the placeholder image (refused by load_nersc_config): its logs still answer."""
+    from include.paths import EndpointPath
+    from include.slurm import nersc_logs
+
+    assert nersc_logs("production") == EndpointPath("nersc832_alsdev_pscratch_scratch", "tomo_recon_logs")
+    assert nersc_logs("local") == nersc_logs("production")

@@ -59,7 +59,7 @@ def test_raw_ingest_of_a_full_scan(facility, scan, folder):
     assert sci["/measurement/instrument/detector/pixel_size"] == pytest.approx(0.00325)
     assert len(sci["data_sample"]["/measurement/instrument/source/current"]) == 11
     blocks = client.datasets_origdatablocks_get_one(pid)
-    assert [[f["path"] for f in b["dataFileList"]] for b in blocks] == [[scan.name]]
+    assert [[f["path"] for f in b["dataFileList"]] for b in blocks] == [[f"{folder}/{scan.name}"]]  # absolute
     attachments = h.get_conn().get_json(f"Datasets/{pid.replace('/', '%2F')}/attachments", "t")
     assert [a["caption"] for a in attachments] == ["raw image"]
     assert attachments[0]["thumbnail"].startswith("data:image/png;base64,")
@@ -138,6 +138,15 @@ def test_scicat_down_is_retried_then_succeeds(facility, scan, folder, caplog):
     assert stats["fault.http.503"] == 3 and stats["fault.http.502"] == 1
     assert stats["scicat.dataset_created"] == 1 and pid
     assert caplog.text.count("HTTP 503") == 3
+
+
+def test_one_back_off_a_lookup_inside_find_or_create_does_not_retry_on_its_own(facility, scan, folder):
+    """Issue 24: one back-off loop; the lookups before a create are attempts of the create's loop, so a dead
+    SciCat costs ``max_attempts`` requests, not ``max_attempts`` squared."""
+    facility.inject("scicat", status=503, match=r"^GET .*/Datasets$", times=20)
+    with pytest.raises(SciCatError, match="HTTP 503"):
+        hook(max_attempts=3).ingest_raw(scan, folder)
+    assert facility.stats()["fault.http.503"] == 3 and "scicat.dataset_created" not in facility.stats()
 
 
 def test_too_many_failures_fail_before_the_dataset_exists(facility, scan, folder):

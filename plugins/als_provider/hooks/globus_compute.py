@@ -15,12 +15,12 @@ process that holds every connection's secret (issue 26 finding 4).
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
+from als_provider.hooks.globus_app import GlobusAppHook
 
-# Compute answers errors as every Globus service does: one classification of transient ones.
+# Compute answers errors as every Globus service does: one description, one classification of transient ones.
+from als_provider.hooks.globus_transfer import describe_globus_error
 from als_provider.hooks.globus_transfer import is_transient as is_transient
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class GlobusComputeCredentialsError(RuntimeError):
     """The Globus Compute connection is incomplete."""
 
 
-class GlobusComputeHook(BaseHook):
+class GlobusComputeHook(GlobusAppHook):
     """Talk to Globus Compute as the confidential client of an Airflow connection.
 
     :param globus_compute_conn_id: connection with client id (login), secret (password) and optional
@@ -53,38 +53,21 @@ class GlobusComputeHook(BaseHook):
 
     conn_name_attr = "globus_compute_conn_id"
     default_conn_name = "globus_compute_default"
-    conn_type = "generic"
     hook_name = "Globus Compute"
+    credentials_error = GlobusComputeCredentialsError
 
     def __init__(self, globus_compute_conn_id: str = default_conn_name, *, max_retries: int | None = None) -> None:
-        super().__init__()
-        self.globus_compute_conn_id = globus_compute_conn_id
-        self.max_retries = max_retries
-
-    @cached_property
-    def client(self) -> Client:
-        return self.get_conn()
+        super().__init__(globus_compute_conn_id, max_retries)
 
     def get_conn(self) -> Client:
         """A Compute Client authorised by client credentials; no network call until first use."""
-        import globus_sdk
         from globus_compute_sdk import Client
         from globus_compute_sdk.sdk.client import _ComputeWebClient
         from globus_compute_sdk.serialize import AllCodeStrategies
         from globus_sdk.scopes import ComputeScopes
         from globus_sdk.transport import RetryConfig
 
-        conn = self.get_connection(self.globus_compute_conn_id)
-        if not conn.login or not conn.password:
-            raise GlobusComputeCredentialsError(
-                f"connection {self.globus_compute_conn_id!r} needs the Globus client id as login "
-                "and its secret as password"
-            )
-        extras = conn.extra_dejson
-        auth_client = globus_sdk.ConfidentialAppAuthClient(
-            client_id=conn.login, client_secret=conn.password, base_url=extras.get("auth_base_url") or None
-        )
-        authorizer = globus_sdk.ClientCredentialsAuthorizer(auth_client, scopes=[ComputeScopes.all])
+        authorizer, extras = self.authorize(ComputeScopes.all)
         client = Client(
             authorizer=authorizer,
             do_version_check=False,
@@ -282,12 +265,4 @@ def is_lost_answer(exc: BaseException) -> bool:
 
 def describe_compute_error(exc: BaseException) -> str:
     """One line naming a Compute API failure by its code and message (never a credential)."""
-    import globus_sdk
-
-    if isinstance(exc, globus_sdk.AuthAPIError):
-        return f"Globus Auth refused the client credentials ({exc.http_status} {exc.code}): {exc.message}"
-    if isinstance(exc, globus_sdk.GlobusAPIError):
-        return f"Globus Compute {exc.http_status} {exc.code}: {exc.message}"
-    if isinstance(exc, globus_sdk.NetworkError):
-        return f"Globus Compute unreachable: {type(exc).__name__}"
-    return f"{type(exc).__name__}: {exc}"
+    return describe_globus_error(exc, "Globus Compute")

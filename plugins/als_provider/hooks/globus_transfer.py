@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-
+from als_provider.hooks.globus_app import GlobusAppHook
 from include.endpoints import Endpoints, load_endpoints
 from include.paths import EndpointPath
 
@@ -34,7 +33,7 @@ class GlobusCredentialsError(RuntimeError):
     """The Globus connection is incomplete or its credentials were refused."""
 
 
-class GlobusTransferHook(BaseHook):
+class GlobusTransferHook(GlobusAppHook):
     """Talk to Globus Transfer as the confidential client of an Airflow connection.
 
     :param globus_conn_id: connection with client id (login), secret (password) and optional
@@ -45,21 +44,15 @@ class GlobusTransferHook(BaseHook):
 
     conn_name_attr = "globus_conn_id"
     default_conn_name = "globus_default"
-    conn_type = "generic"
     hook_name = "Globus Transfer"
+    credentials_error = GlobusCredentialsError
 
     def __init__(self, globus_conn_id: str = default_conn_name, *, max_retries: int | None = None) -> None:
-        super().__init__()
-        self.globus_conn_id = globus_conn_id
-        self.max_retries = max_retries
+        super().__init__(globus_conn_id, max_retries)
 
     @cached_property
     def endpoints(self) -> Endpoints:
         return load_endpoints()
-
-    @cached_property
-    def client(self) -> globus_sdk.TransferClient:
-        return self.get_conn()
 
     def get_conn(self) -> globus_sdk.TransferClient:
         """A TransferClient authorised by client credentials (the token is fetched on first use)."""
@@ -67,16 +60,7 @@ class GlobusTransferHook(BaseHook):
         from globus_sdk.scopes import TransferScopes
         from globus_sdk.transport import RetryConfig
 
-        conn = self.get_connection(self.globus_conn_id)
-        if not conn.login or not conn.password:
-            raise GlobusCredentialsError(
-                f"connection {self.globus_conn_id!r} needs the Globus client id as login and its secret as password"
-            )
-        extras = conn.extra_dejson
-        auth_client = globus_sdk.ConfidentialAppAuthClient(
-            client_id=conn.login, client_secret=conn.password, base_url=extras.get("auth_base_url") or None
-        )
-        authorizer = globus_sdk.ClientCredentialsAuthorizer(auth_client, scopes=[TransferScopes.all])
+        authorizer, extras = self.authorize(TransferScopes.all)
         retry_config = None if self.max_retries is None else RetryConfig(max_retries=self.max_retries)
         return globus_sdk.TransferClient(
             base_url=extras.get("transfer_base_url") or None,
@@ -234,16 +218,16 @@ def is_missing(exc: BaseException) -> bool:
     )
 
 
-def describe_globus_error(exc: BaseException) -> str:
-    """One line naming a Globus failure by its service code and message (never a credential)."""
+def describe_globus_error(exc: BaseException, service: str = "Globus") -> str:
+    """One line naming a failure of a Globus ``service`` by its code and message (never a credential)."""
     import globus_sdk
 
     if isinstance(exc, globus_sdk.AuthAPIError):
         return f"Globus Auth refused the client credentials ({exc.http_status} {exc.code}): {exc.message}"
     if isinstance(exc, globus_sdk.GlobusAPIError):
-        return f"Globus {exc.http_status} {exc.code}: {exc.message}"
+        return f"{service} {exc.http_status} {exc.code}: {exc.message}"
     if isinstance(exc, globus_sdk.NetworkError):
-        return f"Globus unreachable: {type(exc).__name__}"
+        return f"{service} unreachable: {type(exc).__name__}"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -186,6 +186,7 @@ class SciCatHook(BaseHook):
         }
         self._settings: dict[str, Any] | None = None
         self._client: _Client | None = None
+        self._retrying = False  # inside a call's retry loop: nested calls make one attempt
         #: The datasetName of the last :meth:`ingest_raw` (what the mapping made of the scan).
         self.last_dataset_name: str | None = None
 
@@ -261,8 +262,18 @@ class SciCatHook(BaseHook):
     def _retry(
         self, what: str, fn: Callable[[_Client], T], *, attempts: int | None = None, client_needed: bool = True
     ) -> T:
-        """Run ``fn(client)``, retrying transient errors with back-off and logging in again once on 401."""
-        attempts = attempts or self.settings["max_attempts"]
+        """Run ``fn(client)``, retrying transient errors with back-off and logging in again once on 401.
+
+        The hook's one back-off: a call made inside another's ``fn`` (the lookups of :meth:`_find_or_create`)
+        makes one attempt, so the outer call's attempts are all there are."""
+        attempts = 1 if self._retrying else attempts or self.settings["max_attempts"]
+        outer, self._retrying = self._retrying, True
+        try:
+            return self._attempts(what, fn, attempts, client_needed)
+        finally:
+            self._retrying = outer
+
+    def _attempts(self, what: str, fn: Callable[[_Client], T], attempts: int, client_needed: bool) -> T:
         relogged = False
         attempt = 0
         while True:
@@ -572,31 +583,17 @@ class SciCatHook(BaseHook):
         A create whose answer was lost (timeout, 5xx from a proxy) may have succeeded: retrying it blindly
         would make a second object, so every new attempt starts with a lookup.
         """
-        attempts = self.settings["max_attempts"]
-        for attempt in range(1, attempts + 1):
+
+        def attempt(client: _Client) -> tuple[T, bool]:
             existing = find()
             if existing is not None:
                 log.info("SciCat %s already exists (%s)", what, existing)
                 return existing, False
-            try:
-                created = self._retry(f"create {what}", create, attempts=1)
-            except SciCatError as exc:
-                if not exc.transient or attempt >= attempts:
-                    raise
-                delay = min(self.settings["retry_delay"] * 2 ** (attempt - 1), MAX_RETRY_DELAY)
-                log.warning(
-                    "SciCat create %s failed (attempt %d/%d): %s; looking again in %.1f s",
-                    what,
-                    attempt,
-                    attempts,
-                    exc,
-                    delay,
-                )
-                time.sleep(delay)
-                continue
+            created = create(client)
             log.info("SciCat %s created (%s)", what, created)
             return created, True
-        raise AssertionError("unreachable")
+
+        return self._retry(f"find or create {what}", attempt)
 
     def _ensure_datablock(self, pid: str, datablock: dict[str, Any]) -> None:
         paths = {f["path"] for f in datablock["dataFileList"]}

@@ -221,14 +221,6 @@ class SFAPIHook(BaseHook):
         """Queued and running jobs of ``user`` (default: the client's own user)."""
         return self.query_jobs(machine, user=user or self.user_name())
 
-    def find_active_job(self, machine: str, name: str, comment: str | None = None) -> SlurmJob | None:
-        """The queued or running job of the client's user with this name (and comment, when given)."""
-        matches = [j for j in self.list_jobs(machine) if j.name == name and (comment is None or j.comment == comment)]
-        if len(matches) > 1:
-            ids = ", ".join(j.jobid for j in matches)
-            raise AirflowException(f"{len(matches)} active jobs named {name!r} on {machine} ({ids}); cancel extras")
-        return matches[0] if matches else None
-
     def find_jobs(self, machine: str, name: str, comment: str, *, since: float | None = None) -> list[SlurmJob]:
         """Every job of the client's user with this name and comment: queued, running or finished (sacct).
 

@@ -3,11 +3,15 @@
 Submit with the remote id kept in the task state store, re-attach on retry, defer (or wait in the worker),
 check the final event: written here once; a service's operator adds its calls (:meth:`submit`,
 :meth:`status_of`, :meth:`make_trigger`, :meth:`result`), as the AWS provider's ``AwsBaseOperator`` and
-waiter triggers keep the loop for every AWS service.
+waiter triggers keep the loop for every AWS service. Work in several pieces (clear a destination, then copy;
+compare, then delete) runs each piece under its own state key with :meth:`RemoteWorkOperator.run_step` or
+:meth:`RemoteWorkOperator.start` and :meth:`RemoteWorkOperator.wait`, and goes on in
+:meth:`RemoteWorkOperator.resume`: every wait is the same deferred trigger.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import timedelta
 from functools import cached_property
@@ -26,6 +30,8 @@ GONE = "gone"  # ended in failure, or the service no longer knows it: start afre
 DEFER_GRACE = timedelta(minutes=10)
 
 
+#: task_state_store key naming the piece of remote work a deferred wait is for (``{"key": None}``: the main one).
+WAITING_KEY = "remote_work_waiting"
 #: State field naming the run of the task instance the state belongs to (see :func:`generation`).
 GENERATION_KEY = "generation"
 #: task_state_store key of the record of the task instance's current run: ``{"max_tries", "first_try", "ended"}``.
@@ -85,6 +91,14 @@ def is_retry(context: Context) -> bool:
     return int(context["ti"].try_number) > generation(context)
 
 
+def task_key(context: Context) -> str:
+    """A key naming this task instance (dag, run, task, map index) and its run since the last Clear: the same
+    across retries, new after a Clear (an SFAPI job's comment, a Compute function's ``run_key``)."""
+    ti = context["ti"]
+    parts = [ti.dag_id, ti.run_id, ti.task_id, str(getattr(ti, "map_index", -1)), str(generation(context))]
+    return "airflow-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
 class RemoteWorkOperator(BaseOperator):
     """Run one piece of remote work per task instance and wait for it, resumably.
 
@@ -95,12 +109,14 @@ class RemoteWorkOperator(BaseOperator):
     and a state of an earlier generation (the task instance was cleared since) is ignored, so a cleared task
     starts new remote work. Then the wait is deferred (``deferrable=True``, the default) or run in the worker,
     and the final event is checked: anything but ``{"status": "success", ...}`` fails the task with the
-    service's message.
+    service's message. Further pieces of work (:meth:`run_step`) are waited for the same way and continue in
+    :meth:`resume`.
 
     A service's operator sets ``hook_class`` (built with ``conn_id``), ``state_key`` (renaming one breaks the
     retries of tasks in flight) and ``id_key`` (the remote id in its state), and implements :meth:`submit`,
     :meth:`status_of`, :meth:`make_trigger` and :meth:`result`; optionally :meth:`prepare`,
-    :meth:`already_done`, :meth:`find_lost`, :meth:`attached`, :meth:`failure`, :meth:`forget`, :meth:`cancel`.
+    :meth:`already_done`, :meth:`find_lost`, :meth:`attached`, :meth:`failure`, :meth:`forget`, :meth:`cancel`,
+    and, for work in several pieces, :meth:`begin` and :meth:`resume`.
 
     :param conn_id: the hook's connection (each operator names its argument, e.g. ``globus_conn_id``).
     :param deferrable: wait in the triggerer (default) or in the worker.
@@ -163,18 +179,45 @@ class RemoteWorkOperator(BaseOperator):
     # -- the core ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         self.__dict__.pop("hook", None)
+        return self._ending_the_run(context, self.begin, context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """A deferred wait ended: :meth:`resume` with the piece of work it was for and its final event."""
+        self.__dict__.pop("hook", None)
+        key = self._load_state(context, WAITING_KEY).get("key")
+        return self._ending_the_run(context, self.resume, context, key, event)
+
+    def _ending_the_run(self, context: Context, step: Any, *args: Any) -> Any:
+        """``step(*args)``; its success, or a failure no retry follows, ends this run of the task instance
+        (:func:`end_run`). A deferral (``TaskDeferred``, a ``BaseException``) ends nothing."""
         try:
-            self.prepare(context)
-            state, status = self.start(context)
+            result = step(*args)
         except Exception as exc:
             if ends_the_run(context, exc):
                 end_run(context)
             raise
+        end_run(context)
+        return result
+
+    def begin(self, context: Context) -> Any:
+        """A try's way in: :meth:`prepare`, then the main remote work (:meth:`start`) and its wait.
+
+        An operator whose work has several pieces overrides it (and :meth:`resume`) to start the first piece."""
+        self.prepare(context)
+        state, status = self.start(context)
         if status is None:  # nothing needed doing remotely
-            return self.execute_complete(context, state)
+            return self.resume(context, None, state)
         if status == SUCCEEDED:  # the trigger's first poll reads the final event
-            return self.execute_complete(context, first_event(self.make_trigger(state)))
+            return self.resume(context, None, first_event(self.make_trigger(state)))
         return self.wait(context, state)
+
+    def resume(self, context: Context, key: str | None, event: dict[str, Any]) -> Any:
+        """Go on once the work under ``key`` (``None``: the main work) ended with ``event``: for the main work,
+        anything but ``{"status": "success", ...}`` fails the task with the service's message, else
+        :meth:`result`. An operator with several pieces of work overrides it for its other keys."""
+        if event.get("status") != "success":
+            raise self.failure(event)
+        return self.result(context, event)
 
     def start(self, context: Context, key: str | None = None) -> tuple[dict[str, Any], str | None]:
         """Re-attach to the earlier try's remote work, or submit it; returns its state and status.
@@ -207,10 +250,33 @@ class RemoteWorkOperator(BaseOperator):
         self.attached(context, state)
         return state, LIVE
 
-    def wait(self, context: Context, state: dict[str, Any]) -> Any:
-        """Wait for the remote work: defer to the triggerer, or run the trigger here."""
+    def run_step(self, context: Context, key: str, work: dict[str, Any]) -> Any:
+        """Run ``work`` (the state :meth:`submit` starts from) as a piece of remote work under ``key``, wait for
+        it and :meth:`resume` with ``key`` and its final event (after a deferral, in :meth:`execute_complete`).
+
+        Exactly once: work an earlier try left live under ``key`` is re-attached to, and an interrupted
+        submission is sent again with its stored id; work under ``key`` that already ended is not reused (a
+        step is asked for only while it is still needed), so ``work`` is submitted afresh."""
+        state = self._load_state(context, key)
+        if state.get(self.id_key) and self.status_of(state) == LIVE:
+            self.log.info("Re-attaching to %s from an earlier try", self.describe(state))
+        else:
+            resend = {} if state.get(self.id_key) else {k: v for k, v in state.items() if k != GENERATION_KEY}
+            self._key = key
+            try:
+                state = self.submit(context, {**work, **resend})
+                self._save_state(context, state)
+            finally:
+                self._key = None
+            self.log.info("Submitted %s", self.describe(state))
+        return self.wait(context, state, key)
+
+    def wait(self, context: Context, state: dict[str, Any], key: str | None = None) -> Any:
+        """Wait for the remote work of ``state`` (kept under ``key``; ``None``: the main work): defer to the
+        triggerer, or run the trigger here; then :meth:`resume`."""
         trigger = self.make_trigger(state)
         if self.deferrable:
+            self._save_state(context, {"key": key}, WAITING_KEY)
             remaining = None if trigger.deadline is None else max(0.0, trigger.deadline - time.time())
             timeout = None if remaining is None else timedelta(seconds=remaining) + DEFER_GRACE
             self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
@@ -219,23 +285,7 @@ class RemoteWorkOperator(BaseOperator):
             event = first_event(trigger)
         finally:
             self._remote = None
-        return self.execute_complete(context, event)
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Check the final event: the result on success, else the service's message as the task's error.
-
-        A success, or a failure no retry follows, ends this run of the task instance (:func:`end_run`)."""
-        self.__dict__.pop("hook", None)
-        try:
-            if event.get("status") != "success":
-                raise self.failure(event)
-            result = self.result(context, event)
-        except Exception as exc:
-            if ends_the_run(context, exc):
-                end_run(context)
-            raise
-        end_run(context)
-        return result
+        return self.resume(context, key, event)
 
     def on_kill(self) -> None:
         """Cancel the remote work this worker waits for (a deferred wait is cancelled by its trigger)."""

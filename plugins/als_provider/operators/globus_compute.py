@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import time
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from als_provider.export_control import refuse_export_controlled
 from als_provider.hooks.globus_compute import FINAL_STATUSES, GlobusComputeHook, describe_compute_error, is_lost_answer
-from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator, generation
+from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator, task_key
 from als_provider.triggers.globus_compute import GlobusComputeTaskTrigger
 
 #: task_state_store key holding {"task_group_id", "known_tasks", "task_id", "function_id", "endpoint_id",
@@ -93,7 +92,7 @@ class GlobusComputeOperator(RemoteWorkOperator):
         self._kwargs = dict(self.function_kwargs)
         parameters = inspect.signature(self._function).parameters
         if RUN_KEY_ARGUMENT in parameters:
-            self._kwargs.setdefault(RUN_KEY_ARGUMENT, run_key(context))
+            self._kwargs.setdefault(RUN_KEY_ARGUMENT, task_key(context))
         if LEASE_ARGUMENT in parameters:
             self._kwargs.setdefault(LEASE_ARGUMENT, self.wait_timeout.total_seconds())
 
@@ -268,13 +267,6 @@ class GlobusComputeOperator(RemoteWorkOperator):
     def result(self, context: Context, event: dict[str, Any]) -> Any:
         self.log.info("Compute task %s (%s) succeeded: %s", event["task_id"], self.function_name, event["result"])
         return event["result"]
-
-
-def run_key(context: Context) -> str:
-    """A key naming this task instance (dag, run, task, map index) and its run since the last Clear."""
-    ti = context["ti"]
-    parts = [ti.dag_id, ti.run_id, ti.task_id, str(getattr(ti, "map_index", -1)), str(generation(context))]
-    return "airflow-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
 def is_refusal(exc: BaseException) -> bool:

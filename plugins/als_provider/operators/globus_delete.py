@@ -1,4 +1,5 @@
-"""PruneManifestsOperator: plan with include.pruning, compare content in side folders, delete in Globus batches.
+"""Globus deletes: :class:`GlobusDeleteOperator` (the files of a pattern in some folders) and
+:class:`PruneManifestsOperator` (plan with include.pruning, compare content in side folders, delete in batches).
 
 The planner (verdicts, loop guard, held copies, batches, summary) is include/pruning.py; this module reads the
 due entries, runs the content comparison and the delete batches as Globus tasks on the resumable-remote core
@@ -9,6 +10,7 @@ target's own collection and deletes them afterwards. See docs/pruning.md for the
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from als_provider.hooks.globus_transfer import GlobusTransferHook, describe_globus_error
 from als_provider.operators.base import LIVE
-from als_provider.operators.globus_transfer import GlobusTaskOperator
+from als_provider.operators.globus_transfer import GlobusTaskOperator, GlobusTransferError, delete_work
 from als_provider.triggers.globus_transfer import GlobusTaskTrigger
 from als_provider.triggers.inline import first_event
 from include import catalogue_backlog, manifests, pruning
@@ -94,6 +96,66 @@ def results_of(
         why = f"the files task {sync['task_id']} transferred could not be read: {describe_globus_error(exc)}"
         return dict.fromkeys(keys, f"could not check: content: {why}")
     return pruning.group_results(group, transferred, sync["task_id"])
+
+
+class GlobusDeleteOperator(GlobusTaskOperator):
+    """Delete the files named like ``pattern`` (fnmatch) in each of ``folders`` (endpoint → folder): one Globus
+    delete task per endpoint, waited for deferred, then the folder is listed again and none may remain.
+
+    Returns ``{endpoint: [names deleted]}`` (endpoints with nothing to delete are left out). A retry re-attaches
+    to a delete task still running and skips the endpoints already verified. ``delete_timeout`` bounds each wait.
+    """
+
+    template_fields: Sequence[str] = ("folders", "pattern")
+    ui_color = "#d9534f"
+    state_key = "globus_delete"
+    error_class = GlobusTransferError
+
+    def __init__(
+        self,
+        *,
+        folders: dict[str, str],
+        pattern: str,
+        globus_conn_id: str = GlobusTransferHook.default_conn_name,
+        delete_timeout: timedelta = timedelta(minutes=10),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=globus_conn_id, wait_timeout=delete_timeout, **kwargs)
+        self.folders, self.pattern = folders, pattern
+
+    def begin(self, context: Context) -> dict[str, list[str]]:
+        removed: dict[str, list[str]] = {}
+        for endpoint, folder in self.folders.items():
+            key = f"{self.state_key}/{endpoint}"
+            if (done := self._load_state(context, key)).get("verified"):
+                removed[endpoint] = done["names"]
+                continue
+            names = self._matching(endpoint, folder)
+            if names:
+                label = f"{context['ti'].dag_id} {context['ti'].task_id} {endpoint}"
+                work = delete_work(endpoint, [f"{folder}/{name}" for name in names], label, recursive=False)
+                return self.run_step(context, key, {**work, "folder": folder, "names": names})
+        return removed
+
+    def resume(self, context: Context, key: str | None, event: dict[str, Any]) -> dict[str, list[str]]:
+        work = self._load_state(context, key)
+        where = f"{work['endpoint']}:{work['folder']}"
+        if event.get("status") != "success":
+            raise GlobusTransferError(f"deleting {len(work['names'])} file(s) in {where}: {event.get('message')}")
+        left = sorted(set(self._matching(work["endpoint"], work["folder"])) & set(work["names"]))
+        if left:
+            raise GlobusTransferError(f"{where}: {', '.join(left)} remain after delete task {work['task_id']}")
+        self.log.info("%s: removed %d file(s) (%s), verified gone", where, len(work["names"]), work["task_id"])
+        self._save_state(context, {**work, "verified": True}, key)
+        return self.begin(context)
+
+    def _matching(self, endpoint: str, folder: str) -> list[str]:
+        """The names in ``endpoint:folder`` that match the pattern (none if the folder is missing)."""
+        try:
+            entries = self.hook.listdir(EndpointPath(endpoint, folder))
+        except FileNotFoundError:
+            return []
+        return [entry["name"] for entry in entries if fnmatch.fnmatchcase(entry["name"], self.pattern)]
 
 
 class SideFolderComparison:
@@ -205,8 +267,7 @@ class PruneManifestsOperator(GlobusTaskOperator):
         self.batch_size, self.max_tree_entries, self.group_items = batch_size, max_tree_entries, group_items
 
     # -- rounds ----------------------------------------------------------------------------------------
-    def execute(self, context: Context) -> dict[str, Any]:
-        self.__dict__.pop("hook", None)
+    def begin(self, context: Context) -> dict[str, Any]:
         plan = self._load_state(context, PLAN_KEY)
         if not plan:
             as_of, dry_run = self._params(context)
@@ -322,7 +383,7 @@ class PruneManifestsOperator(GlobusTaskOperator):
 
     def _next(self, context: Context, plan: dict[str, Any]) -> dict[str, Any]:
         """Start every task of the stage that can start, then take the ended ones in order; defer on the first
-        one still running (its trigger resumes :meth:`execute_complete`). No wait happens in the worker."""
+        one still running (its trigger resumes :meth:`resume`). No wait happens in the worker."""
         keys = self._task_keys(plan)
         while True:
             for key in keys:
@@ -347,15 +408,12 @@ class PruneManifestsOperator(GlobusTaskOperator):
                 return self._stage_done(context, plan)
             key, task = running
             if self.status_of(task) == LIVE:
-                self._save_state(context, {**plan, "waiting": key}, PLAN_KEY)
-                return self.wait(context, task)
+                return self.wait(context, task, key)
             self._record(context, key, task, first_event(self.make_trigger(task)))  # ended: its first poll says how
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def resume(self, context: Context, key: str | None, event: dict[str, Any]) -> dict[str, Any]:
         """Record how the waited-for task ended, then go on with the stage."""
-        self.__dict__.pop("hook", None)
         plan = self._load_state(context, PLAN_KEY)
-        key = plan["waiting"]
         self._record(context, key, self._load_state(context, key), event)
         return self._next(context, plan)
 
@@ -408,7 +466,6 @@ class PruneManifestsOperator(GlobusTaskOperator):
         if plan.get("earlier"):
             report = pruning.merge_reports(plan["earlier"], report, rechecked=len(plan["only"] or ()))
         plan.update(stage="done", report=report)
-        plan.pop("waiting", None)
         self._save_state(context, plan, PLAN_KEY)
         return self._finish(report)
 
@@ -427,14 +484,9 @@ class PruneManifestsOperator(GlobusTaskOperator):
             return submit_cleanup(
                 self.hook, state["endpoint"], state["path"], submission_id=submission_id, label=f"{label} cleanup"
             )
-        self.log.info("Deleting %d path(s), %d bytes on %s", len(state["paths"]), state["bytes"], state["endpoint"])
-        return self.hook.submit_delete(
-            state["endpoint"],
-            state["paths"],
-            submission_id=submission_id,
-            label=f"{label} batch {state.get('index')}",
-            recursive=True,
-            ignore_missing=True,
+        self.log.info("%d bytes in batch %s", state["bytes"], state.get("index"))
+        return super().submit_task(
+            context, {**state, "kind": "delete", "label": f"{label} batch {state.get('index')}"}, submission_id
         )
 
     def _finish(self, report: dict[str, Any]) -> dict[str, Any]:

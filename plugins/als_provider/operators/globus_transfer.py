@@ -19,12 +19,15 @@ from als_provider.export_control import refuse_export_controlled
 from als_provider.hooks.globus_transfer import GlobusTransferHook
 from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator
 from als_provider.triggers.globus_transfer import GlobusTaskTrigger
+from als_provider.triggers.inline import first_event
 from include.paths import EndpointPath, endpoint_relative
-from include.results import Completeness, completeness
+from include.results import completeness
 from include.transfer_metrics import record_transfer
 
 #: task_state_store key holding {"submission_id", "task_id"} across tries.
 STATE_KEY = "globus_transfer"
+#: task_state_store keys of a replaced destination's delete tasks: leftovers before the copy, old results in the swap.
+CLEAR_KEY, SWAP_KEY = "globus_transfer/clear", "globus_transfer/swap"
 LIVE_STATUSES = frozenset({"ACTIVE", "INACTIVE"})
 #: Siblings of a replaced destination: the new copy until it is verified, the old results until it is in place.
 STAGING, REPLACED = ".{}.incoming", ".{}.replaced"
@@ -32,6 +35,11 @@ STAGING, REPLACED = ".{}.incoming", ".{}.replaced"
 
 class GlobusTransferError(RuntimeError):
     """A Globus transfer failed, timed out or could not be submitted."""
+
+
+def delete_work(endpoint: str, paths: list[str], label: str, *, recursive: bool = True) -> dict[str, Any]:
+    """The state of one Globus delete task (``ignore_missing``) for :meth:`GlobusTaskOperator.run_step`."""
+    return {"kind": "delete", "endpoint": endpoint, "paths": paths, "label": label, "recursive": recursive}
 
 
 class GlobusTaskOperator(RemoteWorkOperator):
@@ -46,8 +54,19 @@ class GlobusTaskOperator(RemoteWorkOperator):
     hook_class = GlobusTransferHook
 
     def submit_task(self, context: Context, state: dict[str, Any], submission_id: str) -> dict[str, Any]:
-        """Submit the task with ``submission_id``; Globus's answer (``task_id``, ``code``, ...)."""
-        raise NotImplementedError
+        """Submit the task with ``submission_id``; Globus's answer (``task_id``, ``code``, ...). Here: the
+        delete of :func:`delete_work` (``kind="delete"``); subclasses submit their own work and call this for it."""
+        if state.get("kind") != "delete":
+            raise NotImplementedError(f"{type(self).__name__} submits no {state.get('kind')!r} work")
+        self.log.info("Deleting %d path(s) on %s (%s)", len(state["paths"]), state["endpoint"], state["label"])
+        return self.hook.submit_delete(
+            state["endpoint"],
+            state["paths"],
+            submission_id=submission_id,
+            label=state["label"],
+            recursive=state.get("recursive", True),
+            ignore_missing=True,
+        )
 
     def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
         submission_id = state.get("submission_id")
@@ -219,38 +238,54 @@ class GlobusTransferOperator(GlobusTaskOperator):
         self.log.warning("An earlier swap was interrupted: renaming %s to %s", back, self._destination)
         self.hook.rename(back, self._destination)
 
-    def submit(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
-        if self.replace_destination and not state.get("submission_id"):
-            # leftovers of an earlier copy: a staging copy never swapped in, old results already replaced
-            leftovers = [self._staging] + ([self._replaced] if self.hook.stat(self._destination) else [])
-            self._delete(context, [where for where in leftovers if self.hook.stat(where) is not None], "leftover")
-        return super().submit(context, state)
+    def begin(self, context: Context) -> Any:
+        """A replaced destination's leftovers (a staging copy never swapped in, old results already replaced)
+        are deleted first (after :meth:`already_done` found a complete source), then the copy starts."""
+        self.prepare(context)
+        if not self.replace_destination or not self._clear_first(context):
+            return super().begin(context)
+        if (done := self.already_done(context)) is not None:
+            return self.resume(context, None, done)
+        leftovers = [self._staging] + ([self._replaced] if self.hook.stat(self._destination) else [])
+        there = [where for where in leftovers if self.hook.stat(where) is not None]
+        if not there:
+            return super().begin(context)
+        return self.run_step(context, CLEAR_KEY, self._delete_work(context, there, "leftover"))
 
-    def _delete(self, context: Context, paths: list[EndpointPath], why: str) -> None:
-        """Delete ``paths`` of the destination endpoint (one Globus delete task, waited for here)."""
-        if not paths:
-            return
+    def resume(self, context: Context, key: str | None, event: dict[str, Any]) -> Any:
+        if key is None:
+            return super().resume(context, key, event)
+        work = self._load_state(context, key)
+        if event.get("status") != "success":
+            raise GlobusTransferError(f"deleting the {work['why']} {', '.join(work['names'])}: {event.get('message')}")
+        self.log.info("Deleted the %s %s", work["why"], ", ".join(work["names"]))
+        if key == CLEAR_KEY:
+            return super().begin(context)
+        self.prepare(context)  # after a deferral this is a fresh operator
+        return self.result(context, self._copied(context))
+
+    def _clear_first(self, context: Context) -> bool:
+        """Whether the copy is yet to be submitted (none was, or the last one FAILED): leftovers go first.
+        An interrupted submission (its id stored, no task id) is sent again as it was."""
+        state = self._load_state(context, self.state_key)
+        if not state.get("submission_id"):
+            return True
+        return bool(state.get("task_id")) and self.status_of(state) == GONE
+
+    def _delete_work(self, context: Context, paths: list[EndpointPath], why: str) -> dict[str, Any]:
+        """One Globus delete task for ``paths`` of the destination endpoint."""
         ti = context["ti"]
-        answer = self.hook.submit_delete(
-            self._destination.endpoint,
-            [str(where.path) for where in paths],
-            submission_id=self.hook.new_submission_id(),
-            label=f"{ti.dag_id} {ti.task_id} {why} {self._destination.path.name}",
-            recursive=True,
-            ignore_missing=True,
-        )
-        names = ", ".join(str(where) for where in paths)
-        self.log.info("Deleting the %s %s (Globus task %s)", why, names, answer["task_id"])
-        deadline = time.monotonic() + (self.wait_timeout.total_seconds() if self.wait_timeout else 3600)
-        while (status := self.hook.get_task(answer["task_id"]).get("status")) in LIVE_STATUSES:
-            if time.monotonic() > deadline:
-                raise GlobusTransferError(f"deleting the {why} {names} did not end in time")
-            time.sleep(min(self.poll_interval, 2.0))
-        if status != "SUCCEEDED":
-            raise GlobusTransferError(f"deleting the {why} {names} ended {status}")
+        label = f"{ti.dag_id} {ti.task_id} {why} {self._destination.path.name}"
+        work = delete_work(self._destination.endpoint, [str(where.path) for where in paths], label)
+        return {**work, "why": why, "names": [str(where) for where in paths]}
 
-    def _swap_in(self, context: Context) -> Completeness:
-        """Put the verified staging copy in place of the destination: old → replaced, staging → final, delete old.
+    def _copied(self, context: Context) -> dict[str, Any]:
+        """The final event of the copy, read again (one poll) once a delete of the swap ended."""
+        return first_event(self.make_trigger(self._load_state(context, self.state_key)))
+
+    def _swap_in(self) -> tuple[EndpointPath, str] | None:
+        """Put the verified staging copy in place of the destination: old → replaced, staging → final; then the
+        old results to delete (with why), if any: the caller deletes them and calls again.
 
         Idempotent: a try after an interrupted swap finishes it; a staging copy that is not the source's complete
         results fails the task and leaves the destination as it is."""
@@ -264,7 +299,7 @@ class GlobusTransferOperator(GlobusTaskOperator):
                 )
             if self.hook.stat(self._destination) is not None:
                 if self.hook.stat(self._replaced) is not None:
-                    self._delete(context, [self._replaced], "leftover")
+                    return self._replaced, "leftover"
                 self.hook.rename(self._destination, self._replaced)
             self.hook.rename(self._staging, self._destination)
             self.log.info("Swapped in %s (%s)", self._destination, staged.reason)
@@ -272,10 +307,12 @@ class GlobusTransferOperator(GlobusTaskOperator):
         if not there.complete:
             raise GlobusTransferError(f"{self._destination} is not complete after the copy: {there.reason}")
         if self.hook.stat(self._replaced) is not None:
-            self._delete(context, [self._replaced], "replaced")
-        return there
+            return self._replaced, "replaced"
+        return None
 
     def submit_task(self, context: Context, state: dict[str, Any], submission_id: str) -> dict[str, Any]:
+        if state.get("kind") == "delete":  # a replaced destination's leftovers or old results
+            return super().submit_task(context, state, submission_id)
         recursive = self.recursive
         if recursive is None:
             recursive = self._source_stat(self._source).get("type") == "dir"
@@ -303,7 +340,8 @@ class GlobusTransferOperator(GlobusTaskOperator):
     def result(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         if self.replace_destination and event["task"].get("status") != "SKIPPED":
             self._siblings()  # after a deferral this is a fresh operator: the paths again
-            self._swap_in(context)
+            if (old := self._swap_in()) is not None:
+                return self.run_step(context, SWAP_KEY, self._delete_work(context, [old[0]], old[1]))
         summary = dict(event["task"])
         sources, destinations = _paths(self.source_path), _paths(self.destination_path)
         single = isinstance(self.source_path, str)

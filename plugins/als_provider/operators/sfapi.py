@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -12,7 +11,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from als_provider.export_control import refuse_export_controlled
 from als_provider.hooks.sfapi import FAILURE_STATES, SUCCESS_STATE, SFAPIHook, SFAPIJobNotFound, exit_status
-from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator, generation
+from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator, task_key
 from als_provider.triggers.sfapi import SFAPIJobTrigger
 
 if TYPE_CHECKING:
@@ -88,14 +87,6 @@ class SFAPIJobOperator(RemoteWorkOperator):
 
     # --- building the job
 
-    @staticmethod
-    def task_marker(context: Context) -> str:
-        """A ``--comment`` naming this task instance (dag, run, task, map index) and its run since the last
-        Clear: the same across retries, new after a Clear."""
-        ti = context["ti"]
-        parts = [ti.dag_id, ti.run_id, ti.task_id, str(getattr(ti, "map_index", -1)), str(generation(context))]
-        return "airflow-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
-
     def _plan(self, context: Context) -> dict[str, Any]:
         """Machine, job name, directives and log paths of this task's job (no network)."""
         from include.slurm import job_name, load_nersc_config
@@ -104,7 +95,7 @@ class SFAPIJobOperator(RemoteWorkOperator):
         name = job_name(str(self.job_name))
         directives: dict[str, Any] = {**config.directives, **config.log_patterns(), **dict(self.directives or {})}
         directives["job-name"] = name
-        directives["comment"] = self.task_marker(context)
+        directives["comment"] = task_key(context)
         return {"config": config, "machine": self.machine or config.machine, "name": name, "directives": directives}
 
     def render(self, context: Context) -> tuple[dict[str, Any], str]:

@@ -1,7 +1,7 @@
 """PollingTrigger: the one poll loop of the provider's triggers (one error budget, one deadline, one serialize).
 
 A service's trigger declares its hook class and its constructor fields and implements :meth:`PollingTrigger.poll`
-(one service call: the final event's payload, or ``None`` to poll again); the loop, the budget for transient
+(one look at the remote work: the final event's payload, or ``None`` to poll again); the loop, the budget for transient
 errors, the deadline, progress logging and ``serialize()`` live here, as the AWS provider's
 ``AwsBaseWaiterTrigger`` keeps them for every AWS waiter.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Mapping
 from functools import cached_property
@@ -26,18 +27,19 @@ class PollingTrigger(BaseTrigger):
     classified by :meth:`is_transient`: a transient one (network, 5xx, 429) is logged and polled again, up to
     ``max_errors`` in a row (``None``: until the deadline); any other ends the wait at once with an error event
     carrying :meth:`describe_error`. At the deadline :meth:`on_deadline` decides the last event (and cancels
-    the remote work where the service can). Blocking SDK calls run in a worker thread.
+    the remote work where the service can). A blocking ``poll`` (SDK calls) runs in a worker thread; an
+    ``async def poll`` (an asyncio client) is awaited in the triggerer's loop.
 
     Subclasses set:
 
     - ``hook_class``: the service's hook; its ``conn_name_attr`` and ``default_conn_name`` name the
-      connection argument;
+      connection argument (a trigger that builds its client itself sets :meth:`connection` instead);
     - ``fields``: their own constructor arguments, all serialized (with the connection, ``poll_interval`` and
       ``deadline``); ``renamed`` maps an argument to the attribute that keeps it (``BaseTrigger`` owns
       ``task_id``, which the triggerer overwrites: a remote task id is kept as e.g. ``globus_task_id``);
 
     and implement :meth:`poll` (and, where the defaults do not fit, :attr:`what`, :meth:`is_transient`,
-    :meth:`describe_error`, :meth:`failure`, :meth:`on_deadline`).
+    :meth:`describe_error`, :meth:`failure`, :meth:`on_deadline`, :meth:`close`).
     """
 
     hook_class: ClassVar[type]
@@ -48,8 +50,8 @@ class PollingTrigger(BaseTrigger):
 
     def __init__(self, *, poll_interval: float = 10.0, deadline: float | None = None, **values: Any) -> None:
         super().__init__()
-        conn = self.hook_class.conn_name_attr
-        values.setdefault(conn, self.hook_class.default_conn_name)
+        conn, default = self.connection()
+        values.setdefault(conn, default)
         unknown = set(values) - {conn, *self.fields}
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s): {', '.join(sorted(unknown))}")
@@ -59,9 +61,14 @@ class PollingTrigger(BaseTrigger):
             setattr(self, self.renamed.get(name, name), value)
         self._last_progress: str | None = None
 
+    @classmethod
+    def connection(cls) -> tuple[str, str]:
+        """The connection argument's name and default: the hook's."""
+        return cls.hook_class.conn_name_attr, cls.hook_class.default_conn_name
+
     # -- serialization ---------------------------------------------------------------------------
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        names = (*self.fields, self.hook_class.conn_name_attr, "poll_interval", "deadline")
+        names = (*self.fields, self.connection()[0], "poll_interval", "deadline")
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {name: getattr(self, self.renamed.get(name, name)) for name in names},
@@ -70,7 +77,8 @@ class PollingTrigger(BaseTrigger):
     # -- what a service's trigger provides ----------------------------------------------------------
     @abc.abstractmethod
     def poll(self) -> dict[str, Any] | None:
-        """One look at the remote work (runs in a thread): the final event's payload, or ``None``."""
+        """One look at the remote work (in a thread; an ``async def poll`` is awaited): the final event's
+        payload, or ``None``."""
 
     @property
     def what(self) -> str:
@@ -96,7 +104,13 @@ class PollingTrigger(BaseTrigger):
     # -- the loop ----------------------------------------------------------------------------------
     @cached_property
     def hook(self) -> Any:
-        return self.hook_class(getattr(self, self.hook_class.conn_name_attr))
+        return self.hook_class(getattr(self, self.connection()[0]))
+
+    async def close(self) -> None:
+        """Release the client when the wait ends (default: the hook's ``close``, where it has one)."""
+        close = getattr(self.__dict__.get("hook"), "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
 
     def progress(self, line: str) -> None:
         """Log ``line`` when it differs from the last one logged."""
@@ -106,10 +120,11 @@ class PollingTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         errors = 0
+        look = self.poll if inspect.iscoroutinefunction(self.poll) else lambda: asyncio.to_thread(self.poll)
         try:
             while True:
                 try:
-                    event = await asyncio.to_thread(self.poll)
+                    event = await look()
                 except Exception as exc:
                     if not self.is_transient(exc):
                         yield TriggerEvent(self.failure(self.describe_error(exc)))
@@ -130,6 +145,4 @@ class PollingTrigger(BaseTrigger):
                     return
                 await asyncio.sleep(self.poll_interval)
         finally:
-            close = getattr(self.__dict__.get("hook"), "close", None)
-            if close is not None:
-                await asyncio.to_thread(close)
+            await self.close()

@@ -19,11 +19,9 @@ import asyncio
 import io
 import posixpath
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
+from als_provider.triggers.base import PollingTrigger
 from include.hdf5_check import (
     HDF5_SIGNATURE,
     SUPERBLOCK_READ_SIZE,
@@ -88,12 +86,13 @@ class SFTPConfigError(RuntimeError):
     """The watch cannot work as configured (credentials, host key, raw root): polling again will not help."""
 
 
-class SFTPNewScanTrigger(BaseTrigger):
+class SFTPNewScanTrigger(PollingTrigger):
     """Poll spot832's raw tree over SFTP; fire with the finished scans not yet dispatched.
 
     Fires ``{"status": "success", "scans": [{"scan", "run_id", "size", "mtime", "checks"}, ...]}`` (oldest
     first, at most ``max_scans``) as soon as one poll finds any, or ``{"status": "error", "message"}`` when
     SFTP refuses the credentials or host key, the raw root is missing, or ``max_errors`` polls in a row fail.
+    The polls share one SFTP session; a failed poll closes it and the next one connects again.
 
     :param dispatch_dag_id: the DAG whose runs mark a scan as dispatched (the dispatcher's DAG id).
     :param sftp_conn_id: SFTP connection (SFTPHookAsync: login, password or key, ``host_key`` extra).
@@ -113,11 +112,23 @@ class SFTPNewScanTrigger(BaseTrigger):
         status (``export_controlled: null``).
     """
 
+    fields = (
+        "dispatch_dag_id",
+        "raw_root",
+        "stable_polls",
+        "lookback",
+        "folder_pattern",
+        "file_pattern",
+        "max_scans",
+        "max_errors",
+        "read_timeout",
+        "export_control",
+    )
+
     def __init__(
         self,
         *,
         dispatch_dag_id: str,
-        sftp_conn_id: str = "sftp_spot832",
         raw_root: str | None = None,
         stable_polls: int = 3,
         poll_interval: float = 30.0,
@@ -128,22 +139,29 @@ class SFTPNewScanTrigger(BaseTrigger):
         max_errors: int = 5,
         read_timeout: float = 60.0,
         export_control: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> None:
-        super().__init__()
         if stable_polls < 2:
             raise ValueError("stable_polls must be >= 2: one listing cannot show that a size is stable")
-        self.sftp_conn_id = sftp_conn_id
-        self.raw_root = raw_root
-        self.stable_polls = stable_polls
-        self.poll_interval = poll_interval
-        self.lookback = lookback
-        self.folder_pattern = folder_pattern
-        self.file_pattern = file_pattern
-        self.dispatch_dag_id = dispatch_dag_id
-        self.max_scans = max_scans
-        self.max_errors = max_errors
-        self.read_timeout = read_timeout
-        self.export_control = export_control
+        super().__init__(
+            dispatch_dag_id=dispatch_dag_id,
+            raw_root=raw_root,
+            stable_polls=stable_polls,
+            poll_interval=poll_interval,
+            lookback=lookback,
+            folder_pattern=folder_pattern,
+            file_pattern=file_pattern,
+            max_scans=max_scans,
+            max_errors=max_errors,
+            read_timeout=read_timeout,
+            export_control=export_control,
+            **settings,
+        )
+        self._where: str | None = None  # login@host:port, once the connection was read
+        self._raw_root = ""  # the raw tree, once the connection was read
+        self._secrets: list[str] = []
+        self._session: Any = None  # the SFTP session's context manager, and its client
+        self._sftp: Any = None
         self._held: set[str] = set()
         # scan path -> ((size, mtime), consecutive listings with that signature)
         self._seen: dict[str, tuple[tuple[int, int], int]] = {}
@@ -151,67 +169,57 @@ class SFTPNewScanTrigger(BaseTrigger):
         # scan path -> (signature, reason) of the last failed HDF5 check: not re-read until the file changes
         self._rejected: dict[str, tuple[tuple[int, int], str]] = {}
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "sftp_conn_id": self.sftp_conn_id,
-                "raw_root": self.raw_root,
-                "stable_polls": self.stable_polls,
-                "poll_interval": self.poll_interval,
-                "lookback": self.lookback,
-                "folder_pattern": self.folder_pattern,
-                "file_pattern": self.file_pattern,
-                "dispatch_dag_id": self.dispatch_dag_id,
-                "max_scans": self.max_scans,
-                "max_errors": self.max_errors,
-                "read_timeout": self.read_timeout,
-                "export_control": self.export_control,
-            },
-        )
+    @classmethod
+    def connection(cls) -> tuple[str, str]:
+        return "sftp_conn_id", "sftp_spot832"
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow.providers.common.compat.connection import get_async_connection
+    @property
+    def what(self) -> str:
+        where = f"{self._where} " if self._where else ""
+        return f"SFTP {where}({self.sftp_conn_id})"
 
+    async def poll(self) -> dict[str, Any] | None:
         try:
-            conn = await get_async_connection(self.sftp_conn_id)
-        except Exception as exc:
-            yield TriggerEvent({"status": "error", "message": f"connection {self.sftp_conn_id}: {exc}"})
-            return
-        where = f"{conn.login}@{conn.host}:{conn.port or 22}"
-        raw_root = self.raw_root or conn.extra_dejson.get("raw_root") or DEFAULT_RAW_ROOT
-        secrets = [s for s in (conn.password, conn.extra_dejson.get("private_key")) if s]
-        errors = 0
-        while True:
-            try:
-                finished = await self._watch(raw_root)
-                yield TriggerEvent({"status": "success", "scans": finished})
-                return
-            except SFTPConfigError as exc:
-                message = _redact(f"SFTP {where} ({self.sftp_conn_id}): {exc}", secrets)
-                yield TriggerEvent({"status": "error", "message": message})
-                return
-            except Exception as exc:
-                terminal = _terminal_ssh_problem(exc)
-                message = _redact(f"SFTP {where} ({self.sftp_conn_id}): {terminal or _describe(exc)}", secrets)
-                errors += 1
-                if terminal or errors >= self.max_errors:
-                    yield TriggerEvent({"status": "error", "message": message})
-                    return
-                self.log.warning("%s; retrying in %.0fs (%d/%d)", message, self.poll_interval, errors, self.max_errors)
-                await asyncio.sleep(self.poll_interval)
+            if self._sftp is None:
+                await self._connect()
+            finished = await self._poll(self._sftp, self._raw_root)
+        except BaseException:
+            await self.close()  # the next poll connects again
+            raise
+        return {"status": "success", "scans": finished} if finished else None
 
-    async def _watch(self, raw_root: str) -> list[dict[str, Any]]:
-        """Poll over one SFTP session until finished, undispatched scans exist; return them."""
+    async def _connect(self) -> None:
+        """Read the connection (once) and open the SFTP session the polls share."""
         from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
 
-        hook = SFTPHookAsync(sftp_conn_id=self.sftp_conn_id)
-        async with hook.get_managed_conn() as sftp:
-            while True:
-                finished = await self._poll(sftp, raw_root)
-                if finished:
-                    return finished
-                await asyncio.sleep(self.poll_interval)
+        if self._where is None:
+            from airflow.providers.common.compat.connection import get_async_connection
+
+            try:
+                conn = await get_async_connection(self.sftp_conn_id)
+            except Exception as exc:
+                raise SFTPConfigError(f"connection {self.sftp_conn_id}: {exc}") from None
+            self._where = f"{conn.login}@{conn.host}:{conn.port or 22}"
+            self._raw_root = self.raw_root or conn.extra_dejson.get("raw_root") or DEFAULT_RAW_ROOT
+            self._secrets = [s for s in (conn.password, conn.extra_dejson.get("private_key")) if s]
+        session = SFTPHookAsync(sftp_conn_id=self.sftp_conn_id).get_managed_conn()
+        self._sftp = await session.__aenter__()
+        self._session = session
+
+    async def close(self) -> None:
+        session, self._session, self._sftp = self._session, None, None
+        if session is not None:
+            try:
+                await session.__aexit__(None, None, None)
+            except Exception as exc:
+                self.log.warning("closing the SFTP session: %s", _describe(exc))
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return not isinstance(exc, SFTPConfigError) and _terminal_ssh_problem(exc) is None
+
+    def describe_error(self, exc: BaseException) -> str:
+        reason = str(exc) if isinstance(exc, SFTPConfigError) else _terminal_ssh_problem(exc) or _describe(exc)
+        return _redact(f"{self.what}: {reason}", self._secrets)
 
     async def _poll(self, sftp: Any, raw_root: str) -> list[dict[str, Any]]:
         listing = await self._list_scans(sftp, raw_root)
