@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -259,6 +259,15 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 300) -> Iterator[LocalStack]:
+        """The started stack for the block; stopped, every process of it, and its database dropped after (tests)."""
+        try:
+            yield self.start(timeout=timeout)
+        finally:
+            self.stop()
+            self.drop_database()
 
     def stop(self) -> None:
         """Stop everything this stack started (by pid file; SIGTERM, then SIGKILL). Idempotent."""

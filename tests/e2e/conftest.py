@@ -47,14 +47,8 @@ def stack():
     home = Path(tempfile.mkdtemp(prefix="als-e2e-"))
     local = LocalStack(home, port=free_port(), database=E2E_DATABASE)
     local.drop_database()  # a name given through ALS_E2E_DATABASE may hold an earlier session's
-    started = time.monotonic()
-    try:
-        local.start(timeout=300)
-        print(f"\nstack up in {time.monotonic() - started:.0f}s under {home}")
+    with local.running(timeout=300):
         yield local
-    finally:
-        local.stop()
-        local.drop_database()
 
 
 @pytest.fixture

@@ -21,12 +21,8 @@ DAG_ID = "bl832_transfer_check"
 def celery_stack():
     home = Path(tempfile.mkdtemp(prefix="als-e2e-celery-"))
     stack = LocalStack(home, port=free_port(), database=unique_database("als_e2e_celery"), executor="CeleryExecutor")
-    try:
-        stack.start(timeout=300)
+    with stack.running(timeout=300):
         yield stack
-    finally:
-        stack.stop()
-        stack.drop_database()
 
 
 def test_transfer_check_runs_through_a_celery_worker(celery_stack):

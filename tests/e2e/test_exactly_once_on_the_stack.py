@@ -45,17 +45,21 @@ def _xcom(stack, dag_id: str, run_id: str, task_id: str):
     return stack.request("GET", path).json()["value"]
 
 
+def _scan_at_nersc(stack, file_path: str):
+    """A clean facility and a new scan moved by the new-scan DAG (so the NERSC copy exists): (facility, path)."""
+    stack.facility.reset()
+    new_file = stack.trigger(NEW_FILE_DAG_ID, {"file_path": file_path})
+    assert stack.wait(NEW_FILE_DAG_ID, new_file, timeout=300) == "success"
+    return stack.facility, file_path
+
+
 def _created(stats: dict, name: str) -> int:
     return int(stats.get(name, 0))
 
 
 @pytest.mark.timeout(1500)
 def test_lost_submit_answers_and_clear_on_the_real_stack(stack, write_scan):
-    facility = stack.facility
-    facility.reset()
-    file_path = write_scan("once")
-    new_file = stack.trigger(NEW_FILE_DAG_ID, {"file_path": file_path})
-    assert stack.wait(NEW_FILE_DAG_ID, new_file, timeout=300) == "success"
+    facility, file_path = _scan_at_nersc(stack, write_scan("once"))
 
     # the first SFAPI job submit and the reconstruction's Compute submit are performed, their answers lost (504)
     facility.inject("sfapi", "lost_response", status=504, match=r"^POST /sfapi/.*/compute/jobs/", times=1)
@@ -113,11 +117,7 @@ def test_a_retry_reattaches_to_its_job_on_the_real_stack(stack, write_scan):
 
     A long proof (about 2 minutes): `make bench` runs it; its short versions, on dag.test with the same
     facility, are tests/plugins/test_sfapi_operator.py's ``test_retry_*``."""
-    facility = stack.facility
-    facility.reset()
-    file_path = write_scan("retry")
-    new_file = stack.trigger(NEW_FILE_DAG_ID, {"file_path": file_path})
-    assert stack.wait(NEW_FILE_DAG_ID, new_file, timeout=300) == "success"
+    facility, file_path = _scan_at_nersc(stack, write_scan("retry"))
     facility.inject("sfapi", "http", status=500, match=r"^GET /sfapi/.*/compute/jobs/perlmutter$", times=10)
     run_id = stack.trigger(NERSC, {"file_path": file_path})
     assert stack.wait(NERSC, run_id, timeout=600) == "success"

@@ -50,12 +50,8 @@ def stack(tmp_path_factory):
         # CI installs the browser (.ci/install-browser.sh): there a missing browser is a failure, not a skip.
         (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{reason}: run .ci/install-browser.sh")
     local = LocalStack(tmp_path_factory.mktemp("ui-stack"), port=free_port(), database=DATABASE)
-    try:
-        local.start(timeout=300)
+    with local.running(timeout=300):
         yield local
-    finally:
-        local.stop()
-        local.drop_database()
 
 
 @pytest.mark.timeout(900)
