@@ -14,7 +14,15 @@ import pytest
 from include.endpoints import REPO_ROOT
 from include.paths import EndpointPath
 
-TOOLS = ("check_endpoint", "check_compute", "register_functions", "slurm_jobs", "manifests", "export_control", "adopt_copies")
+TOOLS = (
+    "check_endpoint",
+    "check_compute",
+    "register_functions",
+    "slurm_jobs",
+    "manifests",
+    "export_control",
+    "adopt_copies",
+)
 #: The development commands next to them (make demo, make dags-test, make serve/stop).
 DEV_COMMANDS = ("demo", "run_dag", "local_stack")
 
