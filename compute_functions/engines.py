@@ -113,6 +113,10 @@ class NufftEngine:
     """Fourier-gridding reconstruction through one type-1 2-D NUFFT per slice (finufft, single precision).
 
     Only the non-negative frequencies are used (the image is real): ``f = 2 Re sum c_j exp(i k . x_j)``.
+    ``pairs``: two slices per transform instead (the points mirrored to ``-k`` with conjugate coefficients, slice
+    ``a`` in the real part and ``b`` in the imaginary part: ``f_a + i f_b = sum (a_j + i b_j) exp(i k . x_j) +
+    (conj a_j + i conj b_j) exp(-i k . x_j)``): twice the points to spread but one FFT for two slices, ~30 %
+    less time per slice when the slices come two at a time (a lone slice costs ~40 % more).
     Build once per scan geometry; :meth:`__call__` takes any number of sinograms and reuses the plan.
     """
 
@@ -129,6 +133,7 @@ class NufftEngine:
         out_size: int | None = None,
         upsampfac: float = 1.25,
         fftw_measure: bool = False,
+        pairs: bool = False,
     ):
         import finufft
 
@@ -136,6 +141,7 @@ class NufftEngine:
         self.size = out_size or n_cols
         self.length = padded_length(n_cols, pad_factor)
         self.batch = max(1, batch)
+        self.pairs = pairs
         self.nthreads = nthreads or default_threads()
         half = self.length // 2  # bins 0 .. L/2-1: the Nyquist bin is dropped
         omega = 2.0 * np.pi * np.arange(half) / self.length
@@ -146,6 +152,8 @@ class NufftEngine:
         weight[0] *= 0.5  # the DC sample is not doubled by taking the real part
         self._weight = (angle_weights(theta)[:, None] * weight[None, :]).astype(np.float32)
         self._omega = omega
+        self._factor: np.ndarray | None = None
+        self._factor_at: tuple[int, float] | None = None
         self._plan = finufft.Plan(
             1,
             (self.size, self.size),
@@ -158,13 +166,16 @@ class NufftEngine:
             upsampfac=upsampfac,
             fftw=0 if fftw_measure else 64,  # FFTW_MEASURE (seconds to plan, faster FFTs) or FFTW_ESTIMATE
         )
-        self._plan.setpts(ky, kx)
+        self._plan.setpts(*((np.concatenate([ky, -ky]), np.concatenate([kx, -kx])) if pairs else (ky, kx)))
 
     def _coefficients(self, sinos: np.ndarray, center: float) -> np.ndarray:
         padded, left = _pad(np.asarray(sinos, dtype=np.float32), self.length)
         spectrum = scipy.fft.rfft(padded, axis=-1, workers=self.nthreads)[..., : self.length // 2]
-        phase = np.exp(1j * self._omega * (left + center)).astype(np.complex64)
-        return spectrum * (self._weight * phase)
+        if self._factor_at != (left, center):  # weights x the centre's phase ramp: once per centre
+            phase = np.exp(1j * self._omega * (left + center)).astype(np.complex64)
+            self._factor, self._factor_at = self._weight * phase, (left, center)
+        spectrum *= self._factor
+        return spectrum
 
     def __call__(self, sinos: np.ndarray, center: float) -> np.ndarray:
         """Reconstruct sinograms [slice, angle, column] (or one [angle, column]) to float32 [slice, N, N]."""
@@ -172,12 +183,31 @@ class NufftEngine:
         single = sinos.ndim == 2
         sinos = sinos[None] if single else sinos
         out = np.empty((sinos.shape[0], self.size, self.size), dtype=np.float32)
-        for start in range(0, sinos.shape[0], self.batch):
-            chunk = sinos[start : start + self.batch]
-            coeffs = np.zeros((self.batch, chunk.shape[1] * (self.length // 2)), dtype=np.complex64)
-            coeffs[: chunk.shape[0]] = self._coefficients(chunk, center).reshape(chunk.shape[0], -1)
-            images = self._plan.execute(coeffs)
-            out[start : start + chunk.shape[0]] = 2.0 * images[: chunk.shape[0]].real
+        per = 2 if self.pairs else 1  # slices per transform
+        m = sinos.shape[1] * (self.length // 2)
+        for start in range(0, sinos.shape[0], self.batch * per):
+            chunk = sinos[start : start + self.batch * per]
+            coeffs = np.zeros((self.batch, m * per), dtype=np.complex64)
+            c = self._coefficients(chunk, center).reshape(chunk.shape[0], m)
+            if not self.pairs:
+                coeffs[: chunk.shape[0]] = c
+                images = self._plan.execute(coeffs)
+                out[start : start + chunk.shape[0]] = 2.0 * images[: chunk.shape[0]].real
+                continue
+            a, b = c[0::2], c[1::2]
+            plus, minus = coeffs[: len(a), :m], coeffs[: len(a), m:]  # at k: a + i b; at -k: conj(a) + i conj(b)
+            if len(b) == len(a):
+                np.subtract(a.real, b.imag, out=plus.real)
+                np.add(a.imag, b.real, out=plus.imag)
+                np.add(a.real, b.imag, out=minus.real)
+                np.subtract(b.real, a.imag, out=minus.imag)
+            else:  # a lone last slice
+                plus[:-1] = a[:-1] + np.complex64(1j) * b
+                minus[:-1] = np.conj(a[:-1]) + np.complex64(1j) * np.conj(b)
+                plus[-1], minus[-1] = a[-1], np.conj(a[-1])
+            images = self._plan.execute(coeffs).reshape(self.batch, self.size, self.size)
+            out[start : start + chunk.shape[0] : 2] = images[: len(a)].real
+            out[start + 1 : start + chunk.shape[0] : 2] = images[: len(b)].imag
         return out[0:1] if single else out
 
 
@@ -243,17 +273,25 @@ def make_engine(
     nthreads: int | None = None,
     batch: int = 4,
     fftw_measure: bool = False,
+    pairs: bool = False,
 ) -> Callable[[np.ndarray, float], np.ndarray]:
     """A callable ``(sinos [slice, angle, column], center) -> float32 [slice, N, N]`` for the named engine.
 
     ``fftw_measure``: let FFTW time its plans (nufft; several seconds once per process and size, then ~40 %
-    faster FFTs): worth it from a few tens of slices.
+    faster FFTs): worth it from a few tens of slices. ``pairs``: nufft reconstructs two slices per transform
+    (:class:`NufftEngine`): for callers that pass slices two at a time.
     """
     name = resolve_engine(name)
     theta = np.asarray(theta_rad, dtype=np.float64)
     if name == "nufft":
         return NufftEngine(
-            theta, n_cols, filter_name=filter_name, nthreads=nthreads, batch=batch, fftw_measure=fftw_measure
+            theta,
+            n_cols,
+            filter_name=filter_name,
+            nthreads=nthreads,
+            batch=batch,
+            fftw_measure=fftw_measure,
+            pairs=pairs,
         )
     if name == "fbp":
         return lambda sinos, center: fbp_numpy(sinos, theta, center, filter_name=filter_name)

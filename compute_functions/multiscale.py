@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,25 +82,37 @@ def downsample_mean(block: np.ndarray) -> np.ndarray:
 
     Edges are padded by repeating the last plane/row/column, which weights the present voxels equally, so a
     partial block's value is exactly the mean of its voxels. Floats are reduced in their own precision,
-    integers in float32 and rounded back. Works one pair of planes at a time: the temporaries are one plane.
+    integers in float32 and rounded back. Works one pair of planes at a time (:func:`mean_of_pair`).
     """
     nz, ny, nx = block.shape
     out = np.empty(((nz + 1) // 2, (ny + 1) // 2, (nx + 1) // 2), dtype=block.dtype)
-    work = block.dtype if block.dtype.kind == "f" else np.dtype(np.float32)
     for i in range(out.shape[0]):
-        s = block[2 * i].astype(work, copy=True)
-        s += block[min(2 * i + 1, nz - 1)]
-        if ny % 2:
-            s = np.concatenate([s, s[-1:]], axis=0)
-        s = s[0::2] + s[1::2]
-        if nx % 2:
-            s = np.concatenate([s, s[:, -1:]], axis=1)
-        s = s[:, 0::2] + s[:, 1::2]
-        s *= s.dtype.type(0.125)
-        if block.dtype.kind in "iu":
-            info = np.iinfo(block.dtype)
-            np.clip(np.rint(s, out=s), info.min, info.max, out=s)
-        out[i] = s
+        mean_of_pair(block[2 * i], block[min(2 * i + 1, nz - 1)], out=out[i])
+    return out
+
+
+def mean_of_pair(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """One plane of the next level from two planes (``b`` is ``a`` for an odd last plane): the sum of the two,
+    then of row pairs, then of column pairs (an odd last row/column doubled), times 1/8."""
+    work = a.dtype if a.dtype.kind == "f" else np.dtype(np.float32)
+    ny, nx = a.shape
+    s = np.add(a, b, dtype=work)
+    rows = np.empty(((ny + 1) // 2, nx), dtype=work)
+    np.add(s[0 : ny - 1 : 2] if ny % 2 else s[0::2], s[1::2], out=rows[: ny // 2])
+    if ny % 2:
+        np.add(s[-1], s[-1], out=rows[-1])
+    del s
+    mean = np.empty(((ny + 1) // 2, (nx + 1) // 2), dtype=work)
+    np.add(rows[:, 0 : nx - 1 : 2] if nx % 2 else rows[:, 0::2], rows[:, 1::2], out=mean[:, : nx // 2])
+    if nx % 2:
+        np.add(rows[:, -1], rows[:, -1], out=mean[:, -1])
+    mean *= work.type(0.125)
+    if a.dtype.kind in "iu":
+        info = np.iinfo(a.dtype)
+        np.clip(np.rint(mean, out=mean), info.min, info.max, out=mean)
+    if out is None:
+        return mean.astype(a.dtype, copy=False)
+    out[...] = mean
     return out
 
 
@@ -131,9 +144,10 @@ class _ChunkWriter:
         self.shape = array.shape
         self.chunks = array.chunks
 
-    def submit(self, z: int, block: np.ndarray) -> list[Future]:
+    def submit(self, z: int, block: np.ndarray | list[np.ndarray]) -> list[Future]:
         """Queue the chunks of planes ``z .. z + len(block)``: ``z`` on a chunk boundary, a whole number of
-        chunk layers or the array's end. ``block`` must not change until the futures are done."""
+        chunk layers or the array's end. ``block`` (an array, or a list of 2-D planes: no copy into a slab) must
+        not change until the futures are done."""
         cz, cy, cx = self.chunks
         if z % cz or (len(block) % cz and z + len(block) != self.shape[0]):
             raise ValueError(f"planes {z}..{z + len(block)} are not whole chunk layers of {self.array.path}")
@@ -142,11 +156,16 @@ class _ChunkWriter:
             for y0 in range(0, self.shape[1], cy):
                 for x0 in range(0, self.shape[2], cx):
                     key = self.array.metadata.encode_chunk_key(((z + z0) // cz, y0 // cy, x0 // cx))
-                    view = block[z0 : z0 + cz, y0 : y0 + cy, x0 : x0 + cx]
+                    if isinstance(block, list):
+                        view: Any = [plane[y0 : y0 + cy, x0 : x0 + cx] for plane in block[z0 : z0 + cz]]
+                    else:
+                        view = block[z0 : z0 + cz, y0 : y0 + cy, x0 : x0 + cx]
                     futures.append(self.pool.submit(self._write_chunk, key, view))
         return futures
 
-    def _write_chunk(self, key: str, view: np.ndarray) -> None:
+    def _write_chunk(self, key: str, view: np.ndarray | list[np.ndarray]) -> None:
+        if isinstance(view, list):
+            view = np.stack(view)
         if view.shape == self.chunks:
             data = np.ascontiguousarray(view)
         else:
@@ -221,6 +240,59 @@ class _Level:
         _wait(self.writer.submit(self.z, self.buffer[: self.filled]))
         self.z += self.filled
         self.filled = 0
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Shapes and chunks of every level of a store, and its dtype (picklable: the one-pass workers get it)."""
+
+    shapes: tuple[tuple[int, ...], ...]
+    chunks: tuple[int, int, int]
+    dtype: str
+
+    def level_chunks(self, level: int) -> tuple[int, ...]:
+        return tuple(min(c, s) for c, s in zip(self.chunks, self.shapes[level], strict=True))
+
+
+def store_layout(
+    shape: Sequence[int],
+    dtype: Any,
+    *,
+    levels: int | None = None,
+    chunk: Sequence[int] = DEFAULT_CHUNK,
+    memory_mb: float = DEFAULT_MEMORY_MB,
+) -> StoreLayout:
+    """The levels and chunks of a stack's store (the chunk depth lowered to fit ``memory_mb``, y/x widened)."""
+    shape = tuple(int(s) for s in shape)
+    max_levels = default_levels(shape, min_size=1)
+    if levels is None:
+        levels = default_levels(shape)
+    if not 1 <= levels <= max_levels:
+        raise MultiscaleError(f"levels must be 1..{max_levels} for shape {shape}, not {levels}")
+    if len(chunk) != 3 or min(chunk) < 1:
+        raise MultiscaleError(f"chunk must be three positive sizes (z, y, x), not {tuple(chunk)}")
+    dtype = np.dtype(dtype)
+    depth = choose_chunk_depth(int(chunk[0]), shape[1] * shape[2] * dtype.itemsize, memory_mb)
+    widen = math.isqrt(int(chunk[0]) // depth)  # a shallower chunk gets wider: about as many bytes, as few files
+    chunks = (depth, int(chunk[1]) * widen, int(chunk[2]) * widen)
+    return StoreLayout(tuple(level_shapes(shape, levels)), chunks, dtype.str)
+
+
+def create_arrays(path: Path, layout: StoreLayout, codec: Any, zarr_format: int) -> list[zarr.Array]:
+    """A fresh group at ``path`` with one empty array per level (zarr writes their metadata)."""
+    group = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=zarr_format)
+    arrays = []
+    for level, shape in enumerate(layout.shapes):
+        kwargs: dict[str, Any] = {"compressors": codec}
+        if zarr_format == 2:
+            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        else:
+            kwargs["dimension_names"] = AXES
+        chunks = layout.level_chunks(level)
+        arrays.append(
+            group.create_array(str(level), shape=shape, chunks=chunks, dtype=layout.dtype, fill_value=0, **kwargs)
+        )
+    return arrays
 
 
 # ---------------------------------------------------------------------------------------------------- writing
@@ -349,25 +421,21 @@ def write_multiscale(
     zarr_format = 2 if ngff == "0.4" else 3
     codecs = _codecs(compressor, zarr_format)
     scale, scale_source = resolve_pixel_size(stack, raw, pixel_size_um)
-    max_levels = default_levels(stack.shape, min_size=1)
-    if levels is None:
-        levels = default_levels(stack.shape)
-    if not 1 <= levels <= max_levels:
-        raise MultiscaleError(f"levels must be 1..{max_levels} for shape {stack.shape}, not {levels}")
-    if len(chunk) != 3 or min(chunk) < 1:
-        raise MultiscaleError(f"chunk must be three positive sizes (z, y, x), not {tuple(chunk)}")
-    depth = choose_chunk_depth(int(chunk[0]), stack.slice_nbytes, memory_mb)
-    widen = math.isqrt(int(chunk[0]) // depth)  # a shallower chunk gets wider: about as many bytes, as few files
-    chunks = (depth, int(chunk[1]) * widen, int(chunk[2]) * widen)
+    layout = store_layout(stack.shape, stack.dtype, levels=levels, chunk=chunk, memory_mb=memory_mb)
+    shapes, chunks, levels = layout.shapes, layout.chunks, len(layout.shapes)
 
     out = Path(zarr_path) if zarr_path is not None else stack.directory.parent / f"rec{stack.dataset}.zarr"
     out = out.absolute()
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     makedirs(out.parent)  # folders made above the store are shared (compute_functions/permissions.py)
     _remove_leftovers(out)
-    shapes = level_shapes(stack.shape, levels)
+    from compute_functions.zarr_handoff import take_staged
+
+    staged = take_staged(out, stack, layout, compressor, ngff)  # written by the reconstruction's workers
+    tmp = staged or out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
-        _write_store(stack, tmp, shapes, chunks, codecs, zarr_format, scale, ngff, max(1, workers))
+        if staged is None:
+            _write_store(stack, tmp, layout, codecs, zarr_format, max(1, workers))
+        _write_attrs(zarr.open_group(zarr.storage.LocalStore(tmp), mode="r+"), stack, levels, scale, ngff)
         if preview:
             write_preview(tmp, tmp / PREVIEW_NAME)
         _replace(tmp, out)
@@ -394,33 +462,15 @@ def write_multiscale(
         "seconds": round(seconds, 3),
         "mb_per_s": round(stack.nbytes / 1e6 / seconds, 1) if seconds > 0 else None,
         "preview": str(out / PREVIEW_NAME) if preview else None,
+        "one_pass": staged is not None,
     }
 
 
 def _write_store(
-    stack: TiffStack,
-    path: Path,
-    shapes: list[tuple[int, ...]],
-    chunks: tuple[int, int, int],
-    codecs: tuple[Any, Any],
-    zarr_format: int,
-    scale: float,
-    ngff: str,
-    workers: int,
+    stack: TiffStack, path: Path, layout: StoreLayout, codecs: tuple[Any, Any], zarr_format: int, workers: int
 ) -> None:
     """Create the group and arrays with zarr, then stream the stack through the pyramid into chunk files."""
-    group = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=zarr_format)
-    arrays = []
-    for level, shape in enumerate(shapes):
-        kwargs: dict[str, Any] = {"compressors": codecs[0]}
-        if zarr_format == 2:
-            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
-        else:
-            kwargs["dimension_names"] = AXES
-        level_chunks = tuple(min(c, s) for c, s in zip(chunks, shape, strict=True))
-        arrays.append(
-            group.create_array(str(level), shape=shape, chunks=level_chunks, dtype=stack.dtype, fill_value=0, **kwargs)
-        )
+    arrays = create_arrays(path, layout, codecs[0], zarr_format)
     depth = arrays[0].chunks[0]
     buffers = [np.empty((depth, *stack.shape[1:]), dtype=stack.dtype) for _ in range(2)]
     starts = range(0, stack.shape[0], depth)
@@ -446,10 +496,14 @@ def _write_store(
             finally:
                 _wait(writing)
         reading.result()
-    group.attrs.update(_multiscales(stack.dataset, len(shapes), scale, ngff))
+
+
+def _write_attrs(group: zarr.Group, stack: TiffStack, levels: int, scale: float, ngff: str) -> None:
+    """The NGFF metadata, then the options the reconstruction used (from its first TIFF)."""
+    group.attrs.update(_multiscales(stack.dataset, levels, scale, ngff))
     recon = reconstruction_attrs(stack)
     if recon:
-        group.attrs["reconstruction"] = recon  # the options the reconstruction used, from its first TIFF
+        group.attrs["reconstruction"] = recon
 
 
 def reconstruction_attrs(stack: TiffStack) -> dict[str, Any]:

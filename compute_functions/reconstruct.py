@@ -13,7 +13,7 @@ all succeed: a re-run replaces the previous stack, a crash never leaves a partia
 
 CLI: ``python -m compute_functions.reconstruct SCAN.h5 OUT_DIR [--options JSON] [--center C] [--rows A:B]``
 ``[--engine NAME] [--no-ring-removal] [--ring-method M] [--ring-strength S] [--binning N] [--filter F]``
-``[--threads N] [--workers N]``; prints the JSON summary as its last stdout line. A bad scan or option
+``[--threads N] [--workers N] [--no-zarr]``; prints the JSON summary as its last stdout line. A bad scan or option
 (:class:`compute_functions.errors.ScanError`) exits 2 with one stderr line ``reconstruct: <reason>``; any
 other failure exits 1 with a traceback.
 """
@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -49,18 +50,13 @@ CHUNK_BYTES = 128 * 2**20  # float32 projections held in memory per slab, per wo
 CENTRE_ROWS = 32  # detector rows used by the pc centre
 CENTRE_SINO_ROWS = 8  # detector rows averaged into the sinogram of the vo, nm and 360-degree centres
 MIN_SLICES_PER_WORKER = 4  # fewer slices than this per extra worker: stay in one process
+SLICES_PER_CALL = 2  # slices 2k, 2k + 1 reconstructed together (the nufft engine's pairs: one FFT for two)
 FFTW_MEASURE_SLICES = 32  # a worker with this many slices lets FFTW time its plans (~7 s once, ~0.2 s/slice less)
+REUSE_BYTES = 256 * 2**20  # freed blocks up to this size stay in the process for reuse (reuse_freed_memory)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 DEFAULT_ENERGY_KEV = 24.0
 DEFAULT_DISTANCE_MM = 75.0
-STEPS = ("setup", "read", "normalize", "rings", "corrections", "reconstruct", "write")
-
-
-def parse_rows(text: str | None, n_rows: int) -> tuple[int, int]:
-    """``"A:B"`` (either side optional) -> a half-open detector row range inside ``[0, n_rows)``."""
-    if text is None:
-        return 0, n_rows
-    start, stop, _ = opts.parse_range(text, n_rows, "rows")
-    return start, stop
+STEPS = ("setup", "read", "normalize", "rings", "corrections", "reconstruct", "write", "zarr")
 
 
 def _rows_text(rows: Any) -> str | None:
@@ -142,6 +138,7 @@ class Plan:
     nthreads: int = 1
     chunk_groups: int = 1
     extra_tags: dict[str, Any] = field(default_factory=dict)
+    slab_store: Any = None  # compute_functions.zarr_slabs.SlabStore: the workers also write the Zarr
 
     @property
     def out_pixel_um(self) -> float | None:
@@ -603,10 +600,28 @@ def _finish(image: np.ndarray, plan: Plan, mask: np.ndarray | None) -> np.ndarra
     return image
 
 
+def reuse_freed_memory() -> None:
+    """Let glibc keep freed blocks of up to ``REUSE_BYTES`` for reuse (its default returns every block above
+    32 MB to the system at once, so each slice's 10-50 MB arrays were mapped and page-faulted afresh: ~10 % of
+    a slice's time here). Process-wide, for the rest of the process; nothing where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, REUSE_BYTES)
+        libc.mallopt(M_TRIM_THRESHOLD, 2 * REUSE_BYTES)
+    except (OSError, AttributeError):  # musl or another libc: keep its defaults
+        pass
+
+
 def run_groups(plan: Plan, groups: list[int]) -> dict[str, float]:
     """Reconstruct and write the slices starting at ``groups`` (one process); returns seconds per step."""
     from compute_functions.engines import make_engine
 
+    reuse_freed_memory()
     seconds = dict.fromkeys(STEPS, 0.0)
     o = plan.options
     t = time.perf_counter()
@@ -618,6 +633,7 @@ def run_groups(plan: Plan, groups: list[int]) -> dict[str, float]:
         nthreads=plan.nthreads,
         batch=1,
         fftw_measure=len(groups) >= FFTW_MEASURE_SLICES,
+        pairs=len(groups) > 1,  # nufft: two slices per transform
     )
     seconds["setup"] += time.perf_counter() - t
     mask = circular_mask(plan.rec_size, o["mask_ratio"]) if o["mask_ratio"] else None
@@ -638,6 +654,12 @@ def run_groups(plan: Plan, groups: list[int]) -> dict[str, float]:
     tmp = Path(plan.tmp_dir)
     corrected = None
     with open_scan(plan.scan_path) as scan, contextlib.ExitStack() as stack:
+        pyramid = None
+        if plan.slab_store is not None:
+            from compute_functions.zarr_slabs import SlabPyramid
+
+            z0 = plan.groups.index(groups[0])
+            pyramid = SlabPyramid(plan.slab_store, z0, z0 + len(groups))
         if plan.margin:  # row-mixing corrections: one pass over whole projections into a scratch file
             r0, r1 = groups[0], groups[-1] + plan.binning
             scratch = tmp.parent / f".{tmp.name}.rows-{r0}-{r1}-{os.getpid()}.npy"
@@ -645,25 +667,41 @@ def run_groups(plan: Plan, groups: list[int]) -> dict[str, float]:
             shape = (r1 - r0, plan.proj_index.size, plan.n_cols)
             mm = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32, shape=shape)
             corrected = (corrected_rows(scan, plan, r0, r1, seconds, out=mm), r0)
-        for start in range(0, len(groups), plan.chunk_groups):
-            chunk = groups[start : start + plan.chunk_groups]
+        step = -(-plan.chunk_groups // SLICES_PER_CALL) * SLICES_PER_CALL  # pairs never split across chunks
+        for start in range(0, len(groups), step):
+            chunk = groups[start : start + step]
             sinos = prepare(scan, plan, chunk, seconds, corrected=corrected)
-            for i, row in enumerate(chunk):
+            for i in range(0, len(chunk), SLICES_PER_CALL):
                 t = time.perf_counter()
-                image = engine(sinos[i : i + 1], plan.rec_center)[0]
-                image = _finish(image, plan, mask)
+                images = engine(sinos[i : i + SLICES_PER_CALL], plan.rec_center)
                 seconds["reconstruct"] += time.perf_counter() - t
-                t = time.perf_counter()
-                write_tiff(tmp / f"{plan.dataset}_{row:05d}.tiff", image, {**tags, "row": row})
-                seconds["write"] += time.perf_counter() - t
+                for row, image in zip(chunk[i : i + SLICES_PER_CALL], images, strict=True):
+                    t = time.perf_counter()
+                    image = _finish(image, plan, mask)
+                    seconds["reconstruct"] += time.perf_counter() - t
+                    t = time.perf_counter()
+                    write_tiff(tmp / f"{plan.dataset}_{row:05d}.tiff", image, {**tags, "row": row})
+                    seconds["write"] += time.perf_counter() - t
+                    if pyramid is not None:
+                        t = time.perf_counter()
+                        pyramid.add(image)
+                        seconds["zarr"] += time.perf_counter() - t
+                del images
             del sinos
+        if pyramid is not None:
+            t = time.perf_counter()
+            pyramid.close()
+            seconds["zarr"] += time.perf_counter() - t
     return seconds
 
 
-def _split(groups: list[int], workers: int) -> list[list[int]]:
-    """Contiguous, nearly equal blocks of slices (contiguous rows read efficiently)."""
+def _split(groups: list[int], workers: int, align: int = 1) -> list[list[int]]:
+    """Contiguous, nearly equal blocks of slices (contiguous rows read efficiently), each starting on a multiple
+    of ``align`` slices (the one-pass Zarr: no chunk file shared by two workers) and of ``SLICES_PER_CALL`` (the
+    engine's pairs are slices 2k and 2k + 1 whatever the split: the same images for any number of workers)."""
+    align = math.lcm(align, SLICES_PER_CALL)
     n = len(groups)
-    bounds = [round(i * n / workers) for i in range(workers + 1)]
+    bounds = [min(n, round(i * n / workers / align) * align) for i in range(workers)] + [n]
     return [groups[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
@@ -672,7 +710,14 @@ def _run_parallel(plan: Plan, workers: int) -> list[dict[str, float]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    blocks = _split(plan.groups, workers)
+    align = 1
+    if plan.slab_store is not None:
+        from compute_functions.zarr_slabs import block_alignment
+
+        align = block_alignment(plan.slab_store.layout)
+    blocks = _split(plan.groups, workers, align)
+    if len(blocks) == 1:
+        return [run_groups(plan, blocks[0])]
     ctx = multiprocessing.get_context("spawn")  # no fork: finufft/OpenMP and open HDF5 handles are not fork-safe
     with ProcessPoolExecutor(max_workers=len(blocks), mp_context=ctx) as pool:
         return list(pool.map(run_groups, [plan] * len(blocks), blocks))
@@ -714,26 +759,38 @@ def _legacy_options(
     return merged
 
 
+def default_tiff_dir(scan_path: str | Path, out_dir: str | Path) -> Path:
+    """``<out_dir>/rec<dataset>``: where a scan's TIFFs go unless the caller names the folder (Airflow names it,
+    from include/paths.py ``Results``, the one authority of result names on its side)."""
+    return Path(out_dir) / f"rec{Path(scan_path).stem}"
+
+
 def reconstruct_scan(
     scan_path: str | Path,
     out_dir: str | Path,
     options: dict[str, Any] | None = None,
     *,
+    tiff_dir: str | Path | None = None,
     ring_strength: float | None = None,
     filter_name: str | None = None,
     nthreads: int | None = None,
     workers: int | None = None,
     chunk_rows: int | None = None,
+    zarr: bool | dict[str, Any] = True,
     **option_kwargs: Any,
 ) -> dict[str, Any]:
-    """Reconstruct a scan into ``out_dir/rec<dataset>/``; returns a JSON-able summary.
+    """Reconstruct a scan into ``tiff_dir`` (default :func:`default_tiff_dir`, ``out_dir/rec<dataset>/``); returns
+    a JSON-able summary.
 
     ``options`` is the ``recon`` conf (keys of :data:`compute_functions.options.RECON_SCHEMA`); the same keys
     may also be given as keyword arguments (they win over ``options``), e.g. ``rows=(0, 4)``, ``center=65.9``,
     ``engine="nufft"``, ``ring_removal=False``, ``binning=2``, ``mask_ratio=None``. Older keywords:
     ``ring_strength`` (sorting window or fw sigma), ``filter_name``. ``nthreads``: threads in all (default:
     the CPUs available); ``workers``: processes (default: one per thread when there are enough slices).
-    Raises :class:`ScanError` for a bad scan or option.
+    ``zarr``: the workers also write the multiscale OME-Zarr of the stack as they go (one pass,
+    :mod:`compute_functions.zarr_slabs`), staged beside ``<tiff_dir>.zarr`` for the multiscale step to finish;
+    a dict gives that step's options when they are not its defaults (chunk, levels, memory_mb, compressor,
+    ngff); False: TIFFs only. Raises :class:`ScanError` for a bad scan or option.
     """
     from compute_functions.engines import default_threads, resolve_engine
 
@@ -785,10 +842,30 @@ def reconstruct_scan(
     n_workers = max(1, min(n_workers, len(plan.groups)))
     plan.nthreads = max(1, threads // n_workers)
     plan.extra_tags["center_method"] = how
-    final = Path(out_dir) / f"rec{meta.dataset}"
+    final = Path(tiff_dir) if tiff_dir is not None else default_tiff_dir(scan_path, out_dir)
+    from compute_functions import zarr_slabs
+
+    zarr_path = zarr_slabs.zarr_path_of(final)
     with atomic_dir(final) as tmp:
         plan.tmp_dir = str(tmp)
-        results = [run_groups(plan, plan.groups)] if n_workers == 1 else _run_parallel(plan, n_workers)
+        if zarr is not False:
+            shape = (len(plan.groups), plan.rec_size, plan.rec_size)
+            store = zarr_slabs.create(zarr_path, shape, o["cast"], zarr if isinstance(zarr, dict) else {})
+            if len(_split(plan.groups, n_workers, zarr_slabs.block_alignment(store.layout))) < n_workers:
+                shutil.rmtree(store.path)  # too few slices for aligned blocks: the multiscale step reads the TIFFs
+            else:
+                plan.slab_store = store
+        try:
+            results = [run_groups(plan, plan.groups)] if n_workers == 1 else _run_parallel(plan, n_workers)
+            if plan.slab_store is not None:
+                zarr_slabs.merge_pieces(plan.slab_store)
+        except BaseException:
+            if plan.slab_store is not None:
+                shutil.rmtree(plan.slab_store.path, ignore_errors=True)
+            raise
+    staged = None if plan.slab_store is None else zarr_slabs.seal(plan.slab_store, final, zarr_path)
+    if staged is None:
+        zarr_slabs.discard(zarr_path)
     for res in results:
         for key, value in res.items():
             seconds[key] += value
@@ -806,6 +883,7 @@ def reconstruct_scan(
         "pixel_size_um": plan.out_pixel_um,
         "slice_size": plan.rec_size,
         "workers": n_workers,
+        "zarr_staged": None if staged is None else str(staged),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "seconds_per_slice": round(seconds["total"] / n, 4),
         "options": {**o, "center": round(float(center), 3)},
@@ -827,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filter", default=None, dest="filter_name")
     parser.add_argument("--threads", type=int, default=None, help="threads in all (default: the CPUs available)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per thread)")
+    parser.add_argument("--no-zarr", action="store_true", help="TIFFs only (no one-pass Zarr for the multiscale step)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed one usage line and the error
@@ -860,6 +939,7 @@ def main(argv: list[str] | None = None) -> int:
             filter_name=args.filter_name,
             nthreads=args.threads,
             workers=args.workers,
+            zarr=not args.no_zarr,
             **flags,
         )
     except ScanError as exc:

@@ -18,9 +18,11 @@ def reconstruct(
     run_key: str | None = None,
     private: bool = False,
     run_lease_seconds: float | None = None,
+    tiff_dir: str | None = None,
     **kwargs,
 ):
-    """Reconstruct one scan into a TIFF stack under ``out_dir`` (``compute_functions.reconstruct.reconstruct_scan``).
+    """Reconstruct one scan into a TIFF stack ``tiff_dir`` (default ``out_dir/rec<dataset>``, Airflow names it)
+    (``compute_functions.reconstruct.reconstruct_scan``).
 
     ``options`` is the ``recon`` conf (``compute_functions.options.RECON_SCHEMA``); its keys may also come as
     keyword arguments (``rows="0:4"``, ``center=1280.5``, ``engine="nufft"``..., they win over ``options``),
@@ -44,14 +46,14 @@ def reconstruct(
         from compute_functions.permissions import private_modes
         from compute_functions.results_manifest import produce_once
 
-        output = f"{out_dir}/rec{scan_path.rsplit('/', 1)[-1].rsplit('.', 1)[0]}"
+        output = str(tiff_dir or compute_functions.reconstruct.default_tiff_dir(scan_path, out_dir))
         recon = compute_functions.reconstruct.reconstruct_scan
         with private_modes(private):
             summary = produce_once(
                 run_key,
                 output,
                 "tiff_dir",
-                lambda: recon(scan_path, out_dir, options, **kwargs),
+                lambda: recon(scan_path, out_dir, options, tiff_dir=output, **kwargs),
                 lease_seconds=run_lease_seconds,
             )
     except ScanError as exc:

@@ -188,11 +188,13 @@ def test_i22_item_7_ring_filter_runs_before_tilt_as_upstream(tmp_path, monkeypat
     gap = float(np.max(np.abs(upstream - swapped)))  # measured 1.7e-3: the two orders differ
     assert gap > 1e-3 and float(np.max(np.abs(ours - upstream))) < gap / 50, (gap, np.max(np.abs(ours - upstream)))
     # The same through the whole pipeline, in memory and with tiny chunks (scratch files on disk, many passes).
-    whole = read_slices(reconstruct_scan(scan, tmp_path / "big", conf))
+    # One thread: finufft's multithreaded spreading adds in a varying order (differences ~1e-5 on these slices).
+    whole = read_slices(reconstruct_scan(scan, tmp_path / "big", conf, nthreads=1))
     monkeypatch.setattr("compute_functions.reconstruct.CHUNK_BYTES", 40_000)
-    small = read_slices(reconstruct_scan(scan, tmp_path / "small", conf))
+    small = read_slices(reconstruct_scan(scan, tmp_path / "small", conf, nthreads=1))
     np.testing.assert_allclose(small, whole, atol=1e-5)
-    assert not list(tmp_path.rglob(".*")), list(tmp_path.rglob(".*"))  # no scratch file left behind
+    left = [p for p in tmp_path.rglob(".*") if ".zarr.staged" not in str(p)]  # beside: the one-pass Zarr
+    assert not left, left  # no scratch file left behind
 
 
 # ----------------------------------------------------------------------------------------------------------
