@@ -267,7 +267,8 @@ class Simulation:
         from compute_functions import results_manifest
         from include.paths import EndpointPath, parse_scan
         from include.plans import TO_DATA832, TO_NERSC, due_requests, new_file_plan, site_plan
-        from include.sites import HOME_SCRATCH, load_sites
+        from include.runners import GLOBUS_COMPUTE, SFAPI
+        from include.sites import load_sites
 
         sites = load_sites()
         scans = [parse_scan(f"sim_d{day:03d}/{now:%Y%m%d}_{i:06d}_s{i:03d}.h5") for i in range(self.scans)]
@@ -302,7 +303,7 @@ class Simulation:
             by_site[site].append(scan)
         for name, site_scans in by_site.items():
             site = sites[name]
-            if site.stages_raw and site.runner == "globus_compute":
+            if site.stages_raw and site.run is GLOBUS_COMPUTE:
                 self.copy(
                     site.source_endpoint,
                     site.raw_endpoint,
@@ -310,7 +311,7 @@ class Simulation:
                     f"sim {name}",
                 )
             for scan in site_scans:
-                if site.runner == "sfapi":  # the job stages the scan itself
+                if site.run is SFAPI:  # the job stages the scan itself
                     source = self.endpoints[site.source_endpoint].posix_path(str(scan.relative_path))
                     self.write(site.raw_endpoint, str(scan.relative_path), source.read_bytes())
                 for folder in scan.results(site).folders():
@@ -327,7 +328,7 @@ class Simulation:
                                 day,
                                 site.dag_id,
                                 f"sim_{scan.relative_path}",
-                                f"{'copy' if destination == HOME_SCRATCH else 'archive'}_{kind}",
+                                f"{'copy' if destination == site.beamline.scratch_endpoint else 'archive'}_{kind}",
                                 EndpointPath(site.scratch_endpoint, str(folder)),
                                 EndpointPath(destination, str(folder)),
                                 task["submission_id"],
@@ -336,7 +337,7 @@ class Simulation:
                         )
             for scan in site_scans:
                 plan = site_plan(site, scan, {})
-                self.record(plan["deletions"], now, site.dag_id, f"sim_{scan.relative_path}")
+                self.record([d.to_dict() for d in plan.deletions], now, site.dag_id, f"sim_{scan.relative_path}")
 
     def edit_a_scan(self, day: int) -> None:
         """A spot832 scan rewritten in place after its copy: same size, other bytes, newer time."""
@@ -351,6 +352,7 @@ class Simulation:
     def health_check(self) -> str:
         """The transfer health check: probe → data832 → nersc832, then the DAG's own remove_probes."""
         import uuid
+        from types import SimpleNamespace
 
         from dags.bl832_transfer_check import PROBE_FOLDER, ROUTE
         from dags.pipelines.transfer_check import remove_probes
@@ -364,7 +366,10 @@ class Simulation:
         except Exception as exc:
             status = f"failed: {exc}"[:120]
         try:
-            remove_probes.function({stop.endpoint: stop.folder for stop in ROUTE})
+            remover = remove_probes({stop.endpoint: stop.folder for stop in ROUTE}, deferrable=False, poll_interval=0.1)
+            ti = SimpleNamespace(dag_id="bench_prune_months", run_id=name, task_id="remove_probes", map_index=-1,
+                                 try_number=1, max_tries=0, task=SimpleNamespace(retries=0))  # fmt: skip
+            remover.execute({"ti": ti, "task_state_store": MemoryStore("{}"), "params": {}})
         except Exception as exc:
             status = f"{status}; clean-up failed: {exc}"[:200]
         return status

@@ -131,17 +131,23 @@ class Scan:
 
     @property
     def recon_dir_name(self) -> str:
-        return f"rec{self.dataset}"
+        """``rec<dataset>``: the TIFF folder's name (:class:`Results`)."""
+        return Results(PurePosixPath(), self.dataset).tiff.name
 
     @property
     def zarr_dir_name(self) -> str:
-        return f"rec{self.dataset}.zarr"
+        """``rec<dataset>.zarr``: the OME-Zarr folder's name (:class:`Results`)."""
+        return Results(PurePosixPath(), self.dataset).zarr.name
 
     def results(self, site: _HasResultsFolder) -> Results:
         """Where ``site`` puts this scan's results: ``<folder>/<site.results_folder>/rec<dataset>/`` and ``.zarr``
         (a dataset whose result names would be another scan's is refused: :func:`check_result_names`)."""
+        return self.results_under(site.results_folder)
+
+    def results_under(self, name: str) -> Results:
+        """This scan's results in ``<folder>/<name>/`` (``name`` empty: in the scan's folder itself)."""
         check_result_names(self)
-        return Results(PurePosixPath(self.folder, site.results_folder), self.dataset)
+        return Results(PurePosixPath(self.folder, name), self.dataset)
 
     def __str__(self) -> str:
         return str(self.relative_path)

@@ -1,27 +1,31 @@
 """What one run of a pipeline will do, decided from the conf before anything moves.
 
-A plan is plain JSON (it travels as XCom): the scan, each step's arguments, the copies the run makes or
-may leave behind (:class:`~include.manifests.DeletionRequest`, each with the step whose success makes it
-exist) and the outputs it publishes. The DAG-building code (dags/pipelines/) wires steps to these fields;
-the rules themselves (where results go, what is checked against what) live here, testable without Airflow.
+A plan is a :class:`Plan` (:class:`NewFilePlan`, :class:`SitePlan`, :class:`BeamlinePlan`): the scan, each
+step's arguments, the copies the run makes or may leave behind (:class:`~include.retention.DeletionRequest`,
+each with the step whose success makes it exist), the checks of what the steps wrote and the outputs it
+publishes. It crosses XCom as one serialised form (:meth:`Plan.to_dict`: the ``plan`` task pushes each field as
+``<pipeline>.<field>``) and comes back typed (:meth:`Plan.from_dict`). The DAG-building code (dags/pipelines/)
+wires steps to these fields; the rules themselves (where results go, what is checked against what) live here,
+testable without Airflow.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, ClassVar, Protocol
 
-from include.beamlines import Beamline
+from include.beamlines import Beamline, Tomography, default_tomography
 from include.endpoints import Endpoints, load_endpoints
 from include.paths import EndpointPath, Scan
 from include.results import completeness
 from include.retention import DeletionRequest, retention_map
-from include.sites import HOME_RAW, HOME_SCRATCH, Site
-from include.slurm import NERSC_CONFIG_FILE, job_name, load_nersc_config
+from include.sites import Site
 
-#: The new-scan pipeline's steps and endpoints (SPEC §3): spot832 → data832 → nersc832.
+#: The new-scan pipeline's steps (SPEC §3): spot832 → data832 → nersc832 for 8.3.2.
 NEW_FILE = "new_file"
 TO_DATA832 = "spot832_to_data832"
 TO_NERSC = "data832_to_nersc832"
@@ -34,9 +38,6 @@ RESULTS_CHECK = "check_results"
 ARCHIVE_CHECK = "verify_archive"
 #: Results of the ptychography pipeline go to <results_endpoint>:<folder>/<PTYCHO_FOLDER>/rec<dataset>/.
 PTYCHO_FOLDER = "ptycho"
-#: The long-term raw copy (never pruned) and the retention location of results on data832_scratch.
-LONG_TERM_RAW = "nersc832"
-SCRATCH_LOCATION = "data832_scratch"
 #: Paths hsi gets inside its own command line: nothing it would split or interpret.
 _HSI_SAFE = re.compile(r"^[A-Za-z0-9_.,+@=/-]+$")
 
@@ -53,185 +54,285 @@ class ResultsError(RuntimeError):
     """Results are missing or incomplete after the step that writes them reported success."""
 
 
-def output(endpoint: str, path: str, after: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Output:
+    """An output of the run: ``where``, published once the step ``after`` (if any) succeeded."""
+
+    where: EndpointPath
+    after: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.where.to_dict(), "after": self.after}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Output:
+        return cls(EndpointPath.from_dict(data), data.get("after"))
+
+
+def output(endpoint: str, path: str, after: str | None = None) -> Output:
     """An output of the run: ``endpoint:path``, published once the step ``after`` (if any) succeeded."""
-    return {**EndpointPath(endpoint, path).to_dict(), "after": after}
+    return Output(EndpointPath(endpoint, path), after)
 
 
-def new_file_plan(scan: Scan, *, offsite: bool) -> dict[str, Any]:
-    """The new-scan pipeline: copies, and which of them may later be pruned (spot832 once data832 has it;
-    data832 once the long-term NERSC copy exists). ``offsite``: the scan may leave the beamline."""
-    relative = str(scan.relative_path)
-    raw = f"raw/{relative}"
-    deletions = [DeletionRequest("spot832", raw, "data832", "spot832", after=TO_DATA832)]
-    outputs = [output(HOME_RAW, relative, after=TO_DATA832)]
+@dataclass(frozen=True)
+class Check:
+    """A check through Globus of what a step wrote at ``where``: ``tiff_stack`` (TIFFs, as many as the step
+    ``count_from`` reported writing), ``complete`` (exactly the files its results manifest counts) or ``copy``
+    (the same size as ``of``)."""
+
+    kind: str
+    where: EndpointPath
+    count_from: str | None = None
+    of: EndpointPath | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, **self.where.to_dict()}
+        if self.kind == "tiff_stack":
+            data["count_from"] = self.count_from
+        if self.of is not None:
+            data["of"] = self.of.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Check:
+        of = data.get("of")
+        where, of = EndpointPath.from_dict(data), EndpointPath.from_dict(of) if of else None
+        return cls(data["kind"], where, data.get("count_from"), of)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What one run of pipeline ``pipeline`` will do (the fields every pipeline has; each kind adds its own)."""
+
+    pipeline: str
+    scan: str
+    deletions: tuple[DeletionRequest, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    #: The checks of each checking step, by its task id.
+    checks: Mapping[str, tuple[Check, ...]] = field(default_factory=dict)
+    #: Steps ``plan`` skips for this run, and why (lines for the log).
+    skip_steps: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    #: Each step's arguments by step (function keyword arguments, job values), and what else the steps read
+    #: (``job_names``, ``job_logs``): fields of the serialised form, like the others.
+    steps: Mapping[str, Any] = field(default_factory=dict)
+    #: The fields every plan has: what :meth:`from_dict` reads back.
+    COMMON: ClassVar[tuple[str, ...]] = ("pipeline", "scan", "deletions", "outputs", "checks", "skip_steps", "notes")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one serialised form (JSON values): every field, ``steps`` spread among them."""
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "steps":
+                data.update(value)
+            elif f.name in ("deletions", "outputs"):
+                data[f.name] = [item.to_dict() for item in value]
+            elif f.name == "checks":
+                data[f.name] = {step: [c.to_dict() for c in checks] for step, checks in value.items()}
+            else:
+                data[f.name] = list(value) if isinstance(value, tuple) else value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        """The plan back from its serialised form: the common fields typed, the others in ``steps``."""
+        return Plan(
+            pipeline=data["pipeline"],
+            scan=data["scan"],
+            deletions=tuple(DeletionRequest.from_dict(d) for d in data.get("deletions") or ()),
+            outputs=tuple(Output.from_dict(o) for o in data.get("outputs") or ()),
+            checks={step: tuple(map(Check.from_dict, checks)) for step, checks in (data.get("checks") or {}).items()},
+            skip_steps=tuple(data.get("skip_steps") or ()),
+            notes=tuple(data.get("notes") or ()),
+            steps={key: value for key, value in data.items() if key not in cls.COMMON},
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewFilePlan(Plan):
+    """A new scan of a tomography beamline: source → storage → long-term copies, SciCat."""
+
+    offsite: bool
+    #: The scan on the source and the long-term copy (``<raw_folder>/<folder>/<file>``).
+    source_path: str
+    scicat_source_folder: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SitePlan(Plan):
+    """A reconstruction at a site; ``steps``: its runner's arguments of each step (include/runners/)."""
+
+    runner: str
+    results_folder: str
+    tiff_path: str
+    zarr_path: str
+    preview_path: str
+    scicat_source_folder: str
+    scicat_raw_source_folder: str
+    recon: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BeamlinePlan(Plan):
+    """A moving beamline's run of one or several files; ``steps``: each job's values and ``job_names``."""
+
+    scans: tuple[str, ...]
+    scicat_source_folder: str | None = None
+
+
+def new_file_plan(scan: Scan, *, offsite: bool, beamline: Tomography | None = None) -> NewFilePlan:
+    """The new-scan pipeline of a tomography ``beamline`` (default: 8.3.2's): source → storage → long-term
+    copies, and which of them may later be pruned (the source's once the storage has it; the storage's once
+    the long-term copy exists). ``offsite``: the scan may leave the beamline."""
+    beamline = beamline or default_tomography()
+    relative, raw = str(scan.relative_path), beamline.source_path(scan)
+    deletions = [
+        DeletionRequest(
+            beamline.source_endpoint, raw, beamline.storage_endpoint, beamline.source_retention, after=TO_DATA832
+        )
+    ]
+    outputs = [output(beamline.raw_endpoint, relative, after=TO_DATA832)]
     if offsite:
-        deletions.append(DeletionRequest("data832", raw, LONG_TERM_RAW, "data832", after=TO_NERSC))
-        outputs.append(output("nersc832", raw, after=TO_NERSC))
-    return {
-        "pipeline": NEW_FILE,
-        "scan": relative,
-        "offsite": offsite,
-        "skip_steps": [] if offsite else [TO_NERSC, SCICAT_INGEST],
-        "notes": [] if offsite else ["the scan stays at the beamline: no nersc832 copy, no SciCat record"],
-        # SciCat sourceFolder: the long-term copy (data832 raw is pruned after days), docs/scicat.md.
-        "scicat_source_folder": raw_source_folder(scan),
-        "deletions": [d.to_dict() for d in deletions],
-        "outputs": outputs,
-    }
+        deletions.append(
+            DeletionRequest(
+                beamline.storage_endpoint, raw, beamline.long_term_endpoint, beamline.raw_retention, after=TO_NERSC
+            )
+        )
+        outputs.append(output(beamline.long_term_endpoint, raw, after=TO_NERSC))
+    return NewFilePlan(
+        pipeline=NEW_FILE,
+        scan=relative,
+        source_path=raw,
+        offsite=offsite,
+        skip_steps=() if offsite else (TO_NERSC, SCICAT_INGEST),
+        notes=() if offsite else ("the scan stays at the beamline: no long-term copy, no SciCat record",),
+        # SciCat sourceFolder: the long-term copy (the storage's raw copy is pruned after days), docs/scicat.md.
+        scicat_source_folder=raw_source_folder(beamline, scan),
+        deletions=tuple(deletions),
+        outputs=tuple(outputs),
+    )
 
 
-def raw_source_folder(scan: Scan, endpoints: Endpoints | None = None) -> str:
-    """The SciCat ``sourceFolder`` of an 8.3.2 scan: its folder's long-term copy, nersc832 ``raw/<folder>``."""
-    return (endpoints or load_endpoints())[LONG_TERM_RAW].globus_path(f"raw/{scan.folder}")
+def raw_source_folder(beamline: Tomography, scan: Scan, endpoints: Endpoints | None = None) -> str:
+    """The SciCat ``sourceFolder`` of a scan: its folder's long-term copy (nersc832 ``raw/<folder>`` for 8.3.2)."""
+    return (endpoints or load_endpoints())[beamline.long_term_endpoint].globus_path(beamline.raw_folder_of(scan))
 
 
 def results_source_folder(site: Site, scan: Scan, endpoints: Endpoints | None = None) -> str:
     """The SciCat ``sourceFolder`` of a site's results: their archive copy (long-term) when the site has one,
-    else their copy on data832_scratch (the only one that stays)."""
-    endpoint = site.archive_endpoint or HOME_SCRATCH
+    else their copy at home (the only one that stays)."""
+    endpoint = site.archive_endpoint or site.beamline.scratch_endpoint
     return (endpoints or load_endpoints())[endpoint].globus_path(str(scan.results(site).folder))
 
 
-def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoints | None = None) -> dict[str, Any]:
-    """A reconstruction at ``site``: the staged scan, the results' paths at every endpoint, each step's
-    arguments for the site's runner, the copies it leaves (recorded whatever the steps did, so a failed
-    run orphans nothing) and the outputs on data832_scratch.
+def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoints | None = None) -> SitePlan:
+    """A reconstruction at ``site``: the results' paths at every endpoint, each step's arguments for the site's
+    runner (include/runners/), the copies it leaves (recorded whatever the steps did, so a failed run orphans
+    nothing) and the outputs at home (the beamline's scratch endpoint).
 
     Retention by construction (include/config/retention.yaml): results at the site are checked against the
-    site's archive (long-term, at NERSC) when it has one, else against data832_scratch (which outlives
-    them); results on data832_scratch go against the NERSC archive copy, or, for a site opted in to
-    ``regenerate_from_raw``, once the long-term raw copy (nersc832 ``raw/<scan>``) exists."""
+    site's archive (long-term, at NERSC) when it has one, else against home (which outlives them); results at
+    home go against the archive copy, or, for a site opted in to ``regenerate_from_raw``, once the long-term
+    raw copy (nersc832 ``raw/<scan>``) exists."""
     endpoints = endpoints or load_endpoints()
-    relative = str(scan.relative_path)
+    beamline, relative = site.beamline, str(scan.relative_path)
+    home = beamline.scratch_endpoint
     results = scan.results(site)
-    raw, scratch = endpoints[site.raw_endpoint], endpoints[site.scratch_endpoint]
-    staged = str(raw.posix_path(relative))
     deletions: list[DeletionRequest] = []
     if site.stages_raw:
         deletions.append(DeletionRequest(site.raw_endpoint, relative, site.source_endpoint, site.retention_location))
     regenerable = site.name in retention_map()[1]
     for folder in results.folders():
         if site.copies_back:
-            check = site.archive_endpoint or HOME_SCRATCH
+            check = site.archive_endpoint or home
             deletions.append(DeletionRequest(site.scratch_endpoint, str(folder), check, site.retention_location))
         if site.archive_endpoint:
-            deletions.append(DeletionRequest(HOME_SCRATCH, str(folder), site.archive_endpoint, SCRATCH_LOCATION))
+            deletions.append(DeletionRequest(home, str(folder), site.archive_endpoint, beamline.scratch_retention))
         elif regenerable:
-            raw_copy = f"raw/{relative}"
             deletions.append(
-                DeletionRequest(HOME_SCRATCH, str(folder), LONG_TERM_RAW, SCRATCH_LOCATION, check_path=raw_copy)
+                DeletionRequest(
+                    home,
+                    str(folder),
+                    beamline.long_term_endpoint,
+                    beamline.scratch_retention,
+                    check_path=beamline.source_path(scan),
+                )
             )
-    deletions += sidecar_requests(site, scan)
-    plan: dict[str, Any] = {
-        "pipeline": site.name,
-        "runner": site.runner,
-        "scan": relative,
-        "results_folder": str(results.folder),
-        "tiff_path": str(results.tiff),
-        "zarr_path": str(results.zarr),
-        "preview_path": str(results.preview),
-        "scicat_source_folder": results_source_folder(site, scan, endpoints),
-        "scicat_raw_source_folder": raw_source_folder(scan, endpoints),
-        "recon": recon,
-        "deletions": [d.to_dict() for d in deletions],
-        "outputs": [output(HOME_SCRATCH, str(folder)) for folder in results.folders()],
-        "checks": {
-            RESULTS_CHECK: [
-                tiff_check(HOME_SCRATCH, str(results.tiff), count_from="reconstruct"),
-                *(complete_check(HOME_SCRATCH, str(folder)) for folder in results.folders()),
-            ]
+    deletions += site.run.sidecars(site, scan)
+    return SitePlan(
+        pipeline=site.name,
+        runner=site.runner,
+        scan=relative,
+        results_folder=str(results.folder),
+        tiff_path=str(results.tiff),
+        zarr_path=str(results.zarr),
+        preview_path=str(results.preview),
+        scicat_source_folder=results_source_folder(site, scan, endpoints),
+        scicat_raw_source_folder=raw_source_folder(beamline, scan, endpoints),
+        recon=recon,
+        deletions=tuple(deletions),
+        outputs=tuple(output(home, str(folder)) for folder in results.folders()),
+        checks={
+            RESULTS_CHECK: (
+                tiff_check(home, str(results.tiff), count_from="reconstruct"),
+                *(complete_check(home, str(folder)) for folder in results.folders()),
+            )
         },
-    }
-    tiff_dir, zarr_dir = str(scratch.posix_path(str(results.tiff))), str(scratch.posix_path(str(results.zarr)))
-    if site.runner == "globus_compute":
-        plan["reconstruct"] = {
-            "scan_path": staged,
-            "out_dir": str(scratch.posix_path(str(results.folder))),
-            "options": recon,  # the recon conf, unchanged: every site runs the same options
-        }
-        plan["multiscale"] = {"tiff_dir": tiff_dir, "zarr_path": zarr_dir, "raw": staged}
-    else:  # sfapi: the first job stages the scan itself (source → raw), then both run the container
-        names = f"{scan.folder}_{scan.dataset}"
-        plan["reconstruct_job_name"] = f"tomo_recon_{names}"
-        plan["reconstruct_job_values"] = {
-            "scan_source": str(endpoints[site.source_endpoint].posix_path(relative)),
-            "scan": staged,
-            "out_dir": str(scratch.posix_path(str(results.folder))),
-            "recon_args": ["--options", json.dumps(recon, sort_keys=True)],
-        }
-        plan["multiscale_job_name"] = f"tomo_multiscale_{names}"
-        plan["multiscale_job_values"] = {"tiff_dir": tiff_dir, "zarr": zarr_dir, "scan": staged}
-        logs = slurm_logs()
-        plan["job_logs"] = {
-            **logs.to_dict(),
-            "jobs": [job_name(plan[f"{step}_job_name"]) for step in ("reconstruct", "multiscale")],
-            "location": retention_map()[0][logs.endpoint],
-            "check_path": f"raw/{relative}",
-        }
-    return plan
+        steps=site.run.plan(site, scan, results, recon, endpoints),
+    )
 
 
 # -- what a run leaves beside its results: pruned with them ------------------------------------------
-#: The run-once marker of a results folder (compute_functions/results_manifest.py ``run_once``).
-RUN_RESULT = ".{}.run-result"
-#: A Slurm log of a job (include/slurm.py ``log_patterns``: ``%x_%j.out`` and ``.err``).
-_SLURM_LOG = r"_\d+\.(?:out|err)$"
-
-
-def slurm_logs(profile: str | None = None) -> EndpointPath:
-    """Where Slurm writes the jobs' logs (include/config/nersc.yaml ``logs``), as an endpoint path."""
-    from include.endpoints import default_profile
-    from include.profiles import profile_settings
-
-    settings = profile_settings(
-        NERSC_CONFIG_FILE, profile or default_profile(), {"machine", "directives", "logs", "container"}
-    )
-    return EndpointPath(settings["logs"]["endpoint"], settings["logs"]["path"])
-
-
-def sidecar_requests(site: Site, scan: Scan) -> list[DeletionRequest]:
-    """The run-once markers a Compute site's reconstruction leaves beside its results on the site's scratch:
-    regenerable (a re-run writes them again), so they go once the scan's long-term raw copy exists."""
-    if site.runner != "globus_compute":
-        return []
-    location = retention_map()[0][site.scratch_endpoint]
-    return [
-        DeletionRequest(
-            site.scratch_endpoint,
-            str(folder.parent / RUN_RESULT.format(folder.name)),
-            LONG_TERM_RAW,
-            location,
-            check_path=f"raw/{scan.relative_path}",
-        )
-        for folder in scan.results(site).folders()
-    ]
-
-
 def is_sidecar(endpoint: str, rel: str, scan: Scan, sites: Sequence[Site]) -> bool:
-    """Whether ``endpoint:rel`` is a run-once marker or a Slurm log that a run of ``scan`` at one of ``sites``
-    leaves (what :func:`sidecar_requests` and :func:`job_log_requests` schedule)."""
-    rel = str(rel)
+    """Whether ``endpoint:rel`` is something a run of ``scan`` at one of ``sites`` leaves beside its results (a
+    run-once marker, a Slurm log: what each site's runner schedules with them)."""
+    return any(site.run.leaves(site, scan, endpoint, str(rel)) for site in sites)
+
+
+def regeneration_problem(endpoint: str, rel: PurePosixPath, check_endpoint: str, check_path: str) -> str | None:
+    """Why ``endpoint:rel`` may not be pruned once ``check_endpoint:check_path`` exists (None: it may).
+
+    Only against a scan's long-term raw copy (a tomography beamline's ``long_term`` endpoint,
+    ``<raw_folder>/<folder>/<file>``), and only for what a run of that scan regenerates: its results at home of
+    a site opted in to ``regenerate_from_raw`` (retention.yaml), or what its runs leave beside the results
+    (run-once markers, Slurm logs: :func:`is_sidecar`)."""
+    from include.beamlines import load_beamlines
+    from include.paths import parse_scan
+    from include.sites import load_sites
+
+    clean = PurePosixPath(check_path)
+    beamlines = [b for b in load_beamlines().tomography.values() if b.long_term_endpoint == check_endpoint]
+    beamline = next((b for b in beamlines if clean.parent.parent == PurePosixPath(b.raw_folder)), None)
+    if beamline is None:
+        known = ", ".join(
+            f"{b.long_term_endpoint}:{b.raw_folder}/<folder>/<file>" for b in load_beamlines().tomography.values()
+        )
+        return f"a check_path is only the scan's long-term raw copy, {known}"
+    try:
+        scan = parse_scan(f"{clean.parent.name}/{clean.name}")
+    except ValueError as exc:
+        return f"the check path is not a scan ({exc})"
+    regenerable = retention_map()[1]
+    sites = load_sites().enabled(beamline.key)
+    home = beamline.scratch_endpoint
     for site in sites:
-        if any(rel == r.path and endpoint == r.endpoint for r in sidecar_requests(site, scan)):
-            return True
-        if site.runner == "sfapi":
-            logs = slurm_logs()
-            names = [job_name(f"{kind}_{scan.folder}_{scan.dataset}") for kind in ("tomo_recon", "tomo_multiscale")]
-            parent, _, name = rel.rpartition("/")
-            if endpoint == logs.endpoint and parent == str(logs.path) and _log_of(names).match(name):
-                return True
-    return False
+        if endpoint == home and site.name in regenerable and rel in scan.results(site).folders():
+            return None
+    if is_sidecar(endpoint, str(rel), scan, sites):
+        return None
+    return (
+        f"not the results on {home} of {scan} of a site opted in to regenerate_from_raw "
+        f"({', '.join(sorted(regenerable)) or 'none'}; retention.yaml), nor a marker or log of its runs"
+    )
 
 
-def _log_of(jobs: Sequence[str]) -> re.Pattern[str]:
-    return re.compile("^(?:" + "|".join(re.escape(job) for job in jobs) + ")" + _SLURM_LOG)
-
-
-def job_log_requests(hook: Listing, plan: dict[str, Any]) -> list[DeletionRequest]:
+def job_log_requests(hook: Listing, plan: Plan) -> list[DeletionRequest]:
     """The Slurm logs of the plan's jobs that exist now (every try's, failed jobs' too: one listing of the log
     folder), each pruned with the results once the scan's long-term raw copy exists."""
-    logs = plan.get("job_logs")
+    from include.runners.sfapi import log_of
+
+    logs = plan.steps.get("job_logs")
     if not logs:
         return []
     folder = EndpointPath(logs["endpoint"], logs["path"])
@@ -239,12 +340,12 @@ def job_log_requests(hook: Listing, plan: dict[str, Any]) -> list[DeletionReques
         entries = hook.listdir(folder)
     except FileNotFoundError:
         return []
-    pattern = _log_of(logs["jobs"])
+    pattern = log_of(logs["jobs"])
     return [
         DeletionRequest(
             folder.endpoint,
             str(folder.path / entry["name"]),
-            LONG_TERM_RAW,
+            logs["check_endpoint"],
             logs["location"],
             check_path=logs["check_path"],
         )
@@ -255,7 +356,7 @@ def job_log_requests(hook: Listing, plan: dict[str, Any]) -> list[DeletionReques
 
 def beamline_plan(
     beamline: Beamline, scans: Scan | Sequence[Scan], *, hpss_mode: str, endpoints: Endpoints | None = None
-) -> dict[str, Any]:
+) -> BeamlinePlan:
     """A configured beamline's new-scan pipeline for one scan or several (one run, upstream's list of files):
     one move of every file to NERSC CFS, one SciCat step (a raw dataset per file), one Slurm job per pipeline
     that works through the files in order; a beamline's copy may go once the NERSC copy exists, a NERSC copy
@@ -265,6 +366,8 @@ def beamline_plan(
     order (``scans``/``out_dirs``, ``sources``/``destinations``). The files of a run share one folder when
     the beamline catalogues them (``scicat_source_folder``: that folder's NERSC copy, the record's
     ``sourceFolder``)."""
+
+    from include.slurm import load_nersc_config
 
     scans = [scans] if isinstance(scans, Scan) else list(scans)
     if not scans:
@@ -276,24 +379,26 @@ def beamline_plan(
         raise ValueError(f"file_path lists {', '.join(repeated)} more than once")
     nersc = endpoints[beamline.nersc_endpoint]
     ptycho, archive = beamline.pipeline("ptycho"), beamline.pipeline("hpss_archive")
-    plan: dict[str, Any] = {"pipeline": beamline.key, "scan": relatives[0], "scans": relatives, "checks": {}}
+    steps: dict[str, Any] = {"job_names": {}}
+    checks: dict[str, list[Check]] = {}
     folders = sorted({scan.folder for scan in scans})
+    source_folder = None
     if beamline.pipeline("scicat") is not None:
         if len(folders) > 1:
             raise ValueError(f"file_path lists files of several folders ({', '.join(folders)}); one run, one folder")
-        plan["scicat_source_folder"] = nersc.globus_path(folders[0])
+        source_folder = nersc.globus_path(folders[0])
     first = scans[0]
     more = f"_and_{len(scans) - 1}_more" if len(scans) > 1 else ""
     if ptycho is not None:
-        datasets = [f"{scan.folder}/rec{scan.dataset}" for scan in scans]
+        datasets = [str(scan.results_under("").tiff) for scan in scans]
         shared = sorted({d for d in datasets if datasets.count(d) > 1})
         if shared:  # a.edf and a.h5 of one folder would write the same ptycho results
             raise ValueError(
                 f"file_path lists several files whose ptychography results are the same folder "
                 f"{', '.join(shared)}; give one file per dataset in a run"
             )
-        plan["ptycho_job_name"] = f"ptycho_{first.folder}_{first.dataset}{more}"
-        plan["ptycho_job_values"] = {
+        steps["job_names"]["ptycho"] = f"ptycho_{first.folder}_{first.dataset}{more}"
+        steps["ptycho"] = {
             "scans": [],
             "out_dirs": [],
             "launcher": load_nersc_config().launcher(
@@ -301,10 +406,10 @@ def beamline_plan(
             ),
         }
     if archive is not None:
-        plan["hpss_archive_job_name"] = f"hpss_archive_{first.folder}_{first.dataset}{more}"
-        plan["hpss_archive_job_values"] = {"sources": [], "destinations": [], "mode": hpss_mode}
+        steps["job_names"]["hpss_archive"] = f"hpss_archive_{first.folder}_{first.dataset}{more}"
+        steps["hpss_archive"] = {"sources": [], "destinations": [], "mode": hpss_mode}
     deletions: list[DeletionRequest] = []
-    outputs: list[dict[str, Any]] = []
+    outputs: list[Output] = []
     for scan, relative in zip(scans, relatives, strict=True):
         deletions.append(
             DeletionRequest(
@@ -318,10 +423,10 @@ def beamline_plan(
         outputs.append(output(beamline.nersc_endpoint, relative, after=MOVE_TO_NERSC))
         if ptycho is not None:
             results_endpoint = endpoints[ptycho["results_endpoint"]]
-            results_path = f"{scan.folder}/{PTYCHO_FOLDER}/rec{scan.dataset}"
-            plan["ptycho_job_values"]["scans"].append(str(nersc.posix_path(relative)))
-            plan["ptycho_job_values"]["out_dirs"].append(str(results_endpoint.posix_path(results_path)))
-            plan["checks"].setdefault(PTYCHO_CHECK, []).append(tiff_check(ptycho["results_endpoint"], results_path))
+            results_path = str(scan.results_under(PTYCHO_FOLDER).tiff)
+            steps["ptycho"]["scans"].append(str(nersc.posix_path(relative)))
+            steps["ptycho"]["out_dirs"].append(str(results_endpoint.posix_path(results_path)))
+            checks.setdefault(PTYCHO_CHECK, []).append(tiff_check(ptycho["results_endpoint"], results_path))
             outputs.append(output(ptycho["results_endpoint"], results_path, after=PTYCHO_CHECK))
         if archive is not None:
             source = nersc.posix_path(relative)
@@ -330,14 +435,14 @@ def beamline_plan(
                 for path in (source, destination):
                     if not _HSI_SAFE.match(str(path)):
                         raise ValueError(f"{path}: characters hsi would split or interpret; archive it by hand")
-            plan["hpss_archive_job_values"]["sources"].append(str(source))
-            plan["hpss_archive_job_values"]["destinations"].append(str(destination))
-            plan["checks"].setdefault(ARCHIVE_CHECK, []).append(
-                {
-                    "kind": "copy",
-                    **EndpointPath(archive["archive_endpoint"], relative).to_dict(),
-                    "of": EndpointPath(beamline.nersc_endpoint, relative).to_dict(),
-                }
+            steps["hpss_archive"]["sources"].append(str(source))
+            steps["hpss_archive"]["destinations"].append(str(destination))
+            checks.setdefault(ARCHIVE_CHECK, []).append(
+                Check(
+                    "copy",
+                    EndpointPath(archive["archive_endpoint"], relative),
+                    of=EndpointPath(beamline.nersc_endpoint, relative),
+                )
             )
             deletions.append(
                 DeletionRequest(
@@ -349,68 +454,69 @@ def beamline_plan(
                 )
             )
             outputs.append(output(archive["archive_endpoint"], relative, after=ARCHIVE_CHECK))
-    plan["deletions"] = [d.to_dict() for d in deletions]
-    plan["outputs"] = outputs
-    return plan
+    return BeamlinePlan(
+        pipeline=beamline.key,
+        scan=relatives[0],
+        scans=tuple(relatives),
+        scicat_source_folder=source_folder,
+        deletions=tuple(deletions),
+        outputs=tuple(outputs),
+        checks={step: tuple(found) for step, found in checks.items()},
+        steps=steps,
+    )
 
 
-def tiff_check(endpoint: str, path: str, count_from: str | None = None) -> dict[str, Any]:
+def tiff_check(endpoint: str, path: str, count_from: str | None = None) -> Check:
     """A check that ``endpoint:path`` holds a TIFF stack: as many TIFFs as the step ``count_from`` reported
     writing (its result's ``n_slices``), or at least one when no step reports a count."""
-    return {"kind": "tiff_stack", **EndpointPath(endpoint, path).to_dict(), "count_from": count_from}
+    return Check("tiff_stack", EndpointPath(endpoint, path), count_from=count_from)
 
 
-def complete_check(endpoint: str, path: str) -> dict[str, Any]:
+def complete_check(endpoint: str, path: str) -> Check:
     """A check that ``endpoint:path`` holds exactly the files its results manifest counts (include/results.py):
     no file missing, none left over from an earlier run."""
-    return {"kind": "complete", **EndpointPath(endpoint, path).to_dict()}
+    return Check("complete", EndpointPath(endpoint, path))
 
 
-def verify_results(hook: Listing, checks: list[dict[str, Any]], counts: dict[str, int | None]) -> list[str]:
+def verify_results(hook: Listing, checks: Sequence[Check], counts: dict[str, int | None]) -> list[str]:
     """Run the plan's checks through ``hook``; returns one line per check, raises :class:`ResultsError`.
 
     ``counts``: the TIFF count each step reported (``count_from`` of a TIFF check names the step).
     """
     lines = []
     for check in checks:
-        where = EndpointPath(check["endpoint"], check["path"])
+        where = check.where
         found = hook.stat(where)
         if found is None:
             raise ResultsError(f"{where} is missing after the run reported success")
-        if check["kind"] == "tiff_stack":
+        if check.kind == "tiff_stack":
             tiffs = [e for e in hook.ls(where) if e.get("name", "").endswith(".tiff")]
-            expected = counts.get(check["count_from"]) if check.get("count_from") else None
+            expected = counts.get(check.count_from) if check.count_from else None
             if expected is not None and len(tiffs) != expected:
                 raise ResultsError(f"{where} holds {len(tiffs)} TIFFs, the reconstruction wrote {expected}")
             if not tiffs:
                 raise ResultsError(f"{where} holds no TIFF after the run reported success")
             lines.append(f"{where}: {len(tiffs)} TIFFs")
-        elif check["kind"] == "complete":
+        elif check.kind == "complete":
             found = completeness(hook, where)
             if not found.complete:
                 raise ResultsError(f"{where} is incomplete after the run reported success: {found.reason}")
             lines.append(f"{where}: {found.reason}")
-        elif check["kind"] == "copy":
-            original = EndpointPath.from_dict(check["of"])
-            want = hook.stat(original)
+        elif check.kind == "copy" and check.of is not None:
+            want = hook.stat(check.of)
             if want is None or found.get("size") != want.get("size"):
-                raise ResultsError(f"{where} has {found.get('size')} bytes, {original} {want and want.get('size')}")
-            lines.append(f"{where}: {found['size']} bytes, same as {original}")
+                raise ResultsError(f"{where} has {found.get('size')} bytes, {check.of} {want and want.get('size')}")
+            lines.append(f"{where}: {found['size']} bytes, same as {check.of}")
         else:
             lines.append(f"{where}: present")
     return lines
 
 
-def _exists(item: dict[str, Any], succeeded: set[str]) -> bool:
-    """Whether a planned copy or output exists: it belongs to no step, or its step (``after``) succeeded."""
-    return item.get("after") is None or item["after"] in succeeded
+def due_requests(plan: Plan, succeeded: set[str]) -> list[DeletionRequest]:
+    """The plan's deletion requests whose copy exists: it belongs to no step, or its step (``after``) succeeded."""
+    return [d for d in plan.deletions if d.after is None or d.after in succeeded]
 
 
-def due_requests(plan: dict[str, Any], succeeded: set[str]) -> list[DeletionRequest]:
-    """The plan's deletion requests whose copy exists."""
-    return [DeletionRequest.from_dict(d) for d in plan.get("deletions", []) if _exists(d, succeeded)]
-
-
-def due_outputs(plan: dict[str, Any], succeeded: set[str]) -> list[EndpointPath]:
+def due_outputs(plan: Plan, succeeded: set[str]) -> list[EndpointPath]:
     """The plan's outputs that exist."""
-    return [EndpointPath.from_dict(o) for o in plan.get("outputs", []) if _exists(o, succeeded)]
+    return [o.where for o in plan.outputs if o.after is None or o.after in succeeded]

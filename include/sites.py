@@ -1,74 +1,71 @@
 """Reconstruction sites as configuration: load and validate include/config/sites.yaml.
 
-A site is where reconstructions run: a runner (a Globus Compute endpoint, or Slurm jobs through SFAPI),
-the endpoints it reads scans from and writes results to, where results are copied, whether it is
-off-site, and the retention of the copies made there. Every site is one :class:`Site`; nothing is
-special-cased by name. Errors name the file and the key.
+A site is where reconstructions run: a runner (include/runners/: a Globus Compute endpoint, or Slurm jobs
+through SFAPI), the tomography beamline it works for (include/config/beamlines.yaml ``tomography``: where scans
+come from and results go home), the endpoints it reads scans from and writes results to, where results are
+copied, whether it is off-site, and the retention of the copies made there. Every site is one :class:`Site`;
+nothing is special-cased by name or by runner. Errors name the file, the line and the key.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from include.compute_registry import FUNCTIONS
+from include.beamlines import DEFAULT_TOMOGRAPHY, Beamlines, Tomography, load_beamlines
+from include.config_files import ConfigDocument, check_schema, load_config
 from include.endpoints import REPO_ROOT, default_profile, load_endpoints
 from include.errors import ConfigError
+from include.runners import RUNNER_KEYS, RUNNERS, Runner, get_runner
 
 SITES_FILE = REPO_ROOT / "include" / "config" / "sites.yaml"
-#: How a site runs the reconstruction. ``globus_compute``: the functions of compute_functions/remote.py at a
-#: Compute endpoint; ``sfapi``: Slurm jobs (include/jobs/tomo_recon.sh.j2, tomo_multiscale.sh.j2) through SFAPI.
-RUNNERS = ("globus_compute", "sfapi")
-#: Where scans come from and results go back to (beamline storage).
-HOME_RAW = "data832_raw"
-HOME_SCRATCH = "data832_scratch"
-#: Deletion-manifest location of results on HOME_SCRATCH once an archive copy exists.
-HOME_LOCATION = "data832"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
-_KEYS = {
-    "description",
-    "enabled",
-    "runner",
-    "compute_endpoint_id",
-    "source_endpoint",
-    "raw_endpoint",
-    "archive_endpoint",
-    "offsite",
-    "scratch_endpoint",
-    "results_folder",
-    "retention_location",
-    "function_ids",
-    "task_timeout_minutes",
-    "placeholder",
-}
 _REQUIRED = ("runner", "raw_endpoint", "scratch_endpoint", "retention_location")
+_STRINGS = ("description", "beamline", "source_endpoint", "archive_endpoint", "results_folder", *_REQUIRED)
+#: Every key of a site and its JSON type (a runner checks its own keys: include/runners/).
+_KEYS = {
+    **{key: {"type": "string"} for key in _STRINGS},
+    "enabled": {"type": "boolean"},
+    "offsite": {"type": "boolean"},
+    **{key: {} for key in RUNNER_KEYS},
+}
+#: The shape of sites.yaml (include/config_files.py); the rules between keys are :func:`parse_sites`'s.
+SCHEMA = {
+    "type": "object",
+    "required": ["sites"],
+    "additionalProperties": False,
+    "properties": {
+        "sites": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "properties": _KEYS},
+        }
+    },
+}
 
 
 @dataclass(frozen=True)
 class Site:
-    """One reconstruction site.
+    """One reconstruction site of a tomography ``beamline``.
 
-    The scan is at ``source_endpoint`` when the site starts (data832_raw, or the NERSC copy the new-scan
-    pipeline makes); it is staged to ``raw_endpoint`` (by Globus for ``globus_compute``, by the job itself
-    for ``sfapi``) if that differs; results are written to ``scratch_endpoint`` under
-    ``<folder>/<results_folder>/``, copied home to data832_scratch and, if set, to ``archive_endpoint``.
+    The scan is at ``source_endpoint`` when the site starts (the beamline's raw endpoint, or the NERSC copy the
+    new-scan pipeline makes); it is staged to ``raw_endpoint`` (by its runner's ``stages_by``) if that differs;
+    results are written to ``scratch_endpoint`` under ``<folder>/<results_folder>/``, copied home to the
+    beamline's scratch endpoint and, if set, to ``archive_endpoint``.
     """
 
     name: str
     description: str
     enabled: bool
     runner: str
+    beamline: Tomography
     raw_endpoint: str
     scratch_endpoint: str
     results_folder: str
     retention_location: str
+    source_endpoint: str
     compute_endpoint_id: str | None = None
-    source_endpoint: str = HOME_RAW
     archive_endpoint: str | None = None
     offsite: bool = True
     function_ids: dict[str, str] = field(default_factory=dict)
@@ -78,7 +75,12 @@ class Site:
 
     @property
     def dag_id(self) -> str:
-        return f"bl832_{self.name}_recon"
+        return self.beamline.recon_dag_id(self.name)
+
+    @property
+    def run(self) -> Runner:
+        """The site's runner (include/runners/)."""
+        return get_runner(self.runner)
 
     @property
     def stages_raw(self) -> bool:
@@ -87,17 +89,17 @@ class Site:
 
     @property
     def copies_back(self) -> bool:
-        """Whether results must be copied from the site to data832_scratch."""
-        return self.scratch_endpoint != HOME_SCRATCH
+        """Whether results must be copied from the site to the beamline's scratch endpoint."""
+        return self.scratch_endpoint != self.beamline.scratch_endpoint
 
     @property
     def needs_nersc_copy(self) -> bool:
-        """Whether the site reads the scan's NERSC copy (made by the new-scan pipeline), not data832's."""
-        return self.source_endpoint != HOME_RAW
+        """Whether the site reads the scan's long-term copy (made by the new-scan pipeline), not the beamline's."""
+        return self.source_endpoint != self.beamline.raw_endpoint
 
     def result_destinations(self) -> list[str]:
         """Where results are copied from ``scratch_endpoint``: home first, then the archive copy."""
-        destinations = [HOME_SCRATCH] if self.copies_back else []
+        destinations = [self.beamline.scratch_endpoint] if self.copies_back else []
         return destinations + ([self.archive_endpoint] if self.archive_endpoint else [])
 
 
@@ -114,8 +116,11 @@ class Sites:
                 f"{self.source}: unknown site {name!r} (known: {', '.join(sorted(self.sites))})"
             ) from None
 
-    def enabled(self) -> list[Site]:
-        return [site for site in self.sites.values() if site.enabled]
+    def enabled(self, beamline: str | None = None) -> list[Site]:
+        """The enabled sites (of the tomography ``beamline`` when given)."""
+        return [
+            site for site in self.sites.values() if site.enabled and (beamline is None or site.beamline.key == beamline)
+        ]
 
     def check_compute_endpoint(self, endpoint_id: str, profile: str | None = None) -> str:
         """``endpoint_id``, unless the production profile must refuse it as a site's placeholder id
@@ -131,84 +136,78 @@ class Sites:
         return endpoint_id
 
 
-def _string(entry: dict, key: str, where: str, source: Path) -> str:
+def parse_sites(
+    document: object,
+    *,
+    source: Path,
+    endpoint_names: set[str],
+    beamlines: Beamlines | None = None,
+) -> Sites:
+    """Validate a sites document (parsed data, or a :class:`ConfigDocument` that knows each key's line); enabled
+    sites must name endpoints of endpoints.yaml, every site a known runner and tomography beamline."""
+    doc = document if isinstance(document, ConfigDocument) else ConfigDocument(document, Path(source))
+    check_schema(doc, SCHEMA)
+    data = doc.data
+    if not data["sites"]:
+        raise doc.error(("sites",), "missing or empty")
+    beamlines = beamlines or load_beamlines()
+    sites = {name: _site(doc, name, entry, endpoint_names, beamlines) for name, entry in data["sites"].items()}
+    return Sites(sites, Path(source))
+
+
+def _site(doc: ConfigDocument, name: object, entry: object, endpoint_names: set[str], beamlines: Beamlines) -> Site:
+    where = ("sites", name)
+
+    def fail(key: str, message: str) -> ConfigError:
+        return doc.error((*where, *key.split(".")), message)
+
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise doc.error(where, "site names are lower-case identifiers (they name DAGs and folders)")
+    unknown = set(entry) - set(_KEYS)
+    if unknown:
+        raise doc.error(where, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    values = {key: _string(entry, key, fail) for key in _REQUIRED}
+    for key in ("source_endpoint", "archive_endpoint"):
+        if entry.get(key) is not None:
+            values[key] = _string(entry, key, fail)
+    flags = {key: entry.get(key, default) for key, default in (("enabled", True), ("offsite", True))}
+    runner = get_runner(values["runner"], key=doc.where((*where, "runner")))
+    for key in sorted((set(entry) & RUNNER_KEYS) - runner.keys):
+        owners = ", ".join(r.name for r in RUNNERS.values() if key in r.keys)
+        raise fail(key, f"a key of runner {owners}, not of {runner.name} (include/runners/)")
+    values.update(runner.validate(entry, fail))
+    key = entry.get("beamline", DEFAULT_TOMOGRAPHY)
+    if key not in beamlines.tomography:
+        known = ", ".join(sorted(beamlines.tomography))
+        raise fail("beamline", f"{key!r} is not a tomography beamline of beamlines.yaml (known: {known})")
+    beamline = beamlines.tomography[key]
+    values.setdefault("source_endpoint", beamline.raw_endpoint)
+    if flags["enabled"]:
+        for key in ("source_endpoint", "raw_endpoint", "scratch_endpoint", "archive_endpoint"):
+            if key in values and values[key] not in endpoint_names:
+                raise fail(key, f"unknown endpoint {values[key]!r} (see endpoints.yaml)")
+    results_folder = beamline.results_folder(name, entry.get("results_folder"))
+    if not isinstance(results_folder, str) or not (results_folder == "" or _NAME.match(results_folder)):
+        raise fail("results_folder", "must be a lower-case identifier")
+    if results_folder == "" and name != beamline.primary_site:
+        raise fail("results_folder", f"only the primary site of {beamline.key} writes directly into the scan's folder")
+    if beamline.primary_site and results_folder.startswith("rec"):  # <folder>/rec<x>/ is the primary's rec<dataset>
+        raise fail("results_folder", f"{results_folder!r} could be the primary site's rec<dataset> folder; rename it")
+    return Site(
+        name=name,
+        description=str(entry.get("description") or name),
+        beamline=beamline,
+        results_folder=results_folder,
+        **flags,
+        **values,
+    )
+
+
+def _string(entry: dict, key: str, fail) -> str:
     value = entry.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{source}: {where}.{key}: missing or not a non-empty string")
+        raise fail(key, "missing or not a non-empty string")
     return value.strip()
-
-
-def _uuid(value: str, key: str, source: Path) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ConfigError(f"{source}: {key}: {value!r} is not a UUID") from None
-
-
-def parse_sites(document: object, *, source: Path, endpoint_names: set[str]) -> Sites:
-    """Validate a parsed sites document; enabled sites must name endpoints of endpoints.yaml."""
-    if not isinstance(document, dict) or not isinstance(document.get("sites"), dict) or not document["sites"]:
-        raise ConfigError(f"{source}: sites: missing or empty")
-    sites: dict[str, Site] = {}
-    for name, entry in document["sites"].items():
-        where = f"sites.{name}"
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(f"{source}: {where}: site names are lower-case identifiers (they name DAGs and folders)")
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: {where}: expected a mapping")
-        unknown = set(entry) - _KEYS
-        if unknown:
-            raise ConfigError(f"{source}: {where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-        values = {key: _string(entry, key, where, source) for key in _REQUIRED}
-        for key in ("source_endpoint", "archive_endpoint", "compute_endpoint_id"):
-            if entry.get(key) is not None:
-                values[key] = _string(entry, key, where, source)
-        enabled = entry.get("enabled", True)
-        offsite = entry.get("offsite", True)
-        placeholder = entry.get("placeholder", False)
-        for key, flag in (("enabled", enabled), ("offsite", offsite), ("placeholder", placeholder)):
-            if not isinstance(flag, bool):
-                raise ConfigError(f"{source}: {where}.{key}: must be true or false")
-        if values["runner"] not in RUNNERS:
-            raise ConfigError(f"{source}: {where}.runner: {values['runner']!r} is not one of {', '.join(RUNNERS)}")
-        if values["runner"] == "globus_compute":
-            if "compute_endpoint_id" not in values:
-                raise ConfigError(f"{source}: {where}.compute_endpoint_id: missing (runner globus_compute)")
-            values["compute_endpoint_id"] = _uuid(values["compute_endpoint_id"], f"{where}.compute_endpoint_id", source)
-        elif "compute_endpoint_id" in values or entry.get("function_ids"):
-            raise ConfigError(f"{source}: {where}: compute_endpoint_id and function_ids need runner globus_compute")
-        if enabled:
-            for key in ("source_endpoint", "raw_endpoint", "scratch_endpoint", "archive_endpoint"):
-                if key in values and values[key] not in endpoint_names:
-                    raise ConfigError(f"{source}: {where}.{key}: unknown endpoint {values[key]!r} (see endpoints.yaml)")
-        results_folder = entry.get("results_folder", name)
-        if not isinstance(results_folder, str) or not _NAME.match(results_folder):
-            raise ConfigError(f"{source}: {where}.results_folder: must be a lower-case identifier")
-        function_ids = entry.get("function_ids") or {}
-        if not isinstance(function_ids, dict):
-            raise ConfigError(f"{source}: {where}.function_ids: expected a mapping of function name to id")
-        unknown_functions = set(map(str, function_ids)) - set(FUNCTIONS)
-        if unknown_functions:
-            raise ConfigError(
-                f"{source}: {where}.function_ids: unknown function(s) {', '.join(sorted(unknown_functions))} "
-                f"(known: {', '.join(sorted(FUNCTIONS))})"
-            )
-        pinned = {str(fn): _uuid(str(fid), f"{where}.function_ids.{fn}", source) for fn, fid in function_ids.items()}
-        timeout = entry.get("task_timeout_minutes", 120)
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
-            raise ConfigError(f"{source}: {where}.task_timeout_minutes: must be a positive integer")
-        sites[name] = Site(
-            name=name,
-            description=str(entry.get("description") or name),
-            enabled=enabled,
-            offsite=offsite,
-            results_folder=results_folder,
-            function_ids=pinned,
-            task_timeout_minutes=timeout,
-            placeholder=placeholder,
-            **values,
-        )
-    return Sites(sites, source)
 
 
 def load_sites(path: Path | None = None) -> Sites:
@@ -218,11 +217,5 @@ def load_sites(path: Path | None = None) -> Sites:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: Path) -> Sites:
-    try:
-        document = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: sites file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     names = set(load_endpoints("production").endpoints)
-    return parse_sites(document, source=path, endpoint_names=names)
+    return parse_sites(load_config(path, SCHEMA), source=path, endpoint_names=names)

@@ -235,12 +235,7 @@ RULES = {
     # dags.pipelines.params, demo writes a sample scan with compute_functions, the operator commands use hooks).
 }
 #: Imports that break a rule today, each with where it is being fixed; an entry that no longer breaks fails.
-KNOWN_BREAKS: dict[tuple[str, str], str] = {
-    ("dags.pipelines.params", "compute_functions.options"): (
-        "issue 24: dags/pipelines/params.py takes ENGINES, RECON_SCHEMA, check_value and validate_options "
-        "from include.compute_registry.recon_options()"
-    ),
-}
+KNOWN_BREAKS: dict[tuple[str, str], str] = {}
 
 
 def violations(rule: Rule) -> list[Import]:

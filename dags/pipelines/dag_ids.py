@@ -1,7 +1,9 @@
 """Every fixed DAG id of dags/, in one place: DAG files and DAG-building code name other DAGs through these.
 
 The per-site reconstruction DAGs (``bl832_<site>_recon``) and the per-beamline new-file DAGs
-(``<key>_new_file``) are computed by their config objects (``Site.dag_id``, ``Beamline.dag_id``).
+(``<key>_new_file``) are computed by their config objects (``Site.dag_id``, ``Beamline.dag_id``); the 8.3.2
+ids below are those its configuration gives (``Tomography.dispatcher_dag_id``, ``.new_file_dag_id``; a test
+checks they agree).
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 DISPATCHER_DAG_ID = "bl832_dispatcher"
 #: A new scan: spot832 → data832 → nersc832, SciCat, deletion manifests.
 NEW_FILE_DAG_ID = "bl832_new_file"
-#: Reconstruction at NERSC (Perlmutter) through SFAPI.
-NERSC_RECON_DAG_ID = "bl832_nersc_recon"
 #: Daily deletion of copies whose retention has passed (deletion manifests).
 PRUNE_DAG_ID = "prune"
 #: Health check of the transfer route spot832 → data832 → nersc832.

@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
 
-from compute_functions.options import ENGINES, RECON_SCHEMA, check_value, validate_options
+from include.compute_registry import recon_options as _recon_options
 from include.paths import FILE_PATH_PATTERN
+
+if TYPE_CHECKING:
+    from include.plans import Plan
+
+_OPTIONS = _recon_options()  # the science's option schema, through the registry (no Airflow there)
+ENGINES, RECON_SCHEMA = _OPTIONS.ENGINES, _OPTIONS.RECON_SCHEMA
+check_value, validate_options = _OPTIONS.check_value, _OPTIONS.validate_options
 
 __all__ = [
     "ENGINES",
@@ -174,13 +181,19 @@ def export_control(params: dict[str, Any], scans: list, pipelines: list[str], *,
     return True
 
 
-def keep_on_site(planned: dict[str, Any]) -> dict[str, Any]:
+def keep_on_site(planned: Plan) -> Plan:
     """An on-site pipeline's plan for an export-controlled scan: no catalogue step, results written private
-    (folders 2770, files 660: compute_functions/permissions.py)."""
-    planned = dict(planned)
-    planned["skip_steps"] = sorted({*planned.get("skip_steps", ()), *CATALOGUE_STEPS})
-    planned["notes"] = [*planned.get("notes", ()), "export-controlled: no SciCat record; results 2770/660"]
-    for function in ("reconstruct", "multiscale"):
-        if isinstance(planned.get(function), dict):
-            planned[function] = {**planned[function], "private": True}
+    (folders 2770, files 660: compute_functions/permissions.py; by the site's runner)."""
+    import dataclasses
+
+    from include.plans import SitePlan
+    from include.runners import get_runner
+
+    planned = dataclasses.replace(
+        planned,
+        skip_steps=tuple(sorted({*planned.skip_steps, *CATALOGUE_STEPS})),
+        notes=(*planned.notes, "export-controlled: no SciCat record; results 2770/660"),
+    )
+    if isinstance(planned, SitePlan):
+        planned = dataclasses.replace(planned, steps=get_runner(planned.runner).private(planned.steps))
     return planned

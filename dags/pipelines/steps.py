@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.sdk import task
-from airflow.sdk.definitions.xcom_arg import XComArg
 
-from als_provider.operators.globus_compute import GlobusComputeOperator
 from als_provider.operators.globus_transfer import GlobusTransferOperator
 from als_provider.operators.scicat import SciCatIngestDerivedOperator, SciCatIngestRawOperator
-from als_provider.operators.sfapi import EXIT_DATA_ERROR, SFAPIJobOperator
+from als_provider.operators.sfapi import SFAPIJobOperator
 from dags.pipelines.dag_ids import SCICAT_CATCHUP_DAG_ID
-from include.beamlines import Beamline
+from dags.pipelines.plan_args import PLAN_TASK, copy_scan, from_plan, plan_text
+from dags.pipelines.runners import run_steps
+from include.beamlines import Beamline, Tomography
 from include.plans import (
     ARCHIVE_CHECK,
     MOVE_TO_NERSC,
@@ -39,12 +39,9 @@ from include.plans import (
     TO_NERSC,
 )
 from include.runtime import load_runtime
-from include.sites import HOME_RAW, HOME_SCRATCH, Site
+from include.sites import Site
 
-PLAN_TASK = "plan"
 FINISH_TASK = "finish"
-#: The dispatcher's Variable: which pipelines run ({"new_file": true, "<site>": true, ...}).
-SETTINGS_VARIABLE = "bl832_dispatcher_settings"
 
 
 @dataclass
@@ -61,20 +58,13 @@ class Pipeline:
     finish: Any = None
 
 
-def from_plan(planned, name: str, key: str) -> XComArg:
-    """The field ``key`` of pipeline ``name``'s plan, as a value (dicts and lists stay what they are)."""
-    return XComArg(planned.operator, key=f"{name}.{key}")
-
-
-def plan_text(name: str, key: str) -> str:
-    """The field ``key`` of pipeline ``name``'s plan, as a template (for string arguments)."""
-    return f"{{{{ ti.xcom_pull(task_ids='{PLAN_TASK}', key='{name}.{key}') }}}}"
-
-
 # -- plan ---------------------------------------------------------------------------------------------
 @task(task_id=PLAN_TASK, retries=0)
-def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=None, ti=None) -> list[str]:
-    """Refuse bad conf, choose the pipelines, push their plans; skip what does not run.
+def plan(
+    pipelines: list[str], dispatch: bool, beamline: str | None = None, params=None, dag_run=None, dag=None, ti=None
+) -> list[str]:
+    """Refuse bad conf, choose the pipelines, push their plans; skip what does not run. ``beamline``: the
+    tomography beamline of the DAG (include/config/beamlines.yaml ``tomography``), if any.
 
     A task directly after ``plan`` belongs to the pipeline of its task group (or, in a DAG of one
     pipeline, to that one); ``plan`` skips it unless its pipeline is chosen and its plan does not list
@@ -94,18 +84,18 @@ def plan(pipelines: list[str], dispatch: bool, params=None, dag_run=None, dag=No
     recon = recon_options(params.get("recon")) if "recon" in params else {}
     controlled = export_control(params, scans, pipelines, source=f"{dag.dag_id} run {dag_run.run_id}")  # issue 26
     offsite = not controlled and params.get("send_to_nersc", True)
-    chosen, skipped = _choose(pipelines, scan, params) if dispatch else (list(pipelines), {})
+    chosen, skipped = _choose(pipelines, scan, params, beamline) if dispatch else (list(pipelines), {})
     for name, reason in skipped.items():
         print(f"skipping {name}: {reason}")
     print(f"running: {', '.join(chosen) or 'nothing'}")
     skip_steps = {}
     for name in chosen:
-        planned = _plan_of(name, scans, recon, offsite=offsite, check_input=not dispatch)
+        planned = _plan_of(name, scans, recon, beamline, offsite=offsite, check_input=not dispatch)
         planned = keep_on_site(planned) if controlled else planned
-        skip_steps[name] = set(planned.get("skip_steps", ()))
-        for reason in planned.get("notes", ()):
+        skip_steps[name] = set(planned.skip_steps)
+        for reason in planned.notes:
             print(f"{name}: {reason}")
-        for key, value in planned.items():
+        for key, value in planned.to_dict().items():  # the plan's one serialised form, a field per XCom
             ti.xcom_push(key=f"{name}.{key}", value=value)
     ti.xcom_push(key="chosen", value=chosen)
     ti.xcom_push(key="skipped", value=skipped)
@@ -129,7 +119,7 @@ def _file_suffixes(pipelines: list[str]) -> tuple[str, ...]:
     return beamlines[pipelines[0]].file_suffixes if pipelines and pipelines[0] in beamlines else SCAN_SUFFIXES
 
 
-def _plan_of(name: str, scans: list, recon: dict, *, offsite: bool, check_input: bool) -> dict:
+def _plan_of(name: str, scans: list, recon: dict, beamline: str | None, *, offsite: bool, check_input: bool):
     from include.beamlines import load_beamlines
     from include.plans import beamline_plan, new_file_plan, site_plan
     from include.sites import load_sites
@@ -139,7 +129,7 @@ def _plan_of(name: str, scans: list, recon: dict, *, offsite: bool, check_input:
         raise ValueError(f"{name} takes one scan per run; file_path lists {len(scans)}")
     scan = scans[0]
     if name == NEW_FILE:
-        return new_file_plan(scan, offsite=offsite)
+        return new_file_plan(scan, offsite=offsite, beamline=beamlines.tomography_beamline(beamline))
     if name in sites.sites:
         site = sites[name]
         if check_input:  # alone, the reconstruction reads a copy an earlier run made: say so before anything
@@ -157,54 +147,30 @@ def _require(endpoint: str, path: str) -> None:
         raise FileNotFoundError(f"the scan is not at {where}; nothing was started")
 
 
-def _choose(names: list[str], scan, params: dict) -> tuple[list[str], dict[str, str]]:
-    """The dispatcher's choice: the settings Variable, export control, send_to_nersc, existing results."""
+def _choose(names: list[str], scan, params: dict, beamline: str) -> tuple[list[str], dict[str, str]]:
+    """The dispatcher's choice (include/dispatch.py) from its settings Variable and the results at home."""
     from airflow.sdk import Variable
 
     from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.beamlines import load_beamlines
+    from include.dispatch import choose
+    from include.results import completeness
     from include.sites import load_sites
 
-    settings = Variable.get(SETTINGS_VARIABLE, default=None, deserialize_json=True)
-    if not isinstance(settings, dict):
-        raise ValueError(f"Variable {SETTINGS_VARIABLE} must be a JSON object like {{'new_file': true, ...}}")
-    unknown = set(settings) - set(names)
-    if unknown or not all(isinstance(v, bool) for v in settings.values()):
-        raise ValueError(
-            f"Variable {SETTINGS_VARIABLE}: keys must be among {', '.join(names)} with true/false values; "
-            f"got {settings}"
-        )
-    sites, hook = load_sites(), GlobusTransferHook()
-    chosen, skipped = [], {}
-    for name in names:
-        site = sites[name] if name != NEW_FILE else None
-        if not settings.get(name, False):
-            skipped[name] = f"off in {SETTINGS_VARIABLE}"
-        elif site is None:
-            chosen.append(name)
-        elif params["is_export_controlled"] and site.offsite:
-            skipped[name] = "export-controlled: the scan never leaves the beamline"
-        elif site.needs_nersc_copy and not params["send_to_nersc"]:
-            skipped[name] = f"send_to_nersc is off: there is no NERSC copy at {site.source_endpoint} to reconstruct"
-        elif (done := _results_at_home(hook, scan.results(site))) is not None:
-            skipped[name] = done
-        else:
-            chosen.append(name)
-    return chosen, skipped
-
-
-def _results_at_home(hook, results) -> str | None:
-    """Why a site need not run again: both result folders at home complete (their results manifests match
-    the files, include/results.py); ``None`` if any is absent, partial, mixed or still being copied."""
-    from include.paths import EndpointPath
-    from include.results import completeness
-
-    found = [completeness(hook, EndpointPath(HOME_SCRATCH, str(folder))) for folder in results.folders()]
-    incomplete = [f for f in found if not f.complete and f.reason != "absent"]
-    for f in incomplete:
-        print(f"{f.where} is incomplete ({f.reason}): reconstructing again")
-    if all(f.complete for f in found):
-        return f"results already complete on {HOME_SCRATCH}:{results.folder}/"
-    return None
+    variable = load_beamlines().tomography_beamline(beamline).settings_variable
+    hook = GlobusTransferHook()
+    choice = choose(
+        names,
+        load_sites().sites,
+        scan,
+        params,
+        Variable.get(variable, default=None, deserialize_json=True),
+        lambda where: completeness(hook, where),
+        variable=variable,
+    )
+    for note in choice.notes:
+        print(note)
+    return choice.chosen, choice.skipped
 
 
 # -- finish and checks --------------------------------------------------------------------------------
@@ -217,16 +183,17 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     from als_provider.hooks.globus_transfer import GlobusTransferHook
     from include.errors import ConfigError, InvalidPathError
     from include.manifests import ManifestError, schedule_deletions
-    from include.plans import due_outputs, due_requests, job_log_requests
+    from include.plans import Plan, due_outputs, due_requests, job_log_requests
     from include.pruning import record_copies
     from include.records import TreeTooLarge
 
     # Deterministic failures raise AirflowFailException (a retry would fail the same way); a service's error
     # (Globus listing, the Variables' database) propagates and is retried.
-    keys = ("deletions", "outputs", "job_logs")
-    planned = {key: ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.{key}") for key in keys}
-    if planned["deletions"] is None:  # a chosen pipeline always has a plan: plan itself failed
+    keys = ("pipeline", "scan", "deletions", "outputs", "job_logs")
+    pulled = {key: ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.{key}") for key in keys}
+    if pulled["deletions"] is None:  # a chosen pipeline always has a plan: plan itself failed
         raise AirflowFailException(f"{PLAN_TASK} refused the conf or the settings: {name} started nothing")
+    planned = Plan.from_dict(pulled)
     states = ti.get_task_states(dag_id=dag_run.dag_id, task_ids=steps, run_ids=[dag_run.run_id])
     states = states.get(dag_run.run_id, {})
     succeeded = {task_id.rpartition(".")[2] for task_id, state in states.items() if state == "success"}
@@ -298,9 +265,9 @@ def check(name: str, step: str, reported: dict | None = None, ti=None) -> list[s
     ``reported``: the results of the steps that write them, by step (a TIFF check compares its count
     with the ``n_slices`` its step reported)."""
     from als_provider.hooks.globus_transfer import GlobusTransferHook
-    from include.plans import verify_results
+    from include.plans import Check, verify_results
 
-    checks = ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.checks")[step]
+    checks = [Check.from_dict(c) for c in ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.checks")[step]]
     counts = {step: (result or {}).get("n_slices") for step, result in (reported or {}).items()}
     lines = verify_results(GlobusTransferHook(), checks, counts)
     for line in lines:
@@ -318,31 +285,18 @@ def _finish(pipeline: Pipeline, planned) -> Pipeline:
 
 
 # -- new scan -----------------------------------------------------------------------------------------
-def copy_scan(task_id: str, source: tuple[str, str], destination: tuple[str, str]) -> GlobusTransferOperator:
-    """A Globus copy of one scan file (``(endpoint, path)`` each, paths may be templates); a scan already at
-    the destination with the same size and time is not copied again (raw scans are immutable)."""
-    return GlobusTransferOperator(
-        task_id=task_id,
-        source_endpoint=source[0],
-        source_path=source[1],
-        destination_endpoint=destination[0],
-        destination_path=destination[1],
-        recursive=False,
-        skip_if_present=True,
-        poll_interval=load_runtime().poll("transfer"),
-    )
-
-
-def new_file_steps(planned) -> Pipeline:
-    """spot832 → data832, then (when the scan may leave the beamline) data832 → nersc832 and SciCat."""
-    scan = plan_text(NEW_FILE, "scan")
-    to_data832 = copy_scan(TO_DATA832, ("spot832", f"raw/{scan}"), (HOME_RAW, scan))
-    to_nersc = copy_scan(TO_NERSC, (HOME_RAW, scan), ("nersc832", f"raw/{scan}"))
+def new_file_steps(beamline: Tomography, planned) -> Pipeline:
+    """source → storage (raw), then (when the scan may leave the beamline) → the long-term copy and SciCat."""
+    scan, source_path = plan_text(NEW_FILE, "scan"), plan_text(NEW_FILE, "source_path")
+    raw, long_term = beamline.raw_endpoint, beamline.long_term_endpoint
+    to_data832 = copy_scan(TO_DATA832, (beamline.source_endpoint, source_path), (raw, scan))
+    to_nersc = copy_scan(TO_NERSC, (raw, scan), (long_term, source_path))
     ingest = SciCatIngestRawOperator(
         task_id=SCICAT_INGEST,
         file_path=scan,
-        endpoint=HOME_RAW,
+        endpoint=raw,
         source_folder=plan_text(NEW_FILE, "scicat_source_folder"),
+        ingester=beamline.ingester,
     )
     planned >> [to_data832, to_nersc, ingest]
     to_data832 >> [to_nersc, ingest]
@@ -352,72 +306,35 @@ def new_file_steps(planned) -> Pipeline:
 
 # -- reconstruction at a site -------------------------------------------------------------------------
 def site_steps(site: Site, planned, *, after: Pipeline | None = None) -> Pipeline:
-    """The reconstruction at ``site`` by its runner, results copied home (and archived), checked,
-    catalogued. ``after``: the new-scan pipeline of the same run: the reconstruction waits for its copies
-    (not for SciCat), the derived dataset for its raw ingest (which may be retrying while the site works)."""
-    name, runtime = site.name, load_runtime()
-    first = None
-    if site.runner == "globus_compute":
-        if site.stages_raw:
-            scan = plan_text(name, "scan")
-            first = copy_scan("stage_raw", (site.source_endpoint, scan), (site.raw_endpoint, scan))
-        reconstruct, multiscale = (
-            GlobusComputeOperator(
-                task_id=function,
-                function_name=function,
-                function_kwargs=from_plan(planned, name, function),
-                site=name,
-                poll_interval=runtime.poll("compute"),
-                task_timeout=_timeout(site),
-            )
-            for function in ("reconstruct", "multiscale")
-        )
-        parameters = reconstruct.output
-    else:  # sfapi: the jobs stage the scan themselves
-        jobs = [
-            SFAPIJobOperator(
-                task_id=task_id,
-                template=template,
-                values=from_plan(planned, name, f"{task_id}_job_values"),
-                job_name=plan_text(name, f"{task_id}_job_name"),
-                poll_interval=runtime.poll("sfapi"),
-                data_error_exit_status=data_error,  # a bad scan or option fails once
-            )
-            for task_id, template, data_error in (
-                ("reconstruct", "tomo_recon.sh.j2", EXIT_DATA_ERROR),
-                ("multiscale", "tomo_multiscale.sh.j2", None),
-            )
-        ]
-        reconstruct, multiscale = jobs
-        parameters = from_plan(planned, name, "recon")
-    steps = ([first] if first else []) + [reconstruct, multiscale]
-    if first:
-        first >> reconstruct
-    reconstruct >> multiscale
+    """The reconstruction at ``site`` by its runner (dags/pipelines/runners/), results copied home (and
+    archived), checked, catalogued. ``after``: the new-scan pipeline of the same run: the reconstruction waits
+    for its copies (not for SciCat), the derived dataset for its raw ingest (which may be retrying while the
+    site works)."""
+    name, runtime, home = site.name, load_runtime(), site.beamline.scratch_endpoint
+    run = run_steps(site, planned)
     copies = [
         GlobusTransferOperator(
-            task_id=f"{'copy' if destination == HOME_SCRATCH else 'archive'}_{kind}",
+            task_id=f"{'copy' if destination == home else 'archive'}_{kind}",
             source_endpoint=site.scratch_endpoint,
-            source_path=plan_text(name, f"{kind}_path"),
+            source_path=plan_text(name, key),
             destination_endpoint=destination,
-            destination_path=plan_text(name, f"{kind}_path"),
+            destination_path=plan_text(name, key),
             recursive=True,
             replace_destination=True,  # a re-run's results replace the earlier ones, never mix with them
             poll_interval=runtime.poll("transfer"),
         )
         for destination in site.result_destinations()
-        for kind in ("tiff", "zarr")
+        for kind, key in (("tiff", "tiff_path"), ("zarr", "zarr_path"))
     ]
-    multiscale >> copies
-    reported = {"reconstruct": reconstruct.output} if site.runner == "globus_compute" else None
-    checked = check.override(task_id=RESULTS_CHECK)(name, RESULTS_CHECK, reported)
-    (copies or [multiscale]) >> checked
+    run.multiscale >> copies
+    checked = check.override(task_id=RESULTS_CHECK)(name, RESULTS_CHECK, run.reported)
+    (copies or [run.multiscale]) >> checked
     derived = SciCatIngestDerivedOperator(
         task_id="scicat_derived",
         file_path=plan_text(name, "scan"),
         results_folder=plan_text(name, "results_folder"),
         site=name,
-        parameters=parameters,
+        parameters=run.parameters,
         preview_path=plan_text(name, "preview_path"),
         source_folder=plan_text(name, "scicat_source_folder"),
         raw_source_folder=plan_text(name, "scicat_raw_source_folder"),
@@ -425,7 +342,7 @@ def site_steps(site: Site, planned, *, after: Pipeline | None = None) -> Pipelin
     )
     checked >> derived
     planned >> derived  # plan skips it for an export-controlled scan (no SciCat step of any kind)
-    entry = steps[0]
+    entry = run.steps[0]
     planned >> entry
     if after:
         after.inputs >> entry
@@ -433,14 +350,8 @@ def site_steps(site: Site, planned, *, after: Pipeline | None = None) -> Pipelin
         if after.catalogue is not None:  # a failed raw ingest fails this step (named by the report), no other
             after.catalogue >> derived
             derived.trigger_rule = "none_failed_min_one_success"
-    pipeline = Pipeline(name, steps=[*steps, *copies, checked.operator, derived])
+    pipeline = Pipeline(name, steps=[*run.steps, *copies, checked.operator, derived])
     return _finish(pipeline, planned)
-
-
-def _timeout(site: Site):
-    from datetime import timedelta
-
-    return timedelta(minutes=site.task_timeout_minutes)
 
 
 # -- a configured beamline ----------------------------------------------------------------------------
@@ -487,8 +398,8 @@ def beamline_steps(beamline: Beamline, planned) -> Pipeline:
         job = SFAPIJobOperator(
             task_id=job_task,
             template=options["template"],
-            values=from_plan(planned, name, f"{kind}_job_values"),
-            job_name=plan_text(name, f"{kind}_job_name"),
+            values=from_plan(planned, name, kind),
+            job_name=plan_text(name, "job_names", kind),
             directives=options["directives"] or None,
             poll_interval=runtime.poll(poll),
         )

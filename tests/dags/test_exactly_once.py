@@ -72,28 +72,34 @@ def test_already_done_means_complete_not_merely_present(facility, local_endpoint
     """Issue 13 finding 6: the dispatcher skipped a site when rec<ds>.zarr merely existed."""
     from als_provider.hooks.globus_transfer import GlobusTransferHook
     from compute_functions.results_manifest import write
-    from dags.pipelines.steps import _results_at_home
+    from include.dispatch import results_at_home
     from include.paths import parse_scan
+    from include.results import completeness
     from include.sites import load_sites
 
     scan = parse_scan(f"{FOLDER}/20230224_152000_done.h5")
-    results = scan.results(load_sites()["nersc"])
+    site = load_sites()["nersc"]
+    results = scan.results(site)
     folders = [local_endpoints["data832_scratch"].posix_path(str(f)) for f in results.folders()]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "part.bin").write_bytes(b"0123456789")
     hook = GlobusTransferHook()
-    assert _results_at_home(hook, results) is None  # present, no manifest: a copy still under way
+
+    def done() -> str | None:  # the dispatcher's look at the results at home (include/dispatch.py)
+        return results_at_home(site, results, lambda where: completeness(hook, where))
+
+    assert done() is None  # present, no manifest: a copy still under way
 
     for folder in folders:
         write(folder)
-    assert "already complete" in _results_at_home(hook, results)
+    assert "already complete" in done()
 
     (folders[1] / "part.bin").write_bytes(b"01234")  # a partial copy of the Zarr
-    assert _results_at_home(hook, results) is None
+    assert done() is None
     (folders[1] / "part.bin").write_bytes(b"0123456789")
     (folders[0] / "extra.tiff").write_bytes(b"old")  # a mix with an earlier run
-    assert _results_at_home(hook, results) is None
+    assert done() is None
 
 
 @pytest.mark.parametrize("site", ["nersc", "local"])

@@ -24,7 +24,7 @@ def new_scan(local_endpoints) -> tuple[str, str, str]:
 
 def leftovers(local_endpoints, folder: str, dataset: str) -> list[str]:
     """Every run-once marker of the scan's results and every Slurm log of its jobs, wherever they are."""
-    from include.plans import _log_of, slurm_logs
+    from include.runners.sfapi import log_of, slurm_logs
     from include.slurm import job_name
 
     found = []
@@ -32,7 +32,7 @@ def leftovers(local_endpoints, folder: str, dataset: str) -> list[str]:
         top = local_endpoints[endpoint].posix_path(folder)
         found += [f"{endpoint}:{p.relative_to(top)}" for p in top.rglob(".*.run-*")] if top.is_dir() else []
     logs = slurm_logs()
-    jobs = _log_of([job_name(f"{kind}_{folder}_{dataset}") for kind in ("tomo_recon", "tomo_multiscale")])
+    jobs = log_of([job_name(f"{kind}_{folder}_{dataset}") for kind in ("tomo_recon", "tomo_multiscale")])
     log_dir = local_endpoints[logs.endpoint].posix_path(str(logs.path))
     found += [f"{logs}/{p.name}" for p in log_dir.iterdir() if jobs.match(p.name)] if log_dir.is_dir() else []
     return sorted(found)

@@ -98,7 +98,15 @@ def mutate(path: str, value) -> dict:
             "beamlines.bl7012.pipelines.ptycho.directives: directive --time",
         ),
         ("beamlines.bl7012.pipelines.ptycho.gpus", 4, "beamlines.bl7012.pipelines.ptycho: unknown key(s) gpus"),
-        ("beamlines.bl832", {"beamline": "8.3.2"}, "beamlines.bl832: 8.3.2 has its own DAGs"),
+        ("beamlines.bl832", DOCUMENT["beamlines"]["bl7012"], "tomography.bl832: the key is also in beamlines"),
+        ("tomography.bl832.colour", "red", "tomography.bl832: unknown key(s) colour"),
+        ("tomography.bl832.endpoints.raw", "nowhere", "tomography.bl832.endpoints.raw: unknown endpoint 'nowhere'"),
+        ("tomography.bl832.endpoints.scratch", ..., "tomography.bl832.endpoints: expected a mapping of source"),
+        ("tomography.bl832.endpoints.long_term", "data832", "endpoints.long_term: 'data832' is not long_term"),
+        ("tomography.bl832.retention.raw", "spot832", "tomography.bl832.retention.raw: 'spot832', but retention"),
+        ("tomography.bl832.scicat.ingester", "nope", "tomography.bl832.scicat.ingester: unknown SciCat ingester"),
+        ("tomography.bl832.dag_prefix", "BL", "tomography.bl832.dag_prefix: a lower-case identifier"),
+        ("tomography.bl832.results.primary_site", 3, "tomography.bl832.results.primary_site: a site name or null"),
         ("beamlines.BL-9", {}, "beamlines.BL-9: beamline keys are lower-case identifiers"),
         ("beamlines", {}, "beamlines: missing or empty"),
     ],
@@ -113,10 +121,22 @@ def test_mistakes_name_the_file_and_the_key(path, value, message):
 def test_a_broken_file_is_named(tmp_path):
     broken = tmp_path / "beamlines.yaml"
     broken.write_text("beamlines: [unclosed\n")
-    with pytest.raises(ConfigError, match=f"{broken}: not valid YAML"):
+    with pytest.raises(ConfigError, match=f"{broken}:2: not valid YAML"):
         load_beamlines(broken)
-    with pytest.raises(ConfigError, match="beamlines file not found"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml: file not found"):
         load_beamlines(tmp_path / "missing.yaml")
+
+
+def test_a_mistake_in_the_file_names_its_line(tmp_path):
+    text = BEAMLINES_FILE.read_text().replace("      storage: data832\n", "      storage: data999\n")
+    (tmp_path / "beamlines.yaml").write_text(text)
+    line = text.splitlines().index("      storage: data999") + 1
+    with pytest.raises(ConfigError) as error:
+        load_beamlines(tmp_path / "beamlines.yaml")
+    assert str(error.value) == (
+        f"{tmp_path / 'beamlines.yaml'}:{line}: tomography.bl832.endpoints.storage: unknown endpoint 'data999' "
+        "(see endpoints.yaml)"
+    )
 
 
 def test_a_new_beamline_is_one_entry(tmp_path):
@@ -142,3 +162,41 @@ def test_a_new_beamline_is_one_entry(tmp_path):
     }
     assert all(t.owner == "bl1201-computing" for t in dag.tasks)
     assert all(t.retries >= 1 for t in dag.tasks if t.task_id != "plan")  # refusing conf is final
+
+
+def test_832_is_a_tomography_entry_whose_dag_ids_are_the_ones_the_other_dags_name():
+    """Issue 24 finding 2: 8.3.2's endpoints and DAG ids were Python constants; now they are its entry."""
+    from dags.pipelines.dag_ids import DISPATCHER_DAG_ID, NEW_FILE_DAG_ID
+    from include.beamlines import default_tomography
+    from include.paths import parse_scan
+
+    bl832 = default_tomography()
+    assert (bl832.dispatcher_dag_id, bl832.new_file_dag_id) == (DISPATCHER_DAG_ID, NEW_FILE_DAG_ID)
+    assert (bl832.settings_variable, bl832.recon_dag_id("nersc")) == ("bl832_dispatcher_settings", "bl832_nersc_recon")
+    assert (bl832.source_endpoint, bl832.storage_endpoint, bl832.raw_endpoint) == ("spot832", "data832", "data832_raw")
+    assert (bl832.scratch_endpoint, bl832.long_term_endpoint, bl832.primary_site) == (
+        "data832_scratch",
+        "nersc832",
+        None,
+    )
+    scan = parse_scan("BLS-00564_dyparkinson/a.h5")
+    assert (bl832.source_path(scan), bl832.raw_folder_of(scan)) == (
+        "raw/BLS-00564_dyparkinson/a.h5",
+        "raw/BLS-00564_dyparkinson",
+    )
+
+
+def test_a_primary_site_writes_into_the_scans_folder_the_others_under_their_name():
+    """Issue 22 item 1 as a setting: upstream's layout is ``results.primary_site`` (today: none)."""
+    from include.paths import parse_scan
+    from include.sites import SITES_FILE, parse_sites
+
+    document = copy.deepcopy(DOCUMENT)
+    document["tomography"]["bl832"]["results"] = {"primary_site": "nersc"}
+    beamlines = parse(document)
+    sites = parse_sites(
+        yaml.safe_load(SITES_FILE.read_text()), source=SITES_FILE, endpoint_names=ENDPOINTS, beamlines=beamlines
+    )
+    scan = parse_scan("F/a.h5")
+    assert str(scan.results(sites["nersc"]).tiff) == "F/reca"
+    assert str(scan.results(sites["alcf"]).tiff) == "F/alcf/reca"

@@ -192,8 +192,8 @@ def test_i26_finding_3_a_dataset_ending_in_zarr_is_refused_with_the_file_and_the
             site_plan(site, parse_scan(f"{FOLDER}/{name}"), {})
         message = str(refused.value)
         assert "\n" not in message and name in message and "rename the file" in message
-    assert site_plan(site, parse_scan(f"{FOLDER}/a.h5"), {})["zarr_path"].endswith("/reca.zarr")
-    assert site_plan(site, parse_scan(f"{FOLDER}/a_zarr.h5"), {})["tiff_path"].endswith("/reca_zarr")
+    assert site_plan(site, parse_scan(f"{FOLDER}/a.h5"), {}).zarr_path.endswith("/reca.zarr")
+    assert site_plan(site, parse_scan(f"{FOLDER}/a_zarr.h5"), {}).tiff_path.endswith("/reca_zarr")
 
 
 def test_i26_finding_3_no_two_scans_results_nest_or_coincide():

@@ -15,6 +15,7 @@ from include.paths import EndpointPath, parse_scan
 from include.plans import (
     TO_DATA832,
     TO_NERSC,
+    Plan,
     ResultsError,
     beamline_plan,
     due_outputs,
@@ -30,8 +31,8 @@ SCAN = parse_scan("/global/raw/BLS-00564_dyparkinson/20230224_132553_sea_shell.h
 RESULTS = "BLS-00564_dyparkinson/{site}/rec20230224_132553_sea_shell"
 
 
-def requests(plan: dict) -> set[tuple[str, str, str, str]]:
-    return {(d["endpoint"], d["path"], d["check_endpoint"], d["location"]) for d in plan["deletions"]}
+def requests(plan: Plan) -> set[tuple[str, str, str, str]]:
+    return {(d.endpoint, d.path, d.check_endpoint, d.location) for d in plan.deletions}
 
 
 def test_every_site_is_one_model_with_its_runner_and_no_name_special_cased():
@@ -74,21 +75,19 @@ def test_a_compute_site_plan_stages_reconstructs_and_records_every_copy_it_may_l
         ("alcf832_scratch", _marker(tiff), "nersc832", "alcf"),
         ("alcf832_scratch", _marker(tiff + ".zarr"), "nersc832", "alcf"),
     }
-    assert {d["check_path"] for d in plan["deletions"] if d["check_endpoint"] == "nersc832"} == {
-        f"raw/{SCAN.relative_path}"
-    }
-    assert all(d["after"] is None for d in plan["deletions"])  # recorded whatever the steps did
-    assert plan["reconstruct"]["options"] == {"engine": "nufft"}  # the conf, unchanged
-    assert plan["reconstruct"]["scan_path"].endswith("/data/raw/" + str(SCAN.relative_path))
-    assert [o["endpoint"] for o in plan["outputs"]] == ["data832_scratch", "data832_scratch"]
+    assert {d.check_path for d in plan.deletions if d.check_endpoint == "nersc832"} == {f"raw/{SCAN.relative_path}"}
+    assert all(d.after is None for d in plan.deletions)  # recorded whatever the steps did
+    assert plan.steps["reconstruct"]["options"] == {"engine": "nufft"}  # the conf, unchanged
+    assert plan.steps["reconstruct"]["scan_path"].endswith("/data/raw/" + str(SCAN.relative_path))
+    assert [o.where.endpoint for o in plan.outputs] == ["data832_scratch", "data832_scratch"]
 
 
 def test_the_sfapi_site_plan_has_two_jobs_and_checks_home_results_against_the_archive_copy():
     plan = site_plan(load_sites()["nersc"], SCAN, {"rows": "0:4", "ring_removal": False})
     tiff = RESULTS.format(site="nersc")
-    assert plan["reconstruct_job_name"] == "tomo_recon_BLS-00564_dyparkinson_20230224_132553_sea_shell"
-    assert plan["reconstruct_job_values"]["recon_args"] == ["--options", '{"ring_removal": false, "rows": "0:4"}']
-    assert plan["multiscale_job_values"]["zarr"].endswith(tiff + ".zarr")
+    assert plan.steps["job_names"]["reconstruct"] == "tomo_recon_BLS-00564_dyparkinson_20230224_132553_sea_shell"
+    assert plan.steps["reconstruct"]["recon_args"] == ["--options", '{"ring_removal": false, "rows": "0:4"}']
+    assert plan.steps["multiscale"]["zarr"].endswith(tiff + ".zarr")
     assert ("data832_scratch", tiff, "nersc832_alsdev_scratch", "data832_scratch") in requests(plan)
     # pscratch results check against the long-term archive copy, not data832_scratch (which goes first)
     assert ("nersc832_alsdev_pscratch_scratch", tiff, "nersc832_alsdev_scratch", "nersc_pscratch") in requests(plan)
@@ -109,21 +108,21 @@ def test_new_file_plan_records_each_copy_only_once_its_step_succeeded():
 
 def test_an_export_controlled_scan_plans_no_offsite_step_and_no_data832_deletion():
     plan = new_file_plan(SCAN, offsite=False)
-    assert set(plan["skip_steps"]) == {TO_NERSC, "scicat_ingest"}
-    assert [d["endpoint"] for d in plan["deletions"]] == ["spot832"]  # data832 holds the only other copy
+    assert set(plan.skip_steps) == {TO_NERSC, "scicat_ingest"}
+    assert [d.endpoint for d in plan.deletions] == ["spot832"]  # data832 holds the only other copy
 
 
 def test_the_beamline_plans_check_what_their_jobs_wrote_and_refuse_paths_hsi_would_split():
     beamlines = load_beamlines()
     scan = parse_scan("ALS-07012_x/20260301_101500_cell.h5")
     ptycho = beamline_plan(beamlines["bl7012"], scan, hpss_mode="hsi")
-    assert ptycho["ptycho_job_name"] == "ptycho_ALS-07012_x_20260301_101500_cell"
-    assert list(ptycho["checks"]) == ["check_ptycho_results"]
+    assert ptycho.steps["job_names"]["ptycho"] == "ptycho_ALS-07012_x_20260301_101500_cell"
+    assert list(ptycho.checks) == ["check_ptycho_results"]
     archive = beamline_plan(beamlines["bl733"], parse_scan("f/a.h5"), hpss_mode="hsi")
-    assert archive["hpss_archive_job_values"]["mode"] == "hsi"
+    assert archive.steps["hpss_archive"]["mode"] == "hsi"
     with pytest.raises(ValueError, match="hsi would split"):
         beamline_plan(beamlines["bl733"], parse_scan("f/a b.h5"), hpss_mode="hsi")
-    assert beamline_plan(beamlines["bl733"], parse_scan("f/a b.h5"), hpss_mode="copy")["pipeline"] == "bl733"
+    assert beamline_plan(beamlines["bl733"], parse_scan("f/a b.h5"), hpss_mode="copy").pipeline == "bl733"
 
 
 def test_a_beamline_plan_of_several_files_moves_archives_and_records_each():
@@ -131,18 +130,18 @@ def test_a_beamline_plan_of_several_files_moves_archives_and_records_each():
     beamline = load_beamlines()["bl733"]
     files = ["f/a.h5", "f/b.h5", "f/c.h5"]
     plan = beamline_plan(beamline, [parse_scan(f) for f in files], hpss_mode="hsi")
-    assert plan["scans"] == files and plan["scan"] == "f/a.h5"
-    assert plan["hpss_archive_job_name"] == "hpss_archive_f_a_and_2_more"
-    values = plan["hpss_archive_job_values"]
+    assert plan.scans == tuple(files) and plan.scan == "f/a.h5"
+    assert plan.steps["job_names"]["hpss_archive"] == "hpss_archive_f_a_and_2_more"
+    values = plan.steps["hpss_archive"]
     assert [v.rsplit("/", 2)[-2:] for v in values["sources"]] == [["f", n] for n in ("a.h5", "b.h5", "c.h5")]
     assert len(values["destinations"]) == 3 and values["mode"] == "hsi"
-    assert [(c["endpoint"], c["path"]) for c in plan["checks"]["verify_archive"]] == [
+    assert [(c.where.endpoint, str(c.where.path)) for c in plan.checks["verify_archive"]] == [
         ("nersc733_hpss", f) for f in files
     ]
-    assert sorted((d["endpoint"], d["path"], d["after"]) for d in plan["deletions"]) == sorted(
+    assert sorted((d.endpoint, d.path, d.after) for d in plan.deletions) == sorted(
         [("data733", f, "move_to_nersc") for f in files] + [("nersc733_raw", f, "verify_archive") for f in files]
     )
-    assert plan["scicat_source_folder"] == load_endpoints()["nersc733_raw"].globus_path("f")
+    assert plan.scicat_source_folder == load_endpoints()["nersc733_raw"].globus_path("f")
     with pytest.raises(ValueError, match=r"f/a\.h5 more than once"):
         beamline_plan(beamline, [parse_scan("f/a.h5"), parse_scan("f/a.h5")], hpss_mode="copy")
     with pytest.raises(ValueError, match="several folders"):
@@ -151,7 +150,7 @@ def test_a_beamline_plan_of_several_files_moves_archives_and_records_each():
         beamline_plan(beamline, [], hpss_mode="copy")
     # a beamline that catalogues nothing takes files of several folders
     ptycho = beamline_plan(load_beamlines()["bl7012"], [parse_scan("f/a.h5"), parse_scan("g/a.h5")], hpss_mode="hsi")
-    assert len(ptycho["ptycho_job_values"]["scans"]) == len(ptycho["ptycho_job_values"]["out_dirs"]) == 2
+    assert len(ptycho.steps["ptycho"]["scans"]) == len(ptycho.steps["ptycho"]["out_dirs"]) == 2
 
 
 class Listing:
@@ -175,7 +174,7 @@ class Listing:
 
 def test_results_checks_compare_the_tiff_count_with_what_the_reconstruction_reported():
     plan = site_plan(load_sites()["local"], SCAN, {})
-    checks = plan["checks"]["check_results"]
+    checks = plan.checks["check_results"]
     tiff, zarr = RESULTS.format(site="local"), RESULTS.format(site="local") + ".zarr"
     tiffs = ["a_00000.tiff", "a_00001.tiff", "results-manifest-2-files-2-bytes.json"]
     tree = {("data832_scratch", tiff): tiffs, ("data832_scratch", zarr): ["results-manifest-0-files-0-bytes.json"]}
@@ -190,7 +189,7 @@ def test_results_checks_compare_the_tiff_count_with_what_the_reconstruction_repo
 def test_results_checks_refuse_a_stack_mixed_with_an_earlier_runs_files():
     """Issue 13 finding 5: the check accepted any folder holding at least one TIFF."""
     plan = site_plan(load_sites()["nersc"], SCAN, {})
-    checks = plan["checks"]["check_results"]
+    checks = plan.checks["check_results"]
     tiff, zarr = RESULTS.format(site="nersc"), RESULTS.format(site="nersc") + ".zarr"
     mixed = ["a_00000.tiff", "a_00001.tiff", "a_00002.tiff", "results-manifest-2-files-2-bytes.json"]
     tree = {("data832_scratch", tiff): mixed, ("data832_scratch", zarr): ["results-manifest-0-files-0-bytes.json"]}
@@ -202,7 +201,7 @@ def test_results_checks_refuse_a_stack_mixed_with_an_earlier_runs_files():
 
 def test_an_archive_check_compares_sizes():
     plan = beamline_plan(load_beamlines()["bl733"], parse_scan("f/a.h5"), hpss_mode="copy")
-    checks = plan["checks"]["verify_archive"]
+    checks = plan.checks["verify_archive"]
     same = {("nersc733_hpss", "f/a.h5"): {"size": 5}, ("nersc733_raw", "f/a.h5"): {"size": 5}}
     assert "same as" in verify_results(Listing(same), checks, {})[0]
     with pytest.raises(ResultsError, match="4 bytes"):
@@ -221,7 +220,7 @@ def test_a_runner_needs_its_own_settings_and_nothing_else():
         parse_sites(document, source=SITES_FILE, endpoint_names=names)
     document = copy.deepcopy(site_document())
     document["sites"]["nersc"]["compute_endpoint_id"] = "4b116d3c-1703-4f8f-9f6f-39921e5864df"
-    with pytest.raises(ConfigError, match="need runner globus_compute"):
+    with pytest.raises(ConfigError, match=r"sites\.nersc\.compute_endpoint_id: a key of runner globus_compute, not"):
         parse_sites(document, source=SITES_FILE, endpoint_names=names)
     document = copy.deepcopy(site_document())
     document["sites"]["nersc"]["archive_endpoint"] = "nowhere"
@@ -251,4 +250,34 @@ def test_i26_finding_3_two_files_of_one_dataset_in_a_ptychography_run_are_refuse
     scans.append(parse_scan("ALS-07012_x/a.edf", suffixes=beamline.file_suffixes))
     with pytest.raises(ValueError, match="ALS-07012_x/reca"):
         beamline_plan(beamline, scans, hpss_mode="copy")
-    assert beamline_plan(beamline, scans[:1], hpss_mode="copy")["ptycho_job_values"]["out_dirs"][0].endswith("/reca")
+    assert beamline_plan(beamline, scans[:1], hpss_mode="copy").steps["ptycho"]["out_dirs"][0].endswith("/reca")
+
+
+def test_a_plan_crosses_xcom_as_one_json_form_and_comes_back_typed():
+    """Issue 24 finding 5: plans were dicts with f-string keys; now each kind is a dataclass with one serialised
+    form (what the ``plan`` task pushes, a field per XCom) that :meth:`Plan.from_dict` reads back typed."""
+    import json
+
+    from include.plans import Check, Output
+
+    plans = [
+        new_file_plan(SCAN, offsite=True),
+        *(site_plan(site, SCAN, {"rows": "0:4"}) for site in load_sites().enabled()),
+        *(beamline_plan(b, parse_scan("f/a.h5"), hpss_mode="copy") for b in load_beamlines()),
+    ]
+    for plan in plans:
+        data = json.loads(json.dumps(plan.to_dict()))  # plain JSON, as XCom keeps it
+        back = Plan.from_dict(data)
+        assert (back.pipeline, back.scan, back.deletions, back.outputs) == (
+            plan.pipeline,
+            plan.scan,
+            plan.deletions,
+            plan.outputs,
+        )
+        assert back.checks == plan.checks and back.skip_steps == plan.skip_steps
+        assert all(isinstance(o, Output) for o in back.outputs)
+        assert all(isinstance(c, Check) for checks in back.checks.values() for c in checks)
+        assert {key: back.steps[key] for key in plan.steps} == json.loads(json.dumps(dict(plan.steps)))
+    nersc = site_plan(load_sites()["nersc"], SCAN, {}).to_dict()
+    assert {"reconstruct", "multiscale", "job_names", "job_logs", "tiff_path", "recon"} <= set(nersc)
+    assert not [key for key in nersc if key.endswith(("_job_values", "_job_name"))]

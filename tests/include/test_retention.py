@@ -9,7 +9,7 @@ import pytest
 from include.beamlines import default_tomography, load_beamlines
 from include.manifests import RETENTION_VARIABLE, ManifestError, check_retention_order, retention_map
 from include.paths import parse_scan
-from include.plans import beamline_plan, new_file_plan, site_plan
+from include.plans import Plan, beamline_plan, new_file_plan, site_plan
 from include.sites import load_sites
 from tools.local_airflow import load_settings
 
@@ -24,7 +24,7 @@ def default_days() -> dict[str, int]:
     return json.loads(value)
 
 
-def every_plan() -> list[tuple[str, dict]]:
+def every_plan() -> list[tuple[str, Plan]]:
     plans = [("new_file", new_file_plan(SCAN, offsite=True)), ("new_file local", new_file_plan(SCAN, offsite=False))]
     plans += [(site.name, site_plan(site, SCAN, {})) for site in load_sites().enabled()]
     plans += [(b.key, beamline_plan(b, SCAN, hpss_mode="hsi")) for b in load_beamlines().beamlines.values()]
@@ -35,8 +35,8 @@ def every_plan() -> list[tuple[str, dict]]:
 def test_finding_3_every_planned_check_copy_outlives_its_target(name, plan):
     """Found 3: pscratch results were checked against data832_scratch, pruned first, and kept forever."""
     days = default_days()
-    for deletion in plan["deletions"]:
-        check_retention_order(deletion["endpoint"], deletion["location"], deletion["check_endpoint"], days)
+    for deletion in plan.deletions:
+        check_retention_order(deletion.endpoint, deletion.location, deletion.check_endpoint, days)
 
 
 def test_the_order_is_checked_against_the_days_of_the_variable():
@@ -51,17 +51,17 @@ def test_finding_6_results_on_data832_scratch_are_pruned_for_every_site():
     regenerable = retention_map()[1]
     for site in load_sites().enabled():
         plan = site_plan(site, SCAN, {})
-        home = {d["path"]: d for d in plan["deletions"] if d["endpoint"] == BL832.scratch_endpoint}
+        home = {d.path: d for d in plan.deletions if d.endpoint == BL832.scratch_endpoint}
         markers = {p for p in home if p.rpartition("/")[2].startswith(".")}  # run-once markers (issue 21 f. 12)
-        assert set(home) - markers == {o["path"] for o in plan["outputs"]}, site.name  # every results folder
+        assert set(home) - markers == {str(o.where.path) for o in plan.outputs}, site.name  # every results folder
         for deletion in home.values():
-            assert deletion["location"] == BL832.scratch_retention
+            assert deletion.location == BL832.scratch_retention
             if site.archive_endpoint:  # a copy of the results at NERSC
-                assert (deletion["check_endpoint"], deletion["check_path"]) == (site.archive_endpoint, None)
+                assert (deletion.check_endpoint, deletion.check_path) == (site.archive_endpoint, None)
             else:  # opted in: the long-term raw copy they can be regenerated from
                 assert site.name in regenerable
                 raw = f"raw/{SCAN.relative_path}"
-                assert (deletion["check_endpoint"], deletion["check_path"]) == (BL832.long_term_endpoint, raw)
+                assert (deletion.check_endpoint, deletion.check_path) == (BL832.long_term_endpoint, raw)
 
 
 def test_i26_finding_2_every_endpoint_is_classified_and_every_long_term_one_is_protected():

@@ -131,15 +131,15 @@ def test_golden_raw_has_upstream_access_groups_sample_id_and_name():
 def test_plans_name_the_long_term_copies_as_source_folders():
     """sourceFolder: the scan's nersc832 copy (data832 raw is pruned after days) and the results' archive copy."""
     endpoints = load_endpoints()
-    assert new_file_plan(SCAN, offsite=True)["scicat_source_folder"] == endpoints["nersc832"].globus_path(
+    assert new_file_plan(SCAN, offsite=True).scicat_source_folder == endpoints["nersc832"].globus_path(
         "raw/BLS-00564_dyparkinson"
     )
     sites = load_sites()
     nersc = site_plan(sites["nersc"], SCAN, {})
-    assert nersc["scicat_raw_source_folder"] == endpoints["nersc832"].globus_path("raw/BLS-00564_dyparkinson")
-    assert nersc["scicat_source_folder"] == endpoints["nersc832_alsdev_scratch"].globus_path(nersc["results_folder"])
+    assert nersc.scicat_raw_source_folder == endpoints["nersc832"].globus_path("raw/BLS-00564_dyparkinson")
+    assert nersc.scicat_source_folder == endpoints["nersc832_alsdev_scratch"].globus_path(nersc.results_folder)
     alcf = site_plan(sites["alcf"], SCAN, {"engine": "nufft"})  # no archive copy: data832_scratch keeps them
-    assert alcf["scicat_source_folder"] == endpoints["data832_scratch"].globus_path(alcf["results_folder"])
+    assert alcf.scicat_source_folder == endpoints["data832_scratch"].globus_path(alcf.results_folder)
 
 
 def test_golden_derived_links_its_raw_dataset():
