@@ -51,6 +51,7 @@ def run(args, facility) -> dict:
     from als_provider.hooks.globus_transfer import GlobusTransferHook
     from include import manifests
     from include.endpoints import load_endpoints
+    from include.manifests import DeletionRequest
     from include.pruning import Plan, make_batches
     from include.records import Record
 
@@ -89,25 +90,13 @@ def run(args, facility) -> dict:
                 rows = []
                 for i in range(start, min(n, start + 5_000)):
                     not_before = now + timedelta(days=2, minutes=i % 2880)
-                    entry = manifests.ManifestEntry(
-                        key=manifests.entry_key(
-                            not_before.date(),
-                            "bench",
-                            f"run_{i // 1000}",
-                            "alcf832_raw",
-                            f"F{i % 500:03d}/scan_{i:06d}.h5",
-                        ),
-                        endpoint="alcf832_raw",
-                        path=f"F{i % 500:03d}/scan_{i:06d}.h5",
-                        check_endpoint="data832_raw",
-                        location="alcf",
+                    entry = manifests.new_entry(
+                        DeletionRequest("alcf832_raw", f"F{i % 500:03d}/scan_{i:06d}.h5", "data832_raw", "alcf"),
+                        RECORD,
+                        due=not_before.date(),
                         not_before=not_before,
                         dag_id="bench",
                         run_id=f"run_{i // 1000}",
-                        size=RECORD.size,
-                        files=RECORD.files,
-                        mtime=RECORD.mtime,
-                        digest=RECORD.digest,
                         created_at=template.created_at,
                     )
                     rows.append(Variable(key=entry.key, val=entry.to_json()))

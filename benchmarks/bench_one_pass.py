@@ -20,16 +20,15 @@ Then the writer alone: 1 and 2 processes push synthetic slices (a real slice of 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
+
+from benchmarks.bench_recon import communicate_sampled
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = (1313, 2560)
@@ -103,8 +102,6 @@ def make_scan(work: Path, rows: int) -> tuple[Path, float]:
 
 def run(args: list[str], code: str = RUNNER) -> dict:
     """One process (and its workers); its output's last line, plus the peak RSS of its largest process."""
-    import psutil
-
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args],
@@ -114,24 +111,10 @@ def run(args: list[str], code: str = RUNNER) -> dict:
         env=env,
         cwd=ROOT,
     )
-    peak = [0]
-
-    def sample() -> None:
-        with contextlib.suppress(psutil.Error):
-            parent = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                for p in [parent, *parent.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        peak[0] = max(peak[0], p.memory_info().rss)
-                time.sleep(0.1)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    stdout, stderr = proc.communicate()
-    thread.join()
+    stdout, stderr, peak = communicate_sampled(proc, max, 0.1)
     if proc.returncode:
         raise RuntimeError(f"{args[0]} failed:\n{stderr}")
-    return {**json.loads(stdout.strip().splitlines()[-1]), "rss_gb": peak[0] / 2**30}
+    return {**json.loads(stdout.strip().splitlines()[-1]), "rss_gb": peak / 2**30}
 
 
 def same_store(a: Path, b: Path) -> bool:

@@ -47,7 +47,7 @@ def run(args, root: Path) -> dict:
     from als_provider.operators.globus_delete import SideFolderComparison
     from include import pruning
     from include.endpoints import load_endpoints
-    from include.manifests import DeletionRequest, ManifestEntry
+    from include.manifests import DeletionRequest, new_entry
     from include.paths import EndpointPath
 
     endpoints = load_endpoints("local", facility_root=root)
@@ -70,22 +70,8 @@ def run(args, root: Path) -> dict:
     results["record_s"] = round(time.perf_counter() - started, 1)
     now = datetime(2026, 11, 2, tzinfo=UTC)
     entries = [
-        ManifestEntry(
-            key=f"als_prune/20261102/{i:032x}",
-            endpoint=request.endpoint,
-            path=request.path,
-            check_endpoint=request.check_endpoint,
-            location=request.location,
-            not_before=now,
-            dag_id="bench",
-            run_id="bench",
-            size=record.size,
-            checksum=record.checksum,
-            files=record.files,
-            mtime=record.mtime,
-            digest=record.digest,
-        )
-        for i, (request, record) in enumerate(recorded)
+        new_entry(request, record, due=now.date(), not_before=now, dag_id="bench", run_id="bench")
+        for request, record in recorded
     ]
 
     sync = SideFolderComparison(hook, label="bench", timeout=timedelta(hours=1), poll_interval=0.5)

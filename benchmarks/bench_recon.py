@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -100,9 +101,35 @@ else:
 """
 
 
-def run(kind: str, scan: Path, out: Path, conf: dict, workers: int, threads: int, n: int = 0) -> dict:
+def communicate_sampled(
+    proc: subprocess.Popen, measure: Callable[[list[int]], int], interval: float
+) -> tuple[str, str, int]:
+    """``proc.communicate()``, sampling the RSS of ``proc`` and its children every ``interval`` seconds meanwhile;
+    also the peak of ``measure`` over the samples (``sum``: the whole tree, ``max``: its largest process)."""
     import psutil
 
+    peak = [0]
+
+    def sample() -> None:
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                rss = []
+                for p in [parent, *parent.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        rss.append(p.memory_info().rss)
+                if rss:
+                    peak[0] = max(peak[0], measure(rss))
+                time.sleep(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    stdout, stderr = proc.communicate()
+    thread.join()
+    return stdout, stderr, peak[0]
+
+
+def run(kind: str, scan: Path, out: Path, conf: dict, workers: int, threads: int, n: int = 0) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     args = [
         sys.executable,
@@ -121,30 +148,12 @@ def run(kind: str, scan: Path, out: Path, conf: dict, workers: int, threads: int
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    peak = [0]
-
-    def sample() -> None:
-        try:
-            parent = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                total = 0
-                for p in [parent, *parent.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += p.memory_info().rss
-                peak[0] = max(peak[0], total)
-                time.sleep(0.2)
-        except psutil.Error:
-            pass
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    stdout, stderr = proc.communicate()
-    thread.join()
+    stdout, stderr, peak = communicate_sampled(proc, sum, 0.2)
     if proc.returncode:
         raise RuntimeError(f"{kind} failed:\n{stderr}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_rss_gb"] = peak[0] / 2**30
+    result["peak_rss_gb"] = peak / 2**30
     # CPU seconds of the run and its workers (reaped), start-up and imports included; wall seconds likewise
     result["cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     result["wall"] = time.perf_counter() - start

@@ -7,6 +7,11 @@ infrastructure fault: traceback and exit status 1.
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
 
 class ScanError(ValueError):
     """A scan or an option that cannot be reconstructed; the message is one line naming the reason."""
@@ -18,3 +23,15 @@ class ScanError(ValueError):
 
 #: Exit status of ``python -m compute_functions.reconstruct`` (and ``param_line``) for a ScanError.
 EXIT_DATA_ERROR = 2
+
+
+def print_summary(produce: Callable[[], Any], errors: tuple[type[Exception], ...]) -> int:
+    """A command line's end: ``produce()``'s summary printed as JSON and exit status 0; for one of ``errors``,
+    one stderr line ``error: <reason>`` and exit status 1."""
+    try:
+        summary = produce()
+    except errors as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0

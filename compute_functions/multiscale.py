@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from compute_functions.errors import print_summary
 from compute_functions.permissions import makedirs
 from compute_functions.preview import write_preview
 from compute_functions.tiff_stack import StackError, TiffStack, open_tiff_stack
@@ -570,8 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-preview", action="store_true", help="do not write preview.png into the store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        summary = write_multiscale(
+    return print_summary(
+        lambda: write_multiscale(
             args.tiff_dir,
             args.zarr,
             raw=args.raw,
@@ -583,12 +584,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             compressor=args.compressor,
             memory_mb=args.memory_mb,
             preview=not args.no_preview,
-        )
-    except (MultiscaleError, OSError) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary))
-    return 0
+        ),
+        (MultiscaleError, OSError),
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from compute_functions.errors import print_summary
+
 DATA = "/entry_1/data_1/data"
 TRANSLATION = "/entry_1/sample_1/geometry_1/translation"
 #: Positions closer than this (metres) are the same grid line of a raster scan.
@@ -115,13 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.scan is None or args.out_dir is None:
         parser.error("SCAN and OUT_DIR are required")
-    try:
-        summary = reconstruct(args.scan, args.out_dir)
-    except PtychoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary))
-    return 0
+    return print_summary(lambda: reconstruct(args.scan, args.out_dir), (PtychoError,))
 
 
 if __name__ == "__main__":

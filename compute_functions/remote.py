@@ -34,8 +34,6 @@ def reconstruct(
     timeout) that the writer renews while it lives. ``private`` (an export-controlled scan): what it
     writes is 2770/660 (``compute_functions.permissions.private_modes``).
     """
-    import json
-    import platform
     import time
 
     import compute_functions.reconstruct
@@ -44,7 +42,7 @@ def reconstruct(
     started = time.time()
     try:
         from compute_functions.permissions import private_modes
-        from compute_functions.results_manifest import produce_once
+        from compute_functions.results_manifest import produce_once, remote_summary
 
         output = str(tiff_dir or compute_functions.reconstruct.default_tiff_dir(scan_path, out_dir))
         recon = compute_functions.reconstruct.reconstruct_scan
@@ -58,14 +56,7 @@ def reconstruct(
             )
     except ScanError as exc:
         raise ScanError(f"reconstruct: {exc}") from None
-    if not isinstance(summary, dict):
-        raise TypeError(f"reconstruct_scan returned {type(summary).__name__}, expected a dict")
-    summary = json.loads(json.dumps(summary, default=str))
-    summary.setdefault("scan_path", scan_path)
-    summary.setdefault("out_dir", out_dir)
-    summary["host"] = platform.node()
-    summary["wall_seconds"] = round(time.time() - started, 3)
-    return summary
+    return remote_summary(summary, "reconstruct_scan", started, scan_path=scan_path, out_dir=out_dir)
 
 
 def multiscale(
@@ -79,29 +70,20 @@ def multiscale(
     """Write a multiscale OME-Zarr beside a TIFF stack (``compute_functions.multiscale.write_multiscale``), its
     results manifest last; ``run_key``: one call per run writes (leased for ``run_lease_seconds``),
     ``private``: 2770/660 (as :func:`reconstruct`)."""
-    import json
-    import platform
     import time
 
     import compute_functions.multiscale
 
     started = time.time()
     from compute_functions.permissions import private_modes
-    from compute_functions.results_manifest import produce_once
+    from compute_functions.results_manifest import produce_once, remote_summary
 
     write = compute_functions.multiscale.write_multiscale
     with private_modes(private):
         summary = produce_once(
             run_key, zarr_path, "zarr", lambda: write(tiff_dir, zarr_path, **options), lease_seconds=run_lease_seconds
         )
-    if not isinstance(summary, dict):
-        raise TypeError(f"write_multiscale returned {type(summary).__name__}, expected a dict")
-    summary = json.loads(json.dumps(summary, default=str))
-    summary.setdefault("tiff_dir", tiff_dir)
-    summary.setdefault("zarr_path", zarr_path)
-    summary["host"] = platform.node()
-    summary["wall_seconds"] = round(time.time() - started, 3)
-    return summary
+    return remote_summary(summary, "write_multiscale", started, tiff_dir=tiff_dir, zarr_path=zarr_path)
 
 
 def check_environment(paths: list[str] | None = None, require: bool = True):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import socket
 import sys
@@ -117,6 +118,19 @@ def produce_once(
         return {**summary, "manifest": write(summary[folder_key])}
 
     return run_once(output, run_key, produce_with_manifest, lease_seconds=lease_seconds)
+
+
+def remote_summary(summary: Any, producer: str, started: float, **defaults: Any) -> dict:
+    """What a Compute function returns: the JSON copy of ``producer``'s summary (a dict, else TypeError), with
+    ``defaults`` where it has none, the host, and the wall seconds since ``started`` (``time.time()``)."""
+    if not isinstance(summary, dict):
+        raise TypeError(f"{producer} returned {type(summary).__name__}, expected a dict")
+    summary = json.loads(json.dumps(summary, default=str))
+    for key, value in defaults.items():
+        summary.setdefault(key, value)
+    summary["host"] = platform.node()
+    summary["wall_seconds"] = round(time.time() - started, 3)
+    return summary
 
 
 def run_once(

@@ -46,13 +46,13 @@ import traceback
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 
-from facility.globus_auth import ServiceError, install_error_handler, request_id, require_token
+from facility.globus_auth import ServiceError, install_service, request_id, require_token
 from facility.state import FacilityState
 from include.sites import load_sites
 
@@ -64,6 +64,8 @@ MIN_SDK_VERSION = "2.0.0"
 MIN_EP_VERSION = "2.0.0"
 #: Worker processes running submitted functions (``FACILITY_COMPUTE_WORKERS``).
 DEFAULT_WORKERS = 2
+
+T = TypeVar("T")
 
 
 def compute_error_body(code: str, message: str, resource: str) -> dict:
@@ -81,8 +83,12 @@ class Function:
     function_name: str
     function_code: str
     description: str | None
-    meta: dict
+    metadata: dict
     owner: str
+
+    def document(self) -> dict[str, Any]:
+        """The function as ``GET /v2/functions/{function_id}`` answers it: its fields but its owner."""
+        return {name: value for name, value in asdict(self).items() if name != "owner"}
 
 
 @dataclass
@@ -276,6 +282,14 @@ def _created_at(task: Task) -> str:
     return datetime.fromtimestamp(task.created_t, UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
+def _known(table: dict[str, T], key: str, code: str, what: str, resource: str) -> T:
+    """``table[key]`` (read under the state's lock), else the service's 404 ``code``: "<what> <key> not found"."""
+    found = table.get(key)
+    if found is None:
+        raise _error(404, code, f"{what} {key} not found", resource)
+    return found
+
+
 def _uuid(value: str, what: str, resource: str) -> str:
     try:
         return str(uuid.UUID(str(value)))
@@ -285,9 +299,7 @@ def _uuid(value: str, what: str, resource: str) -> str:
 
 def register(app: FastAPI, state: FacilityState) -> None:
     """Add the Globus Compute routes (``/v2/...``, ``/v3/...``)."""
-    install_error_handler(app)
-    if not hasattr(state, "tokens"):
-        state.tokens = {}
+    install_service(app, state)
     service = ComputeService(state)
     state.compute = service
     app.router.on_shutdown.append(service.shutdown)
@@ -319,7 +331,7 @@ def register(app: FastAPI, state: FacilityState) -> None:
             function_name=body["function_name"],
             function_code=body["function_code"],
             description=body.get("description"),
-            meta=body.get("meta") or {},
+            metadata=body.get("meta") or {},
             owner=token.client_id,
         )
         with state.lock:
@@ -327,20 +339,17 @@ def register(app: FastAPI, state: FacilityState) -> None:
         state.count("compute.register")
         return {"function_uuid": function.function_uuid}
 
-    @app.get("/v2/functions/{function_id}")
-    def get_function(function_id: str, request: Request) -> dict:
+    def document(
+        request: Request, table: dict[str, Function] | dict[str, Task], key: str, code: str, what: str
+    ) -> dict:
+        """For an authorised caller, ``table[key]``'s document (read under the lock), else the service's 404."""
         authorize(request)
         with state.lock:
-            function = service.functions.get(function_id)
-        if function is None:
-            raise _error(404, "FunctionNotFound", f"Function {function_id} not found", request.url.path)
-        return {
-            "function_uuid": function.function_uuid,
-            "function_name": function.function_name,
-            "function_code": function.function_code,
-            "description": function.description,
-            "metadata": function.meta,
-        }
+            return _known(table, key, code, what, request.url.path).document()
+
+    @app.get("/v2/functions/{function_id}")
+    def get_function(function_id: str, request: Request) -> dict:
+        return document(request, service.functions, function_id, "FunctionNotFound", "Function")
 
     @app.post("/v3/endpoints/{endpoint_id}/submit")
     async def submit(endpoint_id: str, request: Request) -> dict:
@@ -356,9 +365,7 @@ def register(app: FastAPI, state: FacilityState) -> None:
         with state.lock:
             functions = {}
             for function_id, payloads in tasks_in.items():
-                function = service.functions.get(function_id)
-                if function is None:
-                    raise _error(404, "FunctionNotFound", f"Function {function_id} not found", resource)
+                function = _known(service.functions, function_id, "FunctionNotFound", "Function", resource)
                 allowlisted = state.take_fault("compute", "function_not_permitted", function.function_name) is None
                 if function.owner != token.client_id or not allowlisted:
                     raise _error(403, "FunctionNotPermitted", f"Function {function_id} is not permitted here", resource)
@@ -371,8 +378,8 @@ def register(app: FastAPI, state: FacilityState) -> None:
             ):
                 raise _error(400, "BAD_REQUEST", "result_serializers: expected a list of import paths", resource)
             group_id = body.get("task_group_id")
-            if group_id is not None and group_id not in service.task_groups:
-                raise _error(404, "TASK_GROUP_NOT_FOUND", f"Task group {group_id} not found", resource)
+            if group_id is not None:
+                _known(service.task_groups, group_id, "TASK_GROUP_NOT_FOUND", "Task group", resource)
             group_id = group_id or str(uuid.uuid4())
             group = service.task_groups.setdefault(group_id, [])
             created: dict[str, list[str]] = {}
@@ -403,12 +410,7 @@ def register(app: FastAPI, state: FacilityState) -> None:
 
     @app.get("/v2/tasks/{task_id}")
     def get_task(task_id: str, request: Request) -> dict:
-        authorize(request)
-        with state.lock:
-            task = service.tasks.get(task_id)
-            if task is None:
-                raise _error(404, "TASK_NOT_FOUND", f"Task {task_id} not found", request.url.path)
-            return task.document()
+        return document(request, service.tasks, task_id, "TASK_NOT_FOUND", "Task")
 
     @app.post("/v2/batch_status")
     async def batch_status(request: Request) -> dict:
@@ -425,9 +427,7 @@ def register(app: FastAPI, state: FacilityState) -> None:
     def get_task_group(task_group_id: str, request: Request) -> dict:
         authorize(request)
         with state.lock:
-            group = service.task_groups.get(task_group_id)
-            if group is None:
-                raise _error(404, "TASK_GROUP_NOT_FOUND", f"Task group {task_group_id} not found", request.url.path)
+            group = _known(service.task_groups, task_group_id, "TASK_GROUP_NOT_FOUND", "Task group", request.url.path)
             return {
                 "taskgroup_id": task_group_id,
                 "create_websockets_queue": False,

@@ -74,6 +74,14 @@ def install_error_handler(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, handle)
 
 
+def install_service(app: FastAPI, state: FacilityState) -> None:
+    """What every Globus-like service needs on ``app``: :class:`ServiceError` rendered, and the token store
+    ``state.tokens`` (shared: Auth issues the tokens the others check) (idempotent)."""
+    install_error_handler(app)
+    if not hasattr(state, "tokens"):
+        state.tokens = {}
+
+
 def request_id() -> str:
     """A Globus-like request id."""
     return secrets.token_urlsafe(7)[:9]
@@ -193,9 +201,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 def register(app: FastAPI, state: FacilityState) -> None:
     """Add the Globus Auth routes under ``/v2/oauth2``."""
-    install_error_handler(app)
-    if not hasattr(state, "tokens"):
-        state.tokens = {}
+    install_service(app, state)
 
     def authenticate_client(request: Request, form: dict[str, str]) -> str:
         credentials = _client_credentials(request, form)

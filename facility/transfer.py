@@ -54,7 +54,7 @@ from fastapi.responses import JSONResponse
 
 from facility.globus_auth import (
     ServiceError,
-    install_error_handler,
+    install_service,
     request_id,
     require_token,
     transfer_error_body,
@@ -115,24 +115,22 @@ class PathRefused(Exception):
     """A Globus path that is not inside its collection."""
 
 
-class Retrying(Exception):
+class TaskError(Exception):
+    """What went wrong in a task: a Globus error ``code``, its ``description`` and ``details``."""
+
+    def __init__(self, code: str, description: str, details: str = "") -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details or description
+
+
+class Retrying(TaskError):
     """An error Globus retries: the task stays ACTIVE with ``nice_status`` = ``code`` while it lasts."""
 
-    def __init__(self, code: str, description: str, details: str = "") -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.details = details or description
 
-
-class TaskFailure(Exception):
+class TaskFailure(TaskError):
     """A fatal task error: ends the task FAILED with ``fatal_error`` and an error event."""
-
-    def __init__(self, code: str, description: str, details: str = "") -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.details = details or description
 
 
 @dataclass(frozen=True)
@@ -867,11 +865,23 @@ def _ls_filter(spec: str | None, resource: str) -> Callable[[dict], bool]:
     return lambda entry: all(check(entry) for check in checks)
 
 
+def _offset_page(data_type: str, items: list, limit: int, offset: int) -> dict:
+    """A page of ``items`` as Transfer pages a list by ``limit`` (1 to 1000) and ``offset`` (from 0)."""
+    limit, offset = max(1, min(limit, 1000)), max(0, offset)
+    page = items[offset : offset + limit]
+    return {
+        "DATA_TYPE": data_type,
+        "DATA": page,
+        "length": len(page),
+        "limit": limit,
+        "offset": offset,
+        "total": len(items),
+    }
+
+
 def register(app: FastAPI, state: FacilityState) -> None:
     """Add the Transfer routes under ``/v0.10``."""
-    install_error_handler(app)
-    if not hasattr(state, "tokens"):
-        state.tokens = {}
+    install_service(app, state)
     service = TransferService(state)
     state.transfer = service
 
@@ -921,7 +931,6 @@ def register(app: FastAPI, state: FacilityState) -> None:
     def event_list(task_id: str, request: Request, limit: int = 10, offset: int = 0, filter: str | None = None) -> dict:
         authorized(request)
         task = service.task(task_id, request.url.path)
-        limit, offset = max(1, min(limit, 1000)), max(0, offset)
         wanted = None
         if filter:
             key, _, value = filter.partition(":")
@@ -930,15 +939,7 @@ def register(app: FastAPI, state: FacilityState) -> None:
             wanted = value == "1"
         with service.lock:
             events = [e for e in reversed(task.events) if wanted is None or e["is_error"] is wanted]
-        page = events[offset : offset + limit]
-        return {
-            "DATA_TYPE": "event_list",
-            "DATA": page,
-            "length": len(page),
-            "limit": limit,
-            "offset": offset,
-            "total": len(events),
-        }
+        return _offset_page("event_list", events, limit, offset)
 
     @app.get("/v0.10/task/{task_id}/successful_transfers")
     def successful_transfers(task_id: str, request: Request, marker: int | None = None) -> dict:
@@ -978,20 +979,11 @@ def register(app: FastAPI, state: FacilityState) -> None:
             key, sep, value = clause.partition(":")
             if sep:
                 wanted[key] = set(value.split(","))
-        limit, offset = max(1, min(limit, 1000)), max(0, offset)
         with service.lock:
             documents = [task.document() for task in service.tasks.values()]
         documents = [d for d in documents if all(str(d.get(k)) in v for k, v in wanted.items())]
         documents.sort(key=lambda d: d["request_time"], reverse=True)
-        page = documents[offset : offset + limit]
-        return {
-            "DATA_TYPE": "task_list",
-            "DATA": page,
-            "length": len(page),
-            "limit": limit,
-            "offset": offset,
-            "total": len(documents),
-        }
+        return _offset_page("task_list", documents, limit, offset)
 
     @app.get("/v0.10/endpoint/{endpoint_id}")
     def get_endpoint(endpoint_id: str, request: Request) -> dict:

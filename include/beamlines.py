@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from include.config_files import ConfigDocument, check_schema, load_config
+from include.config_files import ConfigDocument, check_schema, load_config, named
 from include.endpoints import REPO_ROOT, load_endpoints
 from include.errors import ConfigError
 from include.paths import Scan
@@ -169,15 +169,11 @@ class Tomography:
 @dataclass(frozen=True)
 class Beamlines:
     beamlines: dict[str, Beamline]
-    doc: ConfigDocument
+    source: Path
     tomography: dict[str, Tomography] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Beamline:
-        try:
-            return self.beamlines[key]
-        except KeyError:
-            known = ", ".join(sorted(self.beamlines))
-            raise ConfigError(f"{self.source}: unknown beamline {key!r} (known: {known})") from None
+        return named(self.beamlines, key, "beamline", self.source)
 
     def __iter__(self):
         return iter(self.beamlines.values())
@@ -195,6 +191,25 @@ def _string(entry: dict, key: str, where: str, doc: ConfigDocument) -> str:
     if not isinstance(value, str) or not value.strip():
         raise doc.error(f"{where}.{key}", "missing or not a non-empty string")
     return value.strip()
+
+
+def _entry_frame(
+    section: str, key: object, entry: object, keys: set[str], example: str, doc: ConfigDocument
+) -> tuple[str, str]:
+    """What every beamline entry of ``section`` is: a lower-case key, a mapping of known ``keys``, a quoted
+    beamline number (like ``example``). Returns where it is (``<section>.<key>``) and its beamline number."""
+    where = f"{section}.{key}"
+    if not isinstance(key, str) or not _NAME.match(key):
+        raise doc.error(where, "beamline keys are lower-case identifiers (they name DAGs)")
+    if not isinstance(entry, dict):
+        raise doc.error(where, "expected a mapping")
+    unknown = set(entry) - keys
+    if unknown:
+        raise doc.error(where, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    number = entry.get("beamline")
+    if not isinstance(number, str) or not _NUMBER.match(number):
+        raise doc.error(f"{where}.beamline", f'a quoted beamline number like "{example}", got {number!r}')
+    return where, number
 
 
 def _check_endpoint(value: str, key: str, doc: ConfigDocument, endpoint_names: set[str]) -> None:
@@ -308,17 +323,7 @@ def parse_beamlines(document: object, *, source: Path, endpoint_names: set[str])
         raise doc.error("beamlines", "missing or empty")
     beamlines: dict[str, Beamline] = {}
     for key, entry in document["beamlines"].items():
-        where = f"beamlines.{key}"
-        if not isinstance(key, str) or not _NAME.match(key):
-            raise doc.error(where, "beamline keys are lower-case identifiers (they name DAGs)")
-        if not isinstance(entry, dict):
-            raise doc.error(where, "expected a mapping")
-        unknown = set(entry) - _KEYS
-        if unknown:
-            raise doc.error(where, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-        number = entry.get("beamline")
-        if not isinstance(number, str) or not _NUMBER.match(number):
-            raise doc.error(f"{where}.beamline", f'a quoted beamline number like "7.3.3", got {number!r}')
+        where, number = _entry_frame("beamlines", key, entry, _KEYS, "7.3.3", doc)
         values = {
             name: _string(entry, name, where, doc)
             for name in ("owner", "source_endpoint", "nersc_endpoint", "source_retention")
@@ -373,17 +378,7 @@ def _tomography(section: object, doc: ConfigDocument, endpoint_names: set[str]) 
     found: dict[str, Tomography] = {}
     table, _ = retention_map()
     for key, entry in section.items():
-        where = f"tomography.{key}"
-        if not isinstance(key, str) or not _NAME.match(key):
-            raise doc.error(where, "beamline keys are lower-case identifiers (they name DAGs)")
-        if not isinstance(entry, dict):
-            raise doc.error(where, "expected a mapping")
-        unknown = set(entry) - _TOMOGRAPHY_KEYS
-        if unknown:
-            raise doc.error(where, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-        number = entry.get("beamline")
-        if not isinstance(number, str) or not _NUMBER.match(number):
-            raise doc.error(f"{where}.beamline", f'a quoted beamline number like "8.3.2", got {number!r}')
+        where, number = _entry_frame("tomography", key, entry, _TOMOGRAPHY_KEYS, "8.3.2", doc)
         endpoints = _mapping(entry, "endpoints", _TOMOGRAPHY_ENDPOINTS, where, doc)
         for name, value in endpoints.items():
             _check_endpoint(value, f"{where}.endpoints.{name}", doc, endpoint_names)

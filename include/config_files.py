@@ -8,13 +8,16 @@ rules report through :meth:`ConfigDocument.error` in the same form.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from include.errors import ConfigError
+
+T = TypeVar("T")
 
 #: A key path inside a document: mapping keys and list indexes, e.g. ``("sites", "alcf", "runner")``.
 KeyPath = tuple[str | int, ...]
@@ -53,6 +56,14 @@ class ConfigDocument:
         if isinstance(path, str):
             path = tuple(int(p) if p.isdigit() else p for p in path.split(".")) if path else ()
         return ConfigError(f"{self.where(path)}: {message}")
+
+
+def named(table: Mapping[str, T], name: str, what: str, source: Path) -> T:
+    """``table[name]``; else a :class:`ConfigError` ``<source>: unknown <what> '<name>' (known: ...)``."""
+    try:
+        return table[name]
+    except KeyError:
+        raise ConfigError(f"{source}: unknown {what} {name!r} (known: {', '.join(sorted(table))})") from None
 
 
 def _key_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], source: Path) -> None:

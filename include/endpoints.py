@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from include.config_files import ConfigDocument, load_config
+from include.config_files import ConfigDocument, load_config, named
 from include.errors import ConfigError
 from include.paths import EndpointPath, endpoint_relative
 
@@ -82,11 +82,7 @@ class Endpoints:
     source: Path
 
     def __getitem__(self, name: str) -> Endpoint:
-        try:
-            return self.endpoints[name]
-        except KeyError:
-            known = ", ".join(sorted(self.endpoints))
-            raise ConfigError(f"{self.source}: unknown endpoint {name!r} (known: {known})") from None
+        return named(self.endpoints, name, "endpoint", self.source)
 
     def __contains__(self, name: object) -> bool:
         return name in self.endpoints

@@ -423,6 +423,37 @@ def entry_key(day: date, dag_id: str, run_id: str, endpoint: str, path: str) -> 
     return f"{KEY_PREFIX}{day:%Y%m%d}/{digest}"
 
 
+def new_entry(
+    request: DeletionRequest,
+    record: Record,
+    *,
+    due: date,
+    not_before: datetime,
+    dag_id: str,
+    run_id: str,
+    created_at: datetime | None = None,
+) -> ManifestEntry:
+    """The entry (neither validated nor signed) for ``request``'s copy, which holds ``record``, keyed under
+    the day ``due`` (:func:`entry_key`)."""
+    return ManifestEntry(
+        key=entry_key(due, dag_id, run_id, request.endpoint, request.path),
+        endpoint=request.endpoint,
+        path=request.path,
+        check_endpoint=request.check_endpoint,
+        location=request.location,
+        not_before=not_before,
+        dag_id=dag_id,
+        run_id=run_id,
+        size=record.size,
+        checksum=record.checksum,
+        created_at=created_at,
+        files=record.files,
+        mtime=record.mtime,
+        digest=record.digest,
+        check_path=request.check_path,
+    )
+
+
 # -- writing --------------------------------------------------------------------------------------
 def schedule_deletion(
     *,
@@ -450,6 +481,22 @@ def schedule_deletion(
     Idempotent per (dag_id, run_id, endpoint, path). Raises ConfigError (unknown endpoint or location, no
     signing key), InvalidPathError (path outside the endpoint) or ManifestError (unsafe or malformed entry).
     """
+    request = DeletionRequest(endpoint, path, check_endpoint, location, check_path=check_path)
+    return schedule_request(request, record, dag_id=dag_id, run_id=run_id, now=now, since=since, store=store)
+
+
+def schedule_request(
+    request: DeletionRequest,
+    record: Record | None,
+    *,
+    dag_id: str,
+    run_id: str,
+    now: datetime | None = None,
+    since: datetime | None = None,
+    store: VariableStore | None = None,
+) -> ManifestEntry:
+    """:func:`schedule_deletion` of ``request``'s copy, which holds ``record`` (``after`` is not used)."""
+    endpoint, path, check_endpoint, location = request.endpoint, request.path, request.check_endpoint, request.location
     for name, value in (("dag_id", dag_id), ("run_id", run_id), ("location", location)):
         if not isinstance(value, str) or not value:
             raise ManifestError(f"{name} must be a non-empty string")
@@ -459,31 +506,21 @@ def schedule_deletion(
             f"{endpoint}:{path}: no record of what was copied (sizes and times of its files): refused, prune "
             "could not tell a changed target from the copy"
         )
-    if check_path is not None:
-        check_path = str(endpoint_relative(check_path))
+    check_path = None if request.check_path is None else str(endpoint_relative(request.check_path))
     store = store or default_store()
     keep_days = retention_days(location, store=store)
     created = _aware(now, "now") if now is not None else datetime.now(UTC)
     start = _aware(since, "since") if since is not None else created
     if start > created:
         raise ManifestError(f"since {start.isoformat()} is after now {created.isoformat()}")
-    not_before = created + timedelta(days=keep_days)
-    entry = ManifestEntry(
-        key=entry_key((start + timedelta(days=keep_days)).date(), dag_id, run_id, endpoint, str(rel)),
-        endpoint=endpoint,
-        path=str(rel),
-        check_endpoint=str(check_endpoint),
-        location=location,
-        not_before=not_before,
+    entry = new_entry(
+        DeletionRequest(endpoint, str(rel), str(check_endpoint), location, check_path=check_path),
+        record,
+        due=(start + timedelta(days=keep_days)).date(),
+        not_before=created + timedelta(days=keep_days),
         dag_id=dag_id,
         run_id=run_id,
-        size=record.size,
-        checksum=record.checksum,
         created_at=created,
-        files=record.files,
-        mtime=record.mtime,
-        digest=record.digest,
-        check_path=check_path,
     )
     validate_entry(entry, days=retention_table(store=store))
     store.set(entry.key, entry.to_json())
@@ -511,19 +548,7 @@ def schedule_deletions(
             log.info("nothing at %s:%s: no deletion to record", request.endpoint, request.path)
             continue
         try:
-            entry = schedule_deletion(
-                endpoint=request.endpoint,
-                path=request.path,
-                check_endpoint=request.check_endpoint,
-                location=request.location,
-                dag_id=dag_id,
-                run_id=run_id,
-                record=record,
-                check_path=request.check_path,
-                now=now,
-                since=since,
-                store=store,
-            )
+            entry = schedule_request(request, record, dag_id=dag_id, run_id=run_id, now=now, since=since, store=store)
         except (ManifestError, ValueError) as exc:
             errors.append(f"{request.endpoint}:{request.path}: {type(exc).__name__}: {exc}")
         else:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.beamlines import DEFAULT_TOMOGRAPHY, Beamlines, Tomography, load_beamlines
-from include.config_files import ConfigDocument, check_schema, load_config
+from include.config_files import ConfigDocument, check_schema, load_config, named
 from include.endpoints import REPO_ROOT, default_profile, load_endpoints
 from include.errors import ConfigError
 from include.runners import RUNNER_KEYS, RUNNERS, Runner, get_runner
@@ -109,12 +109,7 @@ class Sites:
     source: Path
 
     def __getitem__(self, name: str) -> Site:
-        try:
-            return self.sites[name]
-        except KeyError:
-            raise ConfigError(
-                f"{self.source}: unknown site {name!r} (known: {', '.join(sorted(self.sites))})"
-            ) from None
+        return named(self.sites, name, "site", self.source)
 
     def enabled(self, beamline: str | None = None) -> list[Site]:
         """The enabled sites (of the tomography ``beamline`` when given)."""

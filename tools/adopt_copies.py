@@ -128,7 +128,7 @@ def scheduled_paths(store: Any) -> set[tuple[str, str]]:
 
 def adopt_one(wanted: Wanted, *, folders: Any, days: dict[str, int], now: datetime, run_id: str):
     """The signed, validated entry for one copy (not written); ToolError naming why it is refused."""
-    from include.manifests import ManifestEntry, check_deletable, entry_key, retention_map, validate_entry
+    from include.manifests import DeletionRequest, check_deletable, new_entry, retention_map, validate_entry
     from include.paths import EndpointPath
     from include.pruning import verify_copy
     from include.records import record_of
@@ -147,21 +147,14 @@ def adopt_one(wanted: Wanted, *, folders: Any, days: dict[str, int], now: dateti
         raise ToolError(f"no retention days for location {location!r} (Variable als_retention_days)")
     due = wanted.due or parse_due(record.mtime, "newest file time") + timedelta(days=days[location])
     not_before = max(due, now)
-    entry = ManifestEntry(
-        key=entry_key(not_before.date(), ADOPTED_BY, run_id, wanted.endpoint, rel),
-        endpoint=wanted.endpoint,
-        path=rel,
-        check_endpoint=wanted.check_endpoint,
-        location=location,
+    entry = new_entry(
+        DeletionRequest(wanted.endpoint, rel, wanted.check_endpoint, location),
+        record,
+        due=not_before.date(),
         not_before=not_before,
         dag_id=ADOPTED_BY,
         run_id=run_id,
-        size=record.size,
-        checksum=record.checksum,
         created_at=now,
-        files=record.files,
-        mtime=record.mtime,
-        digest=record.digest,
     )
     validate_entry(entry, days=days)
     verdict = verify_copy(folders, entry)

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 
 from airflow.sdk import BaseHook
+
+
+class GlobusCredentialsError(RuntimeError):
+    """A Globus connection is incomplete or its credentials were refused."""
 
 
 class GlobusAppHook(BaseHook):
     """A Globus service as the confidential client of an Airflow connection (login = client id, password =
     client secret; the ``auth_base_url`` extra points Globus Auth elsewhere, e.g. at the local facility).
 
-    A service's hook sets ``conn_name_attr``, ``default_conn_name`` and ``credentials_error`` and builds its SDK
-    client in ``get_conn`` from :meth:`authorize`; ``client`` is built on first use.
+    A service's hook sets ``conn_name_attr`` and ``default_conn_name`` and builds its SDK client in ``get_conn``
+    from :meth:`authorize`; ``client`` is built on first use.
 
     :param max_retries: the SDK's own retries of failed requests (5xx, 429, network); ``None`` keeps the
         SDK default.
     """
 
     conn_type = "generic"
-    credentials_error: ClassVar[type[Exception]]
 
     def __init__(self, conn_id: str, max_retries: int | None) -> None:
         super().__init__()
@@ -39,7 +42,7 @@ class GlobusAppHook(BaseHook):
         conn_id = getattr(self, self.conn_name_attr)
         conn = self.get_connection(conn_id)
         if not conn.login or not conn.password:
-            raise self.credentials_error(
+            raise GlobusCredentialsError(
                 f"connection {conn_id!r} needs the Globus client id as login and its secret as password"
             )
         extras = conn.extra_dejson

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from als_provider.hooks.globus_app import GlobusAppHook
+from als_provider.hooks.globus_app import GlobusAppHook, GlobusCredentialsError
 
 # Compute answers errors as every Globus service does: one description, one classification of transient ones.
 from als_provider.hooks.globus_transfer import describe_globus_error
@@ -38,8 +38,8 @@ class UnsafeResultError(RuntimeError):
     """A task's result was serialised with something other than JSON data (it could run code): refused unread."""
 
 
-class GlobusComputeCredentialsError(RuntimeError):
-    """The Globus Compute connection is incomplete."""
+#: The error an incomplete Compute connection raises: the one every Globus hook raises (see GlobusAppHook).
+GlobusComputeCredentialsError = GlobusCredentialsError
 
 
 class GlobusComputeHook(GlobusAppHook):
@@ -54,7 +54,6 @@ class GlobusComputeHook(GlobusAppHook):
     conn_name_attr = "globus_compute_conn_id"
     default_conn_name = "globus_compute_default"
     hook_name = "Globus Compute"
-    credentials_error = GlobusComputeCredentialsError
 
     def __init__(self, globus_compute_conn_id: str = default_conn_name, *, max_retries: int | None = None) -> None:
         super().__init__(globus_compute_conn_id, max_retries)

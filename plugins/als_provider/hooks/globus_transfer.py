@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from als_provider.hooks.globus_app import GlobusAppHook
+from als_provider.hooks.globus_app import GlobusCredentialsError as GlobusCredentialsError
 from include.endpoints import Endpoints, load_endpoints
 from include.paths import EndpointPath
 
@@ -29,10 +30,6 @@ def globus_label(text: str) -> str:
     return _LABEL_FORBIDDEN.sub("_", text)[:128]
 
 
-class GlobusCredentialsError(RuntimeError):
-    """The Globus connection is incomplete or its credentials were refused."""
-
-
 class GlobusTransferHook(GlobusAppHook):
     """Talk to Globus Transfer as the confidential client of an Airflow connection.
 
@@ -45,7 +42,6 @@ class GlobusTransferHook(GlobusAppHook):
     conn_name_attr = "globus_conn_id"
     default_conn_name = "globus_default"
     hook_name = "Globus Transfer"
-    credentials_error = GlobusCredentialsError
 
     def __init__(self, globus_conn_id: str = default_conn_name, *, max_retries: int | None = None) -> None:
         super().__init__(globus_conn_id, max_retries)

@@ -421,39 +421,18 @@ class SciCatHook(BaseHook):
             self._attach_optional(pid, docs.thumbnail, RAW_THUMBNAIL_CAPTION, docs.dataset)
         return pid
 
-    def ingest_derived(
-        self,
-        raw_pid: str,
-        *,
-        dataset_name: str,
-        source_folder: str,
-        tiff_location: str,
-        zarr_location: str,
-        parameters: dict[str, Any] | None,
-        site: str,
-        preview_path: str | Path | None = None,
-        local_folder: str | Path | None = None,
-        used_software: list[str] | None = None,
-    ) -> str:
+    def ingest_derived(self, raw_pid: str, *, dataset_name: str, source_folder: str, **results: Any) -> str:
         """Catalogue a reconstruction as a derived dataset of ``raw_pid``; return its pid.
 
-        ``source_folder`` holds the results (``tiff_location`` and ``zarr_location`` are folders in it);
-        ``local_folder`` is the same folder as readable here (lists the files in an OrigDatablock);
-        ``preview_path`` a PNG attached as the thumbnail. Idempotent like :meth:`ingest_raw`.
+        ``results``: the other keyword arguments of :func:`include.scicat_metadata.build_derived`
+        (``tiff_location``, ``zarr_location``, ``parameters`` and ``site``; optional ``preview_path``,
+        ``local_folder``, ``used_software``). ``source_folder`` holds the results (``tiff_location`` and
+        ``zarr_location`` are folders in it); ``local_folder`` is the same folder as readable here (lists the
+        files in an OrigDatablock); ``preview_path`` a PNG attached as the thumbnail. Idempotent like
+        :meth:`ingest_raw`.
         """
         raw = self.get_dataset(raw_pid)
-        docs = scicat_metadata.build_derived(
-            raw,
-            dataset_name=dataset_name,
-            source_folder=source_folder,
-            tiff_location=tiff_location,
-            zarr_location=zarr_location,
-            parameters=parameters,
-            site=site,
-            preview_path=preview_path,
-            local_folder=local_folder,
-            used_software=used_software,
-        )
+        docs = scicat_metadata.build_derived(raw, dataset_name=dataset_name, source_folder=source_folder, **results)
         for warning in docs.warnings:
             log.warning("%s", warning)
         wanted = self.pid_for("derived", source_folder, dataset_name, raw_pid)
