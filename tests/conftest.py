@@ -70,6 +70,62 @@ def local_endpoints():
     return load_endpoints("local", facility_root=FACILITY_ROOT)
 
 
+@pytest.fixture
+def store(airflow_db):
+    """The metadata database's Variables, with no deletion-manifest entry before or after the test."""
+    from include.manifests import KEY_PREFIX, MetadataDbVariables
+
+    store = MetadataDbVariables()
+    for key in store.keys(KEY_PREFIX):
+        store.delete(key)
+    yield store
+    for key in store.keys(KEY_PREFIX):
+        store.delete(key)
+
+
+@pytest.fixture
+def statsd_received(monkeypatch):
+    """Airflow's StatsD metrics (influx-style tags) pointed at a UDP socket on 127.0.0.1; returns a function
+    ``received(wanted="", timeout=5.0)``: the StatsD lines received until one starts with ``wanted`` and the socket
+    goes quiet (all it got by ``timeout`` otherwise)."""
+    import socket
+    import time
+
+    import statsd  # noqa: F401  (StatsD metrics need it: apache-airflow[statsd] / statsd==4.0.1)
+    from airflow.sdk._shared.observability.metrics import stats
+    from airflow.sdk._shared.observability.metrics.base_stats_logger import NoStatsLogger
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    for key, value in {
+        "STATSD_ON": "True",
+        "STATSD_HOST": "127.0.0.1",
+        "STATSD_PORT": str(sock.getsockname()[1]),
+        "STATSD_PREFIX": "airflow",
+        "STATSD_INFLUXDB_ENABLED": "True",
+    }.items():
+        monkeypatch.setenv(f"AIRFLOW__METRICS__{key}", value)
+    # as a fresh task process would start: not yet initialised, so the first metric reads [metrics]
+    monkeypatch.setattr(stats, "_factory", None)
+    monkeypatch.setattr(stats, "_backend", None)
+
+    def received(wanted: str = "", timeout: float = 5.0) -> list[str]:
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                lines += sock.recv(65536).decode().splitlines()
+            except TimeoutError:
+                if any(line.startswith(wanted) for line in lines):
+                    return lines
+        return lines
+
+    yield received
+    stats.initialize(factory=NoStatsLogger, export_legacy_names=True)
+    sock.close()
+
+
 #: Tests that share one expensive stack per process: under pytest-xdist (``make test`` runs two workers) each
 #: group runs on one worker, so a session starts each stack once; every other test is scheduled on its own.
 XDIST_GROUPS = {"tests/e2e/": "e2e-stack", "tests/ui/": "ui-stack"}

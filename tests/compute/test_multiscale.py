@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -29,8 +26,8 @@ from compute_functions.multiscale import (
     write_multiscale,
 )
 from compute_functions.tiff_stack import TiffStack
+from tests.compute.compute_helpers import last_json, run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 _original_read_into = TiffStack.read_into
 
 
@@ -327,16 +324,7 @@ def test_peak_memory_is_bounded_by_slabs_not_volume(tmp_path):
     n = 200  # 200 MiB volume; 4-slice slabs are 4 MiB
     for z in range(n):
         tifffile.imwrite(folder / f"big_{z:05d}.tiff", plane + z)
-    proc = subprocess.run(
-        [sys.executable, "-c", RSS_PROBE, str(folder), str(tmp_path / "big.zarr")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    growth = json.loads(proc.stdout.strip().splitlines()[-1])["growth_mb"]
+    growth = last_json(run_python("-c", RSS_PROBE, str(folder), str(tmp_path / "big.zarr"), timeout=120))["growth_mb"]
     assert growth < 0.25 * n, f"RSS grew {growth:.0f} MB writing a {n} MiB volume"
 
 
@@ -346,28 +334,14 @@ def test_peak_memory_is_bounded_by_slabs_not_volume(tmp_path):
 def test_cli_writes_default_path_and_prints_json_last(tmp_path, volume):
     tiffs = make_stack(tmp_path, volume[:8])
     scan = make_scan(tmp_path / "scan.h5", pixel_size_mm=0.0013)
-    proc = subprocess.run(
-        [sys.executable, "-m", "compute_functions.multiscale", str(tiffs), "--raw", str(scan)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = last_json(run_python("-m", "compute_functions.multiscale", str(tiffs), "--raw", str(scan), timeout=60))
     assert summary["zarr"] == str(tmp_path / "rec20230224_132553_sea_shell.zarr")
     assert summary["pixel_size_um"] == pytest.approx(1.3)
     assert Path(summary["zarr"]).is_dir()
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "compute_functions.multiscale", str(tmp_path / "missing")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    proc = run_python("-m", "compute_functions.multiscale", str(tmp_path / "missing"), timeout=60)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing'}: no such folder"]
 

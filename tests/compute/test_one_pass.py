@@ -3,10 +3,6 @@ the multiscale step finishes it, and the result is the store the multiscale step
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,8 +17,8 @@ from compute_functions import zarr_slabs
 from compute_functions.multiscale import write_multiscale
 from compute_functions.reconstruct import reconstruct_scan
 from compute_functions.sample_scan import write_sample_scan
+from tests.compute.compute_helpers import last_json, run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 DS = "20260101_000000_onepass"
 STORE = {"chunk": (4, 16, 16), "levels": 3}  # small chunks: several layers per worker and shared coarse layers
 
@@ -140,16 +136,7 @@ RSS_PROBE = textwrap.dedent(
 
 def test_a_writer_holds_a_few_chunk_layers_not_its_slab(tmp_path):
     n = 96  # 384 MiB of slices; chunk layers of 8 x 4 MiB
-    proc = subprocess.run(
-        [sys.executable, "-c", RSS_PROBE, str(tmp_path / "big.zarr"), str(n)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = last_json(run_python("-c", RSS_PROBE, str(tmp_path / "big.zarr"), str(n), timeout=180))
     assert result["chunks"] == [8, 512, 512]
     layer_mb = 8 * 4
     assert result["growth_mb"] < 3 * layer_mb + 40, f"RSS grew {result['growth_mb']:.0f} MB for a {4 * n} MiB slab"

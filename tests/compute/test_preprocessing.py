@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compute_functions.phantom import phantom_sinogram
 from compute_functions.preprocessing import (
     bin_projections,
     binned_center,
@@ -13,6 +12,7 @@ from compute_functions.preprocessing import (
     remove_stripes,
     stripe_metric,
 )
+from tests.compute.compute_helpers import striped_sinogram
 
 
 def test_normalize_clamps_and_logs():
@@ -36,13 +36,7 @@ def test_binning_and_centre():
 
 @pytest.fixture(scope="module")
 def striped():
-    theta = np.deg2rad(np.linspace(0, 180, 361, endpoint=False))
-    clean = phantom_sinogram(theta, 256, 128.0, -0.25, 100.0).astype(np.float32) * 0.02
-    rng = np.random.default_rng(0)
-    offsets = np.zeros(256, np.float32)
-    bad = rng.choice(256, 12, replace=False)
-    offsets[bad] = rng.choice([-1, 1], 12) * rng.uniform(0.02, 0.04, 12)
-    return clean, clean + offsets
+    return striped_sinogram(angles=361, columns=256, radius=100.0, stripes=12)
 
 
 # Fourier-wavelet also damps genuine structure that is constant along the angles (an object centred on the axis):

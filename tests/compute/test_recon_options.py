@@ -25,6 +25,7 @@ from compute_functions.preprocessing import (
 )
 from compute_functions.reconstruct import reconstruct_scan
 from compute_functions.sample_scan import geometry, ground_truth, write_sample_scan, write_transmission_scan
+from tests.compute.compute_helpers import striped_sinogram
 
 DS = "20240224_132553_phantom"
 
@@ -338,14 +339,8 @@ def test_lens_distortion_correction(tmp_path):
 # ----------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def striped():
-    theta = np.deg2rad(np.linspace(0, 180, 181, endpoint=False))
-    clean = phantom_sinogram(theta, 128, 64.0, -0.25, 50.0).astype(np.float32) * 0.02
-    rng = np.random.default_rng(0)
-    offsets = np.zeros(128, np.float32)
-    bad = rng.choice(128, 8, replace=False)
-    offsets[bad] = rng.choice([-1, 1], 8) * rng.uniform(0.02, 0.04, 8)
-    noise = rng.normal(0, 0.005, clean.shape).astype(np.float32)  # real sinograms are never exactly zero
-    return clean, clean + offsets + noise
+    # the noise: real sinograms are never exactly zero
+    return striped_sinogram(angles=181, columns=128, radius=50.0, stripes=8, noise=0.005)
 
 
 @pytest.mark.parametrize(

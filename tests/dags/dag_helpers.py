@@ -1,4 +1,5 @@
-"""What DAG tests share: load a DAG with fast retries, read task states and XComs, place a sample scan."""
+"""What DAG tests share (and plugin and facility tests): load a DAG with fast retries, read task states and XComs,
+place a sample scan, wait for a Compute task."""
 
 from __future__ import annotations
 
@@ -60,6 +61,19 @@ def recorded(dag_run) -> list[dict]:
     ]
 
 
+def entry_of_copy(hook, endpoint: str, path: str, check: str, location: str, **fields):
+    """A deletion-manifest entry for what ``endpoint:path`` holds now (its record listed through ``hook``), checked
+    against ``check`` and kept at ``location``; ``fields``: the entry's others (key, not_before, dag_id, run_id…)."""
+    from include.manifests import DeletionRequest, ManifestEntry
+    from include.pruning import record_copies
+
+    [(_, record)] = record_copies(hook, [DeletionRequest(endpoint, path, check, location)])
+    assert record is not None, f"nothing at {endpoint}:{path}"
+    return ManifestEntry(
+        endpoint=endpoint, path=path, check_endpoint=check, location=location, **record.to_dict(), **fields
+    )
+
+
 def backdate(dag_run, days: int):
     """Record again, ``days`` ago, every deletion the run's ``finish`` tasks recorded (prune refuses a future
     ``as_of``, so the run is moved into the past instead); returns that moment."""
@@ -79,6 +93,22 @@ def backdate(dag_run, days: int):
     copies = record_copies(GlobusTransferHook(), requests)
     schedule_deletions(copies, dag_id=dag_run.dag_id, run_id=f"{dag_run.run_id}-backdated", now=then)
     return then
+
+
+def run_with_a_failing_job(dag, facility, run_conf: dict, *, match: str, state: str, after: float = 0):
+    """dag.test(run_conf) while SFAPI ends each job whose name matches ``match`` in ``state`` (``after`` seconds),
+    every task's retries at 0 (put back after); the run fails: returns it and its task states."""
+    facility.inject("sfapi", "state", match=match, times=5, params={"state": state, "after": after})
+    retries = {task.task_id: task.retries for task in dag.tasks}
+    try:
+        for task in dag.tasks:
+            task.retries = 0
+        dag_run = dag.test(run_conf=run_conf)
+    finally:
+        for task in dag.tasks:
+            task.retries = retries[task.task_id]
+    assert dag_run.state == "failed"
+    return dag_run, states(dag_run)
 
 
 def run_in_db(dag):
@@ -110,3 +140,45 @@ class TaskStateStore:
 
     def set(self, key, value) -> None:
         self.values[key] = value
+
+
+def wait_for_compute_task(hook, task_id: str, timeout: float = 60.0) -> dict:
+    """``hook.get_task(task_id)`` (a GlobusComputeHook) once the Compute task is no longer pending."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = hook.get_task(task_id)
+        if not task["pending"]:
+            return task
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} still pending after {timeout}s")
+
+
+class SimulatedWorkerCrash(RuntimeError):
+    """Stands for the worker dying right after a step of the first try."""
+
+
+def first_try() -> bool:
+    """Whether the running task instance is in its first try."""
+    from airflow.sdk import get_current_context
+
+    return get_current_context()["ti"].try_number == 1
+
+
+def crash_after(hook, method: str, message):
+    """``hook``, whose ``method`` does its work and then dies (SimulatedWorkerCrash) in the first try: the call
+    reached the service, its answer never reached the task. ``message``: the crash's, or a function of the call's
+    result and arguments that returns it (``None``: no crash after this call)."""
+    if first_try():
+        original = getattr(hook, method)
+
+        def call_then_die(*args, **kwargs):
+            result = original(*args, **kwargs)
+            why = message(result, *args, **kwargs) if callable(message) else message
+            if why is None:
+                return result
+            raise SimulatedWorkerCrash(why)
+
+        setattr(hook, method, call_then_die)
+    return hook

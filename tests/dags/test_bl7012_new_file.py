@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.dags.dag_helpers import load_dag, recorded, states, xcom
+from tests.dags.dag_helpers import load_dag, recorded, run_with_a_failing_job, states, xcom
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
 DAG_ID = "bl7012_new_file"
@@ -60,17 +60,9 @@ def test_scan_moves_to_nersc_and_the_ptycho_job_writes_results(dag, facility, lo
 def test_a_failed_job_fails_the_run_and_the_move_is_still_recorded(dag, facility, local_endpoints, capfd):
     folder = f"ALS-07012_fail{uuid.uuid4().hex[:6]}"
     scan = place_scan(local_endpoints, folder)
-    facility.inject("sfapi", "state", match="^ptycho_", times=5, params={"state": "OUT_OF_MEMORY", "after": 0.2})
-    retries = {task.task_id: task.retries for task in dag.tasks}
-    try:
-        for task in dag.tasks:
-            task.retries = 0
-        dag_run = dag.test(run_conf={"file_path": scan})
-    finally:
-        for task in dag.tasks:
-            task.retries = retries[task.task_id]
-    got = states(dag_run)
-    assert dag_run.state == "failed"
+    dag_run, got = run_with_a_failing_job(
+        dag, facility, {"file_path": scan}, match="^ptycho_", state="OUT_OF_MEMORY", after=0.2
+    )
     assert got["move_to_nersc"] == "success" and got["ptycho_reconstruct"] == "failed"
     assert got["check_ptycho_results"] == "upstream_failed" and got["finish"] == "failed"
     out, err = capfd.readouterr()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.dags.dag_helpers import load_dag, states, xcom
+from tests.dags.dag_helpers import load_dag, run_with_a_failing_job, states, xcom
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
 DAG_ID = "bl733_new_file"
@@ -79,17 +79,7 @@ def test_a_failed_archive_fails_the_run_and_keeps_the_cfs_copy_out_of_the_manife
     folder = f"ALS-07330_fail{uuid.uuid4().hex[:6]}"
     scan = f"{folder}/20260402_100000_film.h5"
     write_sample_scan(local_endpoints["data733"].posix_path(scan), size="tiny")
-    facility.inject("sfapi", "state", match="^hpss_archive_", times=5, params={"state": "FAILED", "after": 0})
-    retries = {task.task_id: task.retries for task in dag.tasks}
-    try:
-        for task in dag.tasks:
-            task.retries = 0
-        dag_run = dag.test(run_conf={"file_path": scan})
-    finally:
-        for task in dag.tasks:
-            task.retries = retries[task.task_id]
-    got = states(dag_run)
-    assert dag_run.state == "failed"
+    dag_run, got = run_with_a_failing_job(dag, facility, {"file_path": scan}, match="^hpss_archive_", state="FAILED")
     assert got["archive_to_hpss"] == "failed" and got["verify_archive"] == "upstream_failed"
     assert got["scicat_ingest"] == "success" and got["finish"] == "failed"
     assert set(entries_of(dag_run)) == {"data733"}  # never the CFS copy without a verified tape copy

@@ -20,6 +20,7 @@ from als_provider.hooks.globus_transfer import GlobusTransferHook
 from include import manifests, pruning
 from include.endpoints import REPO_ROOT
 from include.manifests import KEY_PREFIX, DeletionRequest, ManifestEntry
+from tests.dags.dag_helpers import entry_of_copy
 from tools import manifests as manifests_cli
 
 pytestmark = pytest.mark.slow
@@ -55,25 +56,10 @@ def put(local_endpoints, endpoint: str, rel: str, payload: bytes) -> Path:
 
 def forge(store, endpoint: str, path: str, check: str, location: str, check_path: str | None = None) -> ManifestEntry:
     """An entry for what ``endpoint:path`` holds now (its record is easy to compute), signed, due yesterday."""
-    [(_, record)] = pruning.record_copies(GlobusTransferHook(), [DeletionRequest(endpoint, path, check, location)])
-    assert record is not None, f"nothing at {endpoint}:{path}"
-    entry = ManifestEntry(
-        key=manifests.entry_key(DUE.date(), "someone", "by-hand", endpoint, path),
-        endpoint=endpoint,
-        path=path,
-        check_endpoint=check,
-        location=location,
-        not_before=DUE,
-        dag_id="someone",
-        run_id="by-hand",
-        size=record.size,
-        checksum=record.checksum,
-        created_at=DUE - timedelta(days=1),
-        files=record.files,
-        mtime=record.mtime,
-        digest=record.digest,
-        check_path=check_path,
-    )
+    key = manifests.entry_key(DUE.date(), "someone", "by-hand", endpoint, path)
+    fields = {"dag_id": "someone", "run_id": "by-hand", "not_before": DUE, "created_at": DUE - timedelta(days=1)}
+    hook = GlobusTransferHook()
+    entry = entry_of_copy(hook, endpoint, path, check, location, key=key, check_path=check_path, **fields)
     store.set(entry.key, entry.to_json())
     return entry
 

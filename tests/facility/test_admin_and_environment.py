@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from facility.__main__ import scrub_environment
 from facility.process import facility_environment
@@ -45,17 +44,6 @@ def _secret_values() -> list[str]:
             if password and len(password) >= 8:
                 values.append(password)
     return values
-
-
-@pytest.fixture
-def sfapi(facility):
-    from als_provider.hooks.sfapi import SFAPIHook
-
-    hook = SFAPIHook()
-    token = hook.get_conn().token
-    with httpx.Client(base_url=f"{facility.url}/sfapi/api/v1.2", headers={"Authorization": f"Bearer {token}"}) as c:
-        yield c
-    hook.close()
 
 
 def test_i26_finding_5_the_facility_and_its_jobs_run_without_airflow_secrets(facility, sfapi, tmp_path):

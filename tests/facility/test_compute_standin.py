@@ -10,6 +10,7 @@ import pytest
 from als_provider.hooks.globus_compute import GlobusComputeHook
 from compute_functions import remote
 from include.sites import load_sites
+from tests.dags.dag_helpers import wait_for_compute_task
 
 ENDPOINT = load_sites()["local"].compute_endpoint_id  # the local profile registers the ids it serves
 
@@ -30,16 +31,6 @@ def token(facility) -> str:
     )
     answer.raise_for_status()
     return answer.json()["access_token"]
-
-
-def wait(hook, task_id, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = hook.get_task(task_id)
-        if not task["pending"]:
-            return task
-        time.sleep(0.2)
-    raise AssertionError(f"{task_id} still pending")
 
 
 def test_routes_refuse_requests_without_a_compute_token(facility):
@@ -84,7 +75,7 @@ def test_batch_status_and_task_group_list_submitted_tasks(hook, facility):
     first = hook.submit(function_id, ENDPOINT, {})
     second = hook.submit(function_id, ENDPOINT, {})
     for submitted in (first, second):
-        wait(hook, submitted["task_id"])
+        wait_for_compute_task(hook, submitted["task_id"])
     results = hook.client.get_batch_result([first["task_id"], second["task_id"]])
     assert {r["status"] for r in results.values()} == {"success"}
     group = hook.client._compute_web_client.v2.get_task_group(first["task_group_id"]).data
@@ -96,10 +87,10 @@ def test_batch_status_and_task_group_list_submitted_tasks(hook, facility):
 def test_crashed_worker_fails_the_task_and_the_pool_recovers(hook, facility):
     facility.inject("compute", "crash", match="^check_environment$")
     function_id = hook.register_function(remote.check_environment)
-    crashed = wait(hook, hook.run(function_id, ENDPOINT, {}))
+    crashed = wait_for_compute_task(hook, hook.run(function_id, ENDPOINT, {}))
     assert crashed["status"] == "failed"
     assert "WorkerLost" in crashed["exception"]
-    again = wait(hook, hook.run(function_id, ENDPOINT, {}))
+    again = wait_for_compute_task(hook, hook.run(function_id, ENDPOINT, {}))
     assert again["status"] == "success"
     assert facility.stats()["compute.executed"] == 1
 
@@ -111,7 +102,7 @@ def test_slow_fault_keeps_the_task_pending(hook, facility):
     time.sleep(0.5)
     pending = hook.get_task(task_id)
     assert pending["pending"] is True and pending["status"] in ("waiting-for-ep", "running")
-    assert wait(hook, task_id)["status"] == "success"
+    assert wait_for_compute_task(hook, task_id)["status"] == "success"
 
 
 def test_get_function_describes_a_registered_function(hook, facility):
@@ -166,7 +157,7 @@ def test_an_offline_endpoint_keeps_tasks_waiting_for_ep(hook, facility):
     time.sleep(0.5)
     assert hook.get_task(task_id)["status"] == "waiting-for-ep"
     assert hook.endpoint_status(ENDPOINT)["details"]["pending_tasks"] == 1
-    assert wait(hook, task_id)["status"] == "success"
+    assert wait_for_compute_task(hook, task_id)["status"] == "success"
     online = hook.endpoint_status(ENDPOINT)
     assert online["status"] == "online" and online["details"]["total_workers"] >= 1
     assert {"idle_workers", "pending_tasks", "outstanding_tasks", "managers"} <= set(online["details"])
@@ -196,7 +187,7 @@ def test_i26_finding_4_results_are_serialised_as_the_submit_asks(hook, facility)
     them it uses the SDK default (dill), which the hook refuses to read."""
     function_id = hook.register_function(remote.check_environment)
     task_id = hook.run(function_id, ENDPOINT, {})
-    wait(hook, task_id)
+    wait_for_compute_task(hook, task_id)
     raw = hook.client._compute_web_client.v2.get_task(task_id).data["result"]
     assert raw.startswith("11\n")  # JSONData
     headers = {"Authorization": f"Bearer {token(facility)}"}
@@ -204,6 +195,6 @@ def test_i26_finding_4_results_are_serialised_as_the_submit_asks(hook, facility)
     batch.add(function_id, (), {})
     answer = httpx.post(f"{facility.url}/v3/endpoints/{ENDPOINT}/submit", json=batch.prepare(), headers=headers)
     dill_task = answer.json()["tasks"][function_id][0]
-    task = wait(hook, dill_task)
+    task = wait_for_compute_task(hook, dill_task)
     assert task["status"] == "failed" and task["unsafe_result"] is True
     assert "DillDataBase64" in task["exception"]

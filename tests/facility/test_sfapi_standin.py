@@ -12,26 +12,19 @@ import pytest
 from facility.sfapi import check_policy, parse_sbatch, parse_time_limit
 
 
-@pytest.fixture
-def api(facility):
-    """An httpx client with a bearer token fetched through the real sfapi_client (private_key_jwt)."""
-    from als_provider.hooks.sfapi import SFAPIHook
-
-    hook = SFAPIHook()
-    token = hook.get_conn().token
-    with httpx.Client(base_url=f"{facility.url}/sfapi/api/v1.2", headers={"Authorization": f"Bearer {token}"}) as c:
-        yield c
-    hook.close()
-
-
-def submit(api, script: str) -> str:
-    answer = api.post("compute/jobs/perlmutter", data={"job": script, "isPath": "false"}).json()
+def submit(sfapi, script: str) -> str:
+    answer = sfapi.post("compute/jobs/perlmutter", data={"job": script, "isPath": "false"}).json()
     assert answer["status"] == "OK"
-    task = api.get(f"tasks/{answer['task_id']}").json()
+    task = sfapi.get(f"tasks/{answer['task_id']}").json()
     assert task["status"] == "completed"
     result = json.loads(task["result"])  # a JSON string, as the real API answers
     assert result["status"] == "ok", result
     return result["jobid"]
+
+
+def jobs(sfapi, sacct: str, kwargs) -> dict:
+    """SFAPI's answer to a job query: squeue (``sacct`` "false") or sacct ("true"), ``kwargs`` its filters."""
+    return sfapi.get("compute/jobs/perlmutter", params={"sacct": sacct, "kwargs": kwargs}).json()
 
 
 def test_requests_without_a_token_are_refused(facility):
@@ -50,49 +43,46 @@ def test_token_endpoint_needs_a_client_assertion(facility):
     assert answer.json()["error"] == "invalid_client"
 
 
-def test_squeue_then_sacct(api, facility):
-    jobid = submit(api, "#!/bin/bash\n#SBATCH -J wire --comment=c1 -t 5\nsleep 1\n")
-    rows = api.get("compute/jobs/perlmutter", params={"sacct": "false", "kwargs": [f"jobid={jobid}"]}).json()["output"]
+def test_squeue_then_sacct(sfapi, facility):
+    jobid = submit(sfapi, "#!/bin/bash\n#SBATCH -J wire --comment=c1 -t 5\nsleep 1\n")
+    rows = jobs(sfapi, "false", [f"jobid={jobid}"])["output"]
     assert rows[0]["name"] == "wire" and rows[0]["state"] in ("PENDING", "RUNNING") and rows[0]["comment"] == "c1"
     assert rows[0]["time_limit"] == "5"
     time.sleep(2)
-    assert (
-        api.get("compute/jobs/perlmutter", params={"sacct": "false", "kwargs": [f"jobid={jobid}"]}).json()["output"]
-        == []
-    )
-    done = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": [f"jobid={jobid}"]}).json()
+    assert jobs(sfapi, "false", [f"jobid={jobid}"])["output"] == []
+    done = jobs(sfapi, "true", [f"jobid={jobid}"])
     assert done["output"][0]["state"] == "COMPLETED" and done["output"][0]["exitcode"] == "0:0"
-    other = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": ["user=someone"]}).json()
+    other = jobs(sfapi, "true", ["user=someone"])
     assert other["output"] == []
 
 
-def test_slow_fault_keeps_the_job_pending(api, facility):
+def test_slow_fault_keeps_the_job_pending(sfapi, facility):
     facility.inject("sfapi", "slow", match="^slowjob$", params={"seconds": 2})
-    jobid = submit(api, "#!/bin/bash\n#SBATCH --job-name=slowjob\ntrue\n")
+    jobid = submit(sfapi, "#!/bin/bash\n#SBATCH --job-name=slowjob\ntrue\n")
     time.sleep(0.6)
-    rows = api.get("compute/jobs/perlmutter", params={"sacct": "false", "kwargs": [f"jobid={jobid}"]}).json()["output"]
+    rows = jobs(sfapi, "false", [f"jobid={jobid}"])["output"]
     assert rows[0]["state"] == "PENDING"
 
 
-def test_cancel_of_a_pending_job_and_of_an_unknown_one(api, facility):
+def test_cancel_of_a_pending_job_and_of_an_unknown_one(sfapi, facility):
     facility.inject("sfapi", "slow", match="^p$", params={"seconds": 5})
-    jobid = submit(api, "#!/bin/bash\n#SBATCH --job-name=p\ntrue\n")
-    assert api.delete(f"compute/jobs/perlmutter/{jobid}").json()["status"] == "OK"
-    row = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": [f"jobid={jobid}"]}).json()["output"][0]
+    jobid = submit(sfapi, "#!/bin/bash\n#SBATCH --job-name=p\ntrue\n")
+    assert sfapi.delete(f"compute/jobs/perlmutter/{jobid}").json()["status"] == "OK"
+    row = jobs(sfapi, "true", [f"jobid={jobid}"])["output"][0]
     assert row["state"].startswith("CANCELLED by")
-    assert api.delete("compute/jobs/perlmutter/1").json()["status"] == "ERROR"
+    assert sfapi.delete("compute/jobs/perlmutter/1").json()["status"] == "ERROR"
     assert facility.stats()["sfapi.cancel"] == 2
 
 
-def test_not_a_script_is_an_sbatch_error(api, facility):
-    answer = api.post("compute/jobs/perlmutter", data={"job": "rm -rf /", "isPath": "false"}).json()
-    result = json.loads(api.get(f"tasks/{answer['task_id']}").json()["result"])
+def test_not_a_script_is_an_sbatch_error(sfapi, facility):
+    answer = sfapi.post("compute/jobs/perlmutter", data={"job": "rm -rf /", "isPath": "false"}).json()
+    result = json.loads(sfapi.get(f"tasks/{answer['task_id']}").json()["result"])
     assert result["status"] == "error" and "sbatch: error" in result["error"]
     assert facility.stats()["sfapi.submit"] == 1 and "sfapi.job_created" not in facility.stats()
 
 
-def test_unknown_machine(api):
-    assert api.get("status/frontier").status_code == 404
+def test_unknown_machine(sfapi):
+    assert sfapi.get("status/frontier").status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -111,9 +101,9 @@ def test_parse_sbatch_stops_at_the_first_command():
     assert parse_sbatch(script) == {"qos": "realtime", "account": "als", "exclusive": "", "time": "0:15:00"}
 
 
-def refusal(api, script: str) -> str:
-    answer = api.post("compute/jobs/perlmutter", data={"job": script, "isPath": "false"}).json()
-    result = json.loads(api.get(f"tasks/{answer['task_id']}").json()["result"])
+def refusal(sfapi, script: str) -> str:
+    answer = sfapi.post("compute/jobs/perlmutter", data={"job": script, "isPath": "false"}).json()
+    result = json.loads(sfapi.get(f"tasks/{answer['task_id']}").json()["result"])
     assert result["status"] == "error", result
     return result["error"]
 
@@ -128,9 +118,9 @@ def refusal(api, script: str) -> str:
         ("#SBATCH -q shared --exclusive", "Requested node configuration is not available"),
     ],
 )
-def test_sbatch_refuses_what_perlmutter_refuses(api, facility, header, error):
+def test_sbatch_refuses_what_perlmutter_refuses(sfapi, facility, header, error):
     """Finding 5: unknown options and account/qos/constraint the alsdev account may not use are refused."""
-    assert error in refusal(api, f"#!/bin/bash\n{header}\ntrue\n")
+    assert error in refusal(sfapi, f"#!/bin/bash\n{header}\ntrue\n")
     assert facility.stats().get("sfapi.job_created", 0) == 0
 
 
@@ -148,25 +138,25 @@ def test_the_production_header_passes_perlmutters_checks():
     check_policy(options)
 
 
-def test_a_job_query_can_answer_error(api, facility):
+def test_a_job_query_can_answer_error(sfapi, facility):
     """Finding 2: the stand-in answers ``{"status": "ERROR"}`` to a job query when told to, as SFAPI does."""
-    jobid = submit(api, "#!/bin/bash\n#SBATCH --job-name=q\ntrue\n")
+    jobid = submit(sfapi, "#!/bin/bash\n#SBATCH --job-name=q\ntrue\n")
     facility.inject("sfapi", "query_error", match=f"^sacct {jobid}$", message="sacct: error: slurmdbd down")
-    answer = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": f"jobid={jobid}"}).json()
+    answer = jobs(sfapi, "true", f"jobid={jobid}")
     assert answer == {"status": "ERROR", "output": [], "error": "sacct: error: slurmdbd down"}
-    assert api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": f"jobid={jobid}"}).json()["output"]
+    assert jobs(sfapi, "true", f"jobid={jobid}")["output"]
 
 
-def test_i21_finding_13_sacct_honours_its_window_like_slurm(api, facility):
+def test_i21_finding_13_sacct_honours_its_window_like_slurm(sfapi, facility):
     """sacct without ``starttime`` shows jobs since midnight; a jobid is found whenever it ran; ``starttime``
     reaches back."""
     import datetime as dt
 
-    jobid = submit(api, "#!/bin/bash\n#SBATCH -J window --comment=w -t 5\ntrue\n")
+    jobid = submit(sfapi, "#!/bin/bash\n#SBATCH -J window --comment=w -t 5\ntrue\n")
     time.sleep(1.5)
 
     def sacct(*kwargs):
-        answer = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": list(kwargs)}).json()
+        answer = jobs(sfapi, "true", list(kwargs))
         return [row["jobid"] for row in answer["output"]]
 
     assert jobid in sacct("name=window")
@@ -177,5 +167,5 @@ def test_i21_finding_13_sacct_honours_its_window_like_slurm(api, facility):
     yesterday = (dt.datetime.now() - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
     assert jobid in sacct("name=window", f"starttime={yesterday}")
     assert jobid not in sacct("name=window", f"starttime={yesterday}", f"endtime={yesterday}")
-    bad = api.get("compute/jobs/perlmutter", params={"sacct": "true", "kwargs": ["starttime=soon"]}).json()
+    bad = jobs(sfapi, "true", ["starttime=soon"])
     assert bad["status"] == "ERROR" and "Invalid time specification" in bad["error"]

@@ -10,13 +10,10 @@ from airflow.sdk import DAG, task
 
 from als_provider.operators.sfapi import EXIT_DATA_ERROR, SFAPIJobOperator
 from als_provider.sensors.sfapi import SFAPIJobSensor
+from tests.dags.dag_helpers import SimulatedWorkerCrash, crash_after
 
 FORCED_STATES = ("OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "CANCELLED", "FAILED")
 SLEEP = ["sleep", "30"]
-
-
-class SimulatedWorkerCrash(RuntimeError):
-    """Stands for the worker dying right after a step of the first try."""
 
 
 class CrashAfterSubmit(SFAPIJobOperator):
@@ -48,18 +45,7 @@ class LoseSubmitResponse(SFAPIJobOperator):
     """First try's submission reaches SFAPI but the worker dies before it can store the job id."""
 
     def get_hook(self):
-        hook = super().get_hook()
-        from airflow.sdk import get_current_context
-
-        if get_current_context()["ti"].try_number == 1:
-            original = hook.submit_job
-
-            def submit_then_die(*args, **kwargs):
-                original(*args, **kwargs)
-                raise SimulatedWorkerCrash("worker died before storing the job id")
-
-            hook.submit_job = submit_then_die
-        return hook
+        return crash_after(super().get_hook(), "submit_job", "worker died before storing the job id")
 
 
 class FinishThenDie(SFAPIJobOperator):
@@ -67,20 +53,15 @@ class FinishThenDie(SFAPIJobOperator):
 
     def get_hook(self):
         hook = super().get_hook()
-        from airflow.sdk import get_current_context
 
-        if get_current_context()["ti"].try_number == 1:
-            original = hook.submit_job
+        def once_it_completed(job_id, machine, script):
+            deadline = time.monotonic() + 30
+            while hook.job_state(machine, job_id).state != "COMPLETED":
+                assert time.monotonic() < deadline, "the job did not complete"
+                time.sleep(0.2)
+            return "worker died before storing the job id; the job has finished since"
 
-            def submit_wait_die(machine, script):
-                job_id, deadline = original(machine, script), time.monotonic() + 30
-                while hook.job_state(machine, job_id).state != "COMPLETED":
-                    assert time.monotonic() < deadline, "the job did not complete"
-                    time.sleep(0.2)
-                raise SimulatedWorkerCrash("worker died before storing the job id; the job has finished since")
-
-            hook.submit_job = submit_wait_die
-        return hook
+        return crash_after(hook, "submit_job", once_it_completed)
 
 
 def job_dag(name: str, command: list[str], operator_cls=SFAPIJobOperator, retries: int = 0, **kwargs) -> DAG:

@@ -10,16 +10,7 @@ from airflow.sdk import DAG
 
 from als_provider.operators.globus_transfer import GlobusTransferOperator
 from als_provider.sensors.globus_transfer import GlobusPathSensor
-
-
-class SimulatedWorkerCrash(RuntimeError):
-    """Stands for the worker dying right after a step of the first try."""
-
-
-def first_try() -> bool:
-    from airflow.sdk import get_current_context
-
-    return get_current_context()["ti"].try_number == 1
+from tests.dags.dag_helpers import SimulatedWorkerCrash, crash_after, first_try
 
 
 class CrashAfterSubmit(GlobusTransferOperator):
@@ -48,33 +39,17 @@ class LoseSubmitResponse(GlobusTransferOperator):
     """First try's submit reaches Globus but its answer is lost (the worker dies mid-request)."""
 
     def get_hook(self):
-        hook = super().get_hook()
-        if first_try():
-            original = hook.submit_transfer
-
-            def submit_then_die(*args, **kwargs):
-                original(*args, **kwargs)
-                raise SimulatedWorkerCrash("connection lost after the transfer was submitted")
-
-            hook.submit_transfer = submit_then_die
-        return hook
+        return crash_after(super().get_hook(), "submit_transfer", "connection lost after the transfer was submitted")
 
 
 class CrashMidSwap(GlobusTransferOperator):
     """First try dies between its two renames: the old results renamed away, the new ones not yet in place."""
 
     def get_hook(self):
-        hook = super().get_hook()
-        if first_try():
-            original = hook.rename
+        def after_the_first_rename(_, old, new):
+            return f"worker died after renaming {old} to {new}" if new.path.name.endswith(".replaced") else None
 
-            def rename_then_die(old, new):
-                original(old, new)
-                if new.path.name.endswith(".replaced"):
-                    raise SimulatedWorkerCrash(f"worker died after renaming {old} to {new}")
-
-            hook.rename = rename_then_die
-        return hook
+        return crash_after(super().get_hook(), "rename", after_the_first_rename)
 
 
 def transfer_dag(name: str, operator_cls=GlobusTransferOperator, **kwargs) -> DAG:

@@ -8,25 +8,22 @@ import pytest
 from include.config_files import ConfigDocument, dotted, load_config, parse_config
 from include.errors import ConfigError
 
+#: A sites.yaml-like schema: ``sites``, each a mapping of a site's name to its keys.
+SITE = {
+    "type": "object",
+    "required": ["runner"],
+    "additionalProperties": False,
+    "properties": {
+        "runner": {"enum": ["globus_compute", "sfapi"]},
+        "workers": {"type": "integer", "minimum": 1},
+        "suffixes": {"type": "array", "items": {"type": "string"}},
+    },
+}
 SCHEMA = {
     "type": "object",
     "required": ["sites"],
     "additionalProperties": False,
-    "properties": {
-        "sites": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "required": ["runner"],
-                "additionalProperties": False,
-                "properties": {
-                    "runner": {"enum": ["globus_compute", "sfapi"]},
-                    "workers": {"type": "integer", "minimum": 1},
-                    "suffixes": {"type": "array", "items": {"type": "string"}},
-                },
-            },
-        }
-    },
+    "properties": {"sites": {"type": "object", "additionalProperties": SITE}},
 }
 TEXT = """\
 # a comment

@@ -22,7 +22,6 @@ from include.manifests import (
     BadEntry,
     ManifestEntry,
     ManifestError,
-    MetadataDbVariables,
     due_entries,
     due_keys,
     remove_entries,
@@ -37,15 +36,10 @@ RECORD = Record(size=1234, files=1, mtime="2026-11-02 15:29:00+00:00", digest="d
 
 
 @pytest.fixture
-def store(airflow_db):
-    """The metadata-DB Variables with an empty manifest and the default retention table."""
-    store = MetadataDbVariables()
+def store(store):
+    """The metadata-DB Variables with an empty manifest (tests/conftest.py) and the default retention table."""
     saved = store.get(RETENTION_VARIABLE)
-    for key in store.keys(KEY_PREFIX):
-        store.delete(key)
     yield store
-    for key in store.keys(KEY_PREFIX):
-        store.delete(key)
     store.set(RETENTION_VARIABLE, saved)
 
 

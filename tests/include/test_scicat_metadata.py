@@ -208,6 +208,21 @@ def test_not_hdf5_raises(tmp_path):
         sm.build_raw(bad, "/x")
 
 
+def derived_of(raw, folder: str, name: str, dataset_name: str, parameters, site: str, preview, local_folder):
+    """sm.build_derived for results at ``folder``: TIFFs in ``folder/name``, the Zarr store ``folder/name.zarr``."""
+    return sm.build_derived(
+        raw,
+        dataset_name=dataset_name,
+        source_folder=folder,
+        tiff_location=f"{folder}/{name}",
+        zarr_location=f"{folder}/{name}.zarr",
+        parameters=parameters,
+        site=site,
+        preview_path=preview,
+        local_folder=local_folder,
+    )
+
+
 def test_derived_documents(tmp_path):
     results = tmp_path / "alcf"
     (results / "recscan").mkdir(parents=True)
@@ -228,16 +243,8 @@ def test_derived_documents(tmp_path):
         "sourceFolder": "/global/cfs/cdirs/als/data_mover/8.3.2/raw/f",
     }
     params = {"engine": "gridrec", "center": np.float32(63.5), "rows": np.arange(2), "bad": float("nan")}
-    docs = sm.build_derived(
-        raw,
-        dataset_name="recscan_alcf",
-        source_folder="/data/scratch/globus_share/alcf",
-        tiff_location="/data/scratch/globus_share/alcf/recscan",
-        zarr_location="/data/scratch/globus_share/alcf/recscan.zarr",
-        parameters=params,
-        site="alcf",
-        preview_path=preview,
-        local_folder=results,
+    docs = derived_of(
+        raw, "/data/scratch/globus_share/alcf", "recscan", "recscan_alcf", params, "alcf", preview, results
     )
     d = docs.dataset
     assert d["type"] == "derived" and d["inputDatasets"] == ["20.500.1/raw"]
@@ -262,16 +269,6 @@ def test_derived_without_files_or_preview_warns(tmp_path):
     raw = {"pid": "p", "ownerGroup": "g"}
     not_png = tmp_path / "p.png"
     not_png.write_text("x")
-    docs = sm.build_derived(
-        raw,
-        dataset_name="r",
-        source_folder="/s",
-        tiff_location="/s/r",
-        zarr_location="/s/r.zarr",
-        parameters=None,
-        site="nersc",
-        preview_path=not_png,
-        local_folder=tmp_path / "empty",
-    )
+    docs = derived_of(raw, "/s", "r", "r", None, "nersc", not_png, tmp_path / "empty")
     assert docs.datablock is None and docs.thumbnail is None
     assert len(docs.warnings) == 3

@@ -33,34 +33,41 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "upstream_scicat"
 CASES = [json.loads(p.read_text()) for p in sorted(FIXTURES.glob("bl*.json"))]
 PINNED = "4828273f5f49ba4eba5442728729e0545b3f5b79"
 
-#: (ingester, field) → why ours differs from upstream's on purpose (docs/scicat.md, "Deliberate differences").
+#: ingester → field → why ours differs from upstream's on purpose (docs/scicat.md, "Deliberate differences").
+REASONS: dict[str, dict[str, str]] = {
+    "als_832_dx_4": {
+        "dataset.size": "not sent: SciCat adds each OrigDatablock's size to its dataset, so "
+        "upstream's dataset ends with twice the scan's bytes",
+        "dataset.proposalId": "omitted when the scan's proposal is the text 'None' (upstream sends "
+        "'None' as the proposal id, while its own ownerGroup treats it as no proposal)",
+        "attachment.thumbnail.type": "labelled image/png (upstream labels its PNG image/jpg)",
+        "attachment.thumbnail.size": "at least 32 rows and at most 512 px a side (upstream keeps "
+        "the detector's size: a 2560x2160 PNG per scan, a 4-row strip for a short detector); same pixel values",
+    },
+    "als733_saxs": {
+        "dataset.sourceFolder": "the run's folder on its long-term copy (NERSC CFS); upstream's "
+        "7.3.3 call fails at the pinned splash_flows (bl733/move.py:140 passes file_paths=, a keyword "
+        "scicat_ingest_flow does not take), so no upstream record exists to key on",
+        "dataset.owner": "Unknown: upstream hard-codes one 2022 campaign's PI (Garrett Birkel), "
+        "marked 'change PI before ingestion'",
+        "dataset.principalInvestigator": "Unknown: upstream hard-codes one campaign's PI",
+        "dataset.contactEmail": "the fallback email: upstream hard-codes one campaign's PI's",
+        "dataset.ownerGroup": "the beamline group 7.3.3 (as upstream's 8.3.2 DEFAULT_USER): "
+        "upstream hard-codes the campaign's group MWET",
+        "dataset.accessGroups": "['7.3.3']: upstream hard-codes ['ingestor', 'MWET']",
+        "dataset.proposalId": "omitted: upstream hard-codes the text UNKNOWN",
+        "dataset.keywords": "without the campaign's project and institution ('SNIPS membranes', "
+        "'texas'/'lbnl'), which upstream hard-codes",
+        "dataset.scientificMetadata.institution": "left out: upstream guesses texas/lbnl from "
+        "'cal' in the file name for one campaign",
+        "dataset.scientificMetadata.project_name": "left out: upstream hard-codes 'SNIPS membranes'",
+        "attachment.thumbnail.type": "labelled image/png (upstream labels its PNG image/jpg)",
+        "attachment.thumbnail.size": "the log-scaled image itself at most 512 px (upstream: a "
+        "300-dpi matplotlib figure with title and colour bar)",
+    },
+}
 DELIBERATE: dict[tuple[str, str], str] = {
-    ("als_832_dx_4", "dataset.size"): "not sent: SciCat adds each OrigDatablock's size to its dataset, so "
-    "upstream's dataset ends with twice the scan's bytes",
-    ("als_832_dx_4", "dataset.proposalId"): "omitted when the scan's proposal is the text 'None' (upstream sends "
-    "'None' as the proposal id, while its own ownerGroup treats it as no proposal)",
-    ("als_832_dx_4", "attachment.thumbnail.type"): "labelled image/png (upstream labels its PNG image/jpg)",
-    ("als_832_dx_4", "attachment.thumbnail.size"): "at least 32 rows and at most 512 px a side (upstream keeps "
-    "the detector's size: a 2560x2160 PNG per scan, a 4-row strip for a short detector); same pixel values",
-    ("als733_saxs", "dataset.sourceFolder"): "the run's folder on its long-term copy (NERSC CFS); upstream's "
-    "7.3.3 call fails at the pinned splash_flows (bl733/move.py:140 passes file_paths=, a keyword "
-    "scicat_ingest_flow does not take), so no upstream record exists to key on",
-    ("als733_saxs", "dataset.owner"): "Unknown: upstream hard-codes one 2022 campaign's PI (Garrett Birkel), "
-    "marked 'change PI before ingestion'",
-    ("als733_saxs", "dataset.principalInvestigator"): "Unknown: upstream hard-codes one campaign's PI",
-    ("als733_saxs", "dataset.contactEmail"): "the fallback email: upstream hard-codes one campaign's PI's",
-    ("als733_saxs", "dataset.ownerGroup"): "the beamline group 7.3.3 (as upstream's 8.3.2 DEFAULT_USER): "
-    "upstream hard-codes the campaign's group MWET",
-    ("als733_saxs", "dataset.accessGroups"): "['7.3.3']: upstream hard-codes ['ingestor', 'MWET']",
-    ("als733_saxs", "dataset.proposalId"): "omitted: upstream hard-codes the text UNKNOWN",
-    ("als733_saxs", "dataset.keywords"): "without the campaign's project and institution ('SNIPS membranes', "
-    "'texas'/'lbnl'), which upstream hard-codes",
-    ("als733_saxs", "dataset.scientificMetadata.institution"): "left out: upstream guesses texas/lbnl from "
-    "'cal' in the file name for one campaign",
-    ("als733_saxs", "dataset.scientificMetadata.project_name"): "left out: upstream hard-codes 'SNIPS membranes'",
-    ("als733_saxs", "attachment.thumbnail.type"): "labelled image/png (upstream labels its PNG image/jpg)",
-    ("als733_saxs", "attachment.thumbnail.size"): "the log-scaled image itself at most 512 px (upstream: a "
-    "300-dpi matplotlib figure with title and colour bar)",
+    (ingester, field): why for ingester, fields in REASONS.items() for field, why in fields.items()
 }
 
 

@@ -12,8 +12,6 @@ its name with every character outside ``[a-zA-Z0-9_]`` replaced by ``_``; tags (
 from __future__ import annotations
 
 import re
-import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -75,41 +73,15 @@ def mappings() -> list[dict]:
 
 
 @pytest.fixture
-def statsd_lines(monkeypatch):
+def statsd_lines(statsd_received):
     """A function that emits a transfer's metrics through Airflow's StatsD logger (influx tags) and returns the
     lines a UDP socket received."""
-    import statsd  # noqa: F401  (StatsD metrics need it)
-    from airflow.sdk._shared.observability.metrics import stats
-    from airflow.sdk._shared.observability.metrics.base_stats_logger import NoStatsLogger
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    for key, value in {
-        "STATSD_ON": "True",
-        "STATSD_HOST": "127.0.0.1",
-        "STATSD_PORT": str(sock.getsockname()[1]),
-        "STATSD_PREFIX": "airflow",
-        "STATSD_INFLUXDB_ENABLED": "True",
-    }.items():
-        monkeypatch.setenv(f"AIRFLOW__METRICS__{key}", value)
-    monkeypatch.setattr(stats, "_factory", None)
-    monkeypatch.setattr(stats, "_backend", None)
 
     def send(record: dict) -> list[str]:
         emit(record)
-        lines, deadline = [], time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                lines += sock.recv(65536).decode().splitlines()
-            except TimeoutError:
-                if lines:
-                    return lines
-        return lines
+        return statsd_received()
 
-    yield send
-    stats.initialize(factory=NoStatsLogger, export_legacy_names=True)
-    sock.close()
+    return send
 
 
 def transfer(source: str, destination: str, *, moved: int = 8_000_000, task_id: str | None = None) -> dict:

@@ -7,20 +7,9 @@ import pytest
 from als_provider.hooks.globus_compute import GlobusComputeHook
 from compute_functions import remote
 from include.sites import load_sites
+from tests.dags.dag_helpers import wait_for_compute_task
 
 ENDPOINT = load_sites()["local"].compute_endpoint_id  # the local profile registers the ids it serves
-
-
-def wait(hook: GlobusComputeHook, task_id: str, timeout: float = 60.0) -> dict:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = hook.get_task(task_id)
-        if not task["pending"]:
-            return task
-        time.sleep(0.2)
-    raise AssertionError(f"task {task_id} still pending after {timeout}s")
 
 
 @pytest.fixture
@@ -32,7 +21,7 @@ def test_run_returns_the_function_result(hook, facility, tmp_path):
     (tmp_path / "scan.h5").write_bytes(b"x" * 10)
     function_id = hook.register_function(remote.check_environment)
     task_id = hook.run(function_id, ENDPOINT, {"paths": [str(tmp_path / "scan.h5")]})
-    task = wait(hook, task_id)
+    task = wait_for_compute_task(hook, task_id)
     assert task["status"] == "success", task
     assert task["result"]["paths"][str(tmp_path / "scan.h5")]["size"] == 10
     stats = facility.stats()
@@ -43,7 +32,7 @@ def test_run_returns_the_function_result(hook, facility, tmp_path):
 
 def test_remote_exception_is_the_remote_traceback(hook, tmp_path):
     function_id = hook.register_function(remote.check_environment)
-    task = wait(hook, hook.run(function_id, ENDPOINT, {"paths": [str(tmp_path / "missing.h5")]}))
+    task = wait_for_compute_task(hook, hook.run(function_id, ENDPOINT, {"paths": [str(tmp_path / "missing.h5")]}))
     assert task["status"] == "failed"
     assert task["pending"] is False
     assert "FileNotFoundError" in task["exception"]
@@ -54,7 +43,7 @@ def test_remote_exception_is_the_remote_traceback(hook, tmp_path):
 def test_injected_raise_fault(hook, facility):
     facility.inject("compute", "raise", match="^check_environment$", message="detector exploded")
     function_id = hook.register_function(remote.check_environment)
-    task = wait(hook, hook.run(function_id, ENDPOINT, {}))
+    task = wait_for_compute_task(hook, hook.run(function_id, ENDPOINT, {}))
     assert task["status"] == "failed"
     assert "RuntimeError: detector exploded" in task["exception"]
 

@@ -12,7 +12,7 @@ from als_provider.hooks.globus_compute import GlobusComputeHook
 from als_provider.operators.globus_compute import GlobusComputeOperator, GlobusComputeTaskError
 from als_provider.triggers.globus_compute import GlobusComputeTaskTrigger
 from include.sites import load_sites
-from tests.dags.dag_helpers import run_in_db
+from tests.dags.dag_helpers import run_in_db, xcom
 
 ENDPOINT = load_sites()["local"].compute_endpoint_id  # the local profile registers the ids it serves
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -32,31 +32,25 @@ def make_dag(dag_id: str, operator_cls=GlobusComputeOperator, **op_kwargs):
     return dag
 
 
-def xcom(dag_run, task_id: str = "compute", key: str = "return_value"):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
+def run_check_environment(dag_id: str, **op_kwargs):
+    """A DAG of one ``check_environment`` call on the local endpoint, run: (dag run, task instances by id)."""
+    return run_in_db(make_dag(dag_id, function_name="check_environment", endpoint_id=ENDPOINT, **op_kwargs))
 
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
+
+def created_and_ran_once(facility) -> dict:
+    """The facility's counters, once Compute created and ran ``check_environment`` exactly once."""
+    stats = facility.stats()
+    assert stats["compute.task_created.check_environment"] == 1
+    assert stats["compute.executed.check_environment"] == 1
+    return stats
 
 
 def test_success_puts_the_summary_in_xcom(facility, tmp_path):
     scan = tmp_path / "scan.h5"
     scan.write_bytes(b"0123456789")
-    dag = make_dag(
-        "test_compute_success",
-        function_name="check_environment",
-        function_kwargs={"paths": [str(scan)]},
-        endpoint_id=ENDPOINT,
-    )
-    dag_run, tis = run_in_db(dag)
+    dag_run, tis = run_check_environment("test_compute_success", function_kwargs={"paths": [str(scan)]})
     assert tis["compute"].state == "success"
-    result = xcom(dag_run)
+    result = xcom(dag_run, "compute")
     assert result["paths"][str(scan)] == {"size": 10, "is_dir": False}
     stats = facility.stats()
     assert stats["compute.submit"] == 2  # the call that opens the run's task group, then the function's
@@ -66,14 +60,9 @@ def test_success_puts_the_summary_in_xcom(facility, tmp_path):
 
 def test_remote_exception_fails_the_task_with_the_remote_traceback(facility, tmp_path, capfd):
     missing = tmp_path / "nowhere" / "scan.h5"
-    dag = make_dag(
-        "test_compute_remote_error",
-        function_name="check_environment",
-        function_kwargs={"paths": [str(missing)]},
-        endpoint_id=ENDPOINT,
-        retries=0,
+    dag_run, tis = run_check_environment(
+        "test_compute_remote_error", function_kwargs={"paths": [str(missing)]}, retries=0
     )
-    dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "failed"
     assert dag_run.state == "failed"
     captured = capfd.readouterr()
@@ -84,8 +73,7 @@ def test_remote_exception_fails_the_task_with_the_remote_traceback(facility, tmp
 
 def test_injected_raise_fault_fails_the_task(facility):
     facility.inject("compute", "raise", match="^check_environment$", message="detector on fire")
-    dag = make_dag("test_compute_raise_fault", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
-    _, tis = run_in_db(dag)
+    _, tis = run_check_environment("test_compute_raise_fault", retries=0)
     assert tis["compute"].state == "failed"
     assert facility.stats()["fault.compute.raise"] == 1
 
@@ -103,20 +91,11 @@ class CrashAfterSubmit(GlobusComputeOperator):
 
 def test_retry_after_a_worker_crash_reattaches_instead_of_running_again(facility):
     facility.inject("compute", "slow", match="^check_environment$", params={"seconds": 2})
-    dag = make_dag(
-        "test_compute_crash_retry",
-        operator_cls=CrashAfterSubmit,
-        function_name="check_environment",
-        endpoint_id=ENDPOINT,
-    )
-    dag_run, tis = run_in_db(dag)
+    dag_run, tis = run_check_environment("test_compute_crash_retry", operator_cls=CrashAfterSubmit)
     assert tis["compute"].state == "success"
     assert tis["compute"].try_number == 2
-    assert xcom(dag_run)["python"]
-    stats = facility.stats()
-    assert stats["compute.task_created.check_environment"] == 1
-    assert stats["compute.executed.check_environment"] == 1
-    assert stats["compute.task_created.open_task_group"] == 1
+    assert xcom(dag_run, "compute")["python"]
+    assert created_and_ran_once(facility)["compute.task_created.open_task_group"] == 1
 
 
 class CrashAfterTheRun(GlobusComputeOperator):
@@ -134,24 +113,15 @@ class CrashAfterTheRun(GlobusComputeOperator):
 
 
 def test_retry_after_the_task_succeeded_takes_its_result_without_running_again(facility):
-    dag = make_dag(
-        "test_compute_done_retry",
-        operator_cls=CrashAfterTheRun,
-        function_name="check_environment",
-        endpoint_id=ENDPOINT,
-    )
-    dag_run, tis = run_in_db(dag)
+    dag_run, tis = run_check_environment("test_compute_done_retry", operator_cls=CrashAfterTheRun)
     assert tis["compute"].state == "success" and tis["compute"].try_number == 2
-    assert xcom(dag_run)["python"]
-    stats = facility.stats()
-    assert stats["compute.task_created.check_environment"] == 1
-    assert stats["compute.executed.check_environment"] == 1
+    assert xcom(dag_run, "compute")["python"]
+    created_and_ran_once(facility)
 
 
 def test_retry_after_a_remote_failure_submits_afresh(facility):
     facility.inject("compute", "raise", match="^check_environment$", message="transient")
-    dag = make_dag("test_compute_failed_retry", function_name="check_environment", endpoint_id=ENDPOINT)
-    _, tis = run_in_db(dag)
+    _, tis = run_check_environment("test_compute_failed_retry")
     assert tis["compute"].state == "success"
     stats = facility.stats()
     assert stats["compute.task_created.check_environment"] == 2
@@ -164,8 +134,7 @@ SUBMIT = r"^POST /v3/endpoints/[^/]+/submit$"
 def test_lost_submit_answer_is_not_resent_by_the_sdk(facility, capfd):
     """Issue 13 finding 2: globus-sdk resent the submit after a 504, so Compute ran the function twice."""
     facility.inject("compute", "lost_response", status=504, match=SUBMIT)
-    dag = make_dag("test_compute_lost_answer", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
-    _, tis = run_in_db(dag)
+    _, tis = run_check_environment("test_compute_lost_answer", retries=0)
     stats = facility.stats()
     assert stats["fault.lost_response.504"] == 1
     assert stats["compute.submit"] == 1 and stats["compute.task_created"] == 1
@@ -177,14 +146,10 @@ def test_i21_finding_11_a_lost_submit_answer_is_found_in_the_task_group(facility
     """Issue 21 finding 11: a lost answer still created a second task (the function ran twice). The call now
     goes into the run's own task group, which is read before anything is sent again."""
     facility.inject("compute", "lost_submit", status=504, match="^check_environment$")
-    dag = make_dag("test_compute_lost_in_group", function_name="check_environment", endpoint_id=ENDPOINT, retries=1)
-    dag_run, tis = run_in_db(dag)
+    dag_run, tis = run_check_environment("test_compute_lost_in_group", retries=1)
     assert tis["compute"].state == "success" and tis["compute"].try_number == 1
-    assert xcom(dag_run)["python"]
-    stats = facility.stats()
-    assert stats["fault.lost_response.504"] == 1
-    assert stats["compute.task_created.check_environment"] == 1
-    assert stats["compute.executed.check_environment"] == 1
+    assert xcom(dag_run, "compute")["python"]
+    assert created_and_ran_once(facility)["fault.lost_response.504"] == 1
     assert "its task group holds it" in task_log(capfd)
 
 
@@ -201,18 +166,9 @@ class DieAfterTheLostAnswer(GlobusComputeOperator):
 
 def test_i21_finding_11_the_retry_finds_the_lost_task_before_sending_again(facility, capfd):
     facility.inject("compute", "lost_submit", status=504, match="^check_environment$")
-    dag = make_dag(
-        "test_compute_lost_retry",
-        operator_cls=DieAfterTheLostAnswer,
-        function_name="check_environment",
-        endpoint_id=ENDPOINT,
-    )
-    _, tis = run_in_db(dag)
+    _, tis = run_check_environment("test_compute_lost_retry", operator_cls=DieAfterTheLostAnswer)
     assert tis["compute"].state == "success" and tis["compute"].try_number == 2
-    stats = facility.stats()
-    assert stats["compute.task_created.check_environment"] == 1
-    assert stats["compute.executed.check_environment"] == 1
-    assert stats["compute.task_created.open_task_group"] == 1
+    assert created_and_ran_once(facility)["compute.task_created.open_task_group"] == 1
     assert "submitted by an earlier try; re-attaching" in task_log(capfd)
 
 
@@ -231,8 +187,7 @@ def test_i26_finding_4_a_pickled_result_is_refused_unread(facility, tmp_path, ca
 
     payload = DillDataBase64().serialize(Exploit())
     facility.inject("compute", "forge_result", match="^check_environment$", params={"payload": payload})
-    dag = make_dag("test_compute_forged_result", function_name="check_environment", endpoint_id=ENDPOINT, retries=2)
-    dag_run, tis = run_in_db(dag)
+    dag_run, tis = run_check_environment("test_compute_forged_result", retries=2)
     assert not canary.exists()
     assert tis["compute"].state == "failed" and tis["compute"].try_number == 1
     assert dag_run.state == "failed"
@@ -243,12 +198,10 @@ def test_i26_finding_4_a_pickled_result_is_refused_unread(facility, tmp_path, ca
 
 def test_i21_finding_15_a_function_is_registered_once_per_code_version(facility):
     """Issue 21 finding 15: an unpinned function was registered on every submit."""
-    first = make_dag("test_compute_register_once_a", function_name="check_environment", endpoint_id=ENDPOINT)
-    assert run_in_db(first)[1]["compute"].state == "success"
+    assert run_check_environment("test_compute_register_once_a")[1]["compute"].state == "success"
     facility.reset()
-    second = make_dag("test_compute_register_once_b", function_name="check_environment", endpoint_id=ENDPOINT)
-    dag_run, tis = run_in_db(second)
-    assert tis["compute"].state == "success" and xcom(dag_run)["python"]
+    dag_run, tis = run_check_environment("test_compute_register_once_b")
+    assert tis["compute"].state == "success" and xcom(dag_run, "compute")["python"]
     stats = facility.stats()
     assert stats["compute.executed.check_environment"] == 1
     assert stats.get("compute.register", 0) == 0  # the same code: the id pinned by the first run
@@ -269,9 +222,9 @@ def test_i21_finding_15_a_pinned_id_naming_other_code_is_not_used(facility):
     key = "__".join((FUNCTION_VARIABLE_PREFIX, hook.globus_compute_conn_id, "check_environment", version[:16]))
     Variable.set(key, other)
     facility.reset()
-    dag = make_dag("test_compute_pinned_other_code", function_name="check_environment", endpoint_id=ENDPOINT)
-    dag_run, tis = run_in_db(dag)
-    assert tis["compute"].state == "success" and xcom(dag_run)["python"]  # check_environment ran, not the other
+    dag_run, tis = run_check_environment("test_compute_pinned_other_code")
+    assert tis["compute"].state == "success"
+    assert xcom(dag_run, "compute")["python"]  # check_environment ran, not the other
     assert facility.stats()["compute.register"] >= 1
     assert Variable.get(key) not in (None, other)
 
@@ -279,8 +232,7 @@ def test_i21_finding_15_a_pinned_id_naming_other_code_is_not_used(facility):
 def test_other_calls_keep_the_sdks_retries(facility):
     """Only the submit is sent once: a 503 on the task poll is still retried by the SDK."""
     facility.inject("compute", "http", status=503, match=r"^GET /v2/tasks/", times=2)
-    dag = make_dag("test_compute_poll_retried", function_name="check_environment", endpoint_id=ENDPOINT, retries=0)
-    _, tis = run_in_db(dag)
+    _, tis = run_check_environment("test_compute_poll_retried", retries=0)
     assert tis["compute"].state == "success"
     assert facility.stats()["fault.http.503"] == 2
 
@@ -306,8 +258,7 @@ def test_data_error_fails_once_with_the_functions_line(facility, tmp_path, capfd
 
 def test_transient_remote_failures_are_still_retried(facility):
     facility.inject("compute", "raise", match="^check_environment$", message="endpoint lost its worker")
-    dag = make_dag("test_compute_transient_retried", function_name="check_environment", endpoint_id=ENDPOINT)
-    _, tis = run_in_db(dag)
+    _, tis = run_check_environment("test_compute_transient_retried")
     assert tis["compute"].state == "success" and tis["compute"].try_number == 2
 
 
@@ -322,19 +273,12 @@ def test_site_resolves_the_endpoint_and_non_deferrable_mode_waits_inline(facilit
     )
     dag_run, tis = run_in_db(dag)
     assert tis["compute"].state == "success"
-    assert xcom(dag_run)["host"]
+    assert xcom(dag_run, "compute")["host"]
 
 
 def test_timeout_fails_the_task(facility):
     facility.inject("compute", "slow", match="^check_environment$", params={"seconds": 5})
-    dag = make_dag(
-        "test_compute_timeout",
-        function_name="check_environment",
-        endpoint_id=ENDPOINT,
-        task_timeout=timedelta(seconds=1),
-        retries=0,
-    )
-    _, tis = run_in_db(dag)
+    _, tis = run_check_environment("test_compute_timeout", task_timeout=timedelta(seconds=1), retries=0)
     assert tis["compute"].state == "failed"
 
 

@@ -18,9 +18,9 @@ from als_provider.operators.globus_delete import PruneManifestsOperator, SideFol
 from als_provider.triggers.globus_transfer import GlobusTaskTrigger
 from als_provider.triggers.inline import first_event
 from include import manifests
-from include.manifests import DeletionRequest, ManifestEntry
-from include.pruning import check_entries, reason_kind, record_copies
-from tests.dags.dag_helpers import TaskStateStore
+from include.manifests import ManifestEntry
+from include.pruning import check_entries, reason_kind
+from tests.dags.dag_helpers import TaskStateStore, entry_of_copy
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 LOG = logging.getLogger("test_globus_delete")
@@ -29,23 +29,8 @@ UNKNOWN_UUID = "00000000-0000-4000-8000-00000000dead"
 
 def recorded(hook, endpoint: str, path: str, check: str, location: str = "alcf") -> ManifestEntry:
     """The entry a pipeline's finish records right after the copy (a listing of what is there now)."""
-    [(_, record)] = record_copies(hook, [DeletionRequest(endpoint, path, check, location)])
-    assert record is not None
-    return ManifestEntry(
-        key=f"als_prune/20261102/{endpoint}/{path}",
-        endpoint=endpoint,
-        path=path,
-        check_endpoint=check,
-        location=location,
-        not_before=NOW,
-        dag_id="d",
-        run_id="r",
-        size=record.size,
-        checksum=record.checksum,
-        files=record.files,
-        mtime=record.mtime,
-        digest=record.digest,
-    )
+    key = f"als_prune/20261102/{endpoint}/{path}"
+    return entry_of_copy(hook, endpoint, path, check, location, key=key, not_before=NOW, dag_id="d", run_id="r")
 
 
 @pytest.fixture

@@ -229,31 +229,40 @@ def test_bad_email_is_a_warning_and_the_fallback_is_used(facility, scan, folder,
     assert hook().get_dataset(pid)["contactEmail"] == "bl832@example.org"
 
 
-def make_results(root: Path, dataset: str) -> Path:
+def make_results(root: Path, dataset: str, slices: int = 3, size: int = 100, seed: int = 0) -> Path:
+    """A reconstruction's results under ``root``, in place of any earlier ones (a re-reconstruction gives another
+    slice count, sizes and preview): ``slices`` TIFFs of ``size`` bytes, a Zarr store; returns the preview."""
+    shutil.rmtree(root, ignore_errors=True)
     (root / f"rec{dataset}").mkdir(parents=True)
-    for i in range(3):
-        (root / f"rec{dataset}" / f"{dataset}_{i:05d}.tiff").write_bytes(b"\0" * 100)
+    for i in range(slices):
+        (root / f"rec{dataset}" / f"{dataset}_{i:05d}.tiff").write_bytes(b"\1" * size)
     (root / f"rec{dataset}.zarr").mkdir()
-    (root / f"rec{dataset}.zarr" / "zarr.json").write_text("{}")
+    (root / f"rec{dataset}.zarr" / "zarr.json").write_text('{"zarr_format": 3}')
     preview = root / "preview.png"
-    preview.write_bytes(thumbnail_png(np.random.default_rng(0).random((32, 32)) + 1))
+    preview.write_bytes(thumbnail_png(np.random.default_rng(seed).random((32, 32)) + 1))
     return preview
+
+
+def derived_args(scan: Path, folder: str, site: str, local: Path) -> dict:
+    """ingest_derived's arguments for ``site``'s results of ``scan`` (held locally in ``local``), but for the
+    reconstruction's parameters and preview."""
+    results = f"/data/scratch/globus_share/{folder.rsplit('/', 1)[1]}/{site}"
+    return {
+        "dataset_name": f"rec{scan.stem}_{site}",
+        "source_folder": results,
+        "tiff_location": f"{results}/rec{scan.stem}",
+        "zarr_location": f"{results}/rec{scan.stem}.zarr",
+        "site": site,
+        "local_folder": local,
+    }
 
 
 def test_derived_dataset_is_linked_to_the_raw_one_and_idempotent(facility, scan, folder, tmp_path):
     raw_pid = hook().ingest_raw(scan, folder)
     preview = make_results(tmp_path / "alcf", scan.stem)
-    results = f"/data/scratch/globus_share/{folder.rsplit('/', 1)[1]}/alcf"
-    args = dict(
-        dataset_name=f"rec{scan.stem}_alcf",
-        source_folder=results,
-        tiff_location=f"{results}/rec{scan.stem}",
-        zarr_location=f"{results}/rec{scan.stem}.zarr",
-        parameters={"engine": "gridrec", "center": 63.2, "filter": "butterworth"},
-        site="alcf",
-        preview_path=preview,
-        local_folder=tmp_path / "alcf",
-    )
+    parameters = {"engine": "gridrec", "center": 63.2, "filter": "butterworth"}
+    args = derived_args(scan, folder, "alcf", tmp_path / "alcf") | {"parameters": parameters, "preview_path": preview}
+    results = args["source_folder"]
     pid = hook().ingest_derived(raw_pid, **args)
     assert hook().ingest_derived(raw_pid, **args) == pid
     h = hook()
@@ -327,17 +336,8 @@ def test_i21_finding_6_concurrent_registrations_of_one_scan_make_one_dataset(fac
     assert h.get_dataset(pids[0])["size"] == scan.stat().st_size  # one datablock counted once
 
     preview = make_results(tmp_path / "alcf", scan.stem)
-    results = f"/data/scratch/globus_share/{folder.rsplit('/', 1)[1]}/alcf"
-    args = dict(
-        dataset_name=f"rec{scan.stem}_alcf",
-        source_folder=results,
-        tiff_location=f"{results}/rec{scan.stem}",
-        zarr_location=f"{results}/rec{scan.stem}.zarr",
-        parameters={"engine": "gridrec"},
-        site="alcf",
-        preview_path=preview,
-        local_folder=tmp_path / "alcf",
-    )
+    parameters = {"engine": "gridrec"}
+    args = derived_args(scan, folder, "alcf", tmp_path / "alcf") | {"parameters": parameters, "preview_path": preview}
     derived = _at_once(4, lambda: hook(completion_grace=5).ingest_derived(pids[0], **args))
     assert len(set(derived)) == 1
     stats = facility.stats()
@@ -370,17 +370,17 @@ def test_i21_finding_6_a_pid_held_by_another_dataset_is_refused(facility, scan, 
     """A dataset at our computed pid that is not this scan's is never taken for it (nor overwritten)."""
     h = hook()
     pid = h.pid_for("raw", folder, scan.stem)
-    other = dict(
-        pid=pid,
-        owner="x",
-        principalInvestigator="x",
-        contactEmail="x@example.org",
-        creationLocation="x",
-        creationTime="2023-02-24T13:25:53Z",
-        sourceFolder="/elsewhere",
-        ownerGroup="g",
-        datasetName="another",
-    )
+    other = {
+        "pid": pid,
+        "owner": "x",
+        "principalInvestigator": "x",
+        "contactEmail": "x@example.org",
+        "creationLocation": "x",
+        "creationTime": "2023-02-24T13:25:53Z",
+        "sourceFolder": "/elsewhere",
+        "ownerGroup": "g",
+        "datasetName": "another",
+    }
     from pyscicat.model import RawDataset
 
     h.get_conn().datasets_create(RawDataset(**other))
@@ -389,39 +389,18 @@ def test_i21_finding_6_a_pid_held_by_another_dataset_is_refused(facility, scan, 
     assert h.get_dataset(pid)["datasetName"] == "another"
 
 
-def rewrite_results(root: Path, dataset: str, slices: int, size: int, seed: int) -> Path:
-    """A re-reconstruction's results in place of the earlier ones: other slice count, sizes and preview."""
-    shutil.rmtree(root, ignore_errors=True)
-    (root / f"rec{dataset}").mkdir(parents=True)
-    for i in range(slices):
-        (root / f"rec{dataset}" / f"{dataset}_{i:05d}.tiff").write_bytes(b"\1" * size)
-    (root / f"rec{dataset}.zarr").mkdir()
-    (root / f"rec{dataset}.zarr" / "zarr.json").write_text('{"zarr_format": 3}')
-    preview = root / "preview.png"
-    preview.write_bytes(thumbnail_png(np.random.default_rng(seed).random((32, 32)) + 1))
-    return preview
-
-
 def test_i21_finding_7_a_re_reconstruction_updates_the_derived_dataset(facility, scan, folder, tmp_path):
     """A re-reconstruction's registration makes the derived dataset describe the new results: size, file list
     (its OrigDatablock replaced, not a second one added), parameters and preview; a re-run changes nothing."""
     raw_pid = hook().ingest_raw(scan, folder)
     local = tmp_path / "nersc"
-    results = f"/data/scratch/globus_share/{folder.rsplit('/', 1)[1]}/nersc"
-    args = dict(
-        dataset_name=f"rec{scan.stem}_nersc",
-        source_folder=results,
-        tiff_location=f"{results}/rec{scan.stem}",
-        zarr_location=f"{results}/rec{scan.stem}.zarr",
-        site="nersc",
-        local_folder=local,
-    )
-    first_preview = rewrite_results(local, scan.stem, slices=3, size=100, seed=0)
+    args = derived_args(scan, folder, "nersc", local)
+    first_preview = make_results(local, scan.stem, slices=3, size=100, seed=0)
     pid = hook().ingest_derived(raw_pid, parameters={"center": 60.0}, preview_path=first_preview, **args)
     first = hook().get_dataset(pid)
     assert (first["size"], first["numberOfFiles"]) == (3 * 100 + 18, 4)
 
-    preview = rewrite_results(local, scan.stem, slices=5, size=300, seed=1)  # reconstructed again, new centre
+    preview = make_results(local, scan.stem, slices=5, size=300, seed=1)  # reconstructed again, new centre
     assert hook().ingest_derived(raw_pid, parameters={"center": 63.5}, preview_path=preview, **args) == pid
     h = hook()
     now = h.get_dataset(pid)

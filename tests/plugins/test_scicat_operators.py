@@ -37,6 +37,15 @@ def on_data832(template_scan, local_endpoints) -> str:
     return f"/global/raw/{folder}/{template_scan.name}"
 
 
+def derived_operator(on_data832: str, site: str, **kwargs) -> SciCatIngestDerivedOperator:
+    """The derived-dataset operator for ``site``'s results of the scan (in ``<folder>/<site>`` on data832's
+    scratch)."""
+    folder = on_data832.split("/")[3]
+    return SciCatIngestDerivedOperator(
+        task_id="scicat_derived", file_path=on_data832, results_folder=f"{folder}/{site}", site=site, **kwargs
+    )
+
+
 def test_raw_operator_returns_the_pid_and_is_idempotent(facility, on_data832):
     op = SciCatIngestRawOperator(task_id="scicat_raw", file_path=on_data832)
     first = op.execute(context={})
@@ -65,14 +74,8 @@ def test_derived_operator_finds_the_raw_dataset_and_links_to_it(facility, on_dat
     (results / f"rec{stem}.zarr").mkdir()
     (results / f"rec{stem}.zarr" / "zarr.json").write_text("{}")
     (results / "preview.png").write_bytes(thumbnail_png(np.arange(1.0, 257.0).reshape(16, 16)))
-    op = SciCatIngestDerivedOperator(
-        task_id="scicat_derived",
-        file_path=on_data832,
-        results_folder=f"{folder}/nersc",
-        site="nersc",
-        parameters=json.dumps({"engine": "gridrec", "center": 64.0}),
-        preview_path=f"{folder}/nersc/preview.png",
-    )
+    parameters = json.dumps({"engine": "gridrec", "center": 64.0})
+    op = derived_operator(on_data832, "nersc", parameters=parameters, preview_path=f"{folder}/nersc/preview.png")
     out = op.execute(context={})
     assert out["raw_pid"] == raw["pid"] and out["dataset_name"] == f"rec{stem}_nersc"
     assert out["source_folder"] == f"/data/scratch/globus_share/{folder}/nersc"
@@ -161,14 +164,7 @@ def test_derived_operator_links_the_raw_dataset_at_its_long_term_folder(facility
     (results / f"rec{stem}").mkdir(parents=True)
     (results / f"rec{stem}" / f"{stem}_00000.tiff").write_bytes(b"\0" * 8)
     archive = local_endpoints["nersc832_alsdev_scratch"].globus_path(f"{folder}/nersc")
-    out = SciCatIngestDerivedOperator(
-        task_id="d",
-        file_path=on_data832,
-        results_folder=f"{folder}/nersc",
-        site="nersc",
-        source_folder=archive,
-        raw_source_folder=raw_folder,
-    ).execute(context={})
+    out = derived_operator(on_data832, "nersc", source_folder=archive, raw_source_folder=raw_folder).execute(context={})
     derived = SciCatHook().get_dataset(out["pid"])
     assert out["raw_pid"] == raw["pid"] and derived["inputDatasets"] == [raw["pid"]]
     assert derived["sourceFolder"] == archive
@@ -186,9 +182,7 @@ def test_derived_operator_finds_a_raw_dataset_named_by_the_scans_file_name(facil
     raw = SciCatIngestRawOperator(task_id="r", file_path=on_data832).execute(context={})
     assert raw["dataset_name"] == "sea_shell_as_named_by_the_beamline"
     (local_endpoints["data832_scratch"].posix_path(f"{folder}/alcf")).mkdir(parents=True)
-    out = SciCatIngestDerivedOperator(
-        task_id="d", file_path=on_data832, results_folder=f"{folder}/alcf", site="alcf"
-    ).execute(context={})
+    out = derived_operator(on_data832, "alcf").execute(context={})
     assert out["raw_pid"] == raw["pid"]
 
 
@@ -213,14 +207,7 @@ def test_i21_finding_6_a_derived_step_of_a_scan_whose_raw_registration_is_owed_f
 
     from include.catalogue_backlog import OwedRegistration, record
 
-    folder = on_data832.split("/")[3]
-    op = SciCatIngestDerivedOperator(
-        task_id="scicat_derived",
-        file_path=on_data832,
-        results_folder=f"{folder}/local",
-        site="local",
-        skip_uncatalogued=True,
-    )
+    op = derived_operator(on_data832, "local", skip_uncatalogued=True)
     with pytest.raises(AirflowSkipException):  # never catalogued, nothing owed (export-controlled): skipped
         op.execute(context={})
     owed = OwedRegistration("raw", {"file_path": on_data832, "endpoint": "data832_raw"}, "bl832_dispatcher", "r1", "t")

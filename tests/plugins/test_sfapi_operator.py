@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from als_provider.operators.sfapi import SFAPIJobOperator
-from tests.dags.dag_helpers import run_in_db
+from tests.dags.dag_helpers import run_in_db, xcom
 from tests.fixture_dags.sfapi_operator_dags import DAGS, FORCED_STATES
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
@@ -22,26 +22,22 @@ def task_log(capfd) -> str:
     return out + err
 
 
-def xcom(dag_run, task_id: str = "job", key: str = "return_value"):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key)
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
+def reattached_run(facility, capfd, name: str, logged: str):
+    """Run ``name``: its retry (try 2) logs ``logged`` and succeeds, and SFAPI created one job only."""
+    dag_run, tis = run(name)
+    assert logged in task_log(capfd)
+    assert dag_run.state == "success" and tis["job"].try_number == 2
+    assert facility.stats()["sfapi.job_created"] == 1
+    return dag_run
 
 
 def test_completed_job_succeeds_with_its_id_in_xcom(facility):
     dag_run, _ = run("ok")
     assert dag_run.state == "success"
-    result = xcom(dag_run)
+    result = xcom(dag_run, "job")
     assert result["state"] == "COMPLETED"
     assert result["job_name"] == "test_ok"
-    assert str(xcom(dag_run, key="job_id")) == result["job_id"]
+    assert str(xcom(dag_run, "job", "job_id")) == result["job_id"]
     assert result["error_log"].endswith(f"tomo_recon_logs/test_ok_{result['job_id']}.err")
     with open(result["output_log"]) as out:
         assert "hello" in out.read()
@@ -77,29 +73,17 @@ def test_each_failure_state_fails_the_task_naming_it(facility, capfd, state):
 
 
 def test_retry_after_crash_reattaches_to_the_stored_job(facility, capfd):
-    dag_run, tis = run("crash")
-    assert "Re-attaching to job" in task_log(capfd)
-    assert dag_run.state == "success"
-    assert tis["job"].try_number == 2
-    stats = facility.stats()
-    assert stats["sfapi.submit"] == 1
-    assert stats["sfapi.job_created"] == 1
+    reattached_run(facility, capfd, "crash", "Re-attaching to job")
+    assert facility.stats()["sfapi.submit"] == 1
 
 
 def test_retry_after_the_job_completed_takes_its_result(facility, capfd):
-    dag_run, tis = run("crash_done")
-    assert "Re-attaching to job" in task_log(capfd)
-    assert dag_run.state == "success" and tis["job"].try_number == 2
-    assert xcom(dag_run)["state"] == "COMPLETED"
-    assert facility.stats()["sfapi.job_created"] == 1
+    dag_run = reattached_run(facility, capfd, "crash_done", "Re-attaching to job")
+    assert xcom(dag_run, "job")["state"] == "COMPLETED"
 
 
 def test_retry_after_lost_submit_finds_the_job_by_name(facility, capfd):
-    dag_run, tis = run("lost")
-    assert "submitted by an earlier try; re-attaching" in task_log(capfd)
-    assert dag_run.state == "success"
-    assert tis["job"].try_number == 2
-    assert facility.stats()["sfapi.job_created"] == 1
+    reattached_run(facility, capfd, "lost", "submitted by an earlier try; re-attaching")
 
 
 def test_retry_after_a_failed_job_submits_a_new_one(facility):
@@ -123,11 +107,8 @@ def test_lost_submit_answer_starts_one_job_and_attaches_to_it(facility, capfd):
 
 def test_retry_finds_the_lost_job_after_it_finished(facility, capfd):
     """Issue 13 finding 3: the retry looked only at queued/running jobs and ran a finished job again."""
-    dag_run, tis = run("lost_done")
-    assert "submitted by an earlier try; re-attaching" in task_log(capfd)
-    assert dag_run.state == "success" and tis["job"].try_number == 2
-    assert facility.stats()["sfapi.job_created"] == 1
-    assert xcom(dag_run)["state"] == "COMPLETED"
+    dag_run = reattached_run(facility, capfd, "lost_done", "submitted by an earlier try; re-attaching")
+    assert xcom(dag_run, "job")["state"] == "COMPLETED"
 
 
 def test_an_error_answer_to_the_retrys_job_query_never_submits_again(facility):
@@ -161,7 +142,7 @@ def test_other_job_failures_are_still_retried(facility):
 def test_non_deferrable_mode_waits_in_the_worker(facility):
     dag_run, _ = run("sync_ok")
     assert dag_run.state == "success"
-    assert xcom(dag_run)["state"] == "COMPLETED"
+    assert xcom(dag_run, "job")["state"] == "COMPLETED"
 
 
 def test_sensor_waits_for_an_existing_job(facility):
@@ -269,7 +250,4 @@ def test_i21_finding_13_a_job_from_before_midnight_is_found_after_it(facility, c
     """Issue 21 finding 13: sacct's default window starts at midnight, so a finished job of a try that died
     before midnight was not found by the retry after midnight, and was submitted again."""
     facility.inject("sfapi", "clock", times=10**9, params={"offset_seconds": seconds_past_next_midnight()})
-    dag_run, tis = run("lost_done")
-    assert "submitted by an earlier try; re-attaching" in task_log(capfd)
-    assert dag_run.state == "success" and tis["job"].try_number == 2
-    assert facility.stats()["sfapi.job_created"] == 1
+    reattached_run(facility, capfd, "lost_done", "submitted by an earlier try; re-attaching")

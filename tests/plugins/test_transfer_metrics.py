@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import time
 
 import pytest
 
@@ -15,46 +13,7 @@ from tests.fixture_dags.transfer_operator_dags import DAGS
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
-@pytest.fixture
-def statsd_socket(monkeypatch):
-    """A UDP socket on 127.0.0.1 and Airflow's StatsD metrics (influx-style tags) pointed at it."""
-    import statsd  # noqa: F401  (StatsD metrics need it: apache-airflow[statsd] / statsd==4.0.1)
-    from airflow.sdk._shared.observability.metrics import stats
-    from airflow.sdk._shared.observability.metrics.base_stats_logger import NoStatsLogger
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    for key, value in {
-        "STATSD_ON": "True",
-        "STATSD_HOST": "127.0.0.1",
-        "STATSD_PORT": str(sock.getsockname()[1]),
-        "STATSD_PREFIX": "airflow",
-        "STATSD_INFLUXDB_ENABLED": "True",
-    }.items():
-        monkeypatch.setenv(f"AIRFLOW__METRICS__{key}", value)
-    # as a fresh task process would start: not yet initialised, so the first metric reads [metrics]
-    monkeypatch.setattr(stats, "_factory", None)
-    monkeypatch.setattr(stats, "_backend", None)
-    yield sock
-    stats.initialize(factory=NoStatsLogger, export_legacy_names=True)
-    sock.close()
-
-
-def received(sock: socket.socket, wanted: str, timeout: float = 5.0) -> list[str]:
-    """StatsD lines received until one starts with ``wanted`` and the socket goes quiet."""
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            lines += sock.recv(65536).decode().splitlines()
-        except TimeoutError:
-            if any(line.startswith(wanted) for line in lines):
-                return lines
-    return lines
-
-
-def test_a_transfer_sends_bytes_files_duration_and_rate_tagged_by_route(facility, local_endpoints, statsd_socket):
+def test_a_transfer_sends_bytes_files_duration_and_rate_tagged_by_route(facility, local_endpoints, statsd_received):
     source = local_endpoints.posix(EndpointPath("spot832", "raw/operator_test/plain"))
     source.parent.mkdir(parents=True, exist_ok=True)
     source.write_bytes(b"m" * 4096)
@@ -62,7 +21,7 @@ def test_a_transfer_sends_bytes_files_duration_and_rate_tagged_by_route(facility
     dag_run = DAGS["plain"].test()
     assert dag_run.state == "success"
 
-    lines = received(statsd_socket, "airflow.als.transfer.rate")
+    lines = statsd_received("airflow.als.transfer.rate")
     tags = ",source=spot832,destination=data832_raw,route=spot832-to-data832_raw,status=SUCCEEDED"
     by_name = {line.split(",", 1)[0]: line for line in lines if line.startswith("airflow.als.transfer.")}
     assert by_name["airflow.als.transfer.count"] == f"airflow.als.transfer.count{tags}:1|c"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include.endpoints import REPO_ROOT
-from include.manifests import KEY_PREFIX, ManifestEntry, MetadataDbVariables, load_entries
+from include.manifests import KEY_PREFIX, ManifestEntry, load_entries
 
 pytestmark = pytest.mark.slow
 
@@ -27,17 +27,6 @@ def adopt(*args: str):
         text=True,
         timeout=180,
     )
-
-
-@pytest.fixture
-def store(airflow_db):
-    """The metadata DB's Variables with no manifest entry before or after the test."""
-    store = MetadataDbVariables()
-    for key in store.keys(KEY_PREFIX):
-        store.delete(key)
-    yield store
-    for key in store.keys(KEY_PREFIX):
-        store.delete(key)
 
 
 def entries(store) -> dict[str, ManifestEntry]:
