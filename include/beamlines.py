@@ -133,6 +133,10 @@ class Tomography:
     #: ``<folder>/<site>/rec<dataset>/``. None: every site under its own folder.
     primary_site: str | None
     ingester: str
+    #: Where the beamline's callers name their scans' folders (8.3.2: ``/global/raw``): a raw dataset's SciCat
+    #: ``sourceFolder`` is ``<source_folder_root>/<folder>``, as upstream's ingester records it. None: the
+    #: folder's long-term copy (its Globus path).
+    source_folder_root: str | None = None
 
     def source_path(self, scan: Scan) -> str:
         """The scan on the doc, the storage and the long-term copy: ``<raw_folder>/<folder>/<file>``."""
@@ -402,12 +406,17 @@ def _tomography(section: object, doc: ConfigDocument, endpoint_names: set[str]) 
         if primary is not None and (not isinstance(primary, str) or not _NAME.match(primary)):
             raise doc.error(f"{where}.results.primary_site", f"a site name or null, got {primary!r}")
         scicat = entry.get("scicat") or {}
-        if not isinstance(scicat, dict) or set(scicat) - {"ingester"}:
-            raise doc.error(f"{where}.scicat", "expected a mapping with ingester")
+        if not isinstance(scicat, dict) or set(scicat) - {"ingester", "source_folder_root"}:
+            raise doc.error(f"{where}.scicat", "expected a mapping with ingester and source_folder_root")
         try:
             ingester = ingester_name(scicat.get("ingester", "als_832_dx_4"))
         except ValueError as exc:
             raise doc.error(f"{where}.scicat.ingester", str(exc)) from None
+        root = scicat.get("source_folder_root")
+        if root is not None and (
+            not isinstance(root, str) or not root.startswith("/") or "//" in root or "/." in root or root == "/"
+        ):
+            raise doc.error(f"{where}.scicat.source_folder_root", f"an absolute folder or null, got {root!r}")
         prefix = entry.get("dag_prefix", key)
         if not isinstance(prefix, str) or not _NAME.match(prefix):
             raise doc.error(f"{where}.dag_prefix", f"a lower-case identifier, got {prefix!r}")
@@ -425,6 +434,7 @@ def _tomography(section: object, doc: ConfigDocument, endpoint_names: set[str]) 
             **{f"{name}_retention": value for name, value in retention.items()},
             primary_site=primary,
             ingester=ingester,
+            source_folder_root=root.rstrip("/") if root else None,
         )
     return found
 

@@ -207,7 +207,8 @@ def new_file_plan(scan: Scan, *, offsite: bool, beamline: Tomography | None = No
         offsite=offsite,
         skip_steps=() if offsite else (TO_NERSC, SCICAT_INGEST),
         notes=() if offsite else ("the scan stays at the beamline: no long-term copy, no SciCat record",),
-        # SciCat sourceFolder: the long-term copy (the storage's raw copy is pruned after days), docs/scicat.md.
+        # SciCat sourceFolder: upstream's (the folder as spot832 names it), docs/scicat.md; the raw ingest reads
+        # the scan on the storage, else (a catch-up after it was pruned) its long-term copy at source_path.
         scicat_source_folder=raw_source_folder(beamline, scan),
         deletions=tuple(deletions),
         outputs=tuple(outputs),
@@ -215,7 +216,12 @@ def new_file_plan(scan: Scan, *, offsite: bool, beamline: Tomography | None = No
 
 
 def raw_source_folder(beamline: Tomography, scan: Scan, endpoints: Endpoints | None = None) -> str:
-    """The SciCat ``sourceFolder`` of a scan: its folder's long-term copy (nersc832 ``raw/<folder>`` for 8.3.2)."""
+    """The SciCat ``sourceFolder`` of a scan: its folder as the beamline's callers name it,
+    ``<source_folder_root>/<folder>`` (8.3.2: ``/global/raw/<folder>``, upstream's), or without a
+    ``scicat.source_folder_root`` its folder's long-term copy (the long-term endpoint's ``<raw_folder>/<folder>``).
+    The raw ingest records it and the derived one looks its raw dataset up by it (both from the plan)."""
+    if beamline.source_folder_root:
+        return str(PurePosixPath(beamline.source_folder_root, scan.folder))
     return (endpoints or load_endpoints())[beamline.long_term_endpoint].globus_path(beamline.raw_folder_of(scan))
 
 

@@ -296,10 +296,12 @@ def new_file_steps(beamline: Tomography, planned) -> Pipeline:
         file_path=scan,
         endpoint=raw,
         source_folder=plan_text(NEW_FILE, "scicat_source_folder"),
+        long_term_endpoint=long_term,  # read there by a catch-up once the storage's copy is pruned
+        long_term_path=source_path,
         ingester=beamline.ingester,
     )
     planned >> [to_data832, to_nersc, ingest]
-    to_data832 >> [to_nersc, ingest]
+    to_data832 >> to_nersc >> ingest  # catalogued once the long-term copy exists (plan skips both, or neither)
     pipeline = Pipeline(NEW_FILE, inputs=[to_data832, to_nersc], catalogue=ingest, steps=[to_data832, to_nersc, ingest])
     return _finish(pipeline, planned)
 

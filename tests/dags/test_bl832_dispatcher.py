@@ -42,6 +42,11 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
         assert (tiffs.parent / f"rec{dataset}.zarr" / "preview.png").is_file()
     after_first = facility.stats()
     assert after_first["scicat.dataset_created"] == 4  # the raw dataset and one derived per site
+    from als_provider.hooks.scicat import SciCatHook
+
+    assert SciCatHook().find_raw(f"/global/raw/{folder}", dataset)  # upstream's sourceFolder (issue 22.5)
+    ingest, to_nersc = (first.get_task_instance(f"new_file.{t}") for t in ("scicat_ingest", "data832_to_nersc832"))
+    assert ingest.start_date >= to_nersc.end_date  # catalogued once the long-term copy exists
 
     second = dag.test(run_conf={"file_path": file_path})
     assert second.state == "success", states(second)
@@ -81,7 +86,7 @@ def test_export_controlled_scan_never_leaves_the_beamline(facility, local_endpoi
     assert stats.get("sfapi.submit", 0) == 0 and stats.get("scicat.dataset_created", 0) == 0
     skipped = run.get_task_instance("plan").xcom_pull(task_ids="plan", key="skipped")
     assert "export-controlled" in skipped["alcf"] and "export-controlled" in skipped["nersc"]
-    assert states(run)["new_file.data832_to_nersc832"] == "skipped"
+    assert states(run)["new_file.data832_to_nersc832"] == states(run)["new_file.scicat_ingest"] == "skipped"
     assert states(run)["local.finish"] == "success"  # reconstructed on site
     assert states(run)["report"] == "success"  # the branch that skipped the off-site steps does not skip it
 

@@ -68,6 +68,14 @@ def test_scicat_outage_reconstructs_everything_reports_scicat_and_catchup_regist
     assert report.state == "failed"
     assert facility.stats().get("scicat.dataset_created", 0) == 0
     assert len(owed_keys()) == 1 + len(SITES)  # the raw dataset, one derived per site
+    from include.catalogue_backlog import pending
+
+    (owed_raw,) = [item.kwargs for _, item in pending()[0] if item.kind == "raw"]
+    assert (owed_raw["source_folder"], owed_raw["long_term_endpoint"], owed_raw["long_term_path"]) == (
+        f"/global/raw/{folder}",  # upstream's sourceFolder
+        "nersc832",  # where the catch-up reads the scan once data832's copy is pruned
+        f"raw/{scan}",
+    )
 
     catchup = load_dag("scicat_catchup")
     still_down = catchup.test()  # SciCat still down: nothing registered, the run fails, nothing is lost
@@ -105,18 +113,26 @@ def test_a_failed_reconstruction_is_not_owed_to_scicat(facility, local_endpoints
     assert "nersc.scicat_derived" in kinds  # NERSC (Slurm jobs) reconstructed: its catalogue is owed
 
 
-def _owe_raw_as_finish_does(local_endpoints, folder: str, name: str, run_id: str) -> str:
+def _owe_raw_as_finish_does(folder: str, name: str, run_id: str) -> str:
     """Record the raw registration of ``<folder>/<name>`` as the dispatcher's finish does after an outage:
-    the operator's rendered arguments (the scan at data832_raw, its long-term copy as sourceFolder)."""
+    the operator's rendered arguments (the scan at data832_raw, the plan's sourceFolder, its long-term copy)."""
+    from als_provider.operators.scicat import SciCatIngestRawOperator
     from include.catalogue_backlog import OwedRegistration, record
     from include.manifests import MetadataDbVariables
+    from include.paths import parse_scan
+    from include.plans import new_file_plan
 
+    file_path = f"/global/raw/{folder}/{name}"
+    planned = new_file_plan(parse_scan(file_path), offsite=True)
     kwargs = {
-        "file_path": f"/global/raw/{folder}/{name}",
+        "file_path": file_path,
         "endpoint": "data832_raw",
-        "source_folder": local_endpoints["nersc832"].globus_path(f"raw/{folder}"),
+        "source_folder": planned.scicat_source_folder,
+        "long_term_endpoint": "nersc832",
+        "long_term_path": planned.source_path,
         "ingester": "als_832_dx_4",
     }
+    assert set(kwargs) == set(SciCatIngestRawOperator.template_fields)  # finish records every one
     owed = OwedRegistration("raw", kwargs, "bl832_dispatcher", run_id, "new_file.scicat_ingest")
     return record([owed], store=MetadataDbVariables())[0]
 
@@ -128,7 +144,7 @@ def test_i21_finding_6_an_owed_registration_holds_the_copies_it_reads(local_endp
     from include.manifests import MetadataDbVariables
 
     store = MetadataDbVariables()
-    key = _owe_raw_as_finish_does(local_endpoints, "BLS-1_hold", "20260101_000000_a.h5", "r1")
+    key = _owe_raw_as_finish_does("BLS-1_hold", "20260101_000000_a.h5", "r1")
     derived = OwedRegistration(
         "derived",
         {"file_path": "BLS-1_hold/20260101_000000_a.h5", "results_folder": "BLS-1_hold/alcf", "site": "alcf"},
@@ -151,12 +167,13 @@ def test_i21_finding_6_catchup_registers_from_the_long_term_copy_once_data832_is
     facility, local_endpoints, empty_backlog
 ):
     """An owed raw registration whose data832 copy is gone (pruned after its retention before this fix, or
-    lost) no longer fails forever: the catch-up reads the long-term copy its record names (nersc832 raw/)."""
+    lost) no longer fails forever: the catch-up reads the long-term copy its record names (nersc832 raw/) and
+    records upstream's sourceFolder."""
     token = uuid.uuid4().hex[:8]
     folder, name = f"BLS-00007_pruned{token}", "20261122_101500_phantom.h5"
     path = write_scan(local_endpoints, "nersc832", f"raw/{folder}/{name}")  # only the long-term copy is left
     assert not local_endpoints["data832_raw"].posix_path(f"{folder}/{name}").exists()
-    _owe_raw_as_finish_does(local_endpoints, folder, name, f"r-{token}")
+    _owe_raw_as_finish_does(folder, name, f"r-{token}")
 
     run = load_dag("scicat_catchup").test()
     assert run.state == "success", states(run)
@@ -164,8 +181,7 @@ def test_i21_finding_6_catchup_registers_from_the_long_term_copy_once_data832_is
     assert facility.stats()["scicat.dataset_created"] == 1
     from als_provider.hooks.scicat import SciCatHook
 
-    source = local_endpoints["nersc832"].globus_path(f"raw/{folder}")
-    pid = SciCatHook().find_raw(source, name[:-3])
+    pid = SciCatHook().find_raw(f"/global/raw/{folder}", name[:-3])
     assert pid and SciCatHook().get_dataset(pid)["size"] == path.stat().st_size
 
 
@@ -177,7 +193,7 @@ def test_i21_finding_6_a_standalone_recon_of_a_scan_whose_raw_registration_is_ow
     token = uuid.uuid4().hex[:8]
     folder, name = f"BLS-00008_owed{token}", "20261122_101500_phantom.h5"
     write_scan(local_endpoints, "data832_raw", f"{folder}/{name}")
-    raw_key = _owe_raw_as_finish_does(local_endpoints, folder, name, f"r-{token}")
+    raw_key = _owe_raw_as_finish_does(folder, name, f"r-{token}")
 
     run = load_dag("bl832_local_recon", "bl832_recon.py").test(run_conf={"file_path": f"{folder}/{name}"})
     got = states(run)

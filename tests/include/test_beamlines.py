@@ -102,6 +102,9 @@ def mutate(path: str, value) -> dict:
         ("tomography.bl832.endpoints.long_term", "data832", "endpoints.long_term: 'data832' is not long_term"),
         ("tomography.bl832.retention.raw", "spot832", "tomography.bl832.retention.raw: 'spot832', but retention"),
         ("tomography.bl832.scicat.ingester", "nope", "tomography.bl832.scicat.ingester: unknown SciCat ingester"),
+        ("tomography.bl832.scicat.source_folder_root", "global/raw", "scicat.source_folder_root: an absolute folder"),
+        ("tomography.bl832.scicat.source_folder_root", 3, "tomography.bl832.scicat.source_folder_root: an absolute"),
+        ("tomography.bl832.scicat.root", "/x", "tomography.bl832.scicat: expected a mapping with ingester"),
         ("tomography.bl832.dag_prefix", "BL", "tomography.bl832.dag_prefix: a lower-case identifier"),
         ("tomography.bl832.results.primary_site", 3, "tomography.bl832.results.primary_site: a site name or null"),
         ("beamlines.BL-9", {}, "beamlines.BL-9: beamline keys are lower-case identifiers"),
@@ -176,11 +179,26 @@ def test_832_is_a_tomography_entry_whose_dag_ids_are_the_ones_the_other_dags_nam
         "nersc832",
         None,
     )
+    assert bl832.source_folder_root == "/global/raw"  # upstream's sourceFolder root (docs/scicat.md)
     scan = parse_scan("BLS-00564_dyparkinson/a.h5")
     assert (bl832.source_path(scan), bl832.raw_folder_of(scan)) == (
         "raw/BLS-00564_dyparkinson/a.h5",
         "raw/BLS-00564_dyparkinson",
     )
+
+
+def test_a_source_folder_root_is_optional_and_names_the_raw_datasets_folder():
+    """scicat.source_folder_root: null or absent keeps the long-term copy's Globus path as sourceFolder."""
+    from include.paths import parse_scan
+    from include.plans import raw_source_folder
+
+    scan = parse_scan("BLS-00564_dyparkinson/a.h5")
+    for value in (None, ...):
+        bl832 = parse(mutate("tomography.bl832.scicat.source_folder_root", value)).tomography["bl832"]
+        assert bl832.source_folder_root is None
+        assert raw_source_folder(bl832, scan) == "/global/cfs/cdirs/als/data_mover/8.3.2/raw/BLS-00564_dyparkinson"
+    bl832 = parse(mutate("tomography.bl832.scicat.source_folder_root", "/data/raw/")).tomography["bl832"]
+    assert raw_source_folder(bl832, scan) == "/data/raw/BLS-00564_dyparkinson"
 
 
 def test_a_primary_site_writes_into_the_scans_folder_the_others_under_their_name():

@@ -128,15 +128,24 @@ def test_golden_raw_has_upstream_access_groups_sample_id_and_name():
     assert "/measurement/instrument/source/current" in raw["scientificMetadata"]["data_sample"]
 
 
-def test_plans_name_the_long_term_copies_as_source_folders():
-    """sourceFolder: the scan's nersc832 copy (data832 raw is pruned after days) and the results' archive copy."""
+def test_plans_name_upstreams_raw_folder_and_the_results_long_term_copies_as_source_folders():
+    """sourceFolder: the scan's folder as spot832 names it (upstream's, beamlines.yaml source_folder_root), which
+    the derived ingest looks its raw dataset up by; the results' archive copy. Without a source_folder_root, the
+    scan's nersc832 copy (data832 raw is pruned after days)."""
+    from dataclasses import replace
+
+    from include.beamlines import default_tomography
+    from include.plans import raw_source_folder
+
     endpoints = load_endpoints()
-    assert new_file_plan(SCAN, offsite=True).scicat_source_folder == endpoints["nersc832"].globus_path(
-        "raw/BLS-00564_dyparkinson"
-    )
+    planned = new_file_plan(SCAN, offsite=True)
+    assert planned.scicat_source_folder == RAW_FOLDER
+    assert planned.source_path == "raw/BLS-00564_dyparkinson/20230224_132553_sea_shell.h5"  # the long-term copy
+    unrooted = replace(default_tomography(), source_folder_root=None)
+    assert raw_source_folder(unrooted, SCAN) == endpoints["nersc832"].globus_path("raw/BLS-00564_dyparkinson")
     sites = load_sites()
     nersc = site_plan(sites["nersc"], SCAN, {})
-    assert nersc.scicat_raw_source_folder == endpoints["nersc832"].globus_path("raw/BLS-00564_dyparkinson")
+    assert nersc.scicat_raw_source_folder == planned.scicat_source_folder
     assert nersc.scicat_source_folder == endpoints["nersc832_alsdev_scratch"].globus_path(nersc.results_folder)
     alcf = site_plan(sites["alcf"], SCAN, {"engine": "nufft"})  # no archive copy: data832_scratch keeps them
     assert alcf.scicat_source_folder == endpoints["data832_scratch"].globus_path(alcf.results_folder)

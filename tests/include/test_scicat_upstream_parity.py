@@ -173,7 +173,6 @@ def test_832_source_folder_and_datablock_path_are_upstreams(tmp_path):
         assert ours.datablock["dataFileList"][0]["path"] == case["dataset_path"]
 
 
-@pytest.mark.xfail(strict=True, reason="include/plans.py raw_source_folder still names the NERSC copy (issue 22.5)")
 def test_832_pipeline_records_upstreams_source_folder():
     """What the plan hands the raw ingest (and the derived one's lookup) is upstream's sourceFolder."""
     from include.beamlines import load_beamlines

@@ -92,7 +92,9 @@ def test_derived_operator_without_a_catalogued_scan_fails(facility):
 
 
 def test_templated_fields():
-    assert {"file_path", "endpoint", "source_folder", "ingester"} <= set(SciCatIngestRawOperator.template_fields)
+    assert {"file_path", "endpoint", "source_folder", "long_term_endpoint", "long_term_path", "ingester"} <= set(
+        SciCatIngestRawOperator.template_fields
+    )
     assert {
         "file_path",
         "raw_pid",
@@ -105,13 +107,16 @@ def test_templated_fields():
     } <= set(SciCatIngestDerivedOperator.template_fields)
 
 
-def test_raw_operator_records_the_long_term_source_folder(facility, on_data832, local_endpoints):
-    """Finding 2: sourceFolder names the long-term copy (nersc832 raw/<folder>), not data832's pruned one."""
+def test_raw_operator_records_the_plans_source_folder(facility, on_data832):
+    """Issue 22.5: sourceFolder is the plan's, upstream's /global/raw/<folder> (not data832's pruned copy)."""
+    from include.paths import parse_scan
+    from include.plans import new_file_plan
+
     folder = on_data832.split("/")[3]
-    long_term = local_endpoints["nersc832"].globus_path(f"raw/{folder}")
-    out = SciCatIngestRawOperator(task_id="r", file_path=on_data832, source_folder=long_term).execute(context={})
-    assert out["source_folder"] == long_term == "/global/cfs/cdirs/als/data_mover/8.3.2/raw/" + folder
-    assert SciCatHook().get_dataset(out["pid"])["sourceFolder"] == long_term
+    recorded = new_file_plan(parse_scan(on_data832), offsite=True).scicat_source_folder
+    out = SciCatIngestRawOperator(task_id="r", file_path=on_data832, source_folder=recorded).execute(context={})
+    assert out["source_folder"] == recorded == f"/global/raw/{folder}"
+    assert SciCatHook().get_dataset(out["pid"])["sourceFolder"] == recorded
 
 
 def test_unknown_ingester_is_refused_before_anything_is_sent(facility, on_data832):
@@ -153,12 +158,12 @@ def test_733_run_is_one_dataset_per_exposure_with_the_saxs_mapping(facility, loc
     assert facility.stats()["scicat.dataset_created"] == 2
 
 
-def test_derived_operator_links_the_raw_dataset_at_its_long_term_folder(facility, on_data832, local_endpoints):
-    """Finding 2: the derived dataset finds its raw dataset where the raw ingest recorded it (the long-term
-    copy), links it, and names the results' long-term copy as its sourceFolder."""
+def test_derived_operator_links_the_raw_dataset_at_its_recorded_folder(facility, on_data832, local_endpoints):
+    """Finding 2: the derived dataset finds its raw dataset where the raw ingest recorded it (upstream's
+    /global/raw/<folder>), links it, and names the results' long-term copy as its sourceFolder."""
     folder, name = on_data832.split("/")[3:5]
     stem = name[: -len(".h5")]
-    raw_folder = local_endpoints["nersc832"].globus_path(f"raw/{folder}")
+    raw_folder = f"/global/raw/{folder}"
     raw = SciCatIngestRawOperator(task_id="r", file_path=on_data832, source_folder=raw_folder).execute(context={})
     results = local_endpoints["data832_scratch"].posix_path(f"{folder}/nersc")
     (results / f"rec{stem}").mkdir(parents=True)
@@ -220,7 +225,41 @@ def test_i21_finding_6_a_derived_step_of_a_scan_whose_raw_registration_is_owed_f
 def test_i21_finding_6_the_raw_registration_reads_the_long_term_copy_when_data832_is_gone(
     facility, on_data832, local_endpoints, airflow_db
 ):
-    """An owed registration replayed after prune removed data832's copy reads the copy its record names."""
+    """An owed registration replayed after prune removed data832's copy reads the long-term copy it names
+    (``long_term_endpoint``/``long_term_path``, the plan's ``source_path``) and records the plan's sourceFolder."""
+    from include.paths import parse_scan
+    from include.plans import new_file_plan
+
+    folder, name = on_data832.split("/")[3:5]
+    planned = new_file_plan(parse_scan(on_data832), offsite=True)
+    long_term = local_endpoints["nersc832"].posix_path(planned.source_path)
+    long_term.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(local_endpoints["data832_raw"].posix_path(f"{folder}/{name}"), long_term)
+    kwargs = {"source_folder": planned.scicat_source_folder, "long_term_endpoint": "nersc832"}
+    out = SciCatIngestRawOperator(
+        task_id="r", file_path=on_data832, long_term_path=planned.source_path, **kwargs
+    ).execute(context={})
+    stored = SciCatHook().get_dataset(out["pid"])
+    assert stored["sourceFolder"] == f"/global/raw/{folder}" and stored["size"] == long_term.stat().st_size
+    with pytest.raises(FileNotFoundError, match=r"not on data832_raw .*nor at its long-term copy .*other\.h5"):
+        SciCatIngestRawOperator(
+            task_id="r", file_path=f"{folder}/other.h5", long_term_path=f"raw/{folder}/other.h5", **kwargs
+        ).execute(context={})
+    with pytest.raises(ValueError, match="2 long_term_path"):
+        SciCatIngestRawOperator(
+            task_id="r", file_path=on_data832, long_term_path=[planned.source_path] * 2, **kwargs
+        ).execute(context={})
+    with pytest.raises(ValueError, match="long_term_path without long_term_endpoint"):
+        SciCatIngestRawOperator(task_id="r", file_path=on_data832, long_term_path=planned.source_path).execute(
+            context={}
+        )
+
+
+def test_a_raw_registration_without_a_long_term_path_reads_the_copy_its_source_folder_names(
+    facility, on_data832, local_endpoints, airflow_db
+):
+    """Entries owed before long_term_path (and the configured beamlines, whose sourceFolder is their NERSC copy):
+    a scan gone from its endpoint is read in the folder the record names, when that is readable here."""
     folder, name = on_data832.split("/")[3:5]
     long_term = local_endpoints["nersc832"].posix_path(f"raw/{folder}/{name}")
     long_term.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +268,7 @@ def test_i21_finding_6_the_raw_registration_reads_the_long_term_copy_when_data83
     out = SciCatIngestRawOperator(task_id="r", file_path=on_data832, source_folder=raw_folder).execute(context={})
     stored = SciCatHook().get_dataset(out["pid"])
     assert stored["sourceFolder"] == raw_folder and stored["size"] == long_term.stat().st_size
-    with pytest.raises(FileNotFoundError, match=r"not on data832_raw .*nor at its long-term copy"):
+    with pytest.raises(FileNotFoundError, match=r"not on data832_raw .*nor in /global/cfs/.*; nothing catalogued"):
         SciCatIngestRawOperator(task_id="r", file_path=f"{folder}/other.h5", source_folder=raw_folder).execute(
             context={}
         )

@@ -386,13 +386,13 @@ class SciCatHook(BaseHook):
     ) -> str:
         """Catalogue a scan as a raw dataset with its OrigDatablock and thumbnail; return its pid.
 
-        ``scan_path`` is the file as readable here, ``source_folder`` the scan's folder on its long-term
-        storage (sourceFolder; with datasetName the idempotency key). ``ingester`` picks the mapping:
-        ``als_832_dx_4`` (include/scicat_metadata.py) or ``als_733_saxs`` (include/scicat_733.py; the
-        path is one exposure's ``.txt`` or ``.edf``). A re-run returns the same pid and adds only what is
-        missing. Raises before the dataset exists (unknown ingester, unreadable scan, SciCat down after
-        retries, refused document) and when the datablock cannot be added (a re-run completes it); missing
-        metadata, a bad email and a failed thumbnail are warnings.
+        ``scan_path`` is the file as readable here, ``source_folder`` the scan's folder as the beamline names it
+        (8.3.2: upstream's ``/global/raw/<folder>``; sourceFolder, with datasetName the idempotency key).
+        ``ingester`` picks the mapping: ``als_832_dx_4`` (include/scicat_metadata.py) or ``als_733_saxs``
+        (include/scicat_733.py; the path is one exposure's ``.txt`` or ``.edf``). A re-run returns the same
+        pid and adds only what is missing. Raises before the dataset exists (unknown ingester, unreadable scan,
+        SciCat down after retries, refused document) and when the datablock cannot be added (a re-run completes
+        it); missing metadata, a bad email and a failed thumbnail are warnings.
         """
         build = _builder(ingester)
         docs = build(

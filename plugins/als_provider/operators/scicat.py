@@ -58,8 +58,14 @@ class SciCatIngestRawOperator(BaseOperator):
         ``<folder>/<file>.h5``), or for ``als_733_saxs`` a run's files (a path, a list, or a list's JSON
         text; each ``.txt``/``.edf`` pair is one dataset); read at ``endpoint``. Templated.
     :param endpoint: endpoint name holding the raw tree (default ``data832_raw``). Templated.
-    :param source_folder: the ``sourceFolder`` to record: the scan folder's long-term copy (e.g. nersc832
-        ``raw/<folder>``); default the folder at ``endpoint``. Templated.
+    :param source_folder: the ``sourceFolder`` to record (8.3.2: upstream's ``/global/raw/<folder>``, the plan's
+        ``scicat_source_folder``); default the folder at ``endpoint``. Templated.
+    :param long_term_endpoint: where the scan's long-term copy is (e.g. nersc832), read when the scan is no
+        longer on ``endpoint`` (a catch-up after that copy was pruned). Templated.
+    :param long_term_path: the scan's path on ``long_term_endpoint`` (e.g. ``raw/<folder>/<file>.h5``; for
+        several files a list, one per file of ``file_path``). Without them a missing scan is looked for in
+        ``source_folder`` when that names a copy readable here (the configured beamlines' records, which
+        name their NERSC copy). Templated.
     :param ingester: the mapping, ``als_832_dx_4`` (default) or ``als_733_saxs`` (upstream's ``als733_saxs``
         accepted); an unknown one raises ValueError before anything is sent. Templated.
     :param scicat_conn_id: SciCat connection.
@@ -68,7 +74,14 @@ class SciCatIngestRawOperator(BaseOperator):
     "dataset_names": [...]}`` (``pid``/``dataset_name``: the first dataset).
     """
 
-    template_fields: Sequence[str] = ("file_path", "endpoint", "source_folder", "ingester")
+    template_fields: Sequence[str] = (
+        "file_path",
+        "endpoint",
+        "source_folder",
+        "long_term_endpoint",
+        "long_term_path",
+        "ingester",
+    )
     ui_color = "#d9e7ff"
 
     def __init__(
@@ -77,6 +90,8 @@ class SciCatIngestRawOperator(BaseOperator):
         file_path: str | list[str],
         endpoint: str = "data832_raw",
         source_folder: str | None = None,
+        long_term_endpoint: str | None = None,
+        long_term_path: str | list[str] | None = None,
         ingester: str = "als_832_dx_4",
         scicat_conn_id: str = "scicat_default",
         **kwargs: Any,
@@ -89,6 +104,7 @@ class SciCatIngestRawOperator(BaseOperator):
         self.file_path = file_path
         self.endpoint = endpoint
         self.source_folder = source_folder
+        self.long_term_endpoint, self.long_term_path = long_term_endpoint, long_term_path
         self.ingester = ingester
         self.scicat_conn_id = scicat_conn_id
 
@@ -108,7 +124,11 @@ class SciCatIngestRawOperator(BaseOperator):
         folders = {r.parent for r in relatives}
         if self.source_folder and len(folders) > 1:
             raise ValueError(f"files in several folders ({sorted(map(str, folders))}) but one source_folder")
-        locals_ = [_readable_copy(endpoint, relative, self.source_folder) for relative in relatives]
+        long_term = self._long_term_copies(len(relatives))
+        locals_ = [
+            _readable_copy(endpoint, relative, copy, self.source_folder)
+            for relative, copy in zip(relatives, long_term, strict=True)
+        ]
         if ingester == "als_733_saxs":
             from include.scicat_733 import exposures
 
@@ -130,6 +150,20 @@ class SciCatIngestRawOperator(BaseOperator):
             "pids": pids,
             "dataset_names": names,
         }
+
+    def _long_term_copies(self, count: int) -> list[Path | None]:
+        """Where each of the ``count`` files' long-term copy is readable here (None each without one)."""
+        from include.endpoints import load_endpoints
+
+        if not self.long_term_path:
+            return [None] * count
+        if not self.long_term_endpoint:
+            raise ValueError("long_term_path without long_term_endpoint")
+        paths = _paths(self.long_term_path)
+        if len(paths) != count:
+            raise ValueError(f"{len(paths)} long_term_path(s) for {count} file(s); give one per file")
+        long_term = load_endpoints()[self.long_term_endpoint]
+        return [long_term.posix_path(path) for path in paths]
 
 
 class SciCatIngestDerivedOperator(BaseOperator):
@@ -250,27 +284,34 @@ class SciCatIngestDerivedOperator(BaseOperator):
         }
 
 
-def _readable_copy(endpoint: Any, relative: PurePosixPath, source_folder: str | None) -> Path:
-    """The scan file at ``endpoint``, else at its long-term copy ``source_folder`` when that is readable here
-    (a catch-up after the first copy was pruned reads the copy the record names); FileNotFoundError if none."""
+def _readable_copy(endpoint: Any, relative: PurePosixPath, long_term: Path | None, source_folder: str | None) -> Path:
+    """The scan file at ``endpoint``, else its long-term copy ``long_term`` (a catch-up after the first copy was
+    pruned), else, without one, its copy in ``source_folder`` when the record names one readable here;
+    FileNotFoundError if none."""
     from include.endpoints import load_endpoints
     from include.errors import ConfigError
 
     local = endpoint.posix_path(relative)
     if local.is_file():
         return local
-    if source_folder:
-        others = sorted(load_endpoints().endpoints.values(), key=lambda e: -len(str(e.root)))
-        for other in others:
+    candidates: list[tuple[str, Path]] = []
+    if long_term is not None:
+        candidates.append(("its long-term copy", long_term))
+    elif source_folder:
+        for other in sorted(load_endpoints().endpoints.values(), key=lambda e: -len(str(e.root))):
             try:
-                candidate = other.posix_path(other.relative_of(source_folder) / relative.name)
+                candidates.append((other.name, other.posix_path(other.relative_of(source_folder) / relative.name)))
             except (ConfigError, ValueError):
                 continue
-            if candidate.is_file():
-                log.info("%s is not on %s; reading its copy on %s (%s)", relative, endpoint.name, other.name, candidate)
-                return candidate
-    where = f" nor at its long-term copy {source_folder}" if source_folder else ""
-    raise FileNotFoundError(f"{relative} is not on {endpoint.name} ({local}){where}; nothing catalogued")
+    for where, candidate in candidates:
+        if candidate.is_file():
+            log.info("%s is not on %s; reading %s (%s)", relative, endpoint.name, where, candidate)
+            return candidate
+    if long_term is not None:
+        elsewhere = f" nor at its long-term copy {long_term}"
+    else:
+        elsewhere = f" nor in {source_folder}" if source_folder else ""
+    raise FileNotFoundError(f"{relative} is not on {endpoint.name} ({local}){elsewhere}; nothing catalogued")
 
 
 def _raw_names(local: Path, stem: str) -> list[str]:
