@@ -146,7 +146,7 @@ def mark_controlled(scan: Scan, *, source: str, store: VariableStore | None = No
 
 def identities(values: Any) -> set[tuple[str, str]]:
     """``(folder, dataset)`` of every scan a step's arguments may name: ``<folder>/<dataset>.h5`` and
-    ``<folder>/<site>/rec<dataset>[.zarr]`` anywhere in a path (relative or absolute), in strings, lists and
+    ``<folder>[/<site>]/rec<dataset>[.zarr]`` anywhere in a path (relative or absolute), in strings, lists and
     dicts (nested). Over-inclusive by design: more candidates only cost look-ups."""
     found: set[tuple[str, str]] = set()
     for text in _strings(values):
@@ -154,10 +154,10 @@ def identities(values: Any) -> set[tuple[str, str]]:
         for index, name in enumerate(parts):
             if name.endswith(".h5") and index >= 1 and len(name) > 3:
                 found.add((parts[index - 1], name[:-3]))
-            if name.startswith("rec") and len(name) > 3 and index >= 2:
-                found.add((parts[index - 2], name[3:]))
-                if name.endswith(".zarr") and len(name) > 8:
-                    found.add((parts[index - 2], name[3:-5]))
+            if name.startswith("rec") and len(name) > 3:  # <folder>/rec<ds> (a primary site) or <folder>/<site>/rec<ds>
+                datasets = [name[3:], *([name[3:-5]] if name.endswith(".zarr") and len(name) > 8 else [])]
+                for folder in parts[max(0, index - 2) : index]:
+                    found.update((folder, dataset) for dataset in datasets)
     return found
 
 

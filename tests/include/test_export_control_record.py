@@ -54,6 +54,8 @@ def test_i26_finding_1_every_path_that_names_a_scan_finds_its_record():
         f"/eagle/IRIProd/ALS/data/raw/BLS-00001_tester/{NASTY}",  # a posix path at a site
         f"BLS-00001_tester/alcf/rec{dataset}",  # results
         f"/x/y/BLS-00001_tester/nersc/rec{dataset}.zarr",
+        f"BLS-00001_tester/rec{dataset}",  # the primary site's results: upstream's layout, no <site>/ (issue 22.1)
+        f"/pscratch/sd/a/alsdev/8.3.2/scratch/BLS-00001_tester/rec{dataset}.zarr/0/0.0.0",
         {"values": [f"BLS-00001_tester/local/rec{dataset}.zarr/preview.png"]},
     ):
         assert [r.key for r in find_controlled(named, store=store)] == [record.key], named
