@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from include.paths import parse_scan
+from include.sites import load_sites
 from tests.dags.dag_helpers import backdate, load_dag, states, write_scan
 from tools.run_dag import run_outputs
 
@@ -36,8 +38,14 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
     assert len(published) == len(set(published)) == 2 + 2 * 3  # the scan's two copies, two results per site
     assert local_endpoints["data832_raw"].posix_path(scan).is_file()
     assert local_endpoints["nersc832"].posix_path(f"raw/{scan}").is_file()
-    for site in ("alcf", "nersc", "local"):  # each site under its own folder: nothing overwritten
-        tiffs = local_endpoints["data832_scratch"].posix_path(f"{folder}/{site}/rec{dataset}")
+    sites = load_sites()
+    homes = {site: sites[site].beamline.scratch_endpoint for site in ("alcf", "nersc", "local")}
+    results = {site: parse_scan(scan).results(sites[site]) for site in homes}
+    # nersc (the primary site) writes upstream's <folder>/rec<ds>/, the others <folder>/<site>/rec<ds>/
+    assert str(results["nersc"].tiff) == f"{folder}/rec{dataset}", results
+    assert len({str(r.tiff) for r in results.values()}) == 3  # nothing overwritten
+    for site, result in results.items():
+        tiffs = local_endpoints[homes[site]].posix_path(str(result.tiff))
         assert len(list(tiffs.glob("*.tiff"))) == rows, site
         assert (tiffs.parent / f"rec{dataset}.zarr" / "preview.png").is_file()
     after_first = facility.stats()
@@ -58,7 +66,7 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
     assert set(skipped) >= {"alcf", "nersc", "local"}
 
     # prune 30 days on: a check copy that is gone keeps its entry (and the copy)
-    cfs_check = local_endpoints["nersc832_alsdev_scratch"].posix_path(f"{folder}/nersc/rec{dataset}")
+    cfs_check = local_endpoints["nersc832_alsdev_scratch"].posix_path(f"{folder}/rec{dataset}")
     for tiff in cfs_check.glob("*.tiff"):
         tiff.unlink()
     backdate(first, days=30)  # prune refuses a future as_of: the run's deletions move 30 days into the past
@@ -69,9 +77,9 @@ def test_every_pipeline_runs_once_per_scan_and_prune_then_keeps_what_must_stay(f
     assert not local_endpoints["alcf832_scratch"].posix_path(f"{folder}/alcf/rec{dataset}").exists()
     assert not local_endpoints["nersc832_alsdev_pscratch_raw"].posix_path(scan).exists()
     # pscratch results are checked against the NERSC archive copy, damaged above: kept, as is the home copy
-    assert local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(f"{folder}/nersc/rec{dataset}").exists()
+    assert local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(f"{folder}/rec{dataset}").exists()
     assert local_endpoints["nersc832"].posix_path(f"raw/{scan}").is_file()  # the long-term copy stays
-    kept = local_endpoints["data832_scratch"].posix_path(f"{folder}/nersc/rec{dataset}")
+    kept = local_endpoints["data832_scratch"].posix_path(f"{folder}/rec{dataset}")
     assert len(list(kept.glob("*.tiff"))) == rows  # its check copy failed: kept
 
 

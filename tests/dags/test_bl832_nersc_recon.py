@@ -46,20 +46,21 @@ def test_reconstructs_a_nastily_named_scan_without_running_anything_else(nersc_d
 
     scan = parse_scan(file_path)
     expected = [
-        {"endpoint": "data832_scratch", "path": f"{FOLDER}/nersc/{scan.recon_dir_name}"},
-        {"endpoint": "data832_scratch", "path": f"{FOLDER}/nersc/{scan.zarr_dir_name}"},
+        # upstream's layout (bl832/nersc.py:469-470): NERSC is 8.3.2's primary site, no <site>/ level
+        {"endpoint": "data832_scratch", "path": f"{FOLDER}/{scan.recon_dir_name}"},
+        {"endpoint": "data832_scratch", "path": f"{FOLDER}/{scan.zarr_dir_name}"},
     ]
     assert xcom(dag_run, "finish", "outputs") == expected
-    home = local_endpoints["data832_scratch"].posix_path(f"{FOLDER}/nersc")
+    home = local_endpoints["data832_scratch"].posix_path(FOLDER)
     tiffs = sorted((home / scan.recon_dir_name).glob("*.tiff"))
     assert len(tiffs) == 4  # the tiny scan has 4 detector rows
     assert (home / scan.zarr_dir_name).is_dir()
-    assert local_endpoints["nersc832_alsdev_scratch"].posix_path(f"{FOLDER}/nersc/{scan.recon_dir_name}").is_dir()
+    assert local_endpoints["nersc832_alsdev_scratch"].posix_path(f"{FOLDER}/{scan.recon_dir_name}").is_dir()
 
     # Issue 16, finding 4: the jobs leave what they made shared (folders 2775, files 664), so the service account
     # of the group can prune it.
     staged = local_endpoints["nersc832_alsdev_pscratch_raw"].posix_path(f"{FOLDER}/{NASTY}")
-    at_site = local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(f"{FOLDER}/nersc")
+    at_site = local_endpoints["nersc832_alsdev_pscratch_scratch"].posix_path(FOLDER)
     assert _mode(staged) == 0o664 and _mode(staged.parent) == 0o2775 and _mode(at_site) == 0o2775
     for tree in (at_site / scan.recon_dir_name, at_site / scan.zarr_dir_name):
         wrong = {p.name: oct(_mode(p)) for p in [tree, *tree.rglob("*")] if _mode(p) != _SHARED[p.is_dir()]}

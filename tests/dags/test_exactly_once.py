@@ -56,7 +56,7 @@ def test_a_rerun_with_fewer_rows_leaves_exactly_the_new_stack_at_home(facility, 
     file_path = place_scan(local_endpoints, "20230224_151000_rows.h5")
     first = dag.test(run_conf={"file_path": file_path})
     assert first.state == "success", states(first)
-    home = local_endpoints["data832_scratch"].posix_path(f"{FOLDER}/nersc/rec20230224_151000_rows")
+    home = local_endpoints["data832_scratch"].posix_path(f"{FOLDER}/rec20230224_151000_rows")
     assert len(list(home.glob("*.tiff"))) == 4
 
     second = dag.test(run_conf={"file_path": file_path, "recon": {"rows": "0:2"}})

@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from include.paths import parse_scan
+from include.sites import load_sites
 from tests.dags.dag_helpers import load_dag, states, write_scan
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
@@ -29,7 +31,7 @@ def test_every_runner_reconstructs_with_the_conf_unchanged(site, source, facilit
     write_scan(local_endpoints, source, scan)
     dag_run = load_dag(f"bl832_{site}_recon", "bl832_recon.py").test(run_conf={"file_path": scan, "recon": OPTIONS})
     assert dag_run.state == "success", states(dag_run)
-    results = f"{folder}/{site}/rec20260101_120000_sample"
+    results = str(parse_scan(scan).results(load_sites()[site]).tiff)
     used = used_options(local_endpoints, results)
     for key, value in OPTIONS.items():
         assert used[key] == value, (site, key, used.get(key))

@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from include.paths import parse_scan
+from include.sites import load_sites
 from tests.dags.dag_helpers import load_dag, states, write_scan, xcom
 from tests.dags.test_bl832_dispatcher import new_scan
 from tools.run_dag import run_outputs
@@ -49,7 +51,7 @@ def test_scicat_outage_reconstructs_everything_reports_scicat_and_catchup_regist
     facility, local_endpoints, empty_backlog
 ):
     file_path, scan = new_scan(local_endpoints)
-    folder, name = scan.split("/")
+    folder = scan.split("/")[0]
     facility.inject("scicat", "http", status=503, times=100_000)  # down for the whole run
 
     run = load_dag("bl832_dispatcher").test(run_conf={"file_path": file_path})
@@ -60,7 +62,7 @@ def test_scicat_outage_reconstructs_everything_reports_scicat_and_catchup_regist
     for site in SITES:  # every reconstruction finished, copied home and checked; only its catalogue is owed
         assert got[f"{site}.reconstruct"] == got[f"{site}.multiscale"] == got[f"{site}.check_results"] == "success"
         assert got[f"{site}.scicat_derived"] == "upstream_failed"
-        tiffs = local_endpoints["data832_scratch"].posix_path(f"{folder}/{site}/rec{name[:-3]}")
+        tiffs = local_endpoints["data832_scratch"].posix_path(str(parse_scan(scan).results(load_sites()[site]).tiff))
         assert any(tiffs.glob("*.tiff")), site
     assert local_endpoints["nersc832"].posix_path(f"raw/{scan}").is_file()
     assert len(run_outputs(run.dag_id, run.run_id)) == 2 + 2 * len(SITES)  # published although SciCat is owed

@@ -177,7 +177,7 @@ def test_832_is_a_tomography_entry_whose_dag_ids_are_the_ones_the_other_dags_nam
     assert (bl832.scratch_endpoint, bl832.long_term_endpoint, bl832.primary_site) == (
         "data832_scratch",
         "nersc832",
-        None,
+        "nersc",  # upstream's layout for NERSC (bl832/nersc.py:469-470), docs/upstream-callers.md
     )
     assert bl832.source_folder_root == "/global/raw"  # upstream's sourceFolder root (docs/scicat.md)
     scan = parse_scan("BLS-00564_dyparkinson/a.h5")
@@ -202,7 +202,7 @@ def test_a_source_folder_root_is_optional_and_names_the_raw_datasets_folder():
 
 
 def test_a_primary_site_writes_into_the_scans_folder_the_others_under_their_name():
-    """Issue 22 item 1 as a setting: upstream's layout is ``results.primary_site`` (today: none)."""
+    """Issue 22 item 1 as a setting: upstream's layout is ``results.primary_site`` (8.3.2: nersc)."""
     from include.paths import parse_scan
     from include.sites import SITES_FILE, parse_sites
 

@@ -29,6 +29,8 @@ from include.sites import SITES_FILE, load_endpoints, load_sites, parse_sites
 
 SCAN = parse_scan("/global/raw/BLS-00564_dyparkinson/20230224_132553_sea_shell.h5")
 RESULTS = "BLS-00564_dyparkinson/{site}/rec20230224_132553_sea_shell"
+#: NERSC is 8.3.2's primary site: upstream's layout, no <site>/ level (bl832/nersc.py:469-470).
+PRIMARY_RESULTS = "BLS-00564_dyparkinson/rec20230224_132553_sea_shell"
 
 
 def requests(plan: Plan) -> set[tuple[str, str, str, str]]:
@@ -84,7 +86,7 @@ def test_a_compute_site_plan_stages_reconstructs_and_records_every_copy_it_may_l
 
 def test_the_sfapi_site_plan_has_two_jobs_and_checks_home_results_against_the_archive_copy():
     plan = site_plan(load_sites()["nersc"], SCAN, {"rows": "0:4", "ring_removal": False})
-    tiff = RESULTS.format(site="nersc")
+    tiff = PRIMARY_RESULTS
     assert plan.steps["job_names"]["reconstruct"] == "tomo_recon_BLS-00564_dyparkinson_20230224_132553_sea_shell"
     assert plan.steps["reconstruct"]["recon_args"] == ["--options", '{"ring_removal": false, "rows": "0:4"}']
     assert plan.steps["multiscale"]["zarr"].endswith(tiff + ".zarr")
@@ -190,7 +192,7 @@ def test_results_checks_refuse_a_stack_mixed_with_an_earlier_runs_files():
     """Issue 13 finding 5: the check accepted any folder holding at least one TIFF."""
     plan = site_plan(load_sites()["nersc"], SCAN, {})
     checks = plan.checks["check_results"]
-    tiff, zarr = RESULTS.format(site="nersc"), RESULTS.format(site="nersc") + ".zarr"
+    tiff, zarr = PRIMARY_RESULTS, PRIMARY_RESULTS + ".zarr"
     mixed = ["a_00000.tiff", "a_00001.tiff", "a_00002.tiff", "results-manifest-2-files-2-bytes.json"]
     tree = {("data832_scratch", tiff): mixed, ("data832_scratch", zarr): ["results-manifest-0-files-0-bytes.json"]}
     with pytest.raises(ResultsError, match=r"3 files, 3 bytes where results-manifest-2-files-2-bytes\.json counts 2"):
