@@ -13,6 +13,7 @@ the signature, :func:`parse_superblock` the next :data:`SUPERBLOCK_READ_SIZE` by
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -87,3 +88,18 @@ def completeness_problem(superblock: Superblock, size: int) -> str | None:
     if superblock.end != size:
         return f"superblock end-of-file address {superblock.end} != size {size} (still being written?)"
     return None
+
+
+def problem_of(read: Callable[[int, int], bytes], size: int) -> str | None:
+    """Why a file of ``size`` bytes is not a complete HDF5 file, or ``None``; ``read(offset, length)`` gives
+    its bytes (from SFTP, from disk). The synchronous form of the watcher's superblock check."""
+    for offset in superblock_offsets(size):
+        if read(offset, len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+            continue
+        try:
+            superblock = parse_superblock(read(offset, SUPERBLOCK_READ_SIZE), offset)
+        except ValueError as exc:
+            return f"bad HDF5 superblock at {offset}: {exc}"
+        problem = completeness_problem(superblock, size)
+        return f"incomplete HDF5: {problem}" if problem else None
+    return "not HDF5 (no signature at 0)"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.endpoints import REPO_ROOT, default_profile
@@ -24,6 +24,11 @@ class Runtime:
     hpss_mode: str
     #: Seconds a Globus task may stay stalled on a fault before it is cancelled and the Airflow task fails.
     transfer_stall_seconds: float = 1800.0
+    #: Seconds between plan's two looks at a new scan's size: a size that changed is still being written.
+    scan_stable_seconds: float = 5.0
+    #: How plan reads a new scan's first bytes (its HDF5 check), per source endpoint: an SFTP connection id,
+    #: or ``local`` (the local facility's folder of the endpoint). An endpoint not listed is not read.
+    scan_readers: dict[str, str] = field(default_factory=dict)
 
     def poll(self, service: str) -> float:
         """Seconds between polls of ``service`` (one of :data:`SERVICES`)."""
@@ -45,6 +50,8 @@ SCHEMA: dict = {
         },
         "hpss_mode": {"enum": list(HPSS_MODES)},
         "transfer_stall_seconds": {"type": "number", "minimum": 0},
+        "scan_stable_seconds": {"type": "number", "minimum": 0, "maximum": 600},
+        "scan_readers": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
     },
 }
 
@@ -59,4 +66,6 @@ def _load(profile: str, path: Path) -> Runtime:
     settings = load_profile(path, profile, SCHEMA).settings
     polls = {service: float(seconds) for service, seconds in settings["poll_seconds"].items()}
     stall = float(settings.get("transfer_stall_seconds", Runtime.transfer_stall_seconds))
-    return Runtime(profile, polls, settings["hpss_mode"], stall)
+    stable = float(settings.get("scan_stable_seconds", Runtime.scan_stable_seconds))
+    readers = dict(settings.get("scan_readers") or {})
+    return Runtime(profile, polls, settings["hpss_mode"], stall, stable, readers)

@@ -120,6 +120,7 @@ def _file_suffixes(pipelines: list[str]) -> tuple[str, ...]:
 
 
 def _plan_of(name: str, scans: list, recon: dict, beamline: str | None, *, offsite: bool, check_input: bool):
+    from dags.pipelines.scan_check import check_new_scan
     from include.beamlines import load_beamlines
     from include.plans import beamline_plan, new_file_plan, site_plan
     from include.sites import load_sites
@@ -129,7 +130,9 @@ def _plan_of(name: str, scans: list, recon: dict, beamline: str | None, *, offsi
         raise ValueError(f"{name} takes one scan per run; file_path lists {len(scans)}")
     scan = scans[0]
     if name == NEW_FILE:
-        return new_file_plan(scan, offsite=offsite, beamline=beamlines.tomography_beamline(beamline))
+        tomography = beamlines.tomography_beamline(beamline)
+        check_new_scan(tomography, scan)  # missing, not complete HDF5 or growing: one line before anything moves
+        return new_file_plan(scan, offsite=offsite, beamline=tomography)
     if name in sites.sites:
         site = sites[name]
         if check_input:  # alone, the reconstruction reads a copy an earlier run made: say so before anything

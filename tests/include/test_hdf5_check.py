@@ -16,6 +16,7 @@ from include.hdf5_check import (
     Superblock,
     completeness_problem,
     parse_superblock,
+    problem_of,
     superblock_offsets,
 )
 
@@ -102,3 +103,39 @@ def test_bad_superblocks_are_refused(tmp_path, change, message):
 def test_superblock_offsets():
     assert superblock_offsets(100) == [0]
     assert superblock_offsets(5000) == [0, 512, 1024, 2048, 4096]
+
+
+def reader(data: bytes):
+    """``read(offset, length)`` over ``data``, as plan reads a scan (SFTP or disk); counts the reads."""
+    reads = []
+
+    def read(offset: int, length: int) -> bytes:
+        reads.append((offset, length))
+        return data[offset : offset + length]
+
+    return read, reads
+
+
+@pytest.mark.parametrize(("libver", "userblock"), [("earliest", 0), ("latest", 0), ("earliest", 1024)])
+def test_problem_of_a_complete_file_is_none(tmp_path, libver, userblock):
+    data = write_scan(tmp_path / "scan.h5", libver=libver, userblock_size=userblock)
+    read, reads = reader(data)
+    assert problem_of(read, len(data)) is None
+    assert all(length <= SUPERBLOCK_READ_SIZE for _, length in reads)  # the first bytes only, never the file
+
+
+def test_problem_of_plain_text_and_of_a_truncated_file(tmp_path):
+    text = b"not an HDF5 file, just text\n" * 100
+    assert problem_of(reader(text)[0], len(text)) == "not HDF5 (no signature at 0)"
+    assert problem_of(reader(b"")[0], 0) == "not HDF5 (no signature at 0)"
+    data = write_scan(tmp_path / "scan.h5")
+    cut = data[: len(data) // 2]
+    assert problem_of(reader(cut)[0], len(cut)) == (
+        f"incomplete HDF5: superblock end-of-file address {len(data)} != size {len(cut)} (still being written?)"
+    )
+
+
+def test_problem_of_a_damaged_superblock(tmp_path):
+    data = bytearray(write_scan(tmp_path / "scan.h5"))
+    data[8] = 9  # superblock version 9 does not exist
+    assert problem_of(reader(bytes(data))[0], len(data)) == "bad HDF5 superblock at 0: unknown superblock version 9"
