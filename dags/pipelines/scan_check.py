@@ -38,7 +38,7 @@ def check_new_scan(beamline: Tomography, scan: Scan, *, log: Callable[[str], Any
     if reader is None:
         log(f"{scan}: HDF5 check skipped: runtime.yaml scan_readers names no reader for {beamline.source_endpoint}")
     else:
-        with _opened(reader, beamline, scan) as read:
+        with _opened(reader, where, scan) as read:
             problem = problem_of(read, size)
         if problem:
             raise AirflowFailException(f"file_path: {scan}: {problem}")
@@ -58,13 +58,13 @@ def _size(stat: dict[str, Any] | None, scan: Scan, endpoint: str) -> int:
 
 
 @contextmanager
-def _opened(reader: str, beamline: Tomography, scan: Scan):
-    """``read(offset, length)`` of the scan on its source host, by ``reader`` (runtime.yaml ``scan_readers``)."""
+def _opened(reader: str, where: EndpointPath, scan: Scan):
+    """``read(offset, length)`` of the scan (``where``: on its source endpoint) on its source host, by ``reader``
+    (runtime.yaml ``scan_readers``)."""
     if reader == "local":
         from include.endpoints import load_endpoints
 
-        path = load_endpoints()[beamline.source_endpoint].posix_path(beamline.source_path(scan))
-        with open(path, "rb") as file:
+        with open(load_endpoints().posix(where), "rb") as file:
             yield _reader(file)
         return
     from airflow.providers.sftp.hooks.sftp import SFTPHook
