@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
 from als_provider.sensors.sftp_new_scan import SFTPNewScanSensor
 from dags.pipelines.dag_ids import DISPATCHER_DAG_ID, WATCH_SPOT832_DAG_ID
+from dags.pipelines.defaults import with_default
 
 DAG_ID = WATCH_SPOT832_DAG_ID
 
@@ -49,26 +50,28 @@ with DAG(
     tags=["bl832", "watcher", "new-scan", "sftp"],
     default_args={"owner": "bl832-computing", "retries": 2, "retry_delay": timedelta(minutes=1)},
     params={
-        "stable_polls": Param(
+        "stable_polls": with_default(
             3,
             type="integer",
             minimum=2,
             maximum=100,
             description="listings with an unchanged size before a scan is checked",
         ),
-        "poll_interval": Param(
+        "poll_interval": with_default(
             30, type="number", minimum=0.1, maximum=3600, description="seconds between listings of the raw tree"
         ),
-        "lookback_hours": Param(
+        "lookback_hours": with_default(
             72, type="number", minimum=0, description="only scans modified this recently (0: every scan on spot832)"
         ),
-        "is_export_controlled": Param(
+        "is_export_controlled": with_default(
             False,
             type="boolean",
             description="true: every dispatched scan is export-controlled; false: each scan's status comes from "
             "the folder list (Variable als_export_control_folders), scans of unlisted folders are held",
         ),
-        "send_to_nersc": Param(True, type="boolean", description="conf of every dispatched scan: copy it to NERSC"),
+        "send_to_nersc": with_default(
+            True, type="boolean", description="conf of every dispatched scan: copy it to NERSC"
+        ),
     },
 ) as dag:
     watch = SFTPNewScanSensor(

@@ -7,7 +7,7 @@ from airflow.sdk import Param, dag
 
 from als_provider.operators.globus_delete import PruneManifestsOperator
 from dags.pipelines.dag_ids import PRUNE_DAG_ID
-from dags.pipelines.defaults import dag_defaults
+from dags.pipelines.defaults import dag_defaults, with_default
 
 DOC = """
 ### Prune (deletion manifests)
@@ -51,7 +51,7 @@ stay for the next run. Design and limits: docs/pruning.md.
         default_args={"retry_delay": pendulum.duration(minutes=2)},
     ),
     params={
-        "dry_run": Param(
+        "dry_run": with_default(
             False,
             type="boolean",
             title="Dry run",

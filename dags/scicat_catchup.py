@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, task
 
 from als_provider.operators.scicat import SciCatIngestDerivedOperator, SciCatIngestRawOperator
 from dags.pipelines.dag_ids import SCICAT_CATCHUP_DAG_ID
-from dags.pipelines.defaults import dag_defaults
+from dags.pipelines.defaults import dag_defaults, with_default
 
 DOC = """
 ### SciCat catch-up
@@ -31,7 +31,9 @@ with DAG(
     doc_md=DOC,
     tags=["scicat", "catch-up", "bl832", "bl733"],
     params={
-        "dry_run": Param(False, type="boolean", title="Dry run", description="List what is owed; register nothing.")
+        "dry_run": with_default(
+            False, type="boolean", title="Dry run", description="List what is owed; register nothing."
+        )
     },
     **dag_defaults(schedule="@daily", max_active_runs=1, notify=True),
 ) as dag:

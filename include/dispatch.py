@@ -14,6 +14,8 @@ from include.paths import EndpointPath, Results, Scan
 from include.results import Completeness
 from include.sites import Site
 
+#: How a skip for complete results says to reconstruct again (the ``force`` conf key).
+FORCE_HINT = 'to reconstruct again, trigger with {"force": true}'
 #: How the dispatcher looks at results: the completeness of a folder (include.results.completeness over a hook).
 ResultsLookup = Callable[[EndpointPath], Completeness]
 
@@ -25,6 +27,8 @@ class Choice:
     chosen: list[str]
     skipped: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    #: The chosen sites that write a forced re-run's folder (include/plans.py ``rerun_folder``), by name.
+    reruns: dict[str, str] = field(default_factory=dict)
 
 
 def check_settings(settings: object, names: Sequence[str], variable: str) -> dict[str, bool]:
@@ -48,13 +52,15 @@ def choose(
     results: ResultsLookup,
     *,
     variable: str,
+    rerun: str | None = None,
 ) -> Choice:
     """Which of ``names`` run for ``scan``: on in the ``settings`` (the value of the Variable ``variable``);
     a site (every name of ``sites``; the others are pipelines without a site) never off-site for an
     export-controlled scan, never reading the long-term copy when ``send_to_nersc`` is off, and not again when
-    its results at home are complete (``results`` looks at them)."""
+    its results at home are complete (``results`` looks at them), unless forced: ``rerun`` (a forced run's
+    re-run folder) sends such a site's new results there (:func:`forced`)."""
     settings = check_settings(settings, names, variable)
-    chosen, skipped, notes = [], {}, []
+    chosen, skipped, notes, reruns = [], {}, [], {}
     for name in names:
         site = sites.get(name)
         if not settings.get(name, False):
@@ -65,11 +71,34 @@ def choose(
             skipped[name] = "export-controlled: the scan never leaves the beamline"
         elif site.needs_nersc_copy and not params["send_to_nersc"]:
             skipped[name] = f"send_to_nersc is off: there is no NERSC copy at {site.source_endpoint} to reconstruct"
-        elif (done := results_at_home(site, scan.results(site), results, notes)) is not None:
+        elif (done := results_at_home(site, scan.results(site), results, notes)) is None:
+            chosen.append(name)
+        elif not rerun:
             skipped[name] = done
+        elif (again := forced(site, scan, results, rerun, notes)) is not None:
+            skipped[name] = again
         else:
             chosen.append(name)
-    return Choice(chosen, skipped, notes)
+            reruns[name] = rerun
+    return Choice(chosen, skipped, notes, reruns)
+
+
+def forced(site: Site, scan: Scan, lookup: ResultsLookup, rerun: str, notes: list[str]) -> str | None:
+    """A forced run of ``site`` whose results at home are complete: they stay as they are (a copy home or an
+    archive copy is never written over) and the new results go to the run's re-run folder ``rerun``; None (run
+    it, with a line in ``notes``), or why not: that folder is complete already (this run finished it: a retry or
+    a Clear of the run does not reconstruct again)."""
+    from include.plans import rerun_site
+
+    results = scan.results(rerun_site(site, rerun))
+    if (done := results_at_home(site, results, lookup)) is not None:
+        return f"this forced run's {done.partition('; ')[0]} (a Clear of the run does not reconstruct again)"
+    home = site.beamline.scratch_endpoint
+    notes.append(
+        f"{site.name}: force: the complete results at {home}:{scan.results(site).tiff}/ stay as they are; "
+        f"reconstructing into {home}:{results.tiff}/"
+    )
+    return None
 
 
 def results_at_home(site: Site, results: Results, lookup: ResultsLookup, notes: list[str] | None = None) -> str | None:
@@ -82,5 +111,5 @@ def results_at_home(site: Site, results: Results, lookup: ResultsLookup, notes: 
         if not f.complete and f.reason != "absent" and notes is not None:
             notes.append(f"{f.where} is incomplete ({f.reason}): reconstructing again")
     if all(f.complete for f in found):
-        return f"results already complete on {home}:{results.folder}/"
+        return f"results already complete at {home}:{results.tiff}/; {FORCE_HINT}"
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -206,10 +207,52 @@ def parse_scan(file_path: str, *, suffixes: tuple[str, ...] = SCAN_SUFFIXES) -> 
 
 
 def parse_scans(file_path: object, *, suffixes: tuple[str, ...] = SCAN_SUFFIXES) -> list[Scan]:
-    """The scans of ``file_path``: one path, or a non-empty list of them (upstream's shape for 7.3.3), each
-    checked by :func:`parse_scan`; an error names the bad entry by its index."""
+    """The scans of ``file_path``: one path, or a non-empty list of them, each checked by :func:`parse_scan`;
+    an error names the bad entry by its index."""
+    return _each(file_path, lambda entry: parse_scan(entry, suffixes=suffixes))
+
+
+def parse_file(file_path: str, *, suffixes: tuple[str, ...], root: str | PurePosixPath = "/") -> Scan:
+    """A configured beamline's file (include/config/beamlines.yaml), as its upstream caller names it:
+    ``<folder>/…/<file><suffix>`` relative to the source endpoint (folders may nest: 7.0.1.2's
+    ``2023/02/230216/NS_…_0_0.cxi``), or absolute on that endpoint, i.e. under its ``root`` (7.3.3's paths on
+    data733, whose root is ``/``). The scan's folder is everything before the file's name. Refuses ``..``,
+    ``.``, empty and hidden names and a path outside ``root``."""
+    if not isinstance(file_path, str) or not file_path.strip():
+        raise InvalidPathError("file_path is empty")
+    raw = file_path
+    if raw.startswith("/"):
+        prefix = str(root).rstrip("/") + "/"
+        if not raw.startswith(prefix):
+            raise InvalidPathError(
+                f"file_path {file_path!r} is absolute but outside the source endpoint's root {root}; "
+                f"give a path under {prefix} or relative to it"
+            )
+        raw = raw[len(prefix) :]
+    parts = endpoint_relative(raw).parts
+    hidden = [part for part in parts if part.startswith(".")]
+    if hidden:
+        raise InvalidPathError(
+            f"file_path {file_path!r} has the hidden name {hidden[0]!r}; hidden names are not moved, rename it"
+        )
+    if len(parts) < 2:
+        raise InvalidPathError(f"file_path {file_path!r} must name <folder>/<file>, not a file at the root")
+    *folders, file_name = parts
+    if not any(file_name.endswith(suffix) and len(file_name) > len(suffix) for suffix in suffixes):
+        raise InvalidPathError(f"file_path {file_path!r} does not end with {' or '.join(suffixes)}")
+    return Scan(folder="/".join(folders), file_name=file_name)
+
+
+def parse_files(file_path: object, *, suffixes: tuple[str, ...], root: str | PurePosixPath = "/") -> list[Scan]:
+    """A configured beamline's files: one path, or a non-empty list of them (upstream's shape for 7.3.3), each
+    checked by :func:`parse_file`; an error names the bad entry by its index."""
+    return _each(file_path, lambda entry: parse_file(entry, suffixes=suffixes, root=root))
+
+
+def _each(file_path: object, parse: Callable[[str], Scan]) -> list[Scan]:
+    """``parse`` applied to ``file_path`` (a path) or to each entry of it (a non-empty list)."""
     if isinstance(file_path, str):
-        return [parse_scan(file_path, suffixes=suffixes)]
+        return [parse(file_path)]
     if not isinstance(file_path, list | tuple) or not file_path:
         raise InvalidPathError(
             f"file_path must be <folder>/<file> or a non-empty list of them, got {type(file_path).__name__}"
@@ -218,16 +261,17 @@ def parse_scans(file_path: object, *, suffixes: tuple[str, ...] = SCAN_SUFFIXES)
     scans = []
     for index, entry in enumerate(file_path):
         try:
-            scans.append(parse_scan(entry, suffixes=suffixes))
+            scans.append(parse(entry))
         except InvalidPathError as exc:
             raise InvalidPathError(f"file_path[{index}] {entry!r}: {exc}") from None
     return scans
 
 
-def relative_file_pattern(suffixes: tuple[str, ...] = SCAN_SUFFIXES) -> str:
-    """The Param pattern of ``<folder>/<file><suffix>`` (no ``.``/``..`` names, nothing absolute)."""
+def beamline_file_pattern(suffixes: tuple[str, ...] = SCAN_SUFFIXES) -> str:
+    """The Param pattern of a configured beamline's file (:func:`parse_file`): ``<folder>/…/<file><suffix>``,
+    optionally absolute; no empty, ``.``/``..`` or hidden names."""
     ends = "|".join(re.escape(suffix) for suffix in suffixes)
-    return rf"^(?!\.\.?/)[^/]+/(?!\.)[^/]+({ends})$"
+    return rf"^/?((?!\.)[^/]+/)+(?!\.)[^/]+({ends})$"
 
 
 def beamline_path(scan: Scan) -> str:

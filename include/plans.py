@@ -38,6 +38,8 @@ RESULTS_CHECK = "check_results"
 ARCHIVE_CHECK = "verify_archive"
 #: Results of the ptychography pipeline go to <results_endpoint>:<folder>/<PTYCHO_FOLDER>/rec<dataset>/.
 PTYCHO_FOLDER = "ptycho"
+#: A forced re-run over complete results writes ``<folder>/<results_folder>/rerun-<run>/`` (:func:`rerun_folder`).
+RERUN_PREFIX = "rerun-"
 #: Paths hsi gets inside its own command line: nothing it would split or interpret.
 _HSI_SAFE = re.compile(r"^[A-Za-z0-9_.,+@=/-]+$")
 
@@ -171,6 +173,8 @@ class SitePlan(Plan):
     scicat_source_folder: str
     scicat_raw_source_folder: str
     recon: Mapping[str, Any]
+    #: NERSC nodes the run asked for (upstream's ``num_nodes``; only 1 runs today: dags/pipelines/params.py).
+    num_nodes: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,7 +182,8 @@ class BeamlinePlan(Plan):
     """A moving beamline's run of one or several files; ``steps``: each job's values and ``job_names``."""
 
     scans: tuple[str, ...]
-    scicat_source_folder: str | None = None
+    #: Each file's SciCat ``sourceFolder`` (its folder's NERSC copy), in ``scans``' order; empty without SciCat.
+    scicat_source_folders: tuple[str, ...] = ()
 
 
 def new_file_plan(scan: Scan, *, offsite: bool, beamline: Tomography | None = None) -> NewFilePlan:
@@ -232,7 +237,30 @@ def results_source_folder(site: Site, scan: Scan, endpoints: Endpoints | None = 
     return (endpoints or load_endpoints())[endpoint].globus_path(str(scan.results(site).folder))
 
 
-def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoints | None = None) -> SitePlan:
+def rerun_folder(run_id: str) -> str:
+    """The folder of a forced re-run's results, ``rerun-<run id>`` (sanitised, with a hash of the exact id): the
+    same for every try and Clear of one DAG run, another for each new run."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id)[:60]
+    return f"{RERUN_PREFIX}{safe}-{hashlib.sha256(run_id.encode()).hexdigest()[:6]}"
+
+
+def rerun_site(site: Site, rerun: str | None) -> Site:
+    """``site`` writing its results into the re-run folder ``rerun`` under its own (itself when ``rerun`` is None)."""
+    if not rerun:
+        return site
+    return dataclasses.replace(site, results_folder=str(PurePosixPath(site.results_folder or ".", rerun)))
+
+
+def _unversioned(rel: PurePosixPath) -> PurePosixPath:
+    """``rel`` without its re-run folder (below the scan's folder): what the run would have written unforced."""
+    return PurePosixPath(*rel.parts[:1], *(p for p in rel.parts[1:] if not p.startswith(RERUN_PREFIX)))
+
+
+def site_plan(
+    site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoints | None = None, *, rerun: str | None = None
+) -> SitePlan:
     """A reconstruction at ``site``: the results' paths at every endpoint, each step's arguments for the site's
     runner (include/runners/), the copies it leaves (recorded whatever the steps did, so a failed run orphans
     nothing) and the outputs at home (the beamline's scratch endpoint).
@@ -240,8 +268,10 @@ def site_plan(site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoint
     Retention by construction (include/config/retention.yaml): results at the site are checked against the
     site's archive (long-term, at NERSC) when it has one, else against home (which outlives them); results at
     home go against the archive copy, or, for a site opted in to ``regenerate_from_raw``, once the long-term
-    raw copy (nersc832 ``raw/<scan>``) exists."""
+    raw copy (nersc832 ``raw/<scan>``) exists. ``rerun``: a forced re-run's folder (:func:`rerun_folder`): every
+    result path, marker and copy is under it, beside the complete results it leaves as they are."""
     endpoints = endpoints or load_endpoints()
+    site = rerun_site(site, rerun)
     beamline, relative = site.beamline, str(scan.relative_path)
     home = beamline.scratch_endpoint
     results = scan.results(site)
@@ -320,6 +350,7 @@ def regeneration_problem(endpoint: str, rel: PurePosixPath, check_endpoint: str,
     except ValueError as exc:
         return f"the check path is not a scan ({exc})"
     regenerable = retention_map()[1]
+    rel = _unversioned(PurePosixPath(rel))  # a forced re-run's results and markers: as the run's own
     sites = load_sites().enabled(beamline.key)
     home = beamline.scratch_endpoint
     for site in sites:
@@ -369,9 +400,9 @@ def beamline_plan(
     once its tape copy is verified. ``hpss_mode``: how the archive job copies (include/config/runtime.yaml).
 
     ``scans`` lists the files (``scan`` is the first); the jobs' values hold one entry per file, in that
-    order (``scans``/``out_dirs``, ``sources``/``destinations``). The files of a run share one folder when
-    the beamline catalogues them (``scicat_source_folder``: that folder's NERSC copy, the record's
-    ``sourceFolder``)."""
+    order (``scans``/``out_dirs``, ``sources``/``destinations``). Folders may nest and differ: exactly the
+    listed files move, each to the same relative path (not upstream's whole common parent folder); a catalogued
+    file's record names its own folder's NERSC copy (``scicat_source_folders``, the records' ``sourceFolder``)."""
 
     from include.slurm import load_nersc_config
 
@@ -387,12 +418,9 @@ def beamline_plan(
     ptycho, archive = beamline.pipeline("ptycho"), beamline.pipeline("hpss_archive")
     steps: dict[str, Any] = {"job_names": {}}
     checks: dict[str, list[Check]] = {}
-    folders = sorted({scan.folder for scan in scans})
-    source_folder = None
+    source_folders = ()
     if beamline.pipeline("scicat") is not None:
-        if len(folders) > 1:
-            raise ValueError(f"file_path lists files of several folders ({', '.join(folders)}); one run, one folder")
-        source_folder = nersc.globus_path(folders[0])
+        source_folders = tuple(nersc.globus_path(scan.folder) for scan in scans)
     first = scans[0]
     more = f"_and_{len(scans) - 1}_more" if len(scans) > 1 else ""
     if ptycho is not None:
@@ -464,7 +492,7 @@ def beamline_plan(
         pipeline=beamline.key,
         scan=relatives[0],
         scans=tuple(relatives),
-        scicat_source_folder=source_folder,
+        scicat_source_folders=source_folders,
         deletions=tuple(deletions),
         outputs=tuple(outputs),
         checks={step: tuple(found) for step, found in checks.items()},

@@ -131,7 +131,10 @@ def configure_environment(
         ),
     }
     if facility_root is not None:
+        from include.transfer_seeds import write_local_seeds
+
         env["LOCAL_FACILITY_ROOT"] = str(Path(facility_root).resolve())
+        write_local_seeds(Path(facility_root).resolve())  # the health checks' seeds (docs/operations.md)
     env.update(connection_env(load_settings(), facility_url))
     key = signing_key or secret_file(home / "signing.key", lambda: secrets.token_hex(32))
     env.update(signing_connection_env(key))

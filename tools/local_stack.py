@@ -2,7 +2,8 @@
 
 ``LocalStack(home).start()`` creates the database (idempotently), migrates it and seeds the variables and
 pools of airflow_settings.yaml, then starts the local facility and Airflow's api-server, scheduler,
-dag-processor and triggerer (and a Celery worker with ``executor="CeleryExecutor"``), each as its own
+dag-processor and triggerer (and a Celery worker with ``executor="CeleryExecutor"``, or the ``workers`` given,
+each serving a queue with an environment of its own), each as its own
 process group whose pid is kept in ``<home>/pids/<component>.pid`` and whose output goes to
 ``<home>/logs/<component>.log``. ``stop()`` reads those pid files, so a stack started by one process
 (``make serve``) is stopped by another (``make stop``). ``airflow standalone`` is not used: it ignores
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -56,6 +58,16 @@ COMMANDS: dict[str, list[str]] = {
     "celery-worker": ["celery", "worker", "--concurrency", "2"],
 }
 FACILITY = "facility"
+WORKER = "celery-worker"
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A Celery worker of the stack: the queue it serves (None: the stack's default queue) and what its own
+    environment adds to the stack's (e.g. ``LOCAL_FACILITY_ROOT``: which disk it sees)."""
+
+    queue: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 class StackError(RuntimeError):
@@ -101,9 +113,19 @@ class LocalStack:
         executor: str = "LocalExecutor",
         facility_root: Path | None = None,
         facility_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        workers: Mapping[str, Worker] | None = None,
     ) -> None:
+        """``env``: added to every Airflow process's environment. ``workers`` (CeleryExecutor): the Celery workers,
+        by component name (``celery-worker`` or ``celery-worker-<name>``); default one ``celery-worker`` on the
+        default queue."""
         if executor not in ("LocalExecutor", "CeleryExecutor"):
             raise ValueError(f"executor must be LocalExecutor or CeleryExecutor, not {executor!r}")
+        workers = dict(workers or {WORKER: Worker()}) if executor == "CeleryExecutor" else {}
+        if bad := [name for name in workers if not (name == WORKER or name.startswith(f"{WORKER}-"))]:
+            raise ValueError(f"workers: {', '.join(bad)}: a worker's name is {WORKER} or {WORKER}-<name>")
+        self.workers: dict[str, Worker] = workers
+        self.extra_env = dict(env or {})
         self.home = Path(home).resolve()
         self.port = port
         self.database = database
@@ -135,8 +157,7 @@ class LocalStack:
     @property
     def components(self) -> list[str]:
         """The Airflow processes this stack runs, in start order."""
-        names = ["api-server", "scheduler", "dag-processor", "triggerer"]
-        return [*names, "celery-worker"] if self.executor == "CeleryExecutor" else names
+        return ["api-server", "scheduler", "dag-processor", "triggerer", *self.workers]
 
     @property
     def password(self) -> str:
@@ -236,6 +257,7 @@ class LocalStack:
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
                 }
             )
+        env.update(self.extra_env)
         return env
 
     # ---------------------------------------------------------------- lifecycle
@@ -271,7 +293,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this stack started (by pid file; SIGTERM, then SIGKILL). Idempotent."""
-        for name in dict.fromkeys([*reversed(self.components), "celery-worker", FACILITY]):
+        for name in dict.fromkeys([*reversed(self.components), WORKER, FACILITY]):
             self._terminate(name)
         self._token = None
 
@@ -293,7 +315,9 @@ class LocalStack:
         if pid is None or not _alive(pid):
             return None
         # a recycled pid is not ours; a Celery worker retitles itself ("[celeryd: celery@host:MainProcess] ...")
-        markers = {FACILITY: ("facility",), "celery-worker": ("airflow", "celeryd")}.get(component)
+        markers = {FACILITY: ("facility",)}.get(component)
+        if component.startswith(WORKER):
+            markers = ("airflow", "celeryd")
         command = _cmdline(pid)
         return pid if any(marker in command for marker in markers or ("airflow",)) else None
 
@@ -472,12 +496,18 @@ class LocalStack:
         raise StackError(f"the local facility did not start; see {self.log_dir / 'facility.log'}")
 
     def _spawn(self, component: str) -> None:
-        command = [self._airflow(), *COMMANDS[component]]
+        env = self.env
+        command = [self._airflow(), *COMMANDS[WORKER if component in self.workers else component]]
         if component == "api-server":
             command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        elif component == "celery-worker":
-            command += ["--queues", self.env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]]
-        self._popen(component, command, self.env)
+        elif component in self.workers:
+            worker = self.workers[component]
+            command += ["--queues", worker.queue or env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]]
+            if component != WORKER:  # a Celery node name and a log server port of its own beside the default's
+                command += ["--celery-hostname", f"{component}@%h"]
+                env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
+            env.update(worker.env)
+        self._popen(component, command, env)
 
     def _popen(self, component: str, command: list[str], env: Mapping[str, str]) -> None:
         with open(self.log_dir / f"{component}.log", "ab") as log:

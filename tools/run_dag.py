@@ -4,7 +4,8 @@ Starts the local facility (or, with ``--facility-url`` / ``FACILITY_URL``, uses 
 ``make facility``, so faults can be injected from outside), prepares a local Airflow (SQLite under
 ``.airflow/``) from airflow_settings.yaml, runs the DAG with ``dag.test()``, prints ``output: PATH`` for
 every output the run published (XCom key ``outputs``: a list of ``{"endpoint", "path"}``), stops the
-facility it started, and exits non-zero unless the run succeeded. ``make dags-test`` and ``make demo`` use it.
+facility it started, and exits non-zero unless the run succeeded (a failed run's last line: the first
+failed task and its own error). ``make dags-test`` and ``make demo`` use it.
 """
 
 from __future__ import annotations
@@ -122,6 +123,44 @@ def summary(dag_run: Any, outputs: list[Path], log_file: Path | None) -> list[st
 
 
 @contextlib.contextmanager
+def task_errors() -> Iterator[list[tuple[str, str]]]:
+    """``(task_id, first line of its error)`` of each try that failed while ``dag.test()`` runs, in order.
+
+    ``dag.test()`` logs a task's exception and keeps only its state; this keeps the message too (it wraps
+    ``airflow.sdk.definitions.dag._run_task``, which ``dag.test()`` calls per try), so the run can end on it.
+    """
+    from airflow.sdk.definitions import dag as dag_module
+
+    original, errors = dag_module._run_task, []
+
+    def run_task(*, ti: Any, task: Any, **kwargs: Any) -> Any:
+        result = original(ti=ti, task=task, **kwargs)
+        error = getattr(result, "error", None)
+        if error is not None and ti.state in ("failed", "up_for_retry"):  # a str enum: compare, never str()
+            text = (str(error).strip() or type(error).__name__).splitlines()[0]
+            errors.append((ti.task_id, text))
+        return result
+
+    dag_module._run_task = run_task
+    try:
+        yield errors
+    finally:
+        dag_module._run_task = original
+
+
+def failure_line(dag_run: Any, errors: list[tuple[str, str]]) -> str:
+    """The last line of a failed run: the first task that failed for good, with its own error (never the
+    ``finish``/``report`` lines that only repeat which tasks failed, nor a later SciCat step's complaint)."""
+    failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state == "failed"]
+    for task_id, text in errors:
+        if task_id in failed:
+            return f"{dag_run.dag_id}: {task_id} failed: {text}"
+    if failed:
+        return f"{dag_run.dag_id}: failed: {', '.join(sorted(failed))} (their logs say why)"
+    return f"{dag_run.dag_id}: {dag_run.state}"
+
+
+@contextlib.contextmanager
 def facility_at(url: str | None, facility_root: Path, log_file: Path) -> Iterator[tuple[str, Path]]:
     """``(url, root)`` of the facility to use: the one running at ``url`` (its root as it reports it), or
     a new one under ``facility_root``, stopped on exit."""
@@ -170,7 +209,7 @@ def run(
         from airflow.sdk.exceptions import ParamValidationError
 
         try:
-            with logs_to(log_file):
+            with logs_to(log_file), task_errors() as errors:
                 dag_run = dag.test(run_conf=conf)
         except ParamValidationError as exc:  # Airflow's message prints the regex or the whole schema
             from dags.pipelines.params import conf_refusal
@@ -189,7 +228,11 @@ def run(
                 if path.is_file():  # a copied file: its checksum, to compare across copies
                     print(f"md5 {_md5(path)}  {output}", file=sys.stderr)
                 print(f"output: {path}")
-        return 0 if state == "success" else 1
+        if state == "success":
+            return 0
+        sys.stdout.flush()
+        print(failure_line(dag_run, errors), file=sys.stderr)  # the run's last line: what went wrong
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,14 +12,15 @@ from airflow.sdk import DAG, Param
 from dags.pipelines.defaults import dag_defaults
 from dags.pipelines.steps import beamline_steps, plan
 from include.beamlines import Beamline
-from include.paths import relative_file_pattern
+from include.paths import beamline_file_pattern
 from include.plans import PTYCHO_FOLDER
 
 
 def file_path_schema(beamline: Beamline) -> dict:
     """The conf's ``file_path``: one file, or a non-empty list of files (upstream's shape), each
-    ``<folder>/<file>`` ending with one of the beamline's ``file_suffixes``."""
-    pattern = relative_file_pattern(beamline.file_suffixes)
+    ``<folder>/…/<file>`` (folders may nest; absolute on the source endpoint allowed) ending with one of the
+    beamline's ``file_suffixes`` (include.paths.parse_file checks the rest)."""
+    pattern = beamline_file_pattern(beamline.file_suffixes)
     return {
         "type": ["string", "array"],
         "anyOf": [
@@ -40,9 +41,9 @@ def make_beamline_dag(beamline: Beamline) -> DAG:
             "file_path": Param(
                 **file_path_schema(beamline),
                 title="Scan(s)",
-                description=f"The new scan, <folder>/<file>({'|'.join(beamline.file_suffixes)}) relative to "
-                f"{beamline.source_endpoint} "
-                "(beamline storage), or a non-empty list of them moved and processed in one run",
+                description=f"The new scan, <folder>/…/<file>({'|'.join(beamline.file_suffixes)}) relative to "
+                f"{beamline.source_endpoint} (beamline storage) or absolute on it, or a non-empty list of them "
+                "(folders may differ) moved and processed in one run",
             )
         },
         **dag_defaults(owner=beamline.owner),
@@ -58,10 +59,13 @@ def beamline_doc(beamline: Beamline) -> str:
         f"{beamline.description}. Configured in include/config/beamlines.yaml (`{beamline.key}`); built by "
         "dags/pipelines/beamline.py.",
         "",
-        f"**Conf**: `file_path` — `<folder>/<file>` ending {' or '.join(beamline.file_suffixes)} on "
-        f"`{beamline.source_endpoint}`, or a non-empty list of "
-        "them (one run for all; each entry checked, an error names it by index). Unknown keys, `..` and "
-        "absolute paths are refused by `plan` before anything moves.",
+        f"**Conf**: `file_path` — `<folder>/…/<file>` ending {' or '.join(beamline.file_suffixes)} on "
+        f"`{beamline.source_endpoint}` (folders may nest, e.g. 7.0.1.2's `2023/02/230216/NS_…_0_0.cxi`; an "
+        f"absolute path is read under the endpoint's root, e.g. 7.3.3's `/<folder>/<file>` on data733), or a "
+        "non-empty list of them, of one folder or several (one run for all; each entry checked, an error names "
+        "it by index). Only the listed files are copied, each to the same relative path. Unknown keys, `..`, "
+        "hidden names and absolute paths outside the endpoint's root are refused by `plan` before anything "
+        "moves (docs/upstream-callers.md).",
         "",
         f"**Move**: `{beamline.source_endpoint}` → `{beamline.nersc_endpoint}`, every file in one Globus task "
         "(checksums verified; when every file is already there with the same size and mtime nothing is copied). "
@@ -70,8 +74,8 @@ def beamline_doc(beamline: Beamline) -> str:
     if beamline.pipeline("scicat") is not None:
         lines.append(
             f"- **scicat**: a SciCat raw dataset per file (mapping `{beamline.pipeline('scicat').get('ingester')}`; "
-            f"read at `{beamline.source_endpoint}`, `sourceFolder` the `{beamline.nersc_endpoint}` copy; the "
-            "files of one run share one folder)."
+            f"read at `{beamline.source_endpoint}`, `sourceFolder` the `{beamline.nersc_endpoint}` copy of "
+            "each file's folder)."
         )
     ptycho = beamline.pipeline("ptycho")
     if ptycho is not None:

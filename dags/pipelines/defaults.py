@@ -6,12 +6,27 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
+from airflow.sdk import Param
 
 from als_provider.notifications import failure_notifiers
 
 #: Deferrable tasks need retries >= 1 (apache/airflow#72716); a retry re-attaches to remote work.
 RETRIES = 2
 RETRY_DELAY = timedelta(seconds=30)
+
+
+def with_default(default: Any, **kwargs: Any) -> Param:
+    """``Param(default, **kwargs)``, shown in the trigger form without the red "required" asterisk.
+
+    The Airflow 3 form marks every field required unless its JSON-schema type admits null, though a field
+    with a default is filled in already. Here the type admits null for the form and ``not: null`` still refuses
+    it, so a task never sees None: leave the key out to take the default (``conf_refusal`` says so)."""
+    param = Param(default, **kwargs)
+    kind = param.schema.get("type")
+    if isinstance(kind, str):
+        param.schema["type"] = [kind, "null"]
+        param.schema["not"] = {"type": "null"}
+    return param
 
 
 def dag_defaults(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
 
+from dags.pipelines.defaults import with_default
 from include.compute_registry import recon_options as _recon_options
 from include.paths import FILE_PATH_PATTERN
 
@@ -33,8 +34,11 @@ __all__ = [
     "effective_params",
     "export_control",
     "file_path_param",
+    "force_param",
     "keep_on_site",
     "new_scan_params",
+    "num_nodes",
+    "num_nodes_param",
     "recon_options",
     "recon_param",
 ]
@@ -49,26 +53,90 @@ def file_path_param() -> Param:
     )
 
 
+def force_param() -> Param:
+    return with_default(
+        False,
+        type="boolean",
+        title="Reconstruct again",
+        description="Reconstruct again even when complete results exist; they are never replaced by incomplete "
+        "ones: complete results at home stay as they are and the new ones go to a rerun-<run> folder beside them "
+        "(docs/exactly-once.md, Reconstruct again).",
+    )
+
+
+def num_nodes_param() -> Param:
+    return with_default(
+        1,
+        type="integer",
+        minimum=1,
+        title="NERSC nodes",
+        description="Nodes of the NERSC reconstruction (upstream's num_nodes, its multinode flow). Only 1 for now: "
+        "reconstruction across nodes is not available yet, so plan refuses more (docs/upstream-callers.md).",
+    )
+
+
+def num_nodes(params: dict[str, Any]) -> int:
+    """The run's ``num_nodes`` (1 when absent), checked in one line: a whole number >= 1, and 1 until the
+    reconstruction runs across nodes (never silently run on one node when more were asked for)."""
+    value = params.get("num_nodes", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'num_nodes: {json.dumps(value)}: must be a whole number >= 1; e.g. "num_nodes": 1')
+    if value > 1:
+        raise ValueError(
+            f"num_nodes: {value}: reconstruction across nodes is not available yet (one node per scan); "
+            "leave num_nodes out or give 1"
+        )
+    return value
+
+
 def recon_param() -> Param:
-    return Param(
+    return with_default(
         {},
         title="Reconstruction options",
-        description="Per-scan options of the reconstruction (docs/recon-options.md: each with its upstream name); "
-        "omitted keys take the defaults. Every site runs them unchanged.",
+        description=None,  # the form shows description_md only where there is no description
+        description_md=recon_help(),
         **RECON_SCHEMA,
     )
+
+
+def recon_help() -> str:
+    """The form's help for ``recon`` (markdown): every option, what it takes, its default and its meaning."""
+    lines = [
+        'A JSON object of the options to change, e.g. `{"binning": 2, "ring_method": "fw"}`; omitted options take '
+        "their defaults, and every site runs them unchanged. The options:",
+        "",
+    ]
+    for key, spec in RECON_SCHEMA["properties"].items():
+        default = f", default {json.dumps(spec['default'])}" if spec.get("default") is not None else ""
+        lines.append(f"- `{key}` ({_takes(spec)}{default}): {spec.get('description', '')}")
+    return "\n".join(lines)
+
+
+def _takes(spec: dict[str, Any]) -> str:
+    """``integer 1 to 8``, ``one of a, b``, ``list of integer``... (what an option's schema accepts)."""
+    kind = spec.get("type", "value")
+    if "enum" in spec:
+        return "one of " + ", ".join(map(str, spec["enum"]))
+    if kind == "array":
+        return f"list of {spec.get('items', {}).get('type', 'values')}"
+    low, high = spec.get("minimum", spec.get("exclusiveMinimum")), spec.get("maximum")
+    if low is not None and high is not None:
+        return f"{kind} {'above ' if 'exclusiveMinimum' in spec else ''}{low} to {high}"
+    if low is not None:
+        return f"{kind} {'>' if 'exclusiveMinimum' in spec else '>='} {low}"
+    return "true/false" if kind == "boolean" else kind
 
 
 def new_scan_params() -> dict[str, Param]:
     return {
         "file_path": file_path_param(),
-        "is_export_controlled": Param(
+        "is_export_controlled": with_default(
             False,
             type="boolean",
             title="Export controlled",
             description="An export-controlled scan never leaves the beamline: no NERSC, ALCF or SciCat.",
         ),
-        "send_to_nersc": Param(
+        "send_to_nersc": with_default(
             True,
             type="boolean",
             title="Send to NERSC",
@@ -103,6 +171,10 @@ def conf_refusal(conf: dict[str, Any] | None, params: Any) -> str | None:
     for key, value in (conf or {}).items():
         param = params.get_param(key) if hasattr(params, "get_param") and key in params else None
         schema = getattr(param, "schema", None) or {}
+        if isinstance(schema.get("type"), list):  # a field with a default admits null for the form only
+            schema = {**schema, "type": next(kind for kind in schema["type"] if kind != "null")}
+        if value is None and "not" in schema:
+            return f"{key}: null: leave {key} out to take its default ({json.dumps(param.value)})"
         if value is None or "type" not in schema:
             continue
         try:

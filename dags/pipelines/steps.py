@@ -70,28 +70,39 @@ def plan(
     pipeline, to that one); ``plan`` skips it unless its pipeline is chosen and its plan does not list
     the step in ``skip_steps``. (Not a branch operator: a branch also follows every task below a
     followed one, and every reconstruction waits for the new-scan copies.)"""
+    import dataclasses
+
     from airflow.sdk.exceptions import DownstreamTasksSkipped
 
-    from dags.pipelines.params import effective_params, export_control, keep_on_site, recon_options
-    from include.paths import parse_scans
+    from dags.pipelines.params import effective_params, export_control, keep_on_site, num_nodes, recon_options
+    from include.plans import SitePlan, rerun_folder
 
     # the DAG's declared params; the run's also hold unknown keys
     params, notes = effective_params(dag_run.conf, params, set(dag.params))
     for note in notes:
         print(note)
-    scans = parse_scans(params["file_path"], suffixes=_file_suffixes(pipelines))  # a beamline takes a list
+    scans = _scans(params["file_path"], pipelines)  # a beamline takes a list
     scan = scans[0]
     recon = recon_options(params.get("recon")) if "recon" in params else {}
+    nodes = num_nodes(params)  # upstream's num_nodes: 1 until reconstruction runs across nodes
     controlled = export_control(params, scans, pipelines, source=f"{dag.dag_id} run {dag_run.run_id}")  # issue 26
     offsite = not controlled and params.get("send_to_nersc", True)
-    chosen, skipped = _choose(pipelines, scan, params, beamline) if dispatch else (list(pipelines), {})
+    rerun = rerun_folder(dag_run.run_id) if params.get("force") else None  # the same for every try and Clear
+    if dispatch:
+        chosen, skipped, reruns = _choose(pipelines, scan, params, beamline, rerun)
+    else:
+        chosen, skipped, reruns = _forced_alone(pipelines, scan, rerun)
     for name, reason in skipped.items():
         print(f"skipping {name}: {reason}")
     print(f"running: {', '.join(chosen) or 'nothing'}")
     skip_steps = {}
     for name in chosen:
-        planned = _plan_of(name, scans, recon, beamline, offsite=offsite, check_input=not dispatch)
+        planned = _plan_of(
+            name, scans, recon, beamline, offsite=offsite, check_input=not dispatch, rerun=reruns.get(name)
+        )
         planned = keep_on_site(planned) if controlled else planned
+        if isinstance(planned, SitePlan):
+            planned = dataclasses.replace(planned, num_nodes=nodes)
         skip_steps[name] = set(planned.skip_steps)
         for reason in planned.notes:
             print(f"{name}: {reason}")
@@ -110,16 +121,24 @@ def plan(
     return chosen
 
 
-def _file_suffixes(pipelines: list[str]) -> tuple[str, ...]:
-    """What the scan files of these pipelines end with: a configured beamline's ``file_suffixes``, else .h5."""
+def _scans(file_path: object, pipelines: list[str]) -> list:
+    """The run's scans: a configured beamline's files (nested folders, absolute paths on its source endpoint:
+    include.paths.parse_files), else the tomography beamline's scan paths (include.paths.parse_scans)."""
     from include.beamlines import load_beamlines
-    from include.paths import SCAN_SUFFIXES
+    from include.endpoints import load_endpoints
+    from include.paths import parse_files, parse_scans
 
     beamlines = load_beamlines().beamlines
-    return beamlines[pipelines[0]].file_suffixes if pipelines and pipelines[0] in beamlines else SCAN_SUFFIXES
+    if pipelines and pipelines[0] in beamlines:
+        beamline = beamlines[pipelines[0]]
+        root = load_endpoints()[beamline.source_endpoint].root
+        return parse_files(file_path, suffixes=beamline.file_suffixes, root=root)
+    return parse_scans(file_path)
 
 
-def _plan_of(name: str, scans: list, recon: dict, beamline: str | None, *, offsite: bool, check_input: bool):
+def _plan_of(
+    name: str, scans: list, recon: dict, beamline: str | None, *, offsite: bool, check_input: bool, rerun=None
+):
     from dags.pipelines.scan_check import check_new_scan
     from include.beamlines import load_beamlines
     from include.plans import beamline_plan, new_file_plan, site_plan
@@ -137,7 +156,7 @@ def _plan_of(name: str, scans: list, recon: dict, beamline: str | None, *, offsi
         site = sites[name]
         if check_input:  # alone, the reconstruction reads a copy an earlier run made: say so before anything
             _require(site.source_endpoint, str(scan.relative_path))
-        return site_plan(site, scan, recon)
+        return site_plan(site, scan, recon, rerun=rerun)
     return beamline_plan(beamlines[name], scans, hpss_mode=load_runtime().hpss_mode)
 
 
@@ -150,8 +169,9 @@ def _require(endpoint: str, path: str) -> None:
         raise FileNotFoundError(f"the scan is not at {where}; nothing was started")
 
 
-def _choose(names: list[str], scan, params: dict, beamline: str) -> tuple[list[str], dict[str, str]]:
-    """The dispatcher's choice (include/dispatch.py) from its settings Variable and the results at home."""
+def _choose(names: list[str], scan, params: dict, beamline: str, rerun: str | None):
+    """The dispatcher's choice (include/dispatch.py) from its settings Variable and the results at home: the
+    chosen, the skipped (why) and the forced re-runs (``rerun``: the run's re-run folder when forced)."""
     from airflow.sdk import Variable
 
     from als_provider.hooks.globus_transfer import GlobusTransferHook
@@ -170,10 +190,37 @@ def _choose(names: list[str], scan, params: dict, beamline: str) -> tuple[list[s
         Variable.get(variable, default=None, deserialize_json=True),
         lambda where: completeness(hook, where),
         variable=variable,
+        rerun=rerun,
     )
     for note in choice.notes:
         print(note)
-    return choice.chosen, choice.skipped
+    return choice.chosen, choice.skipped, choice.reruns
+
+
+def _forced_alone(names: list[str], scan, rerun: str | None):
+    """A site's own DAG: always runs, in place (a copy that differs is replaced whole, by the copies' swap), unless
+    forced over complete results at home: then into the run's re-run folder (include/dispatch.py ``forced``)."""
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.dispatch import forced, results_at_home
+    from include.results import completeness
+    from include.sites import load_sites
+
+    sites = load_sites().sites
+    [name] = names
+    if not rerun or name not in sites:
+        return list(names), {}, {}
+    hook = GlobusTransferHook()
+
+    def lookup(where):
+        return completeness(hook, where)
+
+    site, notes = sites[name], []
+    if results_at_home(site, scan.results(site), lookup) is None:
+        return list(names), {}, {}
+    again = forced(site, scan, lookup, rerun, notes)
+    for note in notes:
+        print(note)
+    return ([], {name: again}, {}) if again else (list(names), {}, {name: rerun})
 
 
 # -- finish and checks --------------------------------------------------------------------------------
@@ -208,11 +255,13 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
         raise AirflowFailException(f"{name}: its copies could not be recorded for pruning: {exc}") from exc
     failed = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
     dag = ti.task.dag
-    unregistered, others = split_catalogue(dag, failed)
+    unregistered, others = split_catalogue(dag, failed, ti)
     if others:
-        raise AirflowFailException(f"{name} failed: {', '.join(failed)} (copies made so far are recorded for pruning)")
-    outputs = [o.to_dict() for o in due_outputs(planned, succeeded)]
-    ti.xcom_push(key="outputs", value=outputs)
+        why = "".join(f"; {task_id}: {error}" for task_id, error in input_errors(dag, ti, others).items())
+        raise AirflowFailException(
+            f"{name} failed: {', '.join(failed)}{why} (copies made so far are recorded for pruning)"
+        )
+    outputs = publish_outputs(ti, [o.to_dict() for o in due_outputs(planned, succeeded)])
     if unregistered:  # the data and the reconstruction are done; only the catalogue is owed
         owed = _owe_registrations(dag, unregistered, dag_run)
         raise AirflowFailException(  # no retry: what is owed is recorded
@@ -223,10 +272,34 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     return {"outputs": outputs, "recorded": recorded}
 
 
-def split_catalogue(dag, task_ids: list[str]) -> tuple[list[str], list[str]]:
-    """``task_ids`` split into the SciCat steps (a run never waits for them) and the others, in order."""
-    catalogue = [t for t in task_ids if catalogue_kind(dag.get_task(t)) is not None]
+def publish_outputs(ti, outputs: list[dict]) -> list[dict]:
+    """Push ``outputs`` (``{"endpoint", "path"}`` each) as XCom ``outputs`` and list them in the task's log, the
+    log the UI opens on a task, one ``output: <endpoint>:<path>`` line each (as ``make dags-test`` prints)."""
+    ti.xcom_push(key="outputs", value=outputs)
+    print("\n".join([f"outputs: {len(outputs)}", *output_lines(outputs)]))
+    return outputs
+
+
+def output_lines(outputs: list[dict]) -> list[str]:
+    return [f"output: {output['endpoint']}:{output['path']}" for output in outputs]
+
+
+def split_catalogue(dag, task_ids: list[str], ti) -> tuple[list[str], list[str]]:
+    """``task_ids`` split into the SciCat steps owed to the catch-up (a run never waits for SciCat) and the others,
+    in order. A SciCat step that failed on its own input (:func:`input_errors`) is among the others: a data
+    error is never blamed on SciCat."""
+    errors = input_errors(dag, ti, task_ids)
+    catalogue = [t for t in task_ids if catalogue_kind(dag.get_task(t)) is not None and t not in errors]
     return catalogue, [t for t in task_ids if t not in catalogue]
+
+
+def input_errors(dag, ti, task_ids: list[str]) -> dict[str, str]:
+    """The SciCat steps of ``task_ids`` that failed on their input, with their errors (XCom ``input_error``)."""
+    from als_provider.operators.scicat import INPUT_ERROR_KEY
+
+    steps = [t for t in task_ids if catalogue_kind(dag.get_task(t)) is not None]
+    errors = {t: ti.xcom_pull(task_ids=t, key=INPUT_ERROR_KEY) for t in steps}
+    return {t: error for t, error in errors.items() if error}
 
 
 def catalogue_kind(task) -> str | None:
@@ -302,6 +375,7 @@ def new_file_steps(beamline: Tomography, planned) -> Pipeline:
         long_term_endpoint=long_term,  # read there by a catch-up once the storage's copy is pruned
         long_term_path=source_path,
         ingester=beamline.ingester,
+        **load_runtime().disk_queue(raw),  # reads the scan on raw's host (docs/operations.md)
     )
     planned >> [to_data832, to_nersc, ingest]
     to_data832 >> to_nersc >> ingest  # catalogued once the long-term copy exists (plan skips both, or neither)
@@ -344,6 +418,7 @@ def site_steps(site: Site, planned, *, after: Pipeline | None = None) -> Pipelin
         source_folder=plan_text(name, "scicat_source_folder"),
         raw_source_folder=plan_text(name, "scicat_raw_source_folder"),
         skip_uncatalogued=True,
+        **runtime.disk_queue("data832_scratch", "data832_raw"),  # reads the results and the scan there
     )
     checked >> derived
     planned >> derived  # plan skips it for an export-controlled scan (no SciCat step of any kind)
@@ -388,8 +463,9 @@ def beamline_steps(beamline: Beamline, planned) -> Pipeline:
             task_id=SCICAT_INGEST,
             file_path=scans,
             endpoint=beamline.source_endpoint,
-            source_folder=plan_text(name, "scicat_source_folder"),
+            source_folder=from_plan(planned, name, "scicat_source_folders"),  # one per file
             ingester=options.get("ingester", "als_832_dx_4"),
+            **runtime.disk_queue(beamline.source_endpoint),  # reads the files on the beamline's host
         )
         move >> ingest
         steps.append(ingest)
@@ -426,7 +502,7 @@ def report(pipelines: list[str], ti=None, dag_run=None) -> dict:
     for name in chosen:
         states = ti.get_task_states(dag_id=dag_run.dag_id, task_group_id=name, run_ids=[dag_run.run_id])
         bad = sorted(t for t, state in states.get(dag_run.run_id, {}).items() if state in ("failed", "upstream_failed"))
-        catalogue, rest = split_catalogue(dag, bad)
+        catalogue, rest = split_catalogue(dag, bad, ti)
         if catalogue and rest == [f"{name}.{FINISH_TASK}"]:  # finish failed only to say SciCat is owed
             rest = []
         if rest:
@@ -443,6 +519,8 @@ def report(pipelines: list[str], ti=None, dag_run=None) -> dict:
             + "; ".join(f"{n} ({', '.join(t.rpartition('.')[2] for t in ts)})" for n, ts in unregistered.items())
             + f"; the {SCICAT_CATCHUP_DAG_ID} DAG registers them once SciCat answers"
         )
+    for line in output_lines(outputs):  # the run's outputs in the log of its last task, not only in XComs
+        print(line)
     if problems:
         print(f"outputs published: {len(outputs)}")
         raise RuntimeError(". ".join(problems))

@@ -9,7 +9,14 @@ from __future__ import annotations
 from airflow.sdk import DAG, TaskGroup
 
 from dags.pipelines.defaults import dag_defaults
-from dags.pipelines.params import ENGINES, file_path_param, new_scan_params, recon_param
+from dags.pipelines.params import (
+    ENGINES,
+    file_path_param,
+    force_param,
+    new_scan_params,
+    num_nodes_param,
+    recon_param,
+)
 from dags.pipelines.steps import new_file_steps, plan, report, site_steps
 from include.beamlines import Tomography
 from include.plans import NEW_FILE
@@ -66,7 +73,8 @@ def dispatcher_doc(beamline: Tomography, sites: list[Site], pipelines: list[str]
     return f"""
 ### Dispatcher (beamline {beamline.beamline})
 The one DAG a beamline triggers for a new scan. **Conf**: `file_path`, `is_export_controlled`,
-`send_to_nersc` (as `{beamline.new_file_dag_id}`) and optional `recon` options (as the reconstruction DAGs).
+`send_to_nersc` (as `{beamline.new_file_dag_id}`), optional `recon` options (as the reconstruction DAGs) and
+`num_nodes` (upstream's; only 1 until reconstruction runs across nodes: more is refused by `plan`).
 
 **Steps**: `plan` refuses bad conf before anything moves, reads the Airflow Variable `{beamline.settings_variable}`
 (which of {", ".join(pipelines)} run; defaults in airflow_settings.yaml), logs why each pipeline is
@@ -84,8 +92,9 @@ anything moves and a later `false` changes nothing; every off-site step refuses 
 step runs for it; its on-site results are written 2770/660.
 
 **Idempotent per scan**: the new-scan copies skip a file already at its destination (same size and mtime),
-SciCat finds the dataset it made, and a reconstruction whose results are already on {home} is skipped
-(trigger its own DAG, e.g. `{beamline.recon_dag_id(sites[0].name) if sites else "<site>"}`, to reconstruct again).
+SciCat finds the dataset it made, and a reconstruction whose results are already complete on {home} is skipped
+(trigger with `{{"force": true}}` to reconstruct again: the new results go to a `rerun-<run>/` folder beside the
+old ones, which stay as they are).
 
 **Results never overwrite each other**: each site writes `{home}:<folder>/<site>/rec<dataset>/`
 and `rec<dataset>.zarr/`{f" (`{beamline.primary_site}`: `<folder>/rec<dataset>/`)" if beamline.primary_site else ""}.
@@ -103,7 +112,7 @@ def make_dispatcher_dag(beamline: Tomography) -> DAG:
         "parallel",
         doc_md=dispatcher_doc(beamline, sites, pipelines),
         tags=[beamline.dag_prefix, "dispatcher", "new-scan", "reconstruction"],
-        params={**new_scan_params(), "recon": recon_param()},
+        params={**new_scan_params(), "recon": recon_param(), "force": force_param(), "num_nodes": num_nodes_param()},
         **dag_defaults(owner=beamline.owner, notify=True),
     ) as dag:
         planned = plan(pipelines, True, beamline.key)
@@ -138,7 +147,8 @@ def site_doc(site: Site) -> str:
 
 **Conf**: `file_path` — the scan, `/global/raw/<folder>/<file>.h5` or `<folder>/<file>.h5`;
 optional `recon` — `rows` ("A:B"), `center` (columns), `ring_removal` (bool), `engine`
-({", ".join(ENGINES)}), `binning` (1 to 8). Unknown keys are refused.
+({", ".join(ENGINES)}), `binning` (1 to 8). Unknown keys are refused. Optional `force`: when complete results
+are already at home, reconstruct into a new `rerun-<run>/` folder beside them (they stay as they are).
 
 **Steps**: {"; ".join(steps)}.
 
@@ -162,7 +172,7 @@ def make_recon_dag(site: Site) -> DAG:
         description=f"Reconstruct a scan at {site.name} and bring rec<ds>/ and rec<ds>.zarr/ to {home}",
         doc_md=site_doc(site),
         tags=[site.beamline.dag_prefix, "reconstruction", site.name, site.runner.replace("_", "-")],
-        params={"file_path": file_path_param(), "recon": recon_param()},
+        params={"file_path": file_path_param(), "recon": recon_param(), "force": force_param()},
         **dag_defaults(owner=site.beamline.owner, max_active_runs=8),
     ) as dag:
         site_steps(site, plan([site.name], False, site.beamline.key))

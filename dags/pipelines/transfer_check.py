@@ -1,11 +1,16 @@
-"""Transfer health checks: a fresh, uniquely named probe file moves along a beamline's route with Globus.
+"""Transfer health checks: the route's seed file is copied with Globus, hop by hop, as a uniquely named probe.
 
 :func:`make_transfer_check_dag` builds one check from its route (the endpoints and probe folders, first to
-last): ``write_probe`` writes random bytes at the first stop, each hop is a Globus transfer followed by a check
-of size and md5, and ``remove_probes`` (a teardown: whatever happened; a deferred Globus delete per endpoint,
-:class:`~als_provider.operators.globus_delete.GlobusDeleteOperator`) deletes every probe in the probe folders and
-lists them to verify they are gone. 8.3.2 (dags/bl832_transfer_check.py) and each configured beamline with a
-``transfer_check`` entry (:func:`make_beamline_transfer_check_dag`) run one every 12 h.
+last). Upstream's flight checks do the same (splash_flows 1648452 orchestration/flows/bl832/move.py
+``test_transfers_832``, bl733/move.py ``move_733_flight_check``): no task reads or writes a beamline's disk, so
+any Airflow worker runs a check (docs/operations.md, "Health checks"). ``check_seed`` finds the seed
+(``<folder>/transfer_check.seed`` at the first stop, :mod:`include.transfer_seeds`, put there once at deployment)
+through Globus and names the run's probe; the first hop copies the seed to ``<folder>/<probe>`` on the second
+stop, each later hop the probe onward, every one checksum-verified by Globus (``verify_checksum``) and checked
+by size through Globus on arrival; ``remove_probes`` (a teardown: whatever happened; a deferred Globus delete per
+endpoint, :class:`~als_provider.operators.globus_delete.GlobusDeleteOperator`) deletes every probe in the probe
+folders (never the seed) and lists them to verify they are gone. 8.3.2 (dags/bl832_transfer_check.py) and each
+configured beamline with a ``transfer_check`` entry (:func:`make_beamline_transfer_check_dag`) run one every 12 h.
 """
 
 from __future__ import annotations
@@ -15,20 +20,21 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, CronTriggerTimetable, task
 
 from als_provider.operators.globus_delete import GlobusDeleteOperator
 from als_provider.operators.globus_transfer import GlobusTransferOperator
 from dags.pipelines.defaults import dag_defaults
 from include.beamlines import Beamline
 from include.runtime import load_runtime
+from include.transfer_seeds import SEED_NAME
 
 #: Every 12 h, at midnight and noon at the ALS (upstream's flight checks: "0 */12 * * *", America/Los_Angeles).
 SCHEDULE = "0 */12 * * *"
 TIMEZONE = "America/Los_Angeles"
 #: How long the clean-up waits for each of its delete tasks.
 CLEANUP_TIMEOUT = timedelta(minutes=10)
-PROBE_NAME = "{{ ti.xcom_pull(task_ids='write_probe')['name'] }}"
+PROBE_NAME = "{{ ti.xcom_pull(task_ids='check_seed')['name'] }}"
 
 
 @dataclass(frozen=True)
@@ -41,32 +47,36 @@ class Stop:
 
 
 @task
-def write_probe(endpoint: str, folder: str, params=None) -> dict:
-    """Write ``params.size_kib`` KiB of fresh random bytes at ``endpoint:folder/``; return path, size, md5.
+def check_seed(endpoint: str, folder: str) -> dict:
+    """Find the seed ``endpoint:folder/transfer_check.seed`` through Globus; name this run's probe.
 
-    The name holds the time and a random part, so no run (nor a retry) ever meets another's probe."""
-    import hashlib
-    import os
+    Returns the seed's path and size and the probe's name, which holds the time and a random part, so no run
+    (nor a retry) ever meets another's probe. A missing seed fails the run at once, saying how to put it there."""
     import uuid
 
-    from include.endpoints import load_endpoints
+    from airflow.sdk.exceptions import AirflowFailException
 
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.transfer_seeds import seed_of
+
+    seed = seed_of(endpoint, folder)
+    found = GlobusTransferHook().stat(seed)
+    if found is None or found.get("type") not in (None, "file"):
+        raise AirflowFailException(
+            f"health-check seed {seed} is missing: put any small file there once (e.g. 64 KiB of random bytes, "
+            "docs/operations.md 'Health checks'); the check copies it with Globus and never deletes it"
+        )
     stamp = pendulum.now("UTC").format("YYYYMMDD_HHmmss")
-    relative = f"{folder}/{stamp}_{uuid.uuid4().hex[:12]}.probe"
-    target = load_endpoints()[endpoint].posix_path(relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = os.urandom(int(params["size_kib"]) * 1024)
-    target.write_bytes(payload)
-    return {"path": relative, "name": target.name, "size": len(payload), "md5": hashlib.md5(payload).hexdigest()}
+    name = f"{stamp}_{uuid.uuid4().hex[:12]}.probe"
+    print(f"seed {seed}: {found.get('size')} bytes; this run's probe: {name}")
+    return {"seed": str(seed.path), "name": name, "size": found.get("size")}
 
 
 @task
 def verify_arrival(probe: dict, endpoint: str, folder: str) -> dict:
-    """Check the copy at ``endpoint:folder/<name>``: same size through Globus, same md5 where readable."""
-    import hashlib
-
+    """Check the copy at ``endpoint:folder/<name>`` through Globus: there, with the seed's size (its content was
+    checksum-verified by Globus, ``verify_checksum``); nothing is read on this worker."""
     from als_provider.hooks.globus_transfer import GlobusTransferHook
-    from include.endpoints import load_endpoints
     from include.paths import EndpointPath
 
     where = EndpointPath(endpoint, f"{folder}/{probe['name']}")
@@ -74,15 +84,8 @@ def verify_arrival(probe: dict, endpoint: str, folder: str) -> dict:
     if found is None:
         raise FileNotFoundError(f"{where} is missing after its transfer reported success")
     if found.get("size") != probe["size"]:
-        raise ValueError(f"{where} has {found.get('size')} bytes, expected {probe['size']}")
-    local = load_endpoints().posix(where)
-    if local.is_file():
-        md5 = hashlib.md5(local.read_bytes()).hexdigest()
-        if md5 != probe["md5"]:
-            raise ValueError(f"{where} md5 {md5} differs from the probe's {probe['md5']}")
-        print(f"{where}: {found['size']} bytes, md5 {md5} matches")
-    else:
-        print(f"{where}: {found['size']} bytes; md5 verified by Globus (verify_checksum), not readable here")
+        raise ValueError(f"{where} has {found.get('size')} bytes, expected {probe['size']} (the seed's)")
+    print(f"{where}: {found['size']} bytes; checksum verified by Globus (verify_checksum)")
     return where.to_dict()
 
 
@@ -104,7 +107,7 @@ def remove_probes(folders: dict[str, str], **kwargs: Any) -> GlobusDeleteOperato
 def make_transfer_check_dag(
     dag_id: str, route: list[Stop], *, description: str, doc_md: str, tags: list[str], owner: str
 ) -> DAG:
-    """The health check ``dag_id``: a probe written at ``route[0]`` moves hop by hop to ``route[-1]``, each
+    """The health check ``dag_id``: the seed at ``route[0]`` is copied as a probe hop by hop to ``route[-1]``, each
     arrival verified; every 12 h (America/Los_Angeles); a failed run notifies the team."""
     if len(route) < 2 or len({stop.endpoint for stop in route}) != len(route):
         raise ValueError(f"{dag_id}: a route is two or more distinct endpoints")
@@ -114,16 +117,6 @@ def make_transfer_check_dag(
         description=description,
         doc_md=doc_md,
         tags=[*tags, "health-check", "globus"],
-        params={
-            "size_kib": Param(
-                64,
-                type="integer",
-                minimum=1,
-                maximum=1024 * 1024,
-                title="Probe size (KiB)",
-                description=f"Size of the random probe file written on {route[0].endpoint}.",
-            ),
-        },
         **dag_defaults(
             owner=owner,
             max_active_runs=1,
@@ -133,16 +126,18 @@ def make_transfer_check_dag(
         ),
     ) as dag:
         first = route[0]
-        probe = write_probe(first.endpoint, first.folder)
+        probe = check_seed(first.endpoint, first.folder)
         previous, last, arrivals = first, probe, []
         for stop in route[1:]:
             hop = GlobusTransferOperator(
                 task_id=f"{previous.label}_to_{stop.label}",
                 source_endpoint=previous.endpoint,
-                source_path=f"{previous.folder}/{PROBE_NAME}",
+                # the first hop copies the seed, each later one the probe the hop before it made
+                source_path=f"{previous.folder}/{SEED_NAME if previous is first else PROBE_NAME}",
                 destination_endpoint=stop.endpoint,
                 destination_path=f"{stop.folder}/{PROBE_NAME}",
                 recursive=False,
+                verify_checksum=True,
                 poll_interval=poll,
             )
             arrived = verify_arrival.override(task_id=f"verify_{stop.label}")(probe, stop.endpoint, stop.folder)
@@ -170,21 +165,21 @@ def make_beamline_transfer_check_dag(beamline: Beamline) -> DAG:
     route = [Stop(beamline.source_endpoint, folder, beamline.source_endpoint), Stop(nersc, folder, nersc)]
     doc = f"""
 ### Transfer health check (beamline {beamline.beamline})
-Every 12 h (00:00 and 12:00 America/Los_Angeles), writes a fresh, uniquely named probe file on
-**{beamline.source_endpoint}** (`{folder}/`, no scan folder), moves it with Globus Transfer to **{nersc}**
-(`{folder}/`, outside the raw copy `{beamline.nersc_endpoint}`), the route of `{beamline.dag_id}`, and checks
-size and checksum on arrival. A failed hop fails the run with Globus's own message and notifies the team. Whatever
-happened, `remove_probes` then deletes every probe (`*.probe`) in both probe folders with Globus delete tasks and
-lists the folders to verify they are gone. Configured in include/config/beamlines.yaml
+Every 12 h (00:00 and 12:00 America/Los_Angeles), copies the seed **{beamline.source_endpoint}**
+`{folder}/{SEED_NAME}` (no scan folder; put there once at deployment) with Globus Transfer, checksum-verified, to
+a fresh, uniquely named probe on **{nersc}** (`{folder}/`, outside the raw copy `{beamline.nersc_endpoint}`), the
+route of `{beamline.dag_id}`, and checks its size through Globus on arrival. A failed hop fails the run with
+Globus's own message and notifies the team. Whatever happened, `remove_probes` then deletes every probe
+(`*.probe`; never the seed) in both probe folders with Globus delete tasks and lists the folders to verify they
+are gone. Configured in include/config/beamlines.yaml
 (`{beamline.key}.transfer_check`); built by dags/pipelines/transfer_check.py.
 
-The worker writes the probe through {beamline.source_endpoint}'s `posix_root` (include/config/endpoints.yaml),
-so it must run where that storage is mounted (on the local profile: the local facility folder).
+Globus only: no task reads a beamline's disk, any worker runs it (docs/operations.md, "Health checks").
 """
     return make_transfer_check_dag(
         beamline.transfer_check_dag_id,
         route,
-        description=f"Move a fresh probe file {beamline.source_endpoint} → {nersc} and verify it ({beamline.beamline})",
+        description=f"Copy the seed as a probe {beamline.source_endpoint} → {nersc}, verify it ({beamline.beamline})",
         doc_md=doc,
         tags=[beamline.key],
         owner=beamline.owner,

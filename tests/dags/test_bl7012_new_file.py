@@ -74,9 +74,10 @@ def test_a_failed_job_fails_the_run_and_the_move_is_still_recorded(dag, facility
     "conf",
     [
         {},
-        {"file_path": "/global/raw/f/s.h5"},
         {"file_path": "../s.h5"},
-        {"file_path": "f/s.cxi"},
+        {"file_path": "f//s.h5"},
+        {"file_path": "f/.s.cxi"},
+        {"file_path": "f/s.tiff"},
         {"file_path": "s.h5"},
     ],
 )
@@ -85,6 +86,10 @@ def test_bad_conf_is_refused_by_the_params(dag, conf):
 
     with pytest.raises(ParamValidationError):
         dag.test(run_conf=conf)
+    # issue 22 item 4: upstream's shapes pass: nested .cxi, absolute on data7012 (root /, bl7012/move.py:28)
+    param = dag.params.get_param("file_path")
+    for upstream in ("2023/02/230216/NS_230216033_ccdframes_0_0.cxi", "/2023/02/230216/NS_0_0.cxi", "f/s.h5"):
+        assert param.resolve(upstream) == upstream
 
 
 def test_unknown_conf_keys_fail_before_anything_moves(dag, facility):

@@ -145,7 +145,7 @@ def test_each_entry_of_a_list_is_validated_before_anything_moves(dag, facility, 
     folder = f"ALS-07330_dup{uuid.uuid4().hex[:6]}"
     scan = f"{folder}/20260402_120000_film.h5"
     write_sample_scan(local_endpoints["data733"].posix_path(scan), size="tiny")
-    for conf in ([scan, scan], [scan, f"other{folder}/20260402_120001_film.h5"]):
+    for conf in ([scan, scan], [scan, f"/{scan}"]):  # the same file twice (absolute on data733, root /)
         dag_run = dag.test(run_conf={"file_path": conf})
         got = states(dag_run)
         assert dag_run.state == "failed" and got["plan"] == "failed" and got["move_to_nersc"] != "success"

@@ -34,6 +34,7 @@ GOOD = "BLS-00564_dyparkinson/20230224_132553_sea_shell.h5"
             {"file_path": GOOD, "recon": {"middle_rows": 99999999999999999999}},
             "recon.middle_rows: 99999999999999999999: must be an integer from 1 to 100000; give a value in that range",
         ),
+        ({"file_path": GOOD, "recon": None}, "recon: null: leave recon out to take its default ({})"),
     ],
 )
 def test_i23_finding_2_a_refused_conf_gets_one_line(conf, line):
@@ -79,3 +80,59 @@ def test_i23_finding_2_make_dags_test_prints_the_one_line_refusal(tmp_path):
     refusal = 'recon.binning: "2": must be an integer from 1 to 8; write "binning": 2 (no quotes)'
     assert last == f"bl832_local_recon: conf refused: {refusal}"
     assert "does not match" not in done.stderr and "properties" not in done.stderr
+
+
+def _run_dag(tmp_path, dag_id: str, conf: dict):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "tools.run_dag", dag_id, "--conf", json.dumps(conf),
+         "--home", str(tmp_path / "airflow"), "--facility-root", str(tmp_path / "facility")],
+        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'plugins'}"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_i23_finding_2_a_failed_run_ends_on_the_failing_tasks_own_error(tmp_path):
+    """A missing scan: the last line is plan's own one-line error, not a list of task ids nor SciCat."""
+    scan = "BLS-00001_demo/20261207_101500_missing.h5"
+    done = _run_dag(tmp_path, "bl832_new_file", {"file_path": scan})
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == f"bl832_new_file: plan failed: file_path: {scan}: not found on spot832"
+
+
+def test_i23_finding_2_the_last_line_skips_retried_tries_and_the_summarising_tasks():
+    """The first task that failed for good names the cause; a try that a retry fixed, and finish/report (which
+    fail only because it did), do not."""
+    from types import SimpleNamespace as NS
+
+    from tools.run_dag import failure_line
+
+    tis = [NS(task_id="to_data832", state="success"), NS(task_id="to_nersc", state="failed")]
+    tis += [NS(task_id="scicat_ingest", state="upstream_failed"), NS(task_id="finish", state="failed")]
+    run = NS(dag_id="bl832_new_file", state="failed", get_task_instances=lambda: tis)
+    errors = [("to_data832", "Globus: 502"), ("to_nersc", "transfer FAILED: permission denied on nersc832")]
+    errors.append(("finish", "new_file failed: to_nersc, scicat_ingest (copies made so far are recorded)"))
+    assert (
+        failure_line(run, errors) == "bl832_new_file: to_nersc failed: transfer FAILED: permission denied on nersc832"
+    )
+    assert failure_line(run, []) == "bl832_new_file: failed: finish, to_nersc (their logs say why)"
+
+
+def test_i23_finding_2_finish_does_not_retry_when_plan_refused():
+    """finish after a refused plan fails at once (AirflowFailException): no retries (they took 85 s)."""
+    from types import SimpleNamespace as NS
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dags.pipelines.steps import finish
+
+    ti = NS(xcom_pull=lambda **_: None)
+    with pytest.raises(AirflowFailException) as info:
+        finish.function("new_file", ["to_data832"], ti=ti, dag_run=NS(dag_id="d", run_id="r"))
+    assert str(info.value) == "plan refused the conf or the settings: new_file started nothing"

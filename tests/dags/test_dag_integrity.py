@@ -50,6 +50,7 @@ def test_every_dag_declares_owner_retries_tags_and_docs(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id}: no tags"
         assert dag.doc_md and len(dag.doc_md) > 80, f"{dag_id}: no doc_md"
+        assert dag.description and len(dag.description) > 20, f"{dag_id}: no description (the DAG list shows it)"
         assert dag.default_args.get("retries", 0) >= 1, f"{dag_id}: default_args declare no retries"
         for task in dag.tasks:
             assert task.owner not in (None, "", "airflow"), f"{dag_id}.{task.task_id}: no owner"
@@ -63,7 +64,42 @@ def test_dags_that_take_conf_refuse_unknown_keys(dagbag):
     for dag_id, dag in dagbag.dags.items():
         for name, param in dag.params.items():
             assert param.schema.get("type"), f"{dag_id}: param {name} has no JSON-schema type"
-            assert param.description, f"{dag_id}: param {name} has no description"
+            assert param.description or param.schema.get("description_md"), f"{dag_id}: param {name}: no help"
+
+
+def test_i23_finding_7_fields_with_defaults_are_not_marked_required(dagbag):
+    """The form puts the red "required" asterisk on a field whose type does not admit null (Airflow 3 UI); a
+    field with a default is filled in already, so it admits null there, and the schema still refuses null."""
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    for dag_id, dag in dagbag.dags.items():
+        for name, param in dag.params.items():
+            kind = param.schema["type"]
+            if not param.has_value or param.value is None:  # no default: required, or null means "not given"
+                continue
+            assert isinstance(kind, list) and "null" in kind, f"{dag_id}.{name}: marked required in the form"
+            probe = copy.deepcopy(param)
+            assert probe.resolve() == param.value
+            with pytest.raises(ParamValidationError):
+                probe.resolve(None)
+
+
+def test_i23_finding_7_the_recon_form_lists_every_option_without_a_repo_path(dagbag):
+    """The recon field's help (markdown; the form shows it only without a plain description) names every option
+    with its default, instead of pointing into the repository."""
+    from dags.pipelines.params import RECON_SCHEMA
+
+    recon = [(dag_id, dag.params.get_param("recon")) for dag_id, dag in dagbag.dags.items() if "recon" in dag.params]
+    assert len(recon) >= 2
+    for dag_id, param in recon:
+        help_md = param.schema["description_md"]
+        assert param.description is None, dag_id
+        assert "docs/" not in help_md and ".md" not in help_md, dag_id
+        for key in RECON_SCHEMA["properties"]:
+            assert f"- `{key}`" in help_md, f"{dag_id}: {key}"
+        assert "- `binning` (integer 1 to 8, default 1)" in help_md
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)

@@ -59,7 +59,10 @@ def test_without_send_to_nersc_a_site_reading_the_nersc_copy_is_skipped():
 def test_complete_results_at_home_are_not_made_again_partial_ones_are():
     choice = pick(dict.fromkeys(NAMES, True), results=complete)
     assert choice.chosen == ["new_file"]
-    assert choice.skipped["alcf"] == "results already complete on data832_scratch:BLS-00564_dyparkinson/alcf/"
+    assert choice.skipped["alcf"] == (
+        "results already complete at data832_scratch:BLS-00564_dyparkinson/alcf/rec20230224_132553_sea_shell/; "
+        'to reconstruct again, trigger with {"force": true}'
+    )
 
     def partial(where: EndpointPath) -> Completeness:
         return Completeness(where, where.path.name.endswith(".zarr"), "1 files, 3 bytes where ... counts 2 files")

@@ -153,7 +153,7 @@ def test_a_beamline_may_take_other_file_suffixes():
     import re
 
     from include.errors import InvalidPathError
-    from include.paths import parse_scan, parse_scans, relative_file_pattern
+    from include.paths import beamline_file_pattern, parse_scan, parse_scans
 
     suffixes = (".txt", ".edf", ".h5")
     scans = parse_scans(["F/AgB_00001.txt", "F/AgB_00001.edf"], suffixes=suffixes)
@@ -164,8 +164,54 @@ def test_a_beamline_may_take_other_file_suffixes():
         parse_scan("F/a.txt")
     with pytest.raises(InvalidPathError):
         parse_scan("F/.txt", suffixes=suffixes)
-    pattern = re.compile(relative_file_pattern(suffixes))
+    pattern = re.compile(beamline_file_pattern(suffixes))
     assert pattern.match("F/a.edf") and not pattern.match("F/a.tiff") and not pattern.match("../a.edf")
+
+
+@pytest.mark.parametrize(
+    ("given", "folder", "name"),
+    [
+        ("/2025/03/AgB/AgB_00001.edf", "2025/03/AgB", "AgB_00001.edf"),  # 7.3.3: absolute on data733 (root /)
+        ("2023/02/230216/NS_230216033_ccdframes_0_0.cxi", "2023/02/230216", "NS_230216033_ccdframes_0_0.cxi"),
+        ("F/a.h5", "F", "a.h5"),
+    ],
+)
+def test_i22_item_4_upstream_callers_file_shapes_are_accepted(given, folder, name):
+    """Issue 22 item 4: 7.3.3 sends absolute paths on data733 (bl733/move.py:129-132), 7.0.1.2 nested .cxi
+    (bl7012/move_recon.py:271); the folder is everything before the file's name."""
+    import re
+
+    from include.paths import beamline_file_pattern, parse_file
+
+    scan = parse_file(given, suffixes=(".txt", ".edf", ".h5", ".cxi"), root="/")
+    assert (scan.folder, scan.file_name) == (folder, name)
+    assert re.match(beamline_file_pattern((".txt", ".edf", ".h5", ".cxi")), given)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("/srv/other/F/a.edf", r"file_path '/srv/other/F/a\.edf' is absolute but outside .* root /data; give"),
+        ("F/../a.edf", r"'\.\.'"),
+        ("/data/F/../a.edf", r"'\.\.'"),
+        ("F//a.edf", "empty name"),
+        ("F/.hidden/a.edf", "hidden name '.hidden'"),
+        ("F/.a.edf", "hidden name"),
+        ("/data/a.edf", "<folder>/<file>"),
+        ("F/a.tiff", r"does not end with \.edf"),
+    ],
+)
+def test_i22_item_4_bad_beamline_files_are_refused_in_one_line(given, message):
+    import re
+
+    from include.errors import InvalidPathError
+    from include.paths import beamline_file_pattern, parse_files
+
+    with pytest.raises(InvalidPathError, match=message) as raised:
+        parse_files(["F/ok.edf", given], suffixes=(".edf",), root="/data")
+    assert str(raised.value).startswith(f"file_path[1] {given!r}: ") and "\n" not in str(raised.value)
+    if not given.startswith("/"):
+        assert not re.match(beamline_file_pattern((".edf",)), given)  # the trigger form refuses it too
 
 
 # -- issue 26 finding 3: result names that cannot collide -------------------------------------------

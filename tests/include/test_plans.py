@@ -127,6 +127,42 @@ def test_the_beamline_plans_check_what_their_jobs_wrote_and_refuse_paths_hsi_wou
     assert beamline_plan(beamlines["bl733"], parse_scan("f/a b.h5"), hpss_mode="copy").pipeline == "bl733"
 
 
+def test_i22_item_4_upstream_733_files_of_several_nested_folders_each_keep_their_path_and_folder_record():
+    """Issue 22 item 4: upstream 7.3.3 lists files of several folders (bl733/move.py:95-133); each is copied to the
+    same relative path (not their common parent folder) and its SciCat record names its own folder's copy."""
+    from include.paths import parse_files
+
+    beamline, nersc = load_beamlines()["bl733"], load_endpoints()["nersc733_raw"]
+    files = ["/2025/03/AgB/AgB_00001.txt", "/2025/03/AgB/AgB_00001.edf", "/2025/04/run2/x/S_00002.edf"]
+    plan = beamline_plan(beamline, parse_files(files, suffixes=beamline.file_suffixes), hpss_mode="hsi")
+    relatives = tuple(f.lstrip("/") for f in files)
+    assert plan.scans == relatives
+    assert [str(o.where.path) for o in plan.outputs if o.where.endpoint == "nersc733_raw"] == list(relatives)
+    assert plan.scicat_source_folders == (
+        nersc.globus_path("2025/03/AgB"),
+        nersc.globus_path("2025/03/AgB"),
+        nersc.globus_path("2025/04/run2/x"),
+    )
+    assert plan.steps["hpss_archive"]["destinations"][2].endswith("/raw/2025/04/run2/x/S_00002.edf")
+
+
+def test_i22_item_4_a_nested_7012_cxi_lands_at_its_relative_path_and_its_results_beside_it():
+    """Issue 22 item 4: 7.0.1.2's files are nested .cxi (bl7012/move_recon.py:271)."""
+    from include.paths import parse_files
+
+    beamline, endpoints = load_beamlines()["bl7012"], load_endpoints()
+    cxi = "2023/02/230216/NS_230216033_ccdframes_0_0.cxi"
+    plan = beamline_plan(beamline, parse_files(cxi, suffixes=beamline.file_suffixes), hpss_mode="hsi")
+    results = "2023/02/230216/ptycho/recNS_230216033_ccdframes_0_0"
+    assert [o.where for o in plan.outputs] == [
+        EndpointPath("nersc7012_raw", cxi),
+        EndpointPath("nersc7012_scratch", results),
+    ]
+    assert plan.steps["ptycho"]["scans"] == [str(endpoints["nersc7012_raw"].posix_path(cxi))]
+    assert plan.steps["ptycho"]["out_dirs"] == [str(endpoints["nersc7012_scratch"].posix_path(results))]
+    assert [(d.endpoint, d.path, d.check_endpoint) for d in plan.deletions] == [("data7012", cxi, "nersc7012_raw")]
+
+
 def test_a_beamline_plan_of_several_files_moves_archives_and_records_each():
     """Issue 16 finding 8: a run of 7.3.3 is a list of files (upstream); each gets its copies and deletions."""
     beamline = load_beamlines()["bl733"]
@@ -143,11 +179,9 @@ def test_a_beamline_plan_of_several_files_moves_archives_and_records_each():
     assert sorted((d.endpoint, d.path, d.after) for d in plan.deletions) == sorted(
         [("data733", f, "move_to_nersc") for f in files] + [("nersc733_raw", f, "verify_archive") for f in files]
     )
-    assert plan.scicat_source_folder == load_endpoints()["nersc733_raw"].globus_path("f")
+    assert plan.scicat_source_folders == (load_endpoints()["nersc733_raw"].globus_path("f"),) * 3
     with pytest.raises(ValueError, match=r"f/a\.h5 more than once"):
         beamline_plan(beamline, [parse_scan("f/a.h5"), parse_scan("f/a.h5")], hpss_mode="copy")
-    with pytest.raises(ValueError, match="several folders"):
-        beamline_plan(beamline, [parse_scan("f/a.h5"), parse_scan("g/a.h5")], hpss_mode="copy")
     with pytest.raises(ValueError, match="empty list"):
         beamline_plan(beamline, [], hpss_mode="copy")
     # a beamline that catalogues nothing takes files of several folders

@@ -7,6 +7,7 @@ Both are idempotent (a retry or re-run finds the dataset it made), so plain task
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -22,6 +23,34 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
+
+#: XCom key of a SciCat step that failed for a reason of its own (the scan file, its metadata, a record SciCat
+#: refuses), not because SciCat is unreachable or refuses the login: the run names that error and owes no
+#: registration (the catch-up could not make it either). dags/pipelines/steps.py reads it.
+INPUT_ERROR_KEY = "input_error"
+
+
+def names_input_errors(execute: Any) -> Any:
+    """``execute`` that, failing for any reason but SciCat being down (or refusing the login), leaves its one-line
+    error in XCom :data:`INPUT_ERROR_KEY` before raising it (a skip, or a failure it raises as owed, leaves none)."""
+
+    @functools.wraps(execute)
+    def wrapper(self: BaseOperator, context: Context) -> Any:
+        from als_provider.hooks.scicat import SciCatAuthError, SciCatError
+
+        try:
+            return execute(self, context)
+        except (AirflowSkipException, AirflowFailException):
+            raise
+        except Exception as exc:
+            if isinstance(exc, SciCatError) and (exc.transient or isinstance(exc, SciCatAuthError)):
+                raise
+            if (ti := context.get("ti")) is not None:
+                text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                ti.xcom_push(key=INPUT_ERROR_KEY, value=f"{type(exc).__name__}: {text}")
+            raise
+
+    return wrapper
 
 
 def _paths(file_path: str | list[str]) -> list[str]:
@@ -59,7 +88,8 @@ class SciCatIngestRawOperator(BaseOperator):
         text; each ``.txt``/``.edf`` pair is one dataset); read at ``endpoint``. Templated.
     :param endpoint: endpoint name holding the raw tree (default ``data832_raw``). Templated.
     :param source_folder: the ``sourceFolder`` to record (8.3.2: upstream's ``/global/raw/<folder>``, the plan's
-        ``scicat_source_folder``); default the folder at ``endpoint``. Templated.
+        ``scicat_source_folder``), or a list of them, one per file of ``file_path`` (a configured beamline's
+        ``scicat_source_folders``: files of several folders); default the folder at ``endpoint``. Templated.
     :param long_term_endpoint: where the scan's long-term copy is (e.g. nersc832), read when the scan is no
         longer on ``endpoint`` (a catch-up after that copy was pruned). Templated.
     :param long_term_path: the scan's path on ``long_term_endpoint`` (e.g. ``raw/<folder>/<file>.h5``; for
@@ -108,6 +138,7 @@ class SciCatIngestRawOperator(BaseOperator):
         self.ingester = ingester
         self.scicat_conn_id = scicat_conn_id
 
+    @names_input_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from als_provider.hooks.scicat import SciCatHook
         from include.endpoints import load_endpoints
@@ -121,14 +152,13 @@ class SciCatIngestRawOperator(BaseOperator):
             relatives = [parse_scan(p).relative_path for p in _paths(self.file_path)]
         else:
             relatives = [_relative(p) for p in _paths(self.file_path)]
-        folders = {r.parent for r in relatives}
-        if self.source_folder and len(folders) > 1:
-            raise ValueError(f"files in several folders ({sorted(map(str, folders))}) but one source_folder")
+        sources = self._source_folders(relatives)
         long_term = self._long_term_copies(len(relatives))
         locals_ = [
-            _readable_copy(endpoint, relative, copy, self.source_folder)
-            for relative, copy in zip(relatives, long_term, strict=True)
+            _readable_copy(endpoint, relative, copy, source)
+            for relative, copy, source in zip(relatives, long_term, sources, strict=True)
         ]
+        source_of = {local.parent: source for local, source in zip(locals_, sources, strict=True)}
         if ingester == "als_733_saxs":
             from include.scicat_733 import exposures
 
@@ -136,20 +166,38 @@ class SciCatIngestRawOperator(BaseOperator):
             if not locals_:
                 raise ValueError(f"no exposure to catalogue in {self.file_path!r} (only beamline test shots)")
         hook = SciCatHook(self.scicat_conn_id)
-        pids, names, source_folder = [], [], ""
+        pids, names, folders = [], [], []
         for local in locals_:
-            source_folder = self.source_folder or endpoint.globus_path(
+            source_folder = source_of.get(local.parent) or endpoint.globus_path(
                 PurePosixPath(*local.parent.relative_to(endpoint.posix_root).parts)
             )
             pids.append(hook.ingest_raw(local, source_folder, ingester=ingester))
             names.append(hook.last_dataset_name)
+            folders.append(source_folder)
         return {
             "pid": pids[0],
             "dataset_name": names[0],
-            "source_folder": source_folder,
+            "source_folder": folders[0],
             "pids": pids,
             "dataset_names": names,
+            "source_folders": folders,
         }
+
+    def _source_folders(self, relatives: list[PurePosixPath]) -> list[str | None]:
+        """Each file's ``sourceFolder``: ``source_folder`` as one per file (a list), or one for files of one folder
+        (a path), or None each (the folder at ``endpoint``)."""
+        if isinstance(self.source_folder, list | tuple):
+            if len(self.source_folder) != len(relatives):
+                raise ValueError(f"{len(self.source_folder)} source_folder(s) for {len(relatives)} file(s)")
+            seen: dict[PurePosixPath, str] = {}
+            for relative, source in zip(relatives, self.source_folder, strict=True):
+                if seen.setdefault(relative.parent, source) != source:  # a folder's files share its sourceFolder
+                    raise ValueError(f"files of {relative.parent} given different source_folders")
+            return [str(source) for source in self.source_folder]
+        folders = {r.parent for r in relatives}
+        if self.source_folder and len(folders) > 1:
+            raise ValueError(f"files in several folders ({sorted(map(str, folders))}) but one source_folder")
+        return [self.source_folder or None] * len(relatives)
 
     def _long_term_copies(self, count: int) -> list[Path | None]:
         """Where each of the ``count`` files' long-term copy is readable here (None each without one)."""
@@ -227,6 +275,7 @@ class SciCatIngestDerivedOperator(BaseOperator):
         self.endpoint, self.raw_endpoint, self.scicat_conn_id = endpoint, raw_endpoint, scicat_conn_id
         self.skip_uncatalogued = skip_uncatalogued
 
+    @names_input_errors
     def execute(self, context: Context) -> dict[str, str]:
         from als_provider.hooks.scicat import SciCatHook
         from include.endpoints import load_endpoints
