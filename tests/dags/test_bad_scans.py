@@ -75,7 +75,7 @@ def test_i23_finding_1_a_growing_scan_is_still_being_written(facility, local_end
     with pytest.raises(scan_check.AirflowFailException) as info:
         scan_check.check_new_scan(load_beamlines().tomography_beamline("bl832"), scan)
     assert str(info.value) == f"file_path: {scan}: still being written (size {size} then {size + 10})"
-    assert load_runtime("local").scan_stable_seconds == 2 and load_runtime("production").scan_stable_seconds == 5
+    assert load_runtime("local").scan_stable_seconds == 1 and load_runtime("production").scan_stable_seconds == 5
 
 
 def test_i23_finding_1_the_scan_is_read_over_sftp_as_the_watcher_reads_it(facility, local_endpoints, monkeypatch):

@@ -64,6 +64,7 @@ def celery_stack():
         yield stack
 
 
+@pytest.mark.long  # a minute on two cores; make test proves the check touches no disk at the DAG level
 def test_transfer_check_runs_through_a_celery_worker(celery_stack):
     stack = celery_stack
     assert stack.pid("celery-worker") is not None

@@ -1,5 +1,7 @@
 """Faults survived on the real stack, with the facility's counters as evidence of nothing lost and nothing
-done twice. One dispatcher run carries them all (each run costs minutes on two cores):
+done twice. The long proof (``make bench``: ``pytest -m long``) puts them all on one dispatcher run (minutes on two
+cores); ``make test`` runs the short version on the new-scan DAG alone (a killed triggerer, transient answers of
+Transfer and SciCat, a restarted scheduler). The long proof's faults:
 
 - the first transfer is slowed, and the triggerer is killed (SIGKILL) and restarted while it waits;
 - transient 429/503 answers from Transfer, Compute and the SFAPI;
@@ -13,6 +15,7 @@ import time
 
 import pytest
 
+from dags.pipelines.dag_ids import NEW_FILE_DAG_ID
 from tests.e2e.conftest import DISPATCHER, wait_for_task_state
 
 pytestmark = pytest.mark.e2e
@@ -21,10 +24,51 @@ FIRST_TRANSFER = "new_file.spot832_to_data832"
 SCICAT_DOWN_REQUESTS = 6  # the hook tries 4 times per call with back-off, then Airflow retries the task
 
 
-def _task_states(stack, run_id: str) -> dict[str, dict]:
-    return {ti["task_id"]: ti for ti in stack.task_instances(DISPATCHER, run_id)}
+def _task_states(stack, run_id: str, dag_id: str = DISPATCHER) -> dict[str, dict]:
+    return {ti["task_id"]: ti for ti in stack.task_instances(dag_id, run_id)}
 
 
+def _kill_triggerer(stack) -> None:
+    """SIGKILL the triggerer and start a new one (which takes the running triggers over)."""
+    old = stack.pid("triggerer")
+    stack.restart("triggerer", kill=True)
+    assert stack.pid("triggerer") not in (None, old)
+
+
+@pytest.mark.timeout(600)
+def test_new_file_survives_a_killed_triggerer_and_transient_errors(stack, write_scan):
+    """Short version of the proof below: the new-scan DAG's first transfer is slowed, its triggerer killed while it
+    waits, Transfer answers 429/503 and SciCat 503 for a while, the scheduler restarts; one Globus task per copy,
+    one dataset, and the run succeeds."""
+    facility = stack.facility
+    facility.reset()
+    file_path = write_scan("shortfaults")
+    stem = file_path.rsplit("/", 1)[-1].removesuffix(".h5")
+    facility.inject("transfer", "slow", match=stem, times=1, params={"seconds": 15})
+    facility.inject("transfer", "http", status=429, match=r"^POST /v0\.10/transfer$", times=1)
+    facility.inject("transfer", "http", status=503, match=r"^GET /v0\.10/task/", times=1)
+    facility.inject("scicat", "http", status=503, times=2)
+
+    run_id = stack.trigger(NEW_FILE_DAG_ID, {"file_path": file_path})
+    wait_for_task_state(stack, NEW_FILE_DAG_ID, run_id, "spot832_to_data832", {"deferred"}, timeout=180)
+    _kill_triggerer(stack)
+    assert facility.stats().get("transfer.task_created", 0) == 1
+    stack.restart("scheduler")
+
+    state = stack.wait(NEW_FILE_DAG_ID, run_id, timeout=300)
+    tis = _task_states(stack, run_id, NEW_FILE_DAG_ID)
+    assert state == "success", {k: v["state"] for k, v in tis.items() if v["state"] != "success"}
+    stats = facility.stats()
+    assert stats.get("fault.transfer.slow") == 1 and stats.get("fault.http.429") == 1
+    assert stats.get("fault.http.503") == 1 + 2
+    transfers = stats["transfer.task_created"]
+    assert transfers == 2, stats  # spot832 -> data832 -> NERSC, once each although the triggerer died
+    assert stats.get("transfer.duplicate", 0) == stats["transfer.submit"] - transfers
+    assert stats["transfer.succeeded"] == transfers and "transfer.failed" not in stats
+    assert stats["scicat.dataset_created"] == 1
+
+
+@pytest.mark.long
 @pytest.mark.timeout(900)
 def test_dispatcher_survives_faults_and_restarts(stack, write_scan):
     facility = stack.facility
@@ -43,9 +87,7 @@ def test_dispatcher_survives_faults_and_restarts(stack, write_scan):
     # the triggerer dies while the first transfer waits in it; a new one takes the trigger over
     wait_for_task_state(stack, DISPATCHER, run_id, FIRST_TRANSFER, {"deferred"}, timeout=240)
     time.sleep(3)
-    old_triggerer = stack.pid("triggerer")
-    stack.restart("triggerer", kill=True)
-    assert stack.pid("triggerer") not in (None, old_triggerer)
+    _kill_triggerer(stack)
     submitted_before_kill = facility.stats().get("transfer.task_created", 0)
     assert submitted_before_kill == 1
 
