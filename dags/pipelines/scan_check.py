@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from time import sleep
 from typing import Any
 
-from airflow.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from include.beamlines import Tomography
 from include.hdf5_check import problem_of

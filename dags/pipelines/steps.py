@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, DownstreamTasksSkipped
 
 from als_provider.operators.globus_transfer import GlobusTransferOperator
 from als_provider.operators.scicat import SciCatIngestDerivedOperator, SciCatIngestRawOperator
@@ -59,8 +60,41 @@ class Pipeline:
 
 
 # -- plan ---------------------------------------------------------------------------------------------
+#: XCom key of plan's refusal (its one line), which finish and report repeat as their own last line.
+REFUSAL_KEY = "refusal"
+
+
 @task(task_id=PLAN_TASK, retries=0)
 def plan(
+    pipelines: list[str], dispatch: bool, beamline: str | None = None, params=None, dag_run=None, dag=None, ti=None
+) -> list[str]:
+    """:func:`_plan`; a refusal's one line is also pushed (XCom ``refusal``) for the tasks that end the run."""
+    try:
+        return _plan(pipelines, dispatch, beamline, params=params, dag_run=dag_run, dag=dag, ti=ti)
+    except (DownstreamTasksSkipped, AirflowSkipException):
+        raise
+    except Exception as exc:
+        ti.xcom_push(key=REFUSAL_KEY, value=refusal_line(exc))
+        raise
+
+
+def refusal_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _refused(ti, name: str) -> str:
+    """The line finish/report fail with when plan failed: plan's own refusal, and that ``name`` started nothing."""
+    refusal = ti.xcom_pull(task_ids=PLAN_TASK, key=REFUSAL_KEY)
+    return (
+        f"{PLAN_TASK} refused: {refusal}; {name} started nothing"
+        if refusal
+        else (f"{PLAN_TASK} refused the conf or the settings: {name} started nothing")
+    )
+
+
+def _plan(
     pipelines: list[str], dispatch: bool, beamline: str | None = None, params=None, dag_run=None, dag=None, ti=None
 ) -> list[str]:
     """Refuse bad conf, choose the pipelines, push their plans; skip what does not run. ``beamline``: the
@@ -71,8 +105,6 @@ def plan(
     the step in ``skip_steps``. (Not a branch operator: a branch also follows every task below a
     followed one, and every reconstruction waits for the new-scan copies.)"""
     import dataclasses
-
-    from airflow.sdk.exceptions import DownstreamTasksSkipped
 
     from dags.pipelines.params import effective_params, export_control, keep_on_site, num_nodes, recon_options
     from include.plans import SitePlan, rerun_folder
@@ -228,7 +260,6 @@ def _forced_alone(names: list[str], scan, rerun: str | None):
 def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     """Record the copies that exist in the deletion manifests, each with what it holds (a listing right after
     the copies: every file's size and time); fail if a step failed; else publish outputs."""
-    from airflow.sdk.exceptions import AirflowFailException
 
     from als_provider.hooks.globus_transfer import GlobusTransferHook
     from include.errors import ConfigError, InvalidPathError
@@ -242,7 +273,7 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     keys = ("pipeline", "scan", "deletions", "outputs", "job_logs")
     pulled = {key: ti.xcom_pull(task_ids=PLAN_TASK, key=f"{name}.{key}") for key in keys}
     if pulled["deletions"] is None:  # a chosen pipeline always has a plan: plan itself failed
-        raise AirflowFailException(f"{PLAN_TASK} refused the conf or the settings: {name} started nothing")
+        raise AirflowFailException(_refused(ti, name))
     planned = Plan.from_dict(pulled)
     states = ti.get_task_states(dag_id=dag_run.dag_id, task_ids=steps, run_ids=[dag_run.run_id])
     states = states.get(dag_run.run_id, {})
@@ -496,7 +527,7 @@ def report(pipelines: list[str], ti=None, dag_run=None) -> dict:
     """Fail the run if any chosen pipeline failed, naming it and its failed tasks; else summarise the outputs."""
     chosen = ti.xcom_pull(task_ids=PLAN_TASK, key="chosen")
     if chosen is None:
-        raise RuntimeError("the conf or the settings were refused (plan): nothing was dispatched")
+        raise AirflowFailException(_refused(ti, "the run"))
     failed, unregistered = {}, {}
     dag = ti.task.dag
     for name in chosen:

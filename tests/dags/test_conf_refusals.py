@@ -136,3 +136,20 @@ def test_i23_finding_2_finish_does_not_retry_when_plan_refused():
     with pytest.raises(AirflowFailException) as info:
         finish.function("new_file", ["to_data832"], ti=ti, dag_run=NS(dag_id="d", run_id="r"))
     assert str(info.value) == "plan refused the conf or the settings: new_file started nothing"
+
+
+@pytest.mark.slow
+def test_i23_finding_2_report_and_finish_repeat_plans_refusal_on_the_stack(facility):
+    """On the stack the run's last task is ``report`` (and each pipeline's ``finish``): they fail with plan's own
+    line, not a generic "the conf was refused", so the UI's last failed task names the cause."""
+    from tools.run_dag import task_errors
+
+    scan = "BLS-00001_demo/20261207_101500_missing.h5"
+    with task_errors() as errors:
+        run = load_dag("bl832_dispatcher").test(run_conf={"file_path": scan})
+    assert run.state == "failed"
+    said = dict(errors)
+    refusal = f"file_path: {scan}: not found on spot832"
+    assert said["plan"] == refusal
+    assert said["report"] == f"plan refused: {refusal}; the run started nothing"
+    assert said["new_file.finish"] == f"plan refused: {refusal}; new_file started nothing"
