@@ -74,14 +74,10 @@ def plan(
     except (DownstreamTasksSkipped, AirflowSkipException):
         raise
     except Exception as exc:
-        ti.xcom_push(key=REFUSAL_KEY, value=refusal_line(exc))
+        from als_provider.operators.base import failure_line
+
+        ti.xcom_push(key=REFUSAL_KEY, value=failure_line(exc))
         raise
-
-
-def refusal_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message (its type when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _refused(ti, name: str) -> str:
@@ -288,7 +284,8 @@ def finish(name: str, steps: list[str], ti=None, dag_run=None) -> dict:
     dag = ti.task.dag
     unregistered, others = split_catalogue(dag, failed, ti)
     if others:
-        why = "".join(f"; {task_id}: {error}" for task_id, error in input_errors(dag, ti, others).items())
+        errors = {**failures(ti, others), **input_errors(dag, ti, others)}
+        why = "".join(f"; {task_id}: {errors[task_id]}" for task_id in others if task_id in errors)
         raise AirflowFailException(
             f"{name} failed: {', '.join(failed)}{why} (copies made so far are recorded for pruning)"
         )
@@ -322,6 +319,14 @@ def split_catalogue(dag, task_ids: list[str], ti) -> tuple[list[str], list[str]]
     errors = input_errors(dag, ti, task_ids)
     catalogue = [t for t in task_ids if catalogue_kind(dag.get_task(t)) is not None and t not in errors]
     return catalogue, [t for t in task_ids if t not in catalogue]
+
+
+def failures(ti, task_ids: list[str]) -> dict[str, str]:
+    """The one-line errors remote-work steps of ``task_ids`` failed with for good (XCom ``failure``)."""
+    from als_provider.operators.base import FAILURE_KEY
+
+    errors = {t: ti.xcom_pull(task_ids=t, key=FAILURE_KEY) for t in task_ids}
+    return {t: error for t, error in errors.items() if error}
 
 
 def input_errors(dag, ti, task_ids: list[str]) -> dict[str, str]:

@@ -60,11 +60,18 @@ def test_scan_moves_to_nersc_and_the_ptycho_job_writes_results(dag, facility, lo
 def test_a_failed_job_fails_the_run_and_the_move_is_still_recorded(dag, facility, local_endpoints, capfd):
     folder = f"ALS-07012_fail{uuid.uuid4().hex[:6]}"
     scan = place_scan(local_endpoints, folder)
-    dag_run, got = run_with_a_failing_job(
-        dag, facility, {"file_path": scan}, match="^ptycho_", state="OUT_OF_MEMORY", after=0.2
-    )
+    from tools.run_dag import task_errors
+
+    with task_errors() as errors:
+        dag_run, got = run_with_a_failing_job(
+            dag, facility, {"file_path": scan}, match="^ptycho_", state="OUT_OF_MEMORY", after=0.2
+        )
     assert got["move_to_nersc"] == "success" and got["ptycho_reconstruct"] == "failed"
     assert got["check_ptycho_results"] == "upstream_failed" and got["finish"] == "failed"
+    # finish, the run's last task, repeats the job's own one line (issue 23 finding 2), not only the task ids
+    job_line = dict(errors)["ptycho_reconstruct"]
+    assert "OUT_OF_MEMORY" in job_line
+    assert f"ptycho_reconstruct: {job_line}" in dict(errors)["finish"]
     out, err = capfd.readouterr()
     assert "ended OUT_OF_MEMORY" in out + err
     assert [r["endpoint"] for r in recorded(dag_run)] == ["data7012"]

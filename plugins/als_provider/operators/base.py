@@ -36,6 +36,8 @@ WAITING_KEY = "remote_work_waiting"
 GENERATION_KEY = "generation"
 #: task_state_store key of the record of the task instance's current run: ``{"max_tries", "first_try", "ended"}``.
 RUN_KEY = "run_of_task_instance"
+#: XCom key of the one line a remote-work task failed with for good (the pipeline's ``finish`` repeats it).
+FAILURE_KEY = "failure"
 
 
 class RemoteWorkError(RuntimeError):
@@ -84,6 +86,12 @@ def ends_the_run(context: Context, exc: BaseException) -> bool:
     if isinstance(exc, AirflowFailException) or ti is None:
         return isinstance(exc, AirflowFailException)
     return int(ti.try_number) > int(ti.max_tries)
+
+
+def failure_line(exc: BaseException) -> str:
+    """``exc`` in one line: its message's first line (its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def is_retry(context: Context) -> bool:
@@ -195,9 +203,18 @@ class RemoteWorkOperator(BaseOperator):
         except Exception as exc:
             if ends_the_run(context, exc):
                 end_run(context)
+                self._publish_failure(context, exc)
             raise
         end_run(context)
         return result
+
+    def _publish_failure(self, context: Context, exc: BaseException) -> None:
+        """Push ``exc``'s one line (XCom ``failure``) for the pipeline's ``finish``; the task's own error stands
+        whatever happens here."""
+        try:
+            context["ti"].xcom_push(key=FAILURE_KEY, value=failure_line(exc))
+        except Exception as push_error:  # the original error is raised either way
+            self.log.warning("could not publish this task's failure line: %s", push_error)
 
     def begin(self, context: Context) -> Any:
         """A try's way in: :meth:`prepare`, then the main remote work (:meth:`start`) and its wait.
