@@ -549,6 +549,8 @@ def report(pipelines: list[str], ti=None, dag_run=None) -> dict:
     problems = []
     if failed:
         problems.append("pipeline(s) failed: " + "; ".join(f"{n} ({', '.join(t)})" for n, t in failed.items()))
+        said = failures(ti, [t for ts in failed.values() for t in ts if not t.endswith(f".{FINISH_TASK}")])
+        problems += [f"{task_id}: {line}" for task_id, line in said.items()]
     if unregistered:
         problems.append(
             "SciCat: not registered: "

@@ -107,8 +107,13 @@ def test_a_failed_reconstruction_is_not_owed_to_scicat(facility, local_endpoints
     file_path, _ = new_scan(local_endpoints)
     facility.inject("scicat", "http", status=503, times=100_000)
     facility.inject("compute", "raise", match="^reconstruct$", times=100)  # the Compute sites' reconstructions fail
-    run = load_dag("bl832_dispatcher").test(run_conf={"file_path": file_path})
+    from tools.run_dag import task_errors
+
+    with task_errors() as errors:
+        run = load_dag("bl832_dispatcher").test(run_conf={"file_path": file_path})
     assert run.state == "failed"
+    said = dict(errors)  # the last task, report, names the failed step and its own line (issue 23 finding 2)
+    assert said["local.reconstruct"] and f"local.reconstruct: {said['local.reconstruct']}" in said["report"]
     kinds = {key.rsplit("/", 1)[-1] for key in owed_keys()}
     assert "new_file.scicat_ingest" in kinds
     assert "alcf.scicat_derived" not in kinds and "local.scicat_derived" not in kinds
