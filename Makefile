@@ -15,7 +15,7 @@ STACK_HOME ?= .airflow-stack
 STACK := $(PY) -m tools.local_stack --home $(STACK_HOME)
 ARGS ?= dags list
 #: what `make bench` runs, in order (each prints its table; docs/performance.md keeps them)
-BENCHES ?= bench_dag_parse bench_manifests bench_prune_check bench_prune_months bench_engines bench_recon bench_one_pass bench_zarr bench_orchestration
+BENCHES ?= bench_dag_parse bench_manifests bench_prune_check bench_prune_months bench_engines bench_recon bench_one_pass bench_zarr bench_orchestration bench_full_scan bench_burst
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
 .PHONY: help venv demo test bench lint format dags-test facility lock clean serve stop e2e airflow scan placeholders

@@ -273,6 +273,7 @@ def bench_deferred(stack: LocalStack, count: int, hold: float, timeout: float) -
         path.write_bytes(os.urandom(64 * 1024))
     stack.facility.reset()
     stack.facility.inject("transfer", kind="slow", match=f"/{FOLDER}/src/", times=count, params={"seconds": hold})
+    stack.facility.transfer_limit(max(count, 100))  # all of them held at once (the service's cap is 100 per user)
     time.sleep(5)  # the triggerer idle: nothing deferred yet
     idle = sample_memory(stack)
 

@@ -135,3 +135,12 @@ class Facility:
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/_facility/reset", headers=self.admin_headers(), timeout=5).raise_for_status()
+
+    def transfer_limit(self, active_tasks: int | None = None, *, change: bool = True) -> dict:
+        """Set the Transfer stand-in's cap on one user's unfinished tasks (``None``: the service's, 100) and return
+        it with each user's ACTIVE count (``change=False``: only read them)."""
+        url, headers = f"{self.url}/_facility/transfer/limit", self.admin_headers()
+        body = {"active_tasks": active_tasks}
+        response = httpx.put(url, json=body, headers=headers, timeout=5) if change else httpx.get(url, headers=headers)
+        response.raise_for_status()
+        return response.json()

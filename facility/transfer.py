@@ -8,7 +8,16 @@ A ``submission_id`` seen before answers the same task with ``code: "Duplicate"``
 
 Counters: ``transfer.submit`` / ``delete.submit`` (every POST), ``transfer.task_created`` /
 ``delete.task_created``, ``transfer.duplicate`` / ``delete.duplicate``, ``transfer.bytes`` (bytes copied),
-``transfer.succeeded`` / ``transfer.failed`` / ``delete.succeeded`` / ``delete.failed``.
+``transfer.succeeded`` / ``transfer.failed`` / ``delete.succeeded`` / ``delete.failed``, ``transfer.limit_refused``
+/ ``delete.limit_refused`` and ``task.active_peak`` (the most tasks one user had ACTIVE at once).
+
+A user may have at most :data:`ACTIVE_TASK_LIMIT` unfinished (ACTIVE or INACTIVE) tasks, transfers and deletes
+together, as the service allows ("Are there any limits on using the file transfer service?",
+docs.globus.org/faq/transfer-sharing: 100 pending tasks per user; 3 of them worked on at a time,
+docs.globus.org/api/transfer/task_behavior); a new submission over it is refused with 409
+``Conflict.LimitExceeded`` (:data:`LIMIT_CODE`) and creates nothing, while a known ``submission_id`` still
+answers ``Duplicate``. ``PUT /_facility/transfer/limit`` ``{"active_tasks": n}`` (admin) sets another cap,
+``null`` the service's; ``GET`` reads it with each user's ACTIVE count.
 
 Errors as Globus handles them (docs.globus.org/api/transfer/task_behavior, task_events): a task either
 fails at once (FAILED, ``fatal_error``) or stays ACTIVE and retries the fault, with ``nice_status`` naming it
@@ -76,6 +85,11 @@ SKIPPABLE_CODES = frozenset({"PERMISSION_DENIED", "FILE_NOT_FOUND", "AMBIGUOUS_P
 #: Seconds between two attempts of a task retrying a fault (each one an error event).
 RETRY_SECONDS = 1.0
 CHECKSUM_ALGORITHMS = frozenset({"md5", "sha1", "sha256", "sha512"})
+#: Unfinished tasks one user may have (Globus FAQ "Are there any limits on using the file transfer service?").
+ACTIVE_TASK_LIMIT = 100
+#: How Transfer refuses a submission over the limit: 409 and Globus's code for a limit (as Globus Search's
+#: ``Conflict.LimitExceeded``); the message names the limit.
+LIMIT_STATUS, LIMIT_CODE = 409, "Conflict.LimitExceeded"
 #: Records per page of ``successful_transfers`` (a ``page_size`` fault sets another for tests).
 SUCCESSFUL_PAGE = 1000
 _ERRNO_CODES = {
@@ -270,6 +284,11 @@ class TransferService:
         self.lock = threading.RLock()
         self.tasks: dict[str, Task] = {}
         self.submissions: dict[str, str] = {}
+        self.active_limit = ACTIVE_TASK_LIMIT
+
+    def active_of(self, owner: str) -> int:
+        """How many unfinished tasks ``owner`` has (call with the lock held)."""
+        return sum(1 for task in self.tasks.values() if task.status == "ACTIVE" and task.options["owner_id"] == owner)
 
     # ---- lookups
     def collection(self, collection_uuid: str, resource: str) -> Collection:
@@ -301,8 +320,21 @@ class TransferService:
                 self.state.count(f"{prefix}.duplicate")
                 return 200, self._result(kind, self.tasks[existing], "Duplicate", resource)
             task = self._build(kind, body, submission_id, token_client, resource)
+            active = self.active_of(token_client)
+            if active >= self.active_limit:
+                self.state.count(f"{prefix}.limit_refused")
+                raise _error(
+                    LIMIT_STATUS,
+                    LIMIT_CODE,
+                    f"Too many pending tasks: {active} of at most {self.active_limit} per user are not finished; "
+                    "submit again when some have completed",
+                    resource,
+                )
             self.tasks[task.task_id] = task
             self.submissions[submission_id] = task.task_id
+            with self.state.lock:
+                peak = self.state.counters["task.active_peak"]
+                self.state.counters["task.active_peak"] = max(peak, active + 1)
         self.state.count(f"{prefix}.task_created")
         threading.Thread(target=self._run, args=(task,), name=f"task-{task.task_id[:8]}", daemon=True).start()
         return 202, self._result(kind, task, "Accepted", resource)
@@ -902,6 +934,22 @@ def register(app: FastAPI, state: FacilityState) -> None:
             return collection.posix(path)
         except PathRefused as exc:
             raise _error(403, "EndpointPermissionDenied", f"Denied by endpoint: {exc}", resource) from None
+
+    @app.get("/_facility/transfer/limit")
+    def get_limit() -> dict:
+        with service.lock:
+            owners = {task.options["owner_id"] for task in service.tasks.values()}
+            return {"active_tasks": service.active_limit, "active": {o: service.active_of(o) for o in owners}}
+
+    @app.put("/_facility/transfer/limit")
+    def set_limit(body: dict) -> dict:
+        value = body.get("active_tasks", ACTIVE_TASK_LIMIT)
+        value = ACTIVE_TASK_LIMIT if value is None else value
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return JSONResponse({"message": "active_tasks must be a positive integer or null"}, status_code=400)
+        with service.lock:
+            service.active_limit = value
+        return get_limit()
 
     @app.get("/v0.10/submission_id")
     def submission_id(request: Request) -> dict:

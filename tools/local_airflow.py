@@ -168,7 +168,7 @@ def seed_database(settings: dict | None = None) -> None:
             pool["pool_name"],
             slots=int(pool.get("pool_slot", 1)),
             description=pool.get("pool_description", ""),
-            include_deferred=False,
+            include_deferred=bool(pool.get("include_deferred", False)),
         )
 
 

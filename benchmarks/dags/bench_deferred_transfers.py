@@ -40,6 +40,11 @@ with DAG(
             for i in range(count)
         ]
 
+    # default_pool, not the globus_transfers pool (16 slots, waits included): this measures the triggerer at scale
     GlobusTransferOperator.partial(
-        task_id="transfer", source_endpoint="spot832", destination_endpoint="data832", recursive=False
+        task_id="transfer",
+        source_endpoint="spot832",
+        destination_endpoint="data832",
+        recursive=False,
+        pool="default_pool",
     ).expand_kwargs(files())

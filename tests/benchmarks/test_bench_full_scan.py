@@ -24,7 +24,9 @@ RAW_GB = 1313 * 2160 * 2560 * 2 / GB  # its uint16 projections, 14.5 GB
 
 
 def test_model_separate_zarr_step_is_one_writer_over_the_whole_stack():
-    rates = Rates(recon_s_per_slice_core=0.8, zarr_mb_s_per_writer=300.0, transfer_gb_s=0.5, one_pass=False)
+    rates = Rates(
+        recon_s_per_slice_core=0.8, recon_setup_s=0.0, zarr_mb_s_per_writer=300.0, transfer_gb_s=0.5, one_pass=False
+    )
     one, two = model(rates, nodes=(1, 2))
     assert one.recon_s == pytest.approx(2160 * 0.8 / 64)  # 27 s
     assert two.recon_s == pytest.approx(one.recon_s / 2)
@@ -35,18 +37,24 @@ def test_model_separate_zarr_step_is_one_writer_over_the_whole_stack():
 
 
 def test_model_one_pass_is_the_slower_of_compute_and_the_file_system():
-    fast = Rates(recon_s_per_slice_core=0.2, zarr_mb_s_per_writer=2000.0, transfer_gb_s=1.0, one_pass=True)
+    fast = Rates(
+        recon_s_per_slice_core=0.2, recon_setup_s=0.0, zarr_mb_s_per_writer=2000.0, transfer_gb_s=1.0, one_pass=True
+    )
     one, four = model(fast, Assumptions(fs_write_gb_s_per_node=2.0), nodes=(1, 4))
     assert one.recon_s == pytest.approx(STACK_GB / 2.0)  # 28.3 s of writes > 2160 x 0.2 / 64 = 6.75 s of compute
     assert four.recon_s == pytest.approx(STACK_GB / 8.0)  # each node writes its slab
     assert one.zarr_s == four.zarr_s == pytest.approx(STACK_GB * 1000 / 2000)  # the finish step: one process
-    slow = Rates(recon_s_per_slice_core=2.0, zarr_mb_s_per_writer=2000.0, transfer_gb_s=1.0, one_pass=True)
+    slow = Rates(
+        recon_s_per_slice_core=2.0, recon_setup_s=5.0, zarr_mb_s_per_writer=2000.0, transfer_gb_s=1.0, one_pass=True
+    )
     (compute_bound,) = model(slow, Assumptions(fs_write_gb_s_per_node=2.0, parallel_efficiency=0.5), nodes=(1,))
-    assert compute_bound.recon_s == pytest.approx(2160 * 2.0 / 32)  # 135 s > 28.3 s of writes
+    assert compute_bound.recon_s == pytest.approx(5.0 + 2160 * 2.0 / 32)  # setup + 135 s > 28.3 s of writes
 
 
 def test_model_scales_a_rate_measured_on_another_shape():
-    rates = Rates(recon_s_per_slice_core=0.1, zarr_mb_s_per_writer=300.0, transfer_gb_s=1.0, one_pass=False)
+    rates = Rates(
+        recon_s_per_slice_core=0.1, recon_setup_s=0.0, zarr_mb_s_per_writer=300.0, transfer_gb_s=1.0, one_pass=False
+    )
     (half_width,) = model(rates, measured_shape=(1280, 1313), nodes=(1,))
     assert half_width.recon_s == pytest.approx(2160 * 0.1 * 4 / 64)  # width^2: 4x per slice
     text = model_report(rates, measured_shape=(1280, 1313))
@@ -89,16 +97,20 @@ def test_stage_rows_from_task_instances_and_the_files_of_a_tiny_scan(tmp_path):
     table = stage_table(rows)
     header, _, *cells = (line.split("|")[1:-1] for line in table.splitlines())
     assert [c.strip() for c in header] == ["stage", "seconds", "GB", "GB/s", "peak RSS GB"]
-    assert [c.strip() for c in cells[2]] == ["alcf.reconstruct", "10.00", "5.00", "0.50", "2.50"]
-    assert [c.strip() for c in cells[0]] == ["plan", "1.00", "", "", ""]
+    assert [c.strip() for c in cells[2]] == ["alcf.reconstruct", "10.0", "5.00", "0.50", "2.50"]
+    assert [c.strip() for c in cells[0]] == ["plan", "1.0", "", "", ""]
 
-    summaries = {
-        "reconstruct": {"n_slices": 4, "workers": 2, "seconds": {"total": 2.0}, "wall_seconds": 3.0},
-        "multiscale": {"seconds": 0.5, "bytes": 4_000_000, "one_pass": True},
-    }
+    zarr = {"seconds": 0.5, "bytes": 4_000_000, "one_pass": True}
     copy_rows = [{"stage": "new_file.spot832_to_data832", "gb_s": 0.4}, {"stage": "alcf.stage_raw", "gb_s": 0.6}]
+    # no step breakdown: the wall time on every core of the machine
+    bare = {"n_slices": 4, "workers": 2, "seconds": {"total": 2.0}, "wall_seconds": 3.0}
+    rates = measured_rates({"reconstruct": bare, "multiscale": zarr}, copy_rows, sizes, cores=2)
+    assert rates == Rates(1.0, 0.0, zarr_mb_s_per_writer=8.0, transfer_gb_s=0.6, one_pass=True)
+    # the steps summed over the workers, per slice; setup once per worker (in parallel) and the centre once
+    steps = {"setup": 6.0, "centre": 0.5, "total": 9.0, "read": 1.0, "rings": 3.0, "reconstruct": 4.0, "zarr": 2.0}
+    summaries = {"reconstruct": {**bare, "seconds": steps}, "multiscale": zarr}
     rates = measured_rates(summaries, copy_rows, sizes, cores=2)
-    assert rates == Rates(recon_s_per_slice_core=1.0, zarr_mb_s_per_writer=8.0, transfer_gb_s=0.6, one_pass=True)
+    assert (rates.recon_s_per_slice_core, rates.recon_setup_s) == (10.0 / 4, 6.0 / 2 + 0.5)
     with pytest.raises(ValueError, match="transfer rate"):
         measured_rates(summaries, rows[:1], sizes, cores=2)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import globus_sdk
 import httpx
 import pytest
@@ -20,7 +22,8 @@ def cap(facility):
     assert facility.transfer_limit(None)["active_tasks"] == ACTIVE_TASK_LIMIT
 
 
-def test_a_submission_over_the_cap_is_refused_and_creates_nothing(facility, cap, local_endpoints, name):
+def test_a_submission_over_the_cap_is_refused_and_creates_nothing(facility, cap, local_endpoints):
+    name = f"t{uuid.uuid4().hex[:10]}"
     tc = make_client(facility)
     spot, raw = local_endpoints["spot832"], local_endpoints["data832_raw"]
     for n in range(3):

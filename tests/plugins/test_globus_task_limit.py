@@ -4,6 +4,8 @@ it, never start a task twice, and run in a pool that counts their waits."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 import yaml
@@ -51,18 +53,29 @@ def test_two_transfers_over_a_cap_of_one_both_succeed_with_one_task_each(facilit
         path.write_bytes(payload)
     cap = facility.transfer_limit(change=False)["active"].get("local-client", 0) + 1
     facility.transfer_limit(cap)
+    hook = GlobusTransferHook()
+    # Someone else's task (the same Globus user) holds the only room until the DAG's submission was refused.
+    facility.inject("transfer", "slow", match="limit_test/blocker", params={"seconds": 60})
+    blocker = hook.submit_transfer(
+        EndpointPath("spot832", "raw/limit_test/blocker.h5"),
+        EndpointPath("data832_raw", "limit_test/blocker.h5"),
+        submission_id=hook.new_submission_id(),
+        recursive=False,
+        label="blocker",
+    )["task_id"]
+
+    def end_the_blocker_once_refused() -> None:
+        deadline = time.monotonic() + 60
+        while facility.stats().get("transfer.limit_refused", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        hook.cancel(blocker)
+
+    ender = threading.Thread(target=end_the_blocker_once_refused, daemon=True)
+    ender.start()
     try:
-        # Someone else's task (same Globus user) holds the only room for 2 s: the DAG's first submission is refused.
-        facility.inject("transfer", "slow", match="limit_test/blocker", params={"seconds": 2})
-        GlobusTransferHook().submit_transfer(
-            EndpointPath("spot832", "raw/limit_test/blocker.h5"),
-            EndpointPath("data832_raw", "limit_test/blocker.h5"),
-            submission_id=GlobusTransferHook().new_submission_id(),
-            recursive=False,
-            label="blocker",
-        )
         dag_run = dag_task_limit.test()
     finally:
+        ender.join(timeout=60)
         facility.transfer_limit(None)
 
     assert dag_run.state == "success"
@@ -72,5 +85,5 @@ def test_two_transfers_over_a_cap_of_one_both_succeed_with_one_task_each(facilit
         assert copied.read_bytes() == payloads[name]
     stats = facility.stats()
     assert stats["transfer.limit_refused"] >= 1  # the cap was hit, and waited out
-    assert stats["transfer.task_created"] == 3 and stats.get("transfer.duplicate", 0) == 0
+    assert stats["transfer.task_created"] == 3 and stats.get("transfer.duplicate", 0) == 0  # the blocker, a, b
     assert stats["task.active_peak"] == cap

@@ -214,6 +214,19 @@ def is_missing(exc: BaseException) -> bool:
     )
 
 
+def is_task_limit(exc: BaseException) -> bool:
+    """Whether Transfer refused a submission because the user has too many unfinished tasks (409
+    ``Conflict.LimitExceeded``; docs.globus.org/faq/transfer-sharing: 100 per user): nothing was created, and
+    the same submission, sent again once tasks have finished, is accepted."""
+    import globus_sdk
+
+    return (
+        isinstance(exc, globus_sdk.TransferAPIError)
+        and exc.http_status == 409
+        and str(exc.code).endswith("LimitExceeded")
+    )
+
+
 def describe_globus_error(exc: BaseException, service: str = "Globus") -> str:
     """One line naming a failure of a Globus ``service`` by its code and message (never a credential)."""
     import globus_sdk

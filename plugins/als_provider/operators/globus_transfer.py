@@ -16,7 +16,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from als_provider.export_control import refuse_export_controlled
-from als_provider.hooks.globus_transfer import GlobusTransferHook
+from als_provider.hooks.globus_transfer import GlobusTransferHook, is_task_limit
 from als_provider.operators.base import GONE, LIVE, SUCCEEDED, RemoteWorkOperator
 from als_provider.triggers.globus_transfer import GlobusTaskTrigger
 from als_provider.triggers.inline import first_event
@@ -29,6 +29,9 @@ STATE_KEY = "globus_transfer"
 #: task_state_store keys of a replaced destination's delete tasks: leftovers before the copy, old results in the swap.
 CLEAR_KEY, SWAP_KEY = "globus_transfer/clear", "globus_transfer/swap"
 LIVE_STATUSES = frozenset({"ACTIVE", "INACTIVE"})
+#: The Airflow pool of every Globus task operator (airflow_settings.yaml, docs/operations.md): it counts deferred
+#: tasks, so its slots bound the Globus tasks we have unfinished, below the service's per-user cap.
+GLOBUS_POOL = "globus_transfers"
 #: Siblings of a replaced destination: the new copy until it is verified, the old results until it is in place.
 STAGING, REPLACED = ".{}.incoming", ".{}.replaced"
 
@@ -49,9 +52,18 @@ class GlobusTaskOperator(RemoteWorkOperator):
     already started, so a try that died mid-submit is resubmitted safely. A task that is ACTIVE, INACTIVE or
     SUCCEEDED is re-attached to; one that FAILED is submitted afresh with a new submission id. Subclasses
     implement :meth:`submit_task` (the one Globus call) and :meth:`result`.
+
+    Each runs in the pool :data:`GLOBUS_POOL` (deferred waits counted), which keeps our unfinished Globus tasks
+    below the service's per-user cap; a submission Globus still refuses for that cap (another client of the same
+    user) waits :attr:`limit_wait`, deferred, and is sent again with its submission id (docs/operations.md).
     """
 
     hook_class = GlobusTransferHook
+    #: How long a submission Globus refused for the per-user cap on unfinished tasks waits before it is sent again.
+    limit_wait: timedelta = timedelta(seconds=30)
+
+    def __init__(self, *, pool: str = GLOBUS_POOL, **kwargs: Any) -> None:
+        super().__init__(pool=pool, **kwargs)
 
     def submit_task(self, context: Context, state: dict[str, Any], submission_id: str) -> dict[str, Any]:
         """Submit the task with ``submission_id``; Globus's answer (``task_id``, ``code``, ...). Here: the
@@ -75,9 +87,39 @@ class GlobusTaskOperator(RemoteWorkOperator):
         else:
             submission_id = self.hook.new_submission_id()
             self._save_state(context, {**state, "submission_id": submission_id})
-        result = self.submit_task(context, state, submission_id)
+        while True:
+            try:
+                result = self.submit_task(context, state, submission_id)
+                break
+            except Exception as exc:
+                if not is_task_limit(exc):
+                    raise
+                self._wait_for_room(exc, submission_id)
         self.log.info("Globus task %s: %s", result["task_id"], result.get("code"))
         return {**state, "submission_id": submission_id, "task_id": result["task_id"]}
+
+    def _wait_for_room(self, exc: Exception, submission_id: str) -> None:
+        """Globus refused the submission for the per-user cap on unfinished tasks (it created nothing): wait
+        :attr:`limit_wait` and send it again with the same submission id, which can start one task only. Deferred,
+        the wait holds no worker slot and the try starts over in :meth:`resubmit` (the id is in the state)."""
+        self.log.warning(
+            "Globus refused the submission (%s): waiting %ss to submit again with submission id %s; if this "
+            "repeats, give the %s pool fewer slots than the cap",
+            getattr(exc, "message", exc),
+            self.limit_wait.total_seconds(),
+            submission_id,
+            self.pool,
+        )
+        if self.deferrable:
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.defer(trigger=TimeDeltaTrigger(self.limit_wait), method_name="resubmit")
+        time.sleep(self.limit_wait.total_seconds())
+
+    def resubmit(self, context: Context, event: Any = None) -> Any:
+        """Back from a wait for room under the cap: the try starts over, as a retry would (re-attaching to what
+        it started, sending the stored submission id again)."""
+        return self.execute(context)
 
     def status_of(self, state: dict[str, Any]) -> str:
         status = self.hook.get_task(state["task_id"]).get("status")
