@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_orchestration import machine, parse_time, recreate_database, table, wait_for_dag
+from benchmarks.bench_orchestration import bench_stack, machine, parse_time, recreate_database, table
 from facility.process import free_port
 from include.endpoints import REPO_ROOT, load_endpoints
 from include.plans import TO_DATA832, TO_NERSC
@@ -229,20 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     recreate_database(args.database)
     home = Path(tempfile.mkdtemp(prefix="als-burst-"))
     stack = LocalStack(home, port=free_port(), database=args.database, executor="CeleryExecutor", workers=WORKERS)
-    started = time.monotonic()
-    stack.start(timeout=300)
-    try:
-        wait_for_dag(stack, DAG_ID)
-        print(f"stack up in {time.monotonic() - started:.0f}s under {home}", file=sys.stderr)
+    with bench_stack(stack, DAG_ID, keep=args.keep):
         if args.cap:
             stack.facility.transfer_limit(args.cap)
         results["burst"] = bench_burst(stack, args.scans, args.within, args.timeout)
-    finally:
-        stack.stop()
-        if args.keep:
-            print(f"kept {home}", file=sys.stderr)
-        else:
-            shutil.rmtree(home, ignore_errors=True)
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -38,6 +37,7 @@ from typing import Any
 
 from benchmarks.bench_orchestration import (
     MiB,
+    bench_stack,
     get_variable,
     machine,
     parse_time,
@@ -47,7 +47,6 @@ from benchmarks.bench_orchestration import (
     set_variable,
     table,
     task_instances,
-    wait_for_dag,
 )
 
 DISPATCHER = "bl832_dispatcher"
@@ -377,17 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine(), "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"}
     recreate_database(args.database)
     home = Path(tempfile.mkdtemp(prefix="als-bench-full-"))
-    stack = LocalStack(home, port=free_port(), database=args.database)
-    try:
-        stack.start(timeout=300)
-        wait_for_dag(stack, DISPATCHER)
+    with bench_stack(LocalStack(home, port=free_port(), database=args.database), DISPATCHER, keep=args.keep) as stack:
         results.update(run_scan(stack, args))
-    finally:
-        stack.stop()
-        if args.keep:
-            print(f"kept {home}", file=sys.stderr)
-        else:
-            shutil.rmtree(home, ignore_errors=True)
     results["load1_at_end"] = round(os.getloadavg()[0], 2)
     text = report(results)
     print(text)

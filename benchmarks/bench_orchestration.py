@@ -416,6 +416,25 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+@contextlib.contextmanager
+def bench_stack(stack: LocalStack, dag_id: str, *, keep: bool = False):
+    """Start ``stack`` and wait until it has parsed ``dag_id``; yield it; stop it and remove its home and its
+    database (unless ``keep``), whatever happened."""
+    started = time.monotonic()
+    try:
+        stack.start(timeout=300)
+        wait_for_dag(stack, dag_id)
+        print(f"stack up in {time.monotonic() - started:.0f}s under {stack.home}", file=sys.stderr)
+        yield stack
+    finally:
+        stack.stop()
+        if keep:
+            print(f"kept {stack.home} (database {stack.database})", file=sys.stderr)
+        else:
+            shutil.rmtree(stack.home, ignore_errors=True)
+            stack.drop_database()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_orchestration", description=__doc__.splitlines()[0]
@@ -433,22 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine()}
     recreate_database(args.database)
     home = Path(tempfile.mkdtemp(prefix="als-bench-"))
-    stack = BenchStack(home, port=free_port(), database=args.database)
-    started = time.monotonic()
-    stack.start(timeout=300)
-    try:
-        wait_for_dag(stack, BENCH_DAG)
-        print(f"stack up in {time.monotonic() - started:.0f}s under {home}", file=sys.stderr)
+    with bench_stack(BenchStack(home, port=free_port(), database=args.database), BENCH_DAG, keep=args.keep) as stack:
         if args.only in (None, "latency"):
             results["latency"] = bench_latency(stack, args.runs, args.warmup)
         if args.only in (None, "deferred"):
             results["deferred"] = bench_deferred(stack, args.transfers, args.hold, timeout=args.hold * 3 + 600)
-    finally:
-        stack.stop()
-        if args.keep:
-            print(f"kept {home}", file=sys.stderr)
-        else:
-            shutil.rmtree(home, ignore_errors=True)
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

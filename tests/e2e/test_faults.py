@@ -28,6 +28,18 @@ def _task_states(stack, run_id: str, dag_id: str = DISPATCHER) -> dict[str, dict
     return {ti["task_id"]: ti for ti in stack.task_instances(dag_id, run_id)}
 
 
+def _scan_with_transfer_faults(stack, file_path: str, *, slow: float, times: int):
+    """A clean facility whose first transfer of ``file_path`` takes ``slow`` s and whose Transfer API answers
+    ``times`` 429s to submits and ``times`` 503s to task polls: ``(facility, file_path)``."""
+    facility = stack.facility
+    facility.reset()
+    stem = file_path.rsplit("/", 1)[-1].removesuffix(".h5")
+    facility.inject("transfer", "slow", match=stem, times=1, params={"seconds": slow})
+    facility.inject("transfer", "http", status=429, match=r"^POST /v0\.10/transfer$", times=times)
+    facility.inject("transfer", "http", status=503, match=r"^GET /v0\.10/task/", times=times)
+    return facility, file_path
+
+
 def _kill_triggerer(stack) -> None:
     """SIGKILL the triggerer and start a new one (which takes the running triggers over)."""
     old = stack.pid("triggerer")
@@ -40,13 +52,7 @@ def test_new_file_survives_a_killed_triggerer_and_transient_errors(stack, write_
     """Short version of the proof below: the new-scan DAG's first transfer is slowed, its triggerer killed while it
     waits, Transfer answers 429/503 and SciCat 503 for a while, the scheduler restarts; one Globus task per copy,
     one dataset, and the run succeeds."""
-    facility = stack.facility
-    facility.reset()
-    file_path = write_scan("shortfaults")
-    stem = file_path.rsplit("/", 1)[-1].removesuffix(".h5")
-    facility.inject("transfer", "slow", match=stem, times=1, params={"seconds": 15})
-    facility.inject("transfer", "http", status=429, match=r"^POST /v0\.10/transfer$", times=1)
-    facility.inject("transfer", "http", status=503, match=r"^GET /v0\.10/task/", times=1)
+    facility, file_path = _scan_with_transfer_faults(stack, write_scan("shortfaults"), slow=15, times=1)
     facility.inject("scicat", "http", status=503, times=2)
 
     run_id = stack.trigger(NEW_FILE_DAG_ID, {"file_path": file_path})
@@ -71,13 +77,7 @@ def test_new_file_survives_a_killed_triggerer_and_transient_errors(stack, write_
 @pytest.mark.long
 @pytest.mark.timeout(900)
 def test_dispatcher_survives_faults_and_restarts(stack, write_scan):
-    facility = stack.facility
-    facility.reset()
-    file_path = write_scan("faults")
-    stem = file_path.rsplit("/", 1)[-1].removesuffix(".h5")
-    facility.inject("transfer", "slow", match=stem, times=1, params={"seconds": 45})
-    facility.inject("transfer", "http", status=429, match=r"^POST /v0\.10/transfer$", times=2)
-    facility.inject("transfer", "http", status=503, match=r"^GET /v0\.10/task/", times=2)
+    facility, file_path = _scan_with_transfer_faults(stack, write_scan("faults"), slow=45, times=2)
     facility.inject("compute", "http", status=503, match=r"^POST /v3/endpoints/.+/submit$", times=1)
     facility.inject("sfapi", "http", status=503, match=r"^GET /sfapi/", times=1)
     facility.inject("scicat", "http", status=503, times=SCICAT_DOWN_REQUESTS)
