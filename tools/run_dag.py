@@ -192,12 +192,13 @@ def run(
 
     home.mkdir(parents=True, exist_ok=True)
     with facility_at(facility_url, facility_root, home / "facility.log") as (url, facility_root):
-        configure_environment(home, facility_url=url, facility_root=facility_root)
-        seed_database()
-        tolerate_dag_test_callback_context()
-        from airflow.dag_processing.dagbag import DagBag
+        with logs_to(log_file):  # the database's set-up and the DAG files' parsing log too: into the log file
+            configure_environment(home, facility_url=url, facility_root=facility_root)
+            seed_database()
+            tolerate_dag_test_callback_context()
+            from airflow.dag_processing.dagbag import DagBag
 
-        bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+            bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
         if bag.import_errors:
             for path, error in bag.import_errors.items():
                 print(f"DAG import error in {path}:\n{error}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -197,3 +198,22 @@ def test_manifests_resign_names_each_key_it_cannot_sign_in_one_line(airflow_db):
     assert line.startswith("error: manifests: not re-signed")
     assert "als_prune/20260101/nope: no such manifest entry" in line and "not-a-manifest-key: no such" in line
     assert tool("manifests", "resign").returncode == 2  # the keys are required
+
+
+@pytest.mark.slow
+def test_i23_finding_6_the_demo_prints_its_table_and_keeps_airflows_log_in_the_file(tmp_path):
+    """``make demo``'s terminal shows its own lines and the table only; Airflow's (database set-up, DAG parsing,
+    tasks) are in ``demo.log``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--dag", "bl832_new_file", "--home", str(tmp_path / "airflow"),
+         "--facility-root", str(tmp_path / "facility")],
+        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'plugins'}"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = (done.stdout + done.stderr).splitlines()
+    airflow_lines = [line for line in printed if re.search(r"\[(info|warning|debug)\s*\]", line)]
+    assert not airflow_lines, airflow_lines[:5]
+    assert any(line.startswith("bl832_new_file ") and "success" in line for line in printed), printed
+    log = (tmp_path / "airflow" / "demo.log").read_text()
+    assert "Airflow database tables created" in log or "Filling up the DagBag" in log
