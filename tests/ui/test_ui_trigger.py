@@ -84,7 +84,8 @@ def test_trigger_dispatcher_from_the_ui_and_see_it_succeed(stack):
     assert run["state"] == "success"
     assert run["run_type"] == "manual"
     assert run["triggering_user_name"] == stack.username
-    assert run["conf"] == {"file_path": scan, "is_export_controlled": False, "send_to_nersc": False, "recon": {}}
+    defaults = {"recon": {}, "force": False, "num_nodes": 1}  # the form sends every field, defaults included
+    assert run["conf"] == {"file_path": scan, "is_export_controlled": False, "send_to_nersc": False, **defaults}
     states = {ti["task_id"]: ti["state"] for ti in stack.task_instances(DAG_ID, seen["run_id"])}
     assert states["report"] == "success", f"report {states['report']}: the run's success says nothing without it"
     assert not [task for task, state in states.items() if state in ("failed", "upstream_failed")], states
