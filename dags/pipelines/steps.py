@@ -202,21 +202,18 @@ def _choose(names: list[str], scan, params: dict, beamline: str, rerun: str | No
     chosen, the skipped (why) and the forced re-runs (``rerun``: the run's re-run folder when forced)."""
     from airflow.sdk import Variable
 
-    from als_provider.hooks.globus_transfer import GlobusTransferHook
     from include.beamlines import load_beamlines
     from include.dispatch import choose
-    from include.results import completeness
     from include.sites import load_sites
 
     variable = load_beamlines().tomography_beamline(beamline).settings_variable
-    hook = GlobusTransferHook()
     choice = choose(
         names,
         load_sites().sites,
         scan,
         params,
         Variable.get(variable, default=None, deserialize_json=True),
-        lambda where: completeness(hook, where),
+        _results_lookup(),
         variable=variable,
         rerun=rerun,
     )
@@ -225,23 +222,26 @@ def _choose(names: list[str], scan, params: dict, beamline: str, rerun: str | No
     return choice.chosen, choice.skipped, choice.reruns
 
 
+def _results_lookup():
+    """How plan looks at results (include.dispatch ``ResultsLookup``): their completeness, through Globus."""
+    from als_provider.hooks.globus_transfer import GlobusTransferHook
+    from include.results import completeness
+
+    hook = GlobusTransferHook()
+    return lambda where: completeness(hook, where)
+
+
 def _forced_alone(names: list[str], scan, rerun: str | None):
     """A site's own DAG: always runs, in place (a copy that differs is replaced whole, by the copies' swap), unless
     forced over complete results at home: then into the run's re-run folder (include/dispatch.py ``forced``)."""
-    from als_provider.hooks.globus_transfer import GlobusTransferHook
     from include.dispatch import forced, results_at_home
-    from include.results import completeness
     from include.sites import load_sites
 
     sites = load_sites().sites
     [name] = names
     if not rerun or name not in sites:
         return list(names), {}, {}
-    hook = GlobusTransferHook()
-
-    def lookup(where):
-        return completeness(hook, where)
-
+    lookup = _results_lookup()
     site, notes = sites[name], []
     if results_at_home(site, scan.results(site), lookup) is None:
         return list(names), {}, {}
@@ -321,21 +321,24 @@ def split_catalogue(dag, task_ids: list[str], ti) -> tuple[list[str], list[str]]
     return catalogue, [t for t in task_ids if t not in catalogue]
 
 
+def _lines(ti, task_ids: list[str], key: str) -> dict[str, str]:
+    """The non-empty XCom ``key`` of each of ``task_ids``, by task id."""
+    errors = {t: ti.xcom_pull(task_ids=t, key=key) for t in task_ids}
+    return {t: error for t, error in errors.items() if error}
+
+
 def failures(ti, task_ids: list[str]) -> dict[str, str]:
     """The one-line errors remote-work steps of ``task_ids`` failed with for good (XCom ``failure``)."""
     from als_provider.operators.base import FAILURE_KEY
 
-    errors = {t: ti.xcom_pull(task_ids=t, key=FAILURE_KEY) for t in task_ids}
-    return {t: error for t, error in errors.items() if error}
+    return _lines(ti, task_ids, FAILURE_KEY)
 
 
 def input_errors(dag, ti, task_ids: list[str]) -> dict[str, str]:
     """The SciCat steps of ``task_ids`` that failed on their input, with their errors (XCom ``input_error``)."""
     from als_provider.operators.scicat import INPUT_ERROR_KEY
 
-    steps = [t for t in task_ids if catalogue_kind(dag.get_task(t)) is not None]
-    errors = {t: ti.xcom_pull(task_ids=t, key=INPUT_ERROR_KEY) for t in steps}
-    return {t: error for t, error in errors.items() if error}
+    return _lines(ti, [t for t in task_ids if catalogue_kind(dag.get_task(t)) is not None], INPUT_ERROR_KEY)
 
 
 def catalogue_kind(task) -> str | None:
