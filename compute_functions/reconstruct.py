@@ -695,18 +695,24 @@ def run_groups(plan: Plan, groups: list[int]) -> dict[str, float]:
     return seconds
 
 
-def _split(groups: list[int], workers: int, align: int = 1) -> list[list[int]]:
-    """Contiguous, nearly equal blocks of slices (contiguous rows read efficiently), each starting on a multiple
-    of ``align`` slices (the one-pass Zarr: no chunk file shared by two workers) and of ``SLICES_PER_CALL`` (the
-    engine's pairs are slices 2k and 2k + 1 whatever the split: the same images for any number of workers)."""
+def blocks(groups: list[int], parts: int, align: int = 1) -> list[list[int]]:
+    """``groups`` in ``parts`` contiguous, nearly equal blocks (some empty when there are too few slices), each
+    starting on a multiple of ``align`` slices (the one-pass Zarr: no chunk file shared by two workers) and of
+    ``SLICES_PER_CALL`` (the engine's pairs are slices 2k and 2k + 1 whatever the split: the same images for any
+    number of workers or nodes)."""
     align = math.lcm(align, SLICES_PER_CALL)
     n = len(groups)
-    bounds = [min(n, round(i * n / workers / align) * align) for i in range(workers)] + [n]
-    return [groups[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    bounds = [min(n, round(i * n / parts / align) * align) for i in range(parts)] + [n]
+    return [groups[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def _run_parallel(plan: Plan, workers: int) -> list[dict[str, float]]:
-    """One contiguous block of slices per worker process: one scan handle, one NUFFT plan, one pass each."""
+def _split(groups: list[int], workers: int, align: int = 1) -> list[list[int]]:
+    """The non-empty :func:`blocks` of ``groups`` for ``workers`` processes."""
+    return [block for block in blocks(groups, workers, align) if block]
+
+
+def _run_parallel(plan: Plan, workers: int, groups: list[int]) -> list[dict[str, float]]:
+    """One contiguous block of ``groups`` per worker process: one scan handle, one NUFFT plan, one pass each."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -715,12 +721,12 @@ def _run_parallel(plan: Plan, workers: int) -> list[dict[str, float]]:
         from compute_functions.zarr_slabs import block_alignment
 
         align = block_alignment(plan.slab_store.layout)
-    blocks = _split(plan.groups, workers, align)
-    if len(blocks) == 1:
-        return [run_groups(plan, blocks[0])]
+    parts = _split(groups, workers, align)
+    if len(parts) == 1:
+        return [run_groups(plan, parts[0])]
     ctx = multiprocessing.get_context("spawn")  # no fork: finufft/OpenMP and open HDF5 handles are not fork-safe
-    with ProcessPoolExecutor(max_workers=len(blocks), mp_context=ctx) as pool:
-        return list(pool.map(run_groups, [plan] * len(blocks), blocks))
+    with ProcessPoolExecutor(max_workers=len(parts), mp_context=ctx) as pool:
+        return list(pool.map(run_groups, [plan] * len(parts), parts))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -777,6 +783,7 @@ def reconstruct_scan(
     workers: int | None = None,
     chunk_rows: int | None = None,
     zarr: bool | dict[str, Any] = True,
+    slab: tuple[int, int] | None = None,
     **option_kwargs: Any,
 ) -> dict[str, Any]:
     """Reconstruct a scan into ``tiff_dir`` (default :func:`default_tiff_dir`, ``out_dir/rec<dataset>/``); returns
@@ -790,7 +797,10 @@ def reconstruct_scan(
     ``zarr``: the workers also write the multiscale OME-Zarr of the stack as they go (one pass,
     :mod:`compute_functions.zarr_slabs`), staged beside ``<tiff_dir>.zarr`` for the multiscale step to finish;
     a dict gives that step's options when they are not its defaults (chunk, levels, memory_mb, compressor,
-    ngff); False: TIFFs only. Raises :class:`ScanError` for a bad scan or option.
+    ngff); False: TIFFs only. ``slab=(k, n)``: only the k-th of n blocks of the slices (one node's share of a
+    reconstruction across nodes, :mod:`compute_functions.slabs`; TIFFs only): the centre and every other choice
+    are made over the whole scan, so the n slabs together are the one-node stack. Raises :class:`ScanError` for a
+    bad scan or option.
     """
     from compute_functions.engines import default_threads, resolve_engine
 
@@ -838,8 +848,12 @@ def reconstruct_scan(
         plan.rec_theta_deg, plan.rec_center, plan.rec_size = rec_theta, rec_center, probe.shape[-1]
     else:
         plan.rec_theta_deg, plan.rec_center, plan.rec_size = plan.theta_deg, c_binned, n_cols
-    n_workers = workers or max(1, min(threads, len(plan.groups) // MIN_SLICES_PER_WORKER))
-    n_workers = max(1, min(n_workers, len(plan.groups)))
+    groups = plan.groups
+    if slab is not None:
+        index, count = slab
+        groups, zarr = blocks(plan.groups, count)[index], False
+    n_workers = workers or max(1, min(threads, len(groups) // MIN_SLICES_PER_WORKER))
+    n_workers = max(1, min(n_workers, len(groups)))
     plan.nthreads = max(1, threads // n_workers)
     plan.extra_tags["center_method"] = how
     final = Path(tiff_dir) if tiff_dir is not None else default_tiff_dir(scan_path, out_dir)
@@ -856,7 +870,12 @@ def reconstruct_scan(
             else:
                 plan.slab_store = store
         try:
-            results = [run_groups(plan, plan.groups)] if n_workers == 1 else _run_parallel(plan, n_workers)
+            if not groups:
+                results = []
+            elif n_workers == 1:
+                results = [run_groups(plan, groups)]
+            else:
+                results = _run_parallel(plan, n_workers, groups)
             if plan.slab_store is not None:
                 zarr_slabs.merge_pieces(plan.slab_store)
         except BaseException:
@@ -870,12 +889,12 @@ def reconstruct_scan(
         for key, value in res.items():
             seconds[key] += value
     seconds["total"] = time.perf_counter() - t0
-    n = len(plan.groups)
-    return {
+    n = len(groups)
+    summary = {
         "dataset": meta.dataset,
         "tiff_dir": str(final),
         "n_slices": n,
-        "rows": [plan.groups[0], plan.groups[-1] + plan.binning],
+        "rows": [groups[0], groups[-1] + plan.binning] if groups else [],
         "center": round(float(center), 3),
         "center_method": how,
         "engine": engine_name,
@@ -885,9 +904,12 @@ def reconstruct_scan(
         "workers": n_workers,
         "zarr_staged": None if staged is None else str(staged),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "seconds_per_slice": round(seconds["total"] / n, 4),
+        "seconds_per_slice": round(seconds["total"] / max(n, 1), 4),
         "options": {**o, "center": round(float(center), 3)},
     }
+    if slab is not None:
+        summary["slab"] = {"index": slab[0], "of": slab[1], "total_slices": len(plan.groups)}
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ def reconstruct(
     private: bool = False,
     run_lease_seconds: float | None = None,
     tiff_dir: str | None = None,
+    slabs: int = 1,
     **kwargs,
 ):
     """Reconstruct one scan into a TIFF stack ``tiff_dir`` (default ``out_dir/rec<dataset>``, Airflow names it)
@@ -32,11 +33,14 @@ def reconstruct(
     The TIFF folder gets its results manifest last; ``run_key`` (from Airflow) lets one call per run write
     (``compute_functions.results_manifest.produce_once``), under a lease of ``run_lease_seconds`` (the task's
     timeout) that the writer renews while it lives. ``private`` (an export-controlled scan): what it
-    writes is 2770/660 (``compute_functions.permissions.private_modes``).
+    writes is 2770/660 (``compute_functions.permissions.private_modes``). ``slabs`` > 1 (a reconstruction across
+    nodes): the :func:`reconstruct_slab` tasks did the work; this call gathers their slabs into the stack
+    (``compute_functions.slabs.gather``) and fails, retryably, while one is not complete.
     """
     import time
 
     import compute_functions.reconstruct
+    import compute_functions.slabs
     from compute_functions.errors import ScanError
 
     started = time.time()
@@ -46,17 +50,58 @@ def reconstruct(
 
         output = str(tiff_dir or compute_functions.reconstruct.default_tiff_dir(scan_path, out_dir))
         recon = compute_functions.reconstruct.reconstruct_scan
+        if slabs > 1:
+            produce = lambda: compute_functions.slabs.gather(output, slabs)  # noqa: E731
+        else:
+            produce = lambda: recon(scan_path, out_dir, options, tiff_dir=output, **kwargs)  # noqa: E731
         with private_modes(private):
-            summary = produce_once(
-                run_key,
-                output,
-                "tiff_dir",
-                lambda: recon(scan_path, out_dir, options, tiff_dir=output, **kwargs),
-                lease_seconds=run_lease_seconds,
-            )
+            summary = produce_once(run_key, output, "tiff_dir", produce, lease_seconds=run_lease_seconds)
     except ScanError as exc:
         raise ScanError(f"reconstruct: {exc}") from None
     return remote_summary(summary, "reconstruct_scan", started, scan_path=scan_path, out_dir=out_dir)
+
+
+def reconstruct_slab(
+    scan_path: str,
+    out_dir: str,
+    options: dict | None = None,
+    *,
+    tiff_dir: str,
+    slab: int,
+    slabs: int,
+    run_key: str | None = None,
+    private: bool = False,
+    run_lease_seconds: float | None = None,
+    **kwargs,
+):
+    """Reconstruct slab ``slab`` of ``slabs`` of a scan (one node's share of a reconstruction across nodes,
+    ``compute_functions.slabs.reconstruct_slab``) beside ``tiff_dir``, once per ``run_key``; :func:`reconstruct`
+    with ``slabs`` then gathers them. Arguments and errors as :func:`reconstruct`'s."""
+    import time
+
+    from compute_functions.errors import ScanError
+
+    started = time.time()
+    try:
+        from compute_functions.permissions import private_modes
+        from compute_functions.results_manifest import remote_summary
+        from compute_functions.slabs import reconstruct_slab as run_slab
+
+        with private_modes(private):
+            summary = run_slab(
+                scan_path,
+                out_dir,
+                options,
+                tiff_dir=tiff_dir,
+                slab=slab,
+                slabs=slabs,
+                run_key=run_key,
+                lease_seconds=run_lease_seconds,
+                **kwargs,
+            )
+    except ScanError as exc:
+        raise ScanError(f"reconstruct: {exc}") from None
+    return remote_summary(summary, "reconstruct_slab", started, scan_path=scan_path, out_dir=out_dir)
 
 
 def multiscale(

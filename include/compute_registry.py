@@ -21,7 +21,13 @@ from types import ModuleType
 from typing import Any
 
 #: The functions of compute_functions.remote that are registered with Globus Compute.
-FUNCTIONS: tuple[str, ...] = ("reconstruct", "multiscale", "check_environment", "open_task_group")
+FUNCTIONS: tuple[str, ...] = (
+    "reconstruct",
+    "reconstruct_slab",
+    "multiscale",
+    "check_environment",
+    "open_task_group",
+)
 
 
 def resolve(name: str) -> Callable[..., Any]:
