@@ -24,6 +24,8 @@ Counters: ``sfapi.submit`` (every submit request), ``sfapi.job_created``, ``sfap
 (``state.take_fault("sfapi", kind, subject=<job name>)``): ``state`` ends the job in ``params["state"]``
 (e.g. TIMEOUT, OUT_OF_MEMORY, PREEMPTED, NODE_FAIL, FAILED) after ``params.get("after", 0.5)`` s of running,
 writing Slurm's message to the error log; ``slow`` keeps the job PENDING ``params.get("seconds", 3)`` s;
+``task_fail`` makes task ``params.get("task", 0)`` of each srun step of the job exit 1 without running (a node
+lost under one task: facility/srun.py), the other tasks run;
 ``query_error`` (subject ``squeue <jobids>`` or ``sacct <jobids>``) answers a job query
 ``{"status": "ERROR", "output": [], "error": message}``, as SFAPI does when it cannot reach Slurm; ``clock``
 (not consumed; ``params.offset_seconds``) moves the stand-in's clock forward, e.g. past midnight.
@@ -64,6 +66,8 @@ MACHINES = ("perlmutter",)
 #: The collaboration account the beamline's jobs run as.
 USER = "alsdev"
 USER_UID = 93832
+#: facility/bin: the stand-in's srun (facility/srun.py), first on every job's PATH.
+SRUN_DIR = Path(__file__).resolve().parent / "bin"
 TOKEN_LIFETIME = 600
 #: Largest file utilities/download serves (the real API caps downloads too).
 MAX_DOWNLOAD_BYTES = 5 * 1024 * 1024
@@ -206,6 +210,14 @@ def parse_sbatch(script: str) -> dict[str, str]:
     return options
 
 
+def parse_nodes(value: str) -> int:
+    """``--nodes`` as sbatch reads it: ``N`` or ``MIN-MAX`` (the job gets MIN here), a whole number >= 1."""
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", value.strip())
+    if not match or int(match.group(1)) < 1 or (match.group(2) and int(match.group(2)) < int(match.group(1))):
+        raise ValueError(f"Invalid node count specification {value!r}")
+    return int(match.group(1))
+
+
 def check_policy(options: dict[str, str]) -> None:
     """Refuse what Slurm on Perlmutter refuses for the account (its words, after ``sbatch: error:``)."""
     if "account" in options and options["account"] not in ACCOUNTS:
@@ -231,6 +243,7 @@ class Job:
     time_limit: float
     time_limit_text: str
     comment: str
+    nodes: int = 1
     submitted: float = field(default_factory=time.time)
     state: str = "PENDING"
     pending_until: float = 0.0
@@ -346,6 +359,7 @@ class Slurm:
             time_limit=time_limit,
             time_limit_text=time_text,
             comment=options.get("comment", ""),
+            nodes=parse_nodes(options.get("nodes", "1")),
         )
         job.pending_until = time.time() + 0.2
         slow = self.facility.take_fault("sfapi", "slow", name)
@@ -377,16 +391,21 @@ class Slurm:
             path.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            # srun first (facility/srun.py: a step's tasks as parallel processes), then this Python
+            "PATH": os.pathsep.join([str(SRUN_DIR), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p),
             "SLURM_JOB_ID": job.jobid,
             "SLURM_JOBID": job.jobid,
             "SLURM_JOB_NAME": job.name,
             "SLURM_SUBMIT_DIR": str(job.workdir),
             "SLURM_CPUS_PER_TASK": "64",
-            "SLURM_NNODES": "1",
+            "SLURM_NNODES": str(job.nodes),
+            "SLURM_JOB_NUM_NODES": str(job.nodes),
             "SLURM_JOB_USER": USER,
         }
+        fault = self.facility.take_fault("sfapi", "task_fail", job.name)
+        if fault is not None:  # one srun task of the job dies (facility/srun.py), the others run
+            env["FACILITY_SRUN_FAIL_TASK"] = str(int(fault.params.get("task", 0)))
         with open(job.output, "ab") as out:
             err = out if job.error == job.output else open(job.error, "ab")  # noqa: SIM115
             try:

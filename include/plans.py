@@ -173,7 +173,7 @@ class SitePlan(Plan):
     scicat_source_folder: str
     scicat_raw_source_folder: str
     recon: Mapping[str, Any]
-    #: NERSC nodes the run asked for (upstream's ``num_nodes``; only 1 runs today: dags/pipelines/params.py).
+    #: Nodes the reconstruction runs on (upstream's ``num_nodes``: dags/pipelines/params.py).
     num_nodes: int = 1
 
 
@@ -259,7 +259,13 @@ def _unversioned(rel: PurePosixPath) -> PurePosixPath:
 
 
 def site_plan(
-    site: Site, scan: Scan, recon: dict[str, Any], endpoints: Endpoints | None = None, *, rerun: str | None = None
+    site: Site,
+    scan: Scan,
+    recon: dict[str, Any],
+    endpoints: Endpoints | None = None,
+    *,
+    rerun: str | None = None,
+    nodes: int = 1,
 ) -> SitePlan:
     """A reconstruction at ``site``: the results' paths at every endpoint, each step's arguments for the site's
     runner (include/runners/), the copies it leaves (recorded whatever the steps did, so a failed run orphans
@@ -269,7 +275,9 @@ def site_plan(
     site's archive (long-term, at NERSC) when it has one, else against home (which outlives them); results at
     home go against the archive copy, or, for a site opted in to ``regenerate_from_raw``, once the long-term
     raw copy (nersc832 ``raw/<scan>``) exists. ``rerun``: a forced re-run's folder (:func:`rerun_folder`): every
-    result path, marker and copy is under it, beside the complete results it leaves as they are."""
+    result path, marker and copy is under it, beside the complete results it leaves as they are. ``nodes``: the
+    reconstruction runs across that many nodes (upstream's ``num_nodes``), each writing a slab beside the TIFF
+    folder until they are put together; the slabs a failed run leaves are pruned with the results."""
     endpoints = endpoints or load_endpoints()
     site = rerun_site(site, rerun)
     beamline, relative = site.beamline, str(scan.relative_path)
@@ -296,6 +304,8 @@ def site_plan(
                 )
             )
     deletions += site.run.sidecars(site, scan)
+    if nodes > 1:
+        deletions.append(slabs_sidecar(site, scan, nodes))
     return SitePlan(
         pipeline=site.name,
         runner=site.runner,
@@ -315,7 +325,22 @@ def site_plan(
                 *(complete_check(home, str(folder)) for folder in results.folders()),
             )
         },
-        steps=site.run.plan(site, scan, results, recon, endpoints),
+        steps=site.run.plan(site, scan, results, recon, endpoints, nodes=nodes),
+        num_nodes=nodes,
+    )
+
+
+def slabs_sidecar(site: Site, scan: Scan, nodes: int) -> DeletionRequest:
+    """The slabs of a reconstruction across ``nodes`` nodes, ``.rec<dataset>.slabs-<n>/`` beside its TIFF folder
+    on the site's scratch (compute_functions/slabs.py; gone once put together): what a failed run leaves there
+    goes once the long-term raw copy to regenerate from exists."""
+    tiff = scan.results(site).tiff
+    return DeletionRequest(
+        site.scratch_endpoint,
+        str(tiff.with_name(f".{tiff.name}.slabs-{nodes}")),
+        site.beamline.long_term_endpoint,
+        retention_map()[0][site.scratch_endpoint],
+        check_path=site.beamline.source_path(scan),
     )
 
 

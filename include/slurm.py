@@ -52,12 +52,18 @@ class NerscConfig:
     python: str
 
     def launcher(self, volumes: tuple[str, ...] = (), *, gpu: bool = False) -> list[str]:
-        """The words before ``python -m ...`` in a job: the container call with the configured folders and
-        ``volumes`` mounted (and the GPU), or nothing on the local profile."""
+        """The words before ``python -m ...`` in a job: ``srun`` and the :meth:`container` call, or nothing on the
+        local profile."""
+        container = self.container(volumes, gpu=gpu)
+        return ["srun", *container] if container else []
+
+    def container(self, volumes: tuple[str, ...] = (), *, gpu: bool = False) -> list[str]:
+        """The container call with the configured folders and ``volumes`` mounted (and the GPU), or nothing on the
+        local profile: what a job puts after its own ``srun`` options (one task per node, issue 25)."""
         if self.runtime == "none":
             return []
         mounts = [f"--volume={v}:{v}" for v in dict.fromkeys([*self.volumes, *volumes])]
-        return ["srun", "podman-hpc", "run", "--rm", *(["--gpu"] if gpu else []), *mounts, str(self.image)]
+        return ["podman-hpc", "run", "--rm", *(["--gpu"] if gpu else []), *mounts, str(self.image)]
 
     def log_patterns(self) -> dict[str, str]:
         """``output``/``error`` directives of SPEC §3: ``<logs>/%x_%j.out`` and ``.err``."""

@@ -64,27 +64,29 @@ def force_param() -> Param:
     )
 
 
+#: The most nodes a run may ask for (compute_functions/slabs.py ``MAX_SLABS``: one slab per node).
+MAX_NODES = 64
+
+
 def num_nodes_param() -> Param:
     return with_default(
         1,
         type="integer",
         minimum=1,
-        title="NERSC nodes",
-        description="Nodes of the NERSC reconstruction (upstream's num_nodes, its multinode flow). Only 1 for now: "
-        "reconstruction across nodes is not available yet, so plan refuses more (docs/upstream-callers.md).",
+        maximum=MAX_NODES,
+        title="Nodes",
+        description="Nodes of each reconstruction (upstream's num_nodes): at NERSC one Slurm job of this many "
+        "nodes, one srun task per node; at ALCF, OLCF and locally this many Compute tasks; each reconstructs a "
+        "slab of the slices, then the slabs are put together (docs/compute.md, Across nodes).",
     )
 
 
 def num_nodes(params: dict[str, Any]) -> int:
-    """The run's ``num_nodes`` (1 when absent), checked in one line: a whole number >= 1, and 1 until the
-    reconstruction runs across nodes (never silently run on one node when more were asked for)."""
+    """The run's ``num_nodes`` (1 when absent), checked in one line: a whole number from 1 to :data:`MAX_NODES`."""
     value = params.get("num_nodes", 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'num_nodes: {json.dumps(value)}: must be a whole number >= 1; e.g. "num_nodes": 1')
-    if value > 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NODES:
         raise ValueError(
-            f"num_nodes: {value}: reconstruction across nodes is not available yet (one node per scan); "
-            "leave num_nodes out or give 1"
+            f'num_nodes: {json.dumps(value)}: must be a whole number from 1 to {MAX_NODES}; e.g. "num_nodes": 2'
         )
     return value
 

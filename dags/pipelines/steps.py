@@ -100,10 +100,8 @@ def _plan(
     pipeline, to that one); ``plan`` skips it unless its pipeline is chosen and its plan does not list
     the step in ``skip_steps``. (Not a branch operator: a branch also follows every task below a
     followed one, and every reconstruction waits for the new-scan copies.)"""
-    import dataclasses
-
     from dags.pipelines.params import effective_params, export_control, keep_on_site, num_nodes, recon_options
-    from include.plans import SitePlan, rerun_folder
+    from include.plans import rerun_folder
 
     # the DAG's declared params; the run's also hold unknown keys
     params, notes = effective_params(dag_run.conf, params, set(dag.params))
@@ -112,7 +110,7 @@ def _plan(
     scans = _scans(params["file_path"], pipelines)  # a beamline takes a list
     scan = scans[0]
     recon = recon_options(params.get("recon")) if "recon" in params else {}
-    nodes = num_nodes(params)  # upstream's num_nodes: 1 until reconstruction runs across nodes
+    nodes = num_nodes(params)  # upstream's num_nodes: each reconstruction runs across that many nodes
     controlled = export_control(params, scans, pipelines, source=f"{dag.dag_id} run {dag_run.run_id}")  # issue 26
     offsite = not controlled and params.get("send_to_nersc", True)
     rerun = rerun_folder(dag_run.run_id) if params.get("force") else None  # the same for every try and Clear
@@ -126,11 +124,16 @@ def _plan(
     skip_steps = {}
     for name in chosen:
         planned = _plan_of(
-            name, scans, recon, beamline, offsite=offsite, check_input=not dispatch, rerun=reruns.get(name)
+            name,
+            scans,
+            recon,
+            beamline,
+            offsite=offsite,
+            check_input=not dispatch,
+            rerun=reruns.get(name),
+            nodes=nodes,
         )
         planned = keep_on_site(planned) if controlled else planned
-        if isinstance(planned, SitePlan):
-            planned = dataclasses.replace(planned, num_nodes=nodes)
         skip_steps[name] = set(planned.skip_steps)
         for reason in planned.notes:
             print(f"{name}: {reason}")
@@ -165,7 +168,15 @@ def _scans(file_path: object, pipelines: list[str]) -> list:
 
 
 def _plan_of(
-    name: str, scans: list, recon: dict, beamline: str | None, *, offsite: bool, check_input: bool, rerun=None
+    name: str,
+    scans: list,
+    recon: dict,
+    beamline: str | None,
+    *,
+    offsite: bool,
+    check_input: bool,
+    rerun=None,
+    nodes: int = 1,
 ):
     from dags.pipelines.scan_check import check_new_scan
     from include.beamlines import load_beamlines
@@ -184,7 +195,7 @@ def _plan_of(
         site = sites[name]
         if check_input:  # alone, the reconstruction reads a copy an earlier run made: say so before anything
             _require(site.source_endpoint, str(scan.relative_path))
-        return site_plan(site, scan, recon, rerun=rerun)
+        return site_plan(site, scan, recon, rerun=rerun, nodes=nodes)
     return beamline_plan(beamlines[name], scans, hpss_mode=load_runtime().hpss_mode)
 
 

@@ -74,7 +74,9 @@ def dispatcher_doc(beamline: Tomography, sites: list[Site], pipelines: list[str]
 ### Dispatcher (beamline {beamline.beamline})
 The one DAG a beamline triggers for a new scan. **Conf**: `file_path`, `is_export_controlled`,
 `send_to_nersc` (as `{beamline.new_file_dag_id}`), optional `recon` options (as the reconstruction DAGs) and
-`num_nodes` (upstream's; only 1 until reconstruction runs across nodes: more is refused by `plan`).
+`num_nodes` (upstream's): each reconstruction runs across that many nodes (NERSC: one Slurm job of n nodes, one
+srun task each; Globus Compute sites: n `reconstruct_slab` tasks), each a slab of the slices, put together before
+the Zarr; the same TIFFs as one node.
 
 **Steps**: `plan` refuses bad conf before anything moves, reads the Airflow Variable `{beamline.settings_variable}`
 (which of {", ".join(pipelines)} run; defaults in airflow_settings.yaml), logs why each pipeline is
@@ -148,7 +150,9 @@ def site_doc(site: Site) -> str:
 **Conf**: `file_path` — the scan, `/global/raw/<folder>/<file>.h5` or `<folder>/<file>.h5`;
 optional `recon` — `rows` ("A:B"), `center` (columns), `ring_removal` (bool), `engine`
 ({", ".join(ENGINES)}), `binning` (1 to 8). Unknown keys are refused. Optional `force`: when complete results
-are already at home, reconstruct into a new `rerun-<run>/` folder beside them (they stay as they are).
+are already at home, reconstruct into a new `rerun-<run>/` folder beside them (they stay as they are). Optional
+`num_nodes` (default 1): reconstruct across that many nodes, a slab of the slices each ({site.run.label}), then
+put the slabs together: the same TIFFs as one node.
 
 **Steps**: {"; ".join(steps)}.
 
@@ -172,7 +176,12 @@ def make_recon_dag(site: Site) -> DAG:
         description=f"Reconstruct a scan at {site.name} and bring rec<ds>/ and rec<ds>.zarr/ to {home}",
         doc_md=site_doc(site),
         tags=[site.beamline.dag_prefix, "reconstruction", site.name, site.runner.replace("_", "-")],
-        params={"file_path": file_path_param(), "recon": recon_param(), "force": force_param()},
+        params={
+            "file_path": file_path_param(),
+            "recon": recon_param(),
+            "force": force_param(),
+            "num_nodes": num_nodes_param(),
+        },
         **dag_defaults(owner=site.beamline.owner, max_active_runs=8),
     ) as dag:
         site_steps(site, plan([site.name], False, site.beamline.key))

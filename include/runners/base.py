@@ -52,8 +52,12 @@ class Runner:
         """The Site fields of this runner's keys in ``entry`` (a sites.yaml entry), checked."""
         return {}
 
-    def plan(self, site: Site, scan: Scan, results: Results, recon: dict, endpoints: Endpoints) -> dict[str, Any]:
-        """The arguments of each step (:data:`STEPS`), and whatever else the steps side reads from the plan."""
+    def plan(
+        self, site: Site, scan: Scan, results: Results, recon: dict, endpoints: Endpoints, *, nodes: int = 1
+    ) -> dict[str, Any]:
+        """The arguments of each step (:data:`STEPS`), and whatever else the steps side reads from the plan.
+        ``nodes`` > 1: the reconstruction runs across that many nodes, one slab of the slices each
+        (compute_functions/slabs.py), then the slabs are put together before the multiscale step."""
         raise NotImplementedError
 
     def private(self, steps: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The ``globus_compute`` runner, plan side: the functions of compute_functions/remote.py at a Compute endpoint.
+"""The ``globus_compute`` runner, plan side: the functions of compute_functions/remote.py at a Compute endpoint
+(across ``num_nodes`` nodes: a ``reconstruct_slab`` task per node, then ``reconstruct`` puts the slabs together).
 
 sites.yaml keys: ``compute_endpoint_id`` (required, a UUID), ``function_ids`` (pinned ids), ``placeholder``,
 ``task_timeout_minutes``. The scan is staged by Globus; SciCat records the options the reconstruction used
@@ -54,17 +55,23 @@ class GlobusCompute(Runner):
             "placeholder": placeholder,
         }
 
-    def plan(self, site: Site, scan: Scan, results: Results, recon: dict, endpoints: Endpoints) -> dict[str, Any]:
-        """Each function's keyword arguments; the scan is read where Globus staged it."""
+    def plan(
+        self, site: Site, scan: Scan, results: Results, recon: dict, endpoints: Endpoints, *, nodes: int = 1
+    ) -> dict[str, Any]:
+        """Each function's keyword arguments; the scan is read where Globus staged it. Across ``nodes`` nodes,
+        ``slabs`` holds the arguments of each ``reconstruct_slab`` task and ``reconstruct`` puts their slabs
+        together (``slabs``: none on one node)."""
         raw, scratch = endpoints[site.raw_endpoint], endpoints[site.scratch_endpoint]
         staged = str(raw.posix_path(str(scan.relative_path)))
+        reconstruct = {
+            "scan_path": staged,
+            "out_dir": str(scratch.posix_path(str(results.folder))),
+            "tiff_dir": str(scratch.posix_path(str(results.tiff))),  # the name from include.paths.Results
+            "options": recon,  # the recon conf, unchanged: every site runs the same options
+        }
         return {
-            "reconstruct": {
-                "scan_path": staged,
-                "out_dir": str(scratch.posix_path(str(results.folder))),
-                "tiff_dir": str(scratch.posix_path(str(results.tiff))),  # the name from include.paths.Results
-                "options": recon,  # the recon conf, unchanged: every site runs the same options
-            },
+            "reconstruct": {**reconstruct, "slabs": nodes} if nodes > 1 else reconstruct,
+            "slabs": [{**reconstruct, "slab": k, "slabs": nodes} for k in range(nodes)] if nodes > 1 else [],
             "multiscale": {
                 "tiff_dir": str(scratch.posix_path(str(results.tiff))),
                 "zarr_path": str(scratch.posix_path(str(results.zarr))),
@@ -73,8 +80,9 @@ class GlobusCompute(Runner):
         }
 
     def private(self, steps: dict[str, Any]) -> dict[str, Any]:
-        """Each function writes 2770/660 (its ``private`` argument)."""
-        return {**steps, **{step: {**steps[step], "private": True} for step in STEPS}}
+        """Each function writes 2770/660 (its ``private`` argument), each slab task too."""
+        slabs = [{**kwargs, "private": True} for kwargs in steps.get("slabs", [])]
+        return {**steps, **{step: {**steps[step], "private": True} for step in STEPS}, "slabs": slabs}
 
     def sidecars(self, site: Site, scan: Scan) -> list[DeletionRequest]:
         """The run-once markers the functions leave beside the results on the site's scratch: regenerable (a

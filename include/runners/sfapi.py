@@ -1,8 +1,9 @@
 """The ``sfapi`` runner, plan side: two Slurm jobs (include/jobs/tomo_recon.sh.j2, tomo_multiscale.sh.j2) through
 the Superfacility API; #SBATCH defaults in include/config/nersc.yaml.
 
-No sites.yaml key of its own. The first job stages the scan itself (source → raw); the jobs' Slurm logs are
-pruned with the results. SciCat records the options asked (the ``recon`` conf). Steps side:
+No sites.yaml key of its own. The first job stages the scan itself (source → raw) and reconstructs, across
+``num_nodes`` nodes when asked (one srun task per node, each a slab); the jobs' Slurm logs are pruned with the
+results. SciCat records the options asked (the ``recon`` conf). Steps side:
 dags/pipelines/runners/sfapi.py.
 """
 
@@ -31,9 +32,12 @@ class Sfapi(Runner):
     stages_by = "the first job"
     records = "the options asked (the recon conf)"
 
-    def plan(self, site: Site, scan: Scan, results: Results, recon: dict, endpoints: Endpoints) -> dict[str, Any]:
-        """Each job's template values (by step), their names (``job_names``) and where their logs go (pruned
-        with the results)."""
+    def plan(
+        self, site: Site, scan: Scan, results: Results, recon: dict, endpoints: Endpoints, *, nodes: int = 1
+    ) -> dict[str, Any]:
+        """Each job's template values (by step), its ``#SBATCH`` overrides (``<step>_directives``: the
+        reconstruction's ``nodes``), their names (``job_names``) and where their logs go (pruned with the
+        results)."""
         from include.retention import retention_map
         from include.slurm import job_name
 
@@ -45,6 +49,8 @@ class Sfapi(Runner):
                 "scan_source": str(endpoints[site.source_endpoint].posix_path(relative)),
                 "scan": staged,
                 "out_dir": str(scratch.posix_path(str(results.folder))),
+                "tiff_dir": str(scratch.posix_path(str(results.tiff))),
+                "nodes": nodes,  # > 1: one srun task per node, each a slab (include/jobs/tomo_recon.sh.j2)
                 "recon_args": ["--options", json.dumps(recon, sort_keys=True)],
             },
             "multiscale": {
@@ -55,6 +61,8 @@ class Sfapi(Runner):
         }
         names = {step: _job_name(step, scan) for step in STEPS}
         plan: dict[str, Any] = {**values, "job_names": names}
+        plan["reconstruct_directives"] = {"nodes": nodes, "ntasks-per-node": 1} if nodes > 1 else {}
+        plan["multiscale_directives"] = {}
         logs = slurm_logs()
         plan["job_logs"] = {
             **logs.to_dict(),

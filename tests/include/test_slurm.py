@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -97,7 +98,11 @@ def test_render_recon_template_header_and_arrays():
             "scan_source": "/cfs/a.h5",
             "scan": "/ps/a.h5",
             "out_dir": "/out",
+            "tiff_dir": "/out/reca",
+            "nodes": 1,
+            "run_key": "airflow-1",
             "launcher": ["srun", "podman-hpc", "run", "img@sha256:1"],
+            "container": ["podman-hpc", "run", "img@sha256:1"],
             "python": "python",
             "recon_args": ["--center", "12.5"],
         },
@@ -125,7 +130,11 @@ def test_recon_script_with_a_nasty_scan_name_copies_and_passes_it_as_one_word(tm
             "scan_source": str(source),
             "scan": str(staged),
             "out_dir": str(tmp_path / "out"),
+            "tiff_dir": str(tmp_path / "out" / f"rec{NASTY}"),
+            "nodes": 1,
+            "run_key": "airflow-1",
             "launcher": [],
+            "container": [],
             "python": str(stub),
             "recon_args": ["--rows", "0:2"],
         },
@@ -136,6 +145,49 @@ def test_recon_script_with_a_nasty_scan_name_copies_and_passes_it_as_one_word(tm
     expected = ["-m", "compute_functions.reconstruct", str(staged), str(tmp_path / "out"), "--rows", "0:2"]
     assert "".join(f"<{a}>\n" for a in expected) in result.stdout
     assert not list(work.iterdir()) and not list(tmp_path.rglob("CANARY"))
+
+
+def test_recon_script_across_nodes_runs_one_srun_task_per_node_then_gathers(tmp_path):
+    """Issue 25: ``nodes`` > 1 runs the slabs as one srun step of a task per node, then the gather, then the
+    manifest (stubs print their arguments; the real srun and slabs run in tests/dags/test_across_nodes.py)."""
+    stub = tmp_path / "bin" / "srun"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/bash\nprintf "srun<%s>\\n" "$@"\n')
+    stub.chmod(0o755)
+    python = tmp_path / "bin" / "python-stub"
+    python.write_text('#!/bin/bash\nprintf "python<%s>\\n" "$@"\n')
+    python.chmod(0o755)
+    source = tmp_path / "a.h5"
+    source.write_bytes(b"scan")
+    script = render_script(
+        "tomo_recon.sh.j2",
+        directives={"job-name": "j", "nodes": 3},
+        values={
+            "scan_source": str(source),
+            "scan": str(tmp_path / "ps" / "a.h5"),
+            "out_dir": "/out",
+            "tiff_dir": "/out/reca",
+            "nodes": 3,
+            "run_key": "airflow-1",
+            "launcher": [],
+            "container": ["podman-hpc", "run", "img@sha256:1"],
+            "python": str(python),
+            "recon_args": ["--options", "{}"],
+        },
+    )
+    assert "#SBATCH --nodes=3" in script
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    words = [line[len("srun<") : -1] for line in lines if line.startswith("srun<")]
+    assert words[:3] == ["--nodes=3", "--ntasks=3", "--ntasks-per-node=1"]
+    assert words[3:6] == ["podman-hpc", "run", "img@sha256:1"]
+    assert words[7:10] == ["-m", "compute_functions.slabs", "reconstruct"]
+    assert words[-6:] == ["--slabs", "3", "--run-key", "airflow-1", "--options", "{}"]
+    gather = [line for line in lines if line.startswith("python<")]
+    assert "python<compute_functions.slabs>" in gather and "python<gather>" in gather
+    assert lines.index("python<gather>") < lines.index("python<compute_functions.results_manifest>")
 
 
 def test_rendered_values_reach_the_command_as_single_words(tmp_path):

@@ -1,5 +1,6 @@
-"""The ``sfapi`` runner, steps side: the two Slurm jobs through SFAPI, the first staging the scan itself (plan
-side: include/runners/sfapi.py). SciCat records the options asked (the plan's ``recon``)."""
+"""The ``sfapi`` runner, steps side: the two Slurm jobs through SFAPI, the first staging the scan itself and
+reconstructing, across ``num_nodes`` nodes when asked (its ``#SBATCH --nodes`` from the plan; plan side:
+include/runners/sfapi.py). SciCat records the options asked (the plan's ``recon``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def run_steps(site: Site, planned) -> RunSteps:
             template=template,
             values=from_plan(planned, name, step),
             job_name=plan_text(name, "job_names", step),
+            directives=from_plan(planned, name, f"{step}_directives"),  # across nodes: --nodes
             poll_interval=load_runtime().poll("sfapi"),
             data_error_exit_status=DATA_ERROR.get(step),
         )

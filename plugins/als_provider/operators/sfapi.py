@@ -43,7 +43,10 @@ class SFAPIJobOperator(RemoteWorkOperator):
     the job.
 
     :param template: job template: a file name in include/jobs/ or an absolute path to one.
-    :param values: template values (templated); each is shell-quoted where the template prints it.
+    :param values: template values (templated); each is shell-quoted where the template prints it. Every
+        template also gets ``launcher`` (``srun`` and the container call, or nothing locally), ``container``
+        (the container call alone, after a job's own ``srun`` options), ``python`` and ``run_key`` (the
+        comment: one key per task instance and run, for ``compute_functions.results_manifest.run_once``).
     :param job_name: Slurm job name (templated); unsafe characters become ``_`` (include.slurm.job_name).
     :param directives: ``#SBATCH`` overrides for this task (``True`` = flag, ``None``/``False`` = drop).
     :param machine: SFAPI machine (default from config: perlmutter).
@@ -106,7 +109,13 @@ class SFAPIJobOperator(RemoteWorkOperator):
             raise AirflowException(f"values must be a mapping, got {type(self.values).__name__}")
         plan = self._plan(context)
         config = plan["config"]
-        values = {"launcher": config.launcher(), "python": config.python, **dict(self.values)}
+        values = {
+            "launcher": config.launcher(),
+            "container": config.container(),
+            "python": config.python,
+            "run_key": plan["directives"]["comment"],  # the same across retries, new after a Clear
+            **dict(self.values),
+        }
         try:
             script = render_script(self.template, directives=plan["directives"], values=values)
         except ValueError as exc:
