@@ -784,6 +784,7 @@ def reconstruct_scan(
     chunk_rows: int | None = None,
     zarr: bool | dict[str, Any] = True,
     slab: tuple[int, int] | None = None,
+    slab_store: str | Path | None = None,
     **option_kwargs: Any,
 ) -> dict[str, Any]:
     """Reconstruct a scan into ``tiff_dir`` (default :func:`default_tiff_dir`, ``out_dir/rec<dataset>/``); returns
@@ -798,9 +799,10 @@ def reconstruct_scan(
     :mod:`compute_functions.zarr_slabs`), staged beside ``<tiff_dir>.zarr`` for the multiscale step to finish;
     a dict gives that step's options when they are not its defaults (chunk, levels, memory_mb, compressor,
     ngff); False: TIFFs only. ``slab=(k, n)``: only the k-th of n blocks of the slices (one node's share of a
-    reconstruction across nodes, :mod:`compute_functions.slabs`; TIFFs only): the centre and every other choice
-    are made over the whole scan, so the n slabs together are the one-node stack. Raises :class:`ScanError` for a
-    bad scan or option.
+    reconstruction across nodes, :mod:`compute_functions.slabs`): the centre and every other choice are made over
+    the whole scan, so the n slabs together are the one-node stack; with ``slab_store`` the slabs' workers write
+    the whole stack's one-pass store there (made by the first slab; its pieces merged and the store sealed once,
+    by ``compute_functions.slabs.gather``). Raises :class:`ScanError` for a bad scan or option.
     """
     from compute_functions.engines import default_threads, resolve_engine
 
@@ -848,23 +850,35 @@ def reconstruct_scan(
         plan.rec_theta_deg, plan.rec_center, plan.rec_size = rec_theta, rec_center, probe.shape[-1]
     else:
         plan.rec_theta_deg, plan.rec_center, plan.rec_size = plan.theta_deg, c_binned, n_cols
-    groups = plan.groups
+    from compute_functions import zarr_slabs
+
+    groups, shared = plan.groups, None
+    zarr_options = zarr if isinstance(zarr, dict) else {}
+    stack_shape = (len(plan.groups), plan.rec_size, plan.rec_size)
     if slab is not None:
         index, count = slab
-        groups, zarr = blocks(plan.groups, count)[index], False
+        align = 1
+        if zarr is not False and slab_store is not None:
+            shared = zarr_slabs.describe(Path(slab_store), stack_shape, o["cast"], zarr_options)
+            align = zarr_slabs.block_alignment(shared.layout)
+            if sum(map(bool, blocks(plan.groups, count, align))) < sum(map(bool, blocks(plan.groups, count))):
+                shared, align = None, 1  # too few slices for aligned slabs on every node: TIFFs only
+        groups, zarr = blocks(plan.groups, count, align)[index], False
     n_workers = workers or max(1, min(threads, len(groups) // MIN_SLICES_PER_WORKER))
     n_workers = max(1, min(n_workers, len(groups)))
+    if shared is not None and groups:  # every worker's block aligned to the store's chunks, or fewer workers
+        n_workers = len(_split(groups, n_workers, zarr_slabs.block_alignment(shared.layout)))
     plan.nthreads = max(1, threads // n_workers)
     plan.extra_tags["center_method"] = how
     final = Path(tiff_dir) if tiff_dir is not None else default_tiff_dir(scan_path, out_dir)
-    from compute_functions import zarr_slabs
 
     zarr_path = zarr_slabs.zarr_path_of(final)
     with atomic_dir(final) as tmp:
         plan.tmp_dir = str(tmp)
-        if zarr is not False:
-            shape = (len(plan.groups), plan.rec_size, plan.rec_size)
-            store = zarr_slabs.create(zarr_path, shape, o["cast"], zarr if isinstance(zarr, dict) else {})
+        if shared is not None and groups:
+            plan.slab_store = zarr_slabs.shared(shared)  # the slabs' store: kept whatever this slab does
+        elif zarr is not False:
+            store = zarr_slabs.create(zarr_path, stack_shape, o["cast"], zarr_options)
             if len(_split(plan.groups, n_workers, zarr_slabs.block_alignment(store.layout))) < n_workers:
                 shutil.rmtree(store.path)  # too few slices for aligned blocks: the multiscale step reads the TIFFs
             else:
@@ -876,15 +890,17 @@ def reconstruct_scan(
                 results = [run_groups(plan, groups)]
             else:
                 results = _run_parallel(plan, n_workers, groups)
-            if plan.slab_store is not None:
+            if plan.slab_store is not None and slab is None:
                 zarr_slabs.merge_pieces(plan.slab_store)
         except BaseException:
-            if plan.slab_store is not None:
+            if plan.slab_store is not None and slab is None:
                 shutil.rmtree(plan.slab_store.path, ignore_errors=True)
             raise
-    staged = None if plan.slab_store is None else zarr_slabs.seal(plan.slab_store, final, zarr_path)
-    if staged is None:
-        zarr_slabs.discard(zarr_path)
+    staged = None
+    if slab is None:
+        staged = None if plan.slab_store is None else zarr_slabs.seal(plan.slab_store, final, zarr_path)
+        if staged is None:
+            zarr_slabs.discard(zarr_path)
     for res in results:
         for key, value in res.items():
             seconds[key] += value
@@ -909,6 +925,13 @@ def reconstruct_scan(
     }
     if slab is not None:
         summary["slab"] = {"index": slab[0], "of": slab[1], "total_slices": len(plan.groups)}
+        if plan.slab_store is not None:  # what gather needs to finish the slabs' store
+            summary["slab"]["zarr"] = {
+                "path": plan.slab_store.path,
+                "shape": list(stack_shape),
+                "dtype": o["cast"],
+                "options": zarr_options,
+            }
     return summary
 
 

@@ -2,13 +2,16 @@
 
 Slab k of n reconstructs the k-th contiguous block of the scan's slices (``reconstruct_scan(slab=(k, n))``: the
 centre and every other choice are made over the whole scan, so the slabs together are the one-node stack) into
-``.<tiff name>.slabs-<n>/slab-<k>/`` beside the TIFF folder, and marks it complete (``slab.json``, written last).
+``.<tiff name>.slabs-<n>/slab-<k>/`` beside the TIFF folder, and marks it complete (``slab.json``, written last);
+its workers also write their planes of the whole stack's one-pass OME-Zarr store (``zarr-<run>/`` in the same
+folder, made by the first slab: ``compute_functions.zarr_slabs``), when the slices allow chunk-aligned slabs.
 A slab task given a ``run_key`` runs once per key (``results_manifest.run_once``): a retry of the run skips the
 slabs that completed and redoes only the failed ones; a new run (a Clear) redoes them all.
 
 :func:`gather` refuses unless every slab is complete and all agree (dataset, centre, options, the slices they
 cover), then hard-links their TIFFs into ``<tiff name>/`` atomically (the old stack stays whole until the new one
-is in place; the slabs stay until it is) and removes the slabs.
+is in place; the slabs stay until it is), merges and seals the one-pass store for the multiscale step (which then
+only finishes it) and removes the slabs.
 
 CLI (the NERSC job, one ``srun`` task per node, the slab from ``SLURM_PROCID``)::
 
@@ -22,6 +25,7 @@ A bad scan or option exits 2 with one line ``reconstruct: <reason>`` (as ``compu
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -75,8 +79,13 @@ def reconstruct_slab(
     _check(slab, slabs)
     folder = slab_dir(tiff_dir, slab, slabs)
 
+    # the one-pass store all slabs of this run write (one per run key: a Clear never meets an earlier run's pieces)
+    store = slabs_root(tiff_dir, slabs) / f"zarr-{hashlib.sha256((run_key or '').encode()).hexdigest()[:12]}"
+
     def produce() -> dict[str, Any]:
-        summary = reconstruct_scan(scan_path, out_dir, options, tiff_dir=folder, slab=(slab, slabs), **kwargs)
+        summary = reconstruct_scan(
+            scan_path, out_dir, options, tiff_dir=folder, slab=(slab, slabs), slab_store=store, **kwargs
+        )
         _write_json(folder / DONE, summary)  # last: the slab is complete
         return summary
 
@@ -118,10 +127,12 @@ def gather(tiff_dir: str | os.PathLike, slabs: int) -> dict[str, Any]:
         raise ValueError(
             f"gather: the slabs in {root} hold {sum(map(len, names))} slices of {first['slab']['total_slices']}"
         )
+    stores = [s["slab"].get("zarr") for s in summaries if s["n_slices"]]
     with atomic_dir(final) as tmp:
         for k, files in enumerate(names):
             for name in files:
                 _link(slab_dir(final, k, slabs) / name, tmp / name)
+    staged = _finish_store(stores, final)
     shutil.rmtree(root, ignore_errors=True)
     covered = [s for s in summaries if s["n_slices"]]
     seconds: dict[str, float] = {}
@@ -134,11 +145,28 @@ def gather(tiff_dir: str | os.PathLike, slabs: int) -> dict[str, Any]:
         "n_slices": total,
         "rows": [covered[0]["rows"][0], covered[-1]["rows"][1]],
         "workers": sum(s["workers"] for s in summaries),
-        "zarr_staged": None,  # the multiscale step reads the TIFFs
+        "zarr_staged": None if staged is None else str(staged),  # None: the multiscale step reads the TIFFs
         "slabs": slabs,
         "slab_seconds": [s["seconds"]["total"] for s in summaries],
         "seconds": seconds,  # summed over the slabs (CPU-side); the wall time is the slowest slab's
     }
+
+
+def _finish_store(stores: list[dict[str, Any] | None], final: Path) -> Path | None:
+    """The slabs' one-pass store, its shared chunk layers merged and sealed for the multiscale step to finish
+    (``compute_functions.zarr_slabs``); None when a slab wrote none (the multiscale step reads the TIFFs)."""
+    from compute_functions import zarr_slabs
+
+    zarr_path = zarr_slabs.zarr_path_of(final)
+    if not stores or any(s is None or s["path"] != stores[0]["path"] for s in stores):
+        zarr_slabs.discard(zarr_path)
+        return None
+    spec = stores[0]
+    if not Path(spec["path"]).is_dir() and zarr_slabs.staged_path(zarr_path).is_dir():
+        return zarr_slabs.staged_path(zarr_path)  # sealed by an earlier gather of these slabs that died after it
+    store = zarr_slabs.describe(Path(spec["path"]), tuple(spec["shape"]), spec["dtype"], spec["options"])
+    zarr_slabs.merge_pieces(store)
+    return zarr_slabs.seal(store, final, zarr_path)
 
 
 def _link(source: Path, target: Path) -> None:

@@ -18,6 +18,7 @@ Otherwise it reads the TIFFs back as before. Either way the store is the same, b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -66,11 +67,22 @@ def create(zarr_path: Path, shape: tuple[int, int, int], dtype: Any, options: di
     """An empty store for a stack of ``shape`` (the multiscale step's ``options``: chunk, levels, memory_mb,
     compressor, ngff) at a fresh hidden sibling of ``zarr_path``, named so the multiscale step's clean-up of
     interrupted runs removes it if this run dies."""
-    from compute_functions import multiscale as ms
     from compute_functions.permissions import makedirs
 
+    partial = zarr_path.with_name(f".{zarr_path.name}.partial-{uuid.uuid4().hex[:8]}")
+    store = describe(partial, shape, dtype, options)
+    makedirs(zarr_path.parent)
+    _make(store)
+    return store
+
+
+def describe(path: Path, shape: tuple[int, int, int], dtype: Any, options: dict[str, Any]) -> SlabStore:
+    """The store at ``path`` for a stack of ``shape`` with the multiscale step's ``options`` (nothing written)."""
+    from compute_functions import multiscale as ms
+
     ngff = options.get("ngff", "0.4")
-    compressor = options.get("compressor", "lz4")
+    if ngff not in ms.NGFF_VERSIONS:
+        raise ms.MultiscaleError(f"ngff must be one of {', '.join(ms.NGFF_VERSIONS)}, not {ngff!r}")
     layout = ms.store_layout(
         shape,
         dtype,
@@ -78,14 +90,36 @@ def create(zarr_path: Path, shape: tuple[int, int, int], dtype: Any, options: di
         chunk=options.get("chunk", ms.DEFAULT_CHUNK),
         memory_mb=options.get("memory_mb", ms.DEFAULT_MEMORY_MB),
     )
-    if ngff not in ms.NGFF_VERSIONS:
-        raise ms.MultiscaleError(f"ngff must be one of {', '.join(ms.NGFF_VERSIONS)}, not {ngff!r}")
-    partial = zarr_path.with_name(f".{zarr_path.name}.partial-{uuid.uuid4().hex[:8]}")
-    store = SlabStore(str(partial), layout, compressor, ngff)
-    makedirs(zarr_path.parent)
-    ms.create_arrays(Path(store.path), layout, ms._codecs(compressor, store.zarr_format)[0], store.zarr_format)
-    (Path(store.path) / PIECES).mkdir()
+    return SlabStore(str(path), layout, options.get("compressor", "lz4"), ngff)
+
+
+def shared(store: SlabStore) -> SlabStore:
+    """``store``, made once by whichever of several slab tasks comes first (compute_functions/slabs.py): built
+    aside and renamed into place, so a store is never seen half made; a later caller takes the one that is."""
+    from compute_functions.permissions import makedirs
+
+    path = Path(store.path)
+    if path.is_dir():
+        return store
+    makedirs(path.parent)
+    aside = dataclasses.replace(store, path=str(path.with_name(f".{path.name}.new-{uuid.uuid4().hex[:8]}")))
+    _make(aside)
+    try:
+        Path(aside.path).rename(path)  # fails when another slab's store is already there
+    except OSError:
+        shutil.rmtree(aside.path, ignore_errors=True)
+        if not path.is_dir():
+            raise
     return store
+
+
+def _make(store: SlabStore) -> None:
+    from compute_functions import multiscale as ms
+
+    ms.create_arrays(
+        Path(store.path), store.layout, ms._codecs(store.compressor, store.zarr_format)[0], store.zarr_format
+    )
+    (Path(store.path) / PIECES).mkdir()
 
 
 class _LevelSlab:

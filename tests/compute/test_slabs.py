@@ -59,7 +59,8 @@ def test_n_slabs_give_the_one_node_stack_bitwise(scan, one_node, tmp_path, nodes
     assert summary["center"] == one_node["center"] and summary["n_slices"] == 14 and summary["slabs"] == nodes
     assert summary["rows"] == one_node["rows"]
     assert not slabs_root(summary["tiff_dir"], nodes).exists()  # the slabs go once the stack is in place
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"rec{DS}"]
+    staged = [f".rec{DS}.zarr.staged"] if summary["zarr_staged"] else []  # one node: chunk-aligned, one pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*staged, f"rec{DS}"]
 
 
 def test_more_nodes_than_slice_pairs_leave_some_slabs_empty(scan, one_node, tmp_path):
@@ -145,3 +146,35 @@ def test_the_compute_functions_run_slabs_then_gather(scan, one_node, tmp_path):
     assert summary["slabs"] == 3 and summary["n_slices"] == 14 and summary["manifest"]
     for name, image in _stack(one_node["tiff_dir"]).items():
         assert np.array_equal(tifffile.imread(Path(tiff_dir) / name), image)
+
+
+@pytest.mark.parametrize(("nodes", "workers"), [(2, 1), (3, 2)])
+def test_the_slabs_write_one_pass_store_is_todays_store_byte_for_byte(scan, tmp_path, nodes, workers):
+    """The slabs' workers write one store (made by the first slab), gather merges and seals it, the multiscale
+    step only finishes it: the store the multiscale step writes from the TIFFs, file for file."""
+    from compute_functions.multiscale import write_multiscale
+    from tests.compute.test_one_pass import files, reference
+
+    store = {"chunk": (2, 16, 16), "levels": 2}  # aligned slabs of 14 slices on 2 and 3 nodes
+    tiff_dir = tmp_path / f"rec{DS}"
+    for k in range(nodes):
+        part = reconstruct_slab(
+            scan, tmp_path, OPTIONS, tiff_dir=tiff_dir, slab=k, slabs=nodes, run_key="r", workers=workers, zarr=store
+        )
+        assert part["slab"]["zarr"]["path"].startswith(str(slabs_root(tiff_dir, nodes)))
+    summary = gather(tiff_dir, nodes)
+    assert summary["zarr_staged"] == str(tmp_path / f".rec{DS}.zarr.staged")
+    done = write_multiscale(summary["tiff_dir"], tmp_path / f"rec{DS}.zarr", raw=scan, **store)
+    assert done["one_pass"]
+    today = files(reference(summary["tiff_dir"], scan, tmp_path / "today.zarr", **store))
+    ours = files(Path(done["zarr"]))
+    assert ours.keys() == today.keys() and [k for k in ours if ours[k] != today[k]] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"rec{DS}", f"rec{DS}.zarr", "today.zarr"])
+
+
+def test_slabs_too_thin_for_aligned_chunks_write_tiffs_only(scan, tmp_path):
+    tiff_dir = tmp_path / f"rec{DS}"
+    for k in range(3):  # the default chunk is 32 slices deep: 14 slices cannot be cut into 3 aligned slabs
+        part = reconstruct_slab(scan, tmp_path, OPTIONS, tiff_dir=tiff_dir, slab=k, slabs=3, workers=1)
+        assert "zarr" not in part["slab"] and part["n_slices"] > 0
+    assert gather(tiff_dir, 3)["zarr_staged"] is None
