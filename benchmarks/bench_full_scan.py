@@ -106,7 +106,7 @@ def stage_rows(tis: list[dict[str, Any]], sizes: dict[str, int], rss: list[tuple
         peak = peak_between(rss, ti["start_date"], ti.get("end_date"))
         rows.append(
             {
-                "stage": ti["task_id"],
+                "stage": ti["task_id"] + (f"[{ti['map_index']}]" if _mapped(ti) else ""),
                 "seconds": round(seconds, 1) if seconds is not None else None,
                 "gb": round(nbytes / GB, 2) if nbytes else None,
                 "gb_s": round(nbytes / GB / seconds, 2) if nbytes and seconds else None,
@@ -114,6 +114,11 @@ def stage_rows(tis: list[dict[str, Any]], sizes: dict[str, int], rss: list[tuple
             }
         )
     return rows
+
+
+def _mapped(ti: dict[str, Any]) -> bool:
+    index = ti.get("map_index")
+    return index is not None and index >= 0
 
 
 def stage_table(rows: list[dict]) -> str:
@@ -290,7 +295,7 @@ def run_scan(stack, args: argparse.Namespace) -> dict[str, Any]:
     try:
         stack.unpause(DISPATCHER)
         started = time.monotonic()
-        run_id = stack.trigger(DISPATCHER, {"file_path": file_path})
+        run_id = stack.trigger(DISPATCHER, {"file_path": file_path, "num_nodes": args.num_nodes})
         state = stack.wait(DISPATCHER, run_id, timeout=args.timeout, poll=2.0)
         elapsed = time.monotonic() - started
     finally:
@@ -311,6 +316,7 @@ def run_scan(stack, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "settings": settings,
+        "num_nodes": args.num_nodes,
         "scan_shape": [args.angles, args.rows, args.width],
         "scan_write_s": round(write_s, 1),
         "trigger_to_success_s": round(elapsed, 1),
@@ -334,7 +340,8 @@ def report(results: dict[str, Any]) -> str:
             f"machine: {json.dumps(results['machine'])}",
             f"date: {results['date']}",
             f"scan: {angles} angles x {rows} rows x {width} columns ({results['sizes']['scan'] / GB:.2f} GB), "
-            f"written in {results['scan_write_s']}s; {DISPATCHER} with {json.dumps(results['settings'])}: "
+            f"written in {results['scan_write_s']}s; {DISPATCHER} with {json.dumps(results['settings'])}, "
+            f"num_nodes {results.get('num_nodes', 1)}: "
             f"{results['trigger_to_success_s']}s trigger to success; facility tree RSS before: "
             f"{results['rss_idle_gb']} GB",
             stage_table(results["stages"]),
@@ -352,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=WIDTH, help=argparse.SUPPRESS)
     parser.add_argument("--angles", type=int, default=ANGLES, help=argparse.SUPPRESS)
     parser.add_argument("--site", default="alcf", help="the one reconstruction site the dispatcher runs")
+    parser.add_argument("--num-nodes", type=int, default=1, help="the run's num_nodes (slabs: one per node)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--md", type=Path, help="also write the report here")

@@ -39,7 +39,6 @@ def test_upstream_export_control_keeps_the_scan_at_the_beamline(facility, local_
         {"config": {"decision_settings": {}}},
         {"is_export_control": True, "is_export_controlled": False},
         {"send_to_alcf": True},
-        {"num_nodes": 65},  # more nodes than a run may ask for (upstream's 4 runs: tests/dags/test_across_nodes.py)
     ],
 )
 def test_upstream_conf_that_cannot_be_honoured_is_refused_before_anything_moves(facility, local_endpoints, extra):
