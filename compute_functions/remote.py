@@ -70,13 +70,15 @@ def reconstruct_slab(
     slab: int,
     slabs: int,
     run_key: str | None = None,
+    store_key: str | None = None,
     private: bool = False,
     run_lease_seconds: float | None = None,
     **kwargs,
 ):
     """Reconstruct slab ``slab`` of ``slabs`` of a scan (one node's share of a reconstruction across nodes,
     ``compute_functions.slabs.reconstruct_slab``) beside ``tiff_dir``, once per ``run_key``; :func:`reconstruct`
-    with ``slabs`` then gathers them. Arguments and errors as :func:`reconstruct`'s."""
+    with ``slabs`` then gathers them. ``store_key``: the key of the run's one-pass store, the same for all its
+    slab tasks (each has its own ``run_key``). Arguments and errors as :func:`reconstruct`'s."""
     import time
 
     from compute_functions.errors import ScanError
@@ -96,6 +98,7 @@ def reconstruct_slab(
                 slab=slab,
                 slabs=slabs,
                 run_key=run_key,
+                store_key=store_key,
                 lease_seconds=run_lease_seconds,
                 **kwargs,
             )

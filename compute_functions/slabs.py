@@ -68,11 +68,13 @@ def reconstruct_slab(
     slab: int,
     slabs: int,
     run_key: str | None = None,
+    store_key: str | None = None,
     lease_seconds: float | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Reconstruct slab ``slab`` of ``slabs`` of the scan into :func:`slab_dir`, once per ``run_key``; returns its
-    summary (``reconstruct_scan``'s, with ``slab``)."""
+    summary (``reconstruct_scan``'s, with ``slab``). ``store_key`` names the run's one-pass store, the one key all
+    its slabs share (default ``run_key``: the NERSC job's slabs share it; each Compute slab task has its own)."""
     from compute_functions.reconstruct import reconstruct_scan
     from compute_functions.results_manifest import run_once
 
@@ -80,7 +82,8 @@ def reconstruct_slab(
     folder = slab_dir(tiff_dir, slab, slabs)
 
     # the one-pass store all slabs of this run write (one per run key: a Clear never meets an earlier run's pieces)
-    store = slabs_root(tiff_dir, slabs) / f"zarr-{hashlib.sha256((run_key or '').encode()).hexdigest()[:12]}"
+    key = (store_key or run_key or "").encode()
+    store = slabs_root(tiff_dir, slabs) / f"zarr-{hashlib.sha256(key).hexdigest()[:12]}"
 
     def produce() -> dict[str, Any]:
         summary = reconstruct_scan(

@@ -157,9 +157,18 @@ def test_the_slabs_write_one_pass_store_is_todays_store_byte_for_byte(scan, tmp_
 
     store = {"chunk": (2, 16, 16), "levels": 2}  # aligned slabs of 14 slices on 2 and 3 nodes
     tiff_dir = tmp_path / f"rec{DS}"
-    for k in range(nodes):
+    for k in range(nodes):  # each slab its own run key (a Compute task each), one store key for the run
         part = reconstruct_slab(
-            scan, tmp_path, OPTIONS, tiff_dir=tiff_dir, slab=k, slabs=nodes, run_key="r", workers=workers, zarr=store
+            scan,
+            tmp_path,
+            OPTIONS,
+            tiff_dir=tiff_dir,
+            slab=k,
+            slabs=nodes,
+            run_key=f"task-{k}",
+            store_key="run",
+            workers=workers,
+            zarr=store,
         )
         assert part["slab"]["zarr"]["path"].startswith(str(slabs_root(tiff_dir, nodes)))
     summary = gather(tiff_dir, nodes)

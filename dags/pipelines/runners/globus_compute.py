@@ -25,9 +25,13 @@ SLAB_FUNCTION = "reconstruct_slab"
 
 
 @task(task_id="slabs")
-def slabs(kwargs: list) -> list:
-    """The arguments of each node's ``reconstruct_slab`` task, from the plan (none on one node)."""
-    return list(kwargs)
+def slabs(kwargs: list, **context) -> list:
+    """The arguments of each node's ``reconstruct_slab`` task, from the plan (none on one node), with the key
+    of the one-pass store they all write (this task instance's: the same across retries, new after a Clear)."""
+    from als_provider.operators.base import task_key
+
+    key = task_key(context)
+    return [{**slab, "store_key": key} for slab in kwargs]
 
 
 def run_steps(site: Site, planned) -> RunSteps:
