@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -19,6 +20,15 @@ class ScanError(ValueError):
     def __init__(self, message: object = ""):
         text = " ".join(str(message).split())  # always one line
         super().__init__(text)
+
+
+@contextmanager
+def named(step: str) -> Iterator[None]:
+    """A ScanError raised inside says which step refused: ``<step>: <reason>`` (a Compute function's one line)."""
+    try:
+        yield
+    except ScanError as exc:
+        raise ScanError(f"{step}: {exc}") from None
 
 
 #: Exit status of ``python -m compute_functions.reconstruct`` (and ``param_line``) for a ScanError.

@@ -41,23 +41,19 @@ def reconstruct(
 
     import compute_functions.reconstruct
     import compute_functions.slabs
-    from compute_functions.errors import ScanError
+    from compute_functions.errors import named
+    from compute_functions.permissions import private_modes
+    from compute_functions.results_manifest import produce_once, remote_summary
 
     started = time.time()
-    try:
-        from compute_functions.permissions import private_modes
-        from compute_functions.results_manifest import produce_once, remote_summary
-
+    with named("reconstruct"), private_modes(private):
         output = str(tiff_dir or compute_functions.reconstruct.default_tiff_dir(scan_path, out_dir))
         recon = compute_functions.reconstruct.reconstruct_scan
         if slabs > 1:
             produce = lambda: compute_functions.slabs.gather(output, slabs)  # noqa: E731
         else:
             produce = lambda: recon(scan_path, out_dir, options, tiff_dir=output, **kwargs)  # noqa: E731
-        with private_modes(private):
-            summary = produce_once(run_key, output, "tiff_dir", produce, lease_seconds=run_lease_seconds)
-    except ScanError as exc:
-        raise ScanError(f"reconstruct: {exc}") from None
+        summary = produce_once(run_key, output, "tiff_dir", produce, lease_seconds=run_lease_seconds)
     return remote_summary(summary, "reconstruct_scan", started, scan_path=scan_path, out_dir=out_dir)
 
 
@@ -81,29 +77,25 @@ def reconstruct_slab(
     slab tasks (each has its own ``run_key``). Arguments and errors as :func:`reconstruct`'s."""
     import time
 
-    from compute_functions.errors import ScanError
+    from compute_functions.errors import named
+    from compute_functions.permissions import private_modes
+    from compute_functions.results_manifest import remote_summary
+    from compute_functions.slabs import reconstruct_slab as run_slab
 
     started = time.time()
-    try:
-        from compute_functions.permissions import private_modes
-        from compute_functions.results_manifest import remote_summary
-        from compute_functions.slabs import reconstruct_slab as run_slab
-
-        with private_modes(private):
-            summary = run_slab(
-                scan_path,
-                out_dir,
-                options,
-                tiff_dir=tiff_dir,
-                slab=slab,
-                slabs=slabs,
-                run_key=run_key,
-                store_key=store_key,
-                lease_seconds=run_lease_seconds,
-                **kwargs,
-            )
-    except ScanError as exc:
-        raise ScanError(f"reconstruct: {exc}") from None
+    with named("reconstruct"), private_modes(private):
+        summary = run_slab(
+            scan_path,
+            out_dir,
+            options,
+            tiff_dir=tiff_dir,
+            slab=slab,
+            slabs=slabs,
+            run_key=run_key,
+            store_key=store_key,
+            lease_seconds=run_lease_seconds,
+            **kwargs,
+        )
     return remote_summary(summary, "reconstruct_slab", started, scan_path=scan_path, out_dir=out_dir)
 
 

@@ -47,15 +47,25 @@ def _assert_same_stack(ours, theirs, rows: int = SHAPE[1]) -> None:
         assert np.array_equal(a[name], image), name
 
 
-def test_nersc_one_job_of_n_nodes_gives_the_one_node_tiffs(facility, local_endpoints):
+def _one_node_run(local_endpoints, site: str, shape: tuple[int, int, int]):
+    """A new scan where ``site``'s DAG reads it, reconstructed on one node: the DAG, its conf, the scan, the run."""
     folder = _folder("nodes")
-    write_scan(local_endpoints, "nersc832_alsdev_raw", f"{folder}/{NAME}", size=SHAPE)
-    conf = {"file_path": f"/global/raw/{folder}/{NAME}", "recon": {"engine": "fbp"}}
-    dag = load_dag("bl832_nersc_recon", "bl832_recon.py")
-    home = local_endpoints["data832_scratch"]
-    scan = parse_scan(f"{folder}/{NAME}")
+    if site == "nersc":  # NERSC reads the long-term copy, named as the beamline names it
+        write_scan(local_endpoints, "nersc832_alsdev_raw", f"{folder}/{NAME}", size=shape)
+        file_path = f"/global/raw/{folder}/{NAME}"
+    else:
+        write_scan(local_endpoints, "data832_raw", f"{folder}/{NAME}", size=shape)
+        file_path = f"{folder}/{NAME}"
+    conf = {"file_path": file_path, "recon": {"engine": "fbp"}}
+    dag = load_dag(f"bl832_{site}_recon", "bl832_recon.py")
     one = dag.test(run_conf=conf)
     assert one.state == "success", states(one)
+    return dag, conf, parse_scan(f"{folder}/{NAME}"), one
+
+
+def test_nersc_one_job_of_n_nodes_gives_the_one_node_tiffs(facility, local_endpoints):
+    dag, conf, scan, _ = _one_node_run(local_endpoints, "nersc", SHAPE)
+    folder, home = scan.folder, local_endpoints["data832_scratch"]
     reference = home.posix_path(f"{folder}/{scan.recon_dir_name}")
     for nodes in (2, 3):
         if nodes == 3:  # the first job's task 1 loses its node: the job fails, its retry redoes slab 1 alone
@@ -83,14 +93,8 @@ def test_nersc_one_job_of_n_nodes_gives_the_one_node_tiffs(facility, local_endpo
 
 
 def test_alcf_n_compute_tasks_give_the_one_node_tiffs_and_a_failed_slab_reruns_alone(facility, local_endpoints):
-    folder = _folder("nodes")
-    write_scan(local_endpoints, "data832_raw", f"{folder}/{NAME}", size=ALIGNED)
-    conf = {"file_path": f"{folder}/{NAME}", "recon": {"engine": "fbp"}}
-    dag = load_dag("bl832_alcf_recon", "bl832_recon.py")
-    home = local_endpoints["data832_scratch"]
-    scan = parse_scan(f"{folder}/{NAME}")
-    one = dag.test(run_conf=conf)
-    assert one.state == "success", states(one)
+    dag, conf, scan, one = _one_node_run(local_endpoints, "alcf", ALIGNED)
+    folder, home = scan.folder, local_endpoints["data832_scratch"]
     assert states(one)["reconstruct_slab"] == "skipped"  # one node: nothing to map, reconstruct reconstructs
     reference = home.posix_path(f"{folder}/alcf/{scan.recon_dir_name}")
     before = facility.stats().get("compute.task_created.reconstruct_slab", 0)
