@@ -10,7 +10,11 @@ given). For 1 and 2 worker processes, repeated ``--repeat`` times, each run in i
 - **one pass**: ``reconstruct_scan()`` (the workers write the Zarr as they go), then the multiscale step,
   which finds the staged store and only writes the metadata and the preview.
 
-Both Zarr stores are compared (every file but the preview, byte for byte). Times are the steps' own
+The one-pass store is compared (every file but the preview, byte for byte) with today's writer run on the
+one-pass run's own TIFF stack (the claim: the same store for the same stack); a store that differs is kept, with
+its reference, under ``--work``/differing-<workers>-<run>/. The two runs' TIFF stacks are compared too: they
+may differ in the last bits where FFTW times its plans (``FFTW_MEASURE``, a worker of 32 slices or more picks
+the fastest algorithm, which can change from run to run), and so may stores made from them. Times are the steps' own
 (``seconds.total`` of the reconstruction, ``seconds`` of the multiscale step): start-up excluded, the same for
 all. Peak RSS is the largest of any single process (a worker writes its slab: the goal is <= 1 GB each).
 Then the writer alone: 1 and 2 processes push synthetic slices (a real slice of the stack, shifted) through
@@ -36,11 +40,12 @@ FULL = (1313, 2560)
 RUNNER = r"""
 import json, sys
 mode, scan, out, conf, workers = sys.argv[1:6]
-conf, workers = json.loads(conf), int(workers)
+conf = json.loads(conf)
+workers = workers if mode == "reference" else int(workers)
 from compute_functions.reconstruct import reconstruct_scan
 from compute_functions.multiscale import write_multiscale
-if mode == "zarr":  # the multiscale step alone
-    s = write_multiscale(out, raw=scan)
+if mode in ("zarr", "reference"):  # the multiscale step alone; "reference": into another path, from the TIFFs
+    s = write_multiscale(out, workers if mode == "reference" else None, raw=scan)
     print(json.dumps({"seconds": s["seconds"], "one_pass": s["one_pass"], "zarr": s["zarr"], "bytes": s["bytes"]}))
 else:
     s = reconstruct_scan(scan, out, conf, workers=workers, nthreads=workers, zarr=mode == "one_pass")
@@ -123,6 +128,17 @@ def same_store(a: Path, b: Path) -> bool:
     return files == others and all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
+def max_difference(a: Path, b: Path) -> float:
+    """The largest absolute pixel difference between two TIFF stacks of the same names (inf if names differ)."""
+    import numpy as np
+    import tifffile
+
+    names = sorted(p.name for p in a.glob("*.tiff"))
+    if names != sorted(p.name for p in b.glob("*.tiff")):
+        return float("inf")
+    return max(float(np.max(np.abs(tifffile.imread(a / n) - tifffile.imread(b / n)))) for n in names)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=32)
@@ -133,7 +149,7 @@ def main() -> None:
     conf = json.dumps({"center": center, "engine": "nufft"})
     print(f"load average before: {os.getloadavg()}", flush=True)
     rows: list[str] = []
-    identical = True
+    identical, tiff_diffs = True, []
     for workers in (1, 2):
         runs: dict[str, list[dict]] = {"tiff": [], "today": [], "one_pass": [], "finish": []}
         for _ in range(args.repeat):
@@ -145,7 +161,16 @@ def main() -> None:
             one = run(["one_pass", str(scan), str(one_dir), conf, str(workers)])
             finish = run(["zarr", str(scan), one["tiff_dir"], conf, "0"])
             assert finish["one_pass"] and not today["one_pass"]
-            identical &= same_store(Path(today["zarr"]), Path(finish["zarr"]))
+            ref = run(["reference", str(scan), one["tiff_dir"], conf, str(one_dir / "reference.zarr")])
+            assert not ref["one_pass"]
+            if not same_store(Path(ref["zarr"]), Path(finish["zarr"])):
+                identical = False
+                kept = args.work / f"differing-{workers}-{len(runs['tiff'])}"
+                shutil.rmtree(kept, ignore_errors=True)
+                for name, store in (("one_pass.zarr", finish["zarr"]), ("reference.zarr", ref["zarr"])):
+                    shutil.copytree(store, kept / name)
+                print(f"  one-pass store differs from today's writer on its own TIFFs: kept in {kept}", flush=True)
+            tiff_diffs.append(max_difference(Path(tiff["tiff_dir"]), Path(one["tiff_dir"])))
             for key, value in (("tiff", tiff), ("today", today), ("one_pass", one), ("finish", finish)):
                 runs[key].append(value)
             print(
@@ -178,7 +203,8 @@ def main() -> None:
         writers.append((count, statistics.median(r["mb_per_s"] for r in results), max(r["rss_gb"] for r in results)))
     print(
         f"\n{FULL[0]} angles x {FULL[1]} columns x {n} rows, {args.repeat} runs each (median); "
-        f"load average after: {os.getloadavg()}; stores identical: {identical}"
+        f"load average after: {os.getloadavg()}; one-pass stores identical to today's writer on the same TIFFs: "
+        f"{identical}; largest difference between the TIFF-only and one-pass runs' stacks: {max(tiff_diffs):.3g}"
     )
     print(
         "| workers | TIFF only s | today's Zarr step s | today total | one pass (TIFF + Zarr) s | finish step s "
