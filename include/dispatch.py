@@ -71,16 +71,30 @@ def choose(
             skipped[name] = "export-controlled: the scan never leaves the beamline"
         elif site.needs_nersc_copy and not params["send_to_nersc"]:
             skipped[name] = f"send_to_nersc is off: there is no NERSC copy at {site.source_endpoint} to reconstruct"
-        elif (done := results_at_home(site, scan.results(site), results, notes)) is None:
-            chosen.append(name)
-        elif not rerun:
-            skipped[name] = done
-        elif (again := forced(site, scan, results, rerun, notes)) is not None:
-            skipped[name] = again
         else:
-            chosen.append(name)
-            reruns[name] = rerun
+            why, folder = complete_at_home(site, scan, results, rerun, notes)
+            if why is not None:
+                skipped[name] = why
+            else:
+                chosen.append(name)
+                if folder:
+                    reruns[name] = folder
     return Choice(chosen, skipped, notes, reruns)
+
+
+def complete_at_home(
+    site: Site, scan: Scan, lookup: ResultsLookup, rerun: str | None, notes: list[str]
+) -> tuple[str | None, str | None]:
+    """Whether ``site`` runs again for ``scan``, by its results at home: ``(why not, None)`` when they are complete
+    and the run is not forced (``rerun`` None) or its forced re-run already finished; ``(None, rerun)`` when forced
+    over complete results (the new ones go to the re-run folder, :func:`forced`); ``(None, None)`` when they are
+    not complete (it runs in place)."""
+    if (done := results_at_home(site, scan.results(site), lookup, notes)) is None:
+        return None, None
+    if not rerun:
+        return done, None
+    again = forced(site, scan, lookup, rerun, notes)
+    return (again, None) if again is not None else (None, rerun)
 
 
 def forced(site: Site, scan: Scan, lookup: ResultsLookup, rerun: str, notes: list[str]) -> str | None:

@@ -245,21 +245,20 @@ def _results_lookup():
 def _forced_alone(names: list[str], scan, rerun: str | None):
     """A site's own DAG: always runs, in place (a copy that differs is replaced whole, by the copies' swap), unless
     forced over complete results at home: then into the run's re-run folder (include/dispatch.py ``forced``)."""
-    from include.dispatch import forced, results_at_home
+    from include.dispatch import complete_at_home
     from include.sites import load_sites
 
     sites = load_sites().sites
     [name] = names
     if not rerun or name not in sites:
         return list(names), {}, {}
-    lookup = _results_lookup()
-    site, notes = sites[name], []
-    if results_at_home(site, scan.results(site), lookup) is None:
-        return list(names), {}, {}
-    again = forced(site, scan, lookup, rerun, notes)
+    notes: list[str] = []
+    why, folder = complete_at_home(sites[name], scan, _results_lookup(), rerun, notes)
     for note in notes:
         print(note)
-    return ([], {name: again}, {}) if again else (list(names), {}, {name: rerun})
+    if why is not None:
+        return [], {name: why}, {}
+    return list(names), {}, ({name: folder} if folder else {})
 
 
 # -- finish and checks --------------------------------------------------------------------------------
