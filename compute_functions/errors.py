@@ -35,6 +35,13 @@ def named(step: str) -> Iterator[None]:
 EXIT_DATA_ERROR = 2
 
 
+def data_error_exit(step: str, exc: BaseException) -> int:
+    """A command line's end on a data error (a ScanError, a missing file): one stderr line ``<step>: <reason>``
+    and :data:`EXIT_DATA_ERROR`."""
+    print(f"{step}: {' '.join(str(exc).split())}", file=sys.stderr)
+    return EXIT_DATA_ERROR
+
+
 def print_summary(produce: Callable[[], Any], errors: tuple[type[Exception], ...]) -> int:
     """A command line's end: ``produce()``'s summary printed as JSON and exit status 0; for one of ``errors``,
     one stderr line ``error: <reason>`` and exit status 1."""

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from compute_functions import options as opts
-from compute_functions.errors import EXIT_DATA_ERROR, ScanError
+from compute_functions.errors import EXIT_DATA_ERROR, ScanError, data_error_exit
 from compute_functions.permissions import makedirs
 from compute_functions.scan_io import DATA, Scan, open_scan
 
@@ -857,13 +857,15 @@ def reconstruct_scan(
     stack_shape = (len(plan.groups), plan.rec_size, plan.rec_size)
     if slab is not None:
         index, count = slab
-        align = 1
+        parts = blocks(plan.groups, count)
         if zarr is not False and slab_store is not None:
             shared = zarr_slabs.describe(Path(slab_store), stack_shape, o["cast"], zarr_options)
-            align = zarr_slabs.block_alignment(shared.layout)
-            if sum(map(bool, blocks(plan.groups, count, align))) < sum(map(bool, blocks(plan.groups, count))):
-                shared, align = None, 1  # too few slices for aligned slabs on every node: TIFFs only
-        groups, zarr = blocks(plan.groups, count, align)[index], False
+            aligned = blocks(plan.groups, count, zarr_slabs.block_alignment(shared.layout))
+            if sum(map(bool, aligned)) < sum(map(bool, parts)):
+                shared = None  # too few slices for aligned slabs on every node: TIFFs only
+            else:
+                parts = aligned
+        groups, zarr = parts[index], False
     n_workers = workers or max(1, min(threads, len(groups) // MIN_SLICES_PER_WORKER))
     n_workers = max(1, min(n_workers, len(groups)))
     if shared is not None and groups:  # every worker's block aligned to the store's chunks, or fewer workers
@@ -896,11 +898,11 @@ def reconstruct_scan(
             if plan.slab_store is not None and slab is None:
                 shutil.rmtree(plan.slab_store.path, ignore_errors=True)
             raise
-    staged = None
-    if slab is None:
-        staged = None if plan.slab_store is None else zarr_slabs.seal(plan.slab_store, final, zarr_path)
-        if staged is None:
-            zarr_slabs.discard(zarr_path)
+    staged = None  # a slab's store is sealed by the gather, once every slab wrote its part
+    if slab is None and plan.slab_store is not None:
+        staged = zarr_slabs.seal(plan.slab_store, final, zarr_path)
+    elif slab is None:
+        zarr_slabs.discard(zarr_path)
     for res in results:
         for key, value in res.items():
             seconds[key] += value
@@ -935,6 +937,19 @@ def reconstruct_scan(
     return summary
 
 
+def options_argument(text: str | None) -> dict[str, Any]:
+    """A command line's ``--options``: the recon conf as one JSON object (``{}`` when absent); ScanError else."""
+    if text is None:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScanError(f"--options: not JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(options, dict):
+        raise ScanError("--options: expected a JSON object")
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compute_functions.reconstruct", description=__doc__.split("\n")[0])
     parser.add_argument("scan", type=Path, help="Data Exchange HDF5 scan")
@@ -957,14 +972,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DATA_ERROR if exc.code else 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        options = {}
-        if args.options is not None:
-            try:
-                options = json.loads(args.options)
-            except json.JSONDecodeError as exc:
-                raise ScanError(f"--options: not JSON ({exc.msg} at character {exc.pos})") from None
-            if not isinstance(options, dict):
-                raise ScanError("--options: expected a JSON object")
+        options = options_argument(args.options)
         flags = {
             "center": args.center,
             "rows": args.rows,
@@ -987,12 +995,8 @@ def main(argv: list[str] | None = None) -> int:
             zarr=not args.no_zarr,
             **flags,
         )
-    except ScanError as exc:
-        print(f"reconstruct: {exc}", file=sys.stderr)
-        return EXIT_DATA_ERROR
-    except FileNotFoundError as exc:
-        print(f"reconstruct: {' '.join(str(exc).split())}", file=sys.stderr)
-        return EXIT_DATA_ERROR
+    except (ScanError, FileNotFoundError) as exc:
+        return data_error_exit("reconstruct", exc)
     print(json.dumps(summary))
     return 0
 

@@ -174,15 +174,20 @@ def run_once(
         renewer.start()
         try:
             result = produce()
-            tmp = done.with_name(done.name + f".{os.getpid()}")
-            tmp.write_text(json.dumps({"key": key, "result": result}, default=str))
-            share_file(tmp)
-            os.replace(tmp, done)
+            write_json(done, {"key": key, "result": result})
             return result
         finally:
             stop.set()
             renewer.join()
             lock.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """``data`` as JSON at ``path``, shared (664) and whole: written aside, then renamed into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data, default=str))
+    share_file(tmp)
+    os.replace(tmp, path)
 
 
 def _read(path: Path) -> dict:

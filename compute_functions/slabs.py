@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compute_functions.errors import EXIT_DATA_ERROR, ScanError
+from compute_functions.errors import EXIT_DATA_ERROR, ScanError, data_error_exit
 
 #: The completion marker of a slab folder, written last.
 DONE = "slab.json"
@@ -76,7 +76,7 @@ def reconstruct_slab(
     summary (``reconstruct_scan``'s, with ``slab``). ``store_key`` names the run's one-pass store, the one key all
     its slabs share (default ``run_key``: the NERSC job's slabs share it; each Compute slab task has its own)."""
     from compute_functions.reconstruct import reconstruct_scan
-    from compute_functions.results_manifest import run_once
+    from compute_functions.results_manifest import run_once, write_json
 
     _check(slab, slabs)
     folder = slab_dir(tiff_dir, slab, slabs)
@@ -89,7 +89,7 @@ def reconstruct_slab(
         summary = reconstruct_scan(
             scan_path, out_dir, options, tiff_dir=folder, slab=(slab, slabs), slab_store=store, **kwargs
         )
-        _write_json(folder / DONE, summary)  # last: the slab is complete
+        write_json(folder / DONE, summary)  # last: the slab is complete
         return summary
 
     return run_once(folder, run_key, produce, lease_seconds=lease_seconds)
@@ -130,14 +130,13 @@ def gather(tiff_dir: str | os.PathLike, slabs: int) -> dict[str, Any]:
         raise ValueError(
             f"gather: the slabs in {root} hold {sum(map(len, names))} slices of {first['slab']['total_slices']}"
         )
-    stores = [s["slab"].get("zarr") for s in summaries if s["n_slices"]]
+    covered = [s for s in summaries if s["n_slices"]]  # a node with no slices wrote no TIFF and no store
     with atomic_dir(final) as tmp:
         for k, files in enumerate(names):
             for name in files:
                 _link(slab_dir(final, k, slabs) / name, tmp / name)
-    staged = _finish_store(stores, final)
+    staged = _finish_store([s["slab"].get("zarr") for s in covered], final)
     shutil.rmtree(root, ignore_errors=True)
-    covered = [s for s in summaries if s["n_slices"]]
     seconds: dict[str, float] = {}
     for summary in summaries:
         for key, value in summary["seconds"].items():
@@ -180,15 +179,6 @@ def _link(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from compute_functions.permissions import share_file
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data, default=str))
-    share_file(tmp)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compute_functions.slabs", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,20 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gather":
         print(json.dumps(gather(args.tiff_dir, args.slabs)))
         return 0
+    from compute_functions.reconstruct import options_argument
+
     slab = args.slab if args.slab is not None else int(os.environ.get("SLURM_PROCID", "0"))
     try:
-        options = json.loads(args.options) if args.options is not None else {}
-        if not isinstance(options, dict):
-            raise ScanError("--options: expected a JSON object")
+        options = options_argument(args.options)
         summary = reconstruct_slab(
             args.scan, args.out_dir, options, tiff_dir=args.tiff_dir, slab=slab, slabs=args.slabs, run_key=args.run_key
         )
-    except json.JSONDecodeError as exc:
-        print(f"reconstruct: --options: not JSON ({exc.msg} at character {exc.pos})", file=sys.stderr)
-        return EXIT_DATA_ERROR
     except (ScanError, FileNotFoundError) as exc:
-        print(f"reconstruct: {' '.join(str(exc).split())}", file=sys.stderr)
-        return EXIT_DATA_ERROR
+        return data_error_exit("reconstruct", exc)
     print(json.dumps({key: summary.get(key) for key in ("dataset", "n_slices", "rows", "slab", "center")}))
     return 0
 

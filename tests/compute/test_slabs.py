@@ -187,3 +187,18 @@ def test_slabs_too_thin_for_aligned_chunks_write_tiffs_only(scan, tmp_path):
         part = reconstruct_slab(scan, tmp_path, OPTIONS, tiff_dir=tiff_dir, slab=k, slabs=3, workers=1)
         assert "zarr" not in part["slab"] and part["n_slices"] > 0
     assert gather(tiff_dir, 3)["zarr_staged"] is None
+
+
+def test_the_airflow_side_names_the_slabs_as_the_science_writes_them():
+    """include/ may not import compute_functions (tests/test_architecture.py): its slabs folder, the one the
+    deletion manifests record, and its node bound are checked against the science's here."""
+    from compute_functions.slabs import MAX_SLABS
+    from dags.pipelines.params import MAX_NODES
+    from include.paths import parse_scan
+    from include.plans import slabs_sidecar
+    from include.sites import load_sites
+
+    site, scan = load_sites()["alcf"], parse_scan(f"BLS-00564_dyparkinson/{DS}.h5")
+    tiff = scan.results(site).tiff
+    assert slabs_sidecar(site, scan, 3).path == str(slabs_root(tiff, 3)).lstrip("/")
+    assert MAX_NODES == MAX_SLABS
